@@ -1,0 +1,200 @@
+/**
+ * Builds and starts one bot process from its environment: config, state database and migrations, target
+ * pools, audit log, Bolt on Hono, background checks. `main.ts` calls it; tests call it in process.
+ *
+ * @module
+ */
+
+import { WebClient } from "@slack/web-api";
+import { type Config, loadConfig } from "./core/config.ts";
+import { type BotEnv, readEnv } from "./core/env.ts";
+import { createLogger, type LogSink, Secrets } from "./core/log.ts";
+import { Metrics } from "./core/metrics.ts";
+import { connectState, stateReachable } from "./core/state_db.ts";
+import { migrate } from "./core/migrate.ts";
+import { AuditLog } from "./core/audit.ts";
+import { Targets } from "./core/targets.ts";
+import { GroupCache } from "./core/access.ts";
+import type { AppDeps } from "./core/deps.ts";
+import { SlackEventsReceiver } from "./slack/receiver.ts";
+import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
+import { createHttpApp, type RouteRegistration } from "./http/app.ts";
+import { readServerStatus } from "./ops/server_status.ts";
+
+/** A running bot. */
+export interface RunningBot {
+  deps: AppDeps;
+  bolt: BoltApp;
+  slack: WebClient;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  port: number;
+  fetch(req: Request): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+/** Options for tests and the sandbox; production uses none. */
+export interface StartOptions {
+  env?: Record<string, string | undefined>;
+  config?: Config;
+  logSink?: LogSink;
+  now?: () => Date;
+  /** Listen on this host (default 0.0.0.0 in production, 127.0.0.1 when PORT=0). */
+  hostname?: string;
+  registrations?: BoltRegistration[];
+  routes?: RouteRegistration[];
+  /** How often targets are probed for /readyz (ms). */
+  probeIntervalMs?: number;
+}
+
+/** Calls `auth.test` until it succeeds, backing off to 60 s; never throws. */
+async function verifySlackAuth(
+  client: WebClient,
+  deps: Pick<AppDeps, "log">,
+  onReady: (ids: { botId?: string; userId?: string }) => void,
+  stopped: () => boolean,
+): Promise<void> {
+  let delay = 500;
+  while (!stopped()) {
+    try {
+      const r = await client.auth.test();
+      onReady({ botId: r.bot_id, userId: r.user_id });
+      deps.log.info("slack auth.test ok", { team: r.team_id, bot_user: r.user_id });
+      return;
+    } catch (err) {
+      deps.log.warn("slack auth.test failed; retrying", { error: err, retry_in_ms: delay });
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 60_000);
+    }
+  }
+}
+
+/**
+ * Starts the bot.
+ * @throws ConfigError or EnvError (start-up stops and names the problem), or an Error when the state
+ * database does not answer
+ */
+export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
+  const secrets = new Secrets();
+  const log = createLogger(secrets, {
+    sink: opts.logSink,
+    level: (Deno.env.get("LOG_LEVEL") as never) ?? "info",
+  });
+  const env: BotEnv = readEnv(opts.env ?? Deno.env.toObject(), secrets);
+  const config = opts.config ?? await loadConfig(env.configPath);
+  const now = opts.now ?? (() => new Date());
+  const metrics = new Metrics();
+
+  const state = connectState(env.databaseUrl);
+  if (env.databaseMigrationUrl) {
+    const owner = connectState(env.databaseMigrationUrl, { max: 1 });
+    try {
+      await migrate(owner);
+    } finally {
+      await owner.end({ timeout: 2 });
+    }
+  } else {
+    await migrate(state);
+  }
+
+  const slack = new WebClient(env.slackBotToken, {
+    slackApiUrl: env.slackApiUrl,
+    retryConfig: { retries: 5, factor: 2, minTimeout: 200, maxTimeout: 5000 },
+    logger: undefined,
+  });
+  const groups = new GroupCache(async (usergroup) => {
+    const r = await slack.usergroups.users.list({ usergroup });
+    return r.users ?? [];
+  });
+
+  const targets = new Targets(config, secrets);
+  const audit = new AuditLog(state, secrets, now);
+  const deps: AppDeps = {
+    config,
+    env,
+    state,
+    targets,
+    audit,
+    log,
+    metrics,
+    secrets,
+    groupMembers: (g) => groups.members(g),
+    now,
+  };
+
+  const receiver = env.slackSigningSecret
+    ? new SlackEventsReceiver({
+      signingSecret: env.slackSigningSecret,
+      log,
+      metrics,
+      onRefused: (reason, detail) => {
+        audit.append({
+          actor: "slack",
+          action: "slack.request_refused",
+          outcome: "refused",
+          details: { reason, ...detail },
+        })
+          .catch((err) => log.error("audit append failed", { error: err }));
+      },
+    })
+    : undefined;
+  const bolt = createBoltApp(deps, receiver!, {
+    token: env.slackBotToken,
+    slackApiUrl: env.slackApiUrl,
+    registrations: opts.registrations,
+  });
+
+  let slackReady = false;
+  let stopped = false;
+  const probe: Record<string, unknown> = {};
+  const http = createHttpApp({
+    receiver,
+    metrics,
+    log,
+    routes: opts.routes,
+    readiness: {
+      stateReachable: () => stateReachable(state),
+      slackReady: () => slackReady,
+      details: () => ({ targets: probe, vault: env.vaultAddr ? "configured" : "not configured" }),
+    },
+  });
+
+  const probeTargets = async () => {
+    const statuses = await readServerStatus(targets.names(), deps);
+    for (const s of statuses) {
+      probe[`${s.target}/${s.member}`] = s.reachable
+        ? { status: "ok", role: s.actualRole }
+        : { status: "unreachable" };
+    }
+  };
+  void probeTargets().catch((err) => log.warn("target probe failed", { error: err }));
+  const probeTimer = setInterval(
+    () => void probeTargets().catch((err) => log.warn("target probe failed", { error: err })),
+    opts.probeIntervalMs ?? 30_000,
+  );
+  Deno.unrefTimer(probeTimer);
+
+  void verifySlackAuth(slack, deps, () => (slackReady = true), () => stopped);
+
+  const hostname = opts.hostname ?? (env.port === 0 ? "127.0.0.1" : "0.0.0.0");
+  const server = Deno.serve({ hostname, port: env.port, onListen: () => {} }, http.fetch);
+  const port = server.addr.port;
+  log.info("bisman-ops listening", { port, targets: targets.names() });
+
+  return {
+    deps,
+    bolt,
+    slack,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    fetch: (req) => Promise.resolve(http.fetch(req)),
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(probeTimer);
+      await server.shutdown();
+      await targets.close();
+      await state.end({ timeout: 5 });
+    },
+  };
+}

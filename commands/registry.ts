@@ -1,0 +1,28 @@
+/**
+ * Every `/bisman` subcommand, in the order help lists them. A new subcommand is one import and one line here.
+ *
+ * @module
+ */
+
+import type { Subcommand } from "./types.ts";
+import { helpCommand } from "./help.ts";
+import { statusCommand } from "./status.ts";
+
+const subcommands: Subcommand<any>[] = [];
+
+/** All registered subcommands. */
+export function allSubcommands(): readonly Subcommand<any>[] {
+  return subcommands;
+}
+
+/** Adds subcommands (used by feature modules and by tests that register a harmless destructive one). */
+export function registerSubcommands(...list: Subcommand<any>[]): void {
+  for (const s of list) {
+    if (subcommands.some((x) => x.name === s.name)) {
+      throw new Error(`Subcommand ${s.name} is registered twice`);
+    }
+    subcommands.push(s);
+  }
+}
+
+registerSubcommands(helpCommand(allSubcommands), statusCommand);

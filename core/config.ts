@@ -1,0 +1,219 @@
+/**
+ * The bot's configuration: one YAML file named by `BISMAN_CONFIG`, validated with zod at start-up.
+ *
+ * Secrets never live in the file: a connection names `password_env: VAR` or `vault: <path>#<key>`.
+ * Every object is strict, so a misspelt key is an error that names it instead of a silently ignored line.
+ * Defaults follow the seed runbook (90-day credentials, 15-minute approvals, 2 approvals to promote).
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { parse as parseYaml } from "yaml";
+
+const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
+const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
+const slackChannelId = z.string().regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID such as C012ABCDEF");
+const identifier = z.string().regex(
+  /^[a-z_][a-z0-9_]{0,62}$/,
+  "a lower-case PostgreSQL identifier (letters, digits, underscore)",
+);
+const vaultRef = z.string().regex(
+  /^[A-Za-z0-9_./-]+#[A-Za-z0-9_.-]+$/,
+  "<kv path>#<key>, e.g. bisman/db#app_password",
+);
+
+/** Who: Slack user IDs and user-group IDs. Names are never trusted. */
+export const principalsSchema = z.strictObject({
+  users: z.array(slackUserId).default([]),
+  groups: z.array(slackGroupId).default([]),
+});
+export type Principals = z.infer<typeof principalsSchema>;
+
+/** How to reach one PostgreSQL server. */
+export const connectionSchema = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(5432),
+  database: z.string().min(1).default("postgres"),
+  user: z.string().min(1),
+  password_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name").optional(),
+  vault: vaultRef.optional(),
+  sslmode: z.enum(["disable", "prefer", "require", "verify-full"]).default("prefer"),
+  ca_file: z.string().optional(),
+  connect_timeout_seconds: z.number().int().min(1).max(60).default(3),
+});
+export type ConnectionConfig = z.infer<typeof connectionSchema>;
+
+export const replicaSchema = connectionSchema.extend({ name: identifier });
+export type ReplicaConfig = z.infer<typeof replicaSchema>;
+
+/** A role whose password the bot rotates: the KV v2 path and key that hold it. */
+export const rotatableRoleSchema = z.strictObject({
+  path: z.string().regex(/^[A-Za-z0-9_./-]+$/, "a KV v2 path such as bisman/db"),
+  key: z.string().regex(/^[A-Za-z0-9_.-]+$/, "a key name such as app_password"),
+});
+
+export const targetSchema = z.strictObject({
+  description: z.string().optional(),
+  primary: connectionSchema,
+  replicas: z.array(replicaSchema).default([]),
+  vault: z.strictObject({
+    kv_mount: z.string().default("secret"),
+    database_connection: z.string().optional(),
+  }).default({ kv_mount: "secret" }),
+  roles: z.record(identifier, rotatableRoleSchema).default({}),
+  credential_max_age_days: z.number().int().positive().default(90),
+});
+export type TargetConfig = z.infer<typeof targetSchema>;
+
+/** One action's approval policy. Unset fields fall back to `policies.default`, then to built-in defaults. */
+export const policySchema = z.strictObject({
+  approvals: z.number().int().min(1).max(5).optional(),
+  approvers: principalsSchema.optional(),
+  expiry_minutes: z.number().int().min(1).max(24 * 60).optional(),
+  typed_confirmation: z.boolean().optional(),
+  allowed_during_freeze: z.boolean().optional(),
+  channels: z.array(slackChannelId).optional(),
+});
+export type PolicyConfig = z.infer<typeof policySchema>;
+
+export const configSchema = z.strictObject({
+  workspace: z.strictObject({
+    team_id: z.string().regex(/^T[A-Z0-9]{2,}$/, "a Slack team ID such as T012ABCDEF"),
+    enterprise_id: z.string().regex(/^E[A-Z0-9]{2,}$/).optional(),
+  }),
+  slack: z.strictObject({
+    ops_channel: slackChannelId,
+    command_channels: z.array(slackChannelId).default([]),
+  }),
+  access: z.strictObject({
+    operators: principalsSchema,
+    approvers: principalsSchema,
+  }),
+  policies: z.record(z.string().regex(/^[a-z][a-z_-]*$/), policySchema).default({}),
+  targets: z.record(identifier, targetSchema).refine((t) => Object.keys(t).length > 0, "at least one target"),
+  default_target: identifier.optional(),
+});
+export type Config = z.infer<typeof configSchema>;
+
+/** A config file that failed validation; `problems` has one line per bad key. */
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(`Invalid config ${file}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+function pathOf(path: readonly PropertyKey[]): string {
+  return path.length ? path.map(String).join(".") : "(top level)";
+}
+
+/**
+ * Validates a parsed YAML document.
+ * @throws {ConfigError} naming every bad key and what was expected
+ * @example
+ * parseConfig({ workspace: { team_id: "T1" } }, "x.yaml"); // throws ConfigError "slack: expected object…"
+ */
+export function parseConfig(doc: unknown, file = "<config>"): Config {
+  const result = configSchema.safeParse(doc);
+  if (!result.success) {
+    throw new ConfigError(file, result.error.issues.map((i) => `${pathOf(i.path)}: ${i.message}`));
+  }
+  const config = result.data;
+  const problems: string[] = [];
+  if (config.default_target && !config.targets[config.default_target]) {
+    problems.push(
+      `default_target: "${config.default_target}" is not one of targets (${
+        Object.keys(config.targets).join(", ")
+      })`,
+    );
+  }
+  for (const [name, t] of Object.entries(config.targets)) {
+    const conns = [
+      ["primary", t.primary] as const,
+      ...t.replicas.map((r, i) => [`replicas.${i}`, r] as const),
+    ];
+    for (const [where, c] of conns) {
+      if (c.password_env && c.vault) {
+        problems.push(`targets.${name}.${where}: give password_env or vault, not both`);
+      }
+    }
+    const names = new Set<string>();
+    t.replicas.forEach((r, i) => {
+      if (names.has(r.name)) problems.push(`targets.${name}.replicas.${i}.name: "${r.name}" is used twice`);
+      names.add(r.name);
+    });
+  }
+  if (problems.length) throw new ConfigError(file, problems);
+  return config;
+}
+
+/**
+ * Reads and validates the YAML file at `path`.
+ * @throws {ConfigError} when the file is missing, is not YAML, or does not validate
+ */
+export async function loadConfig(path: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${err instanceof Error ? err.message : err}`]);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(path, [
+      `not valid YAML: ${err instanceof Error ? err.message.split("\n")[0] : err}`,
+    ]);
+  }
+  return parseConfig(doc, path);
+}
+
+/** The built-in defaults of a policy when neither the action nor `policies.default` sets a field. */
+const builtInPolicy = {
+  approvals: 1,
+  expiry_minutes: 15,
+  typed_confirmation: false,
+  allowed_during_freeze: false,
+} as const;
+
+/** Per-action overrides built in because the seed treats them as higher risk. */
+const builtInActionPolicy: Record<string, PolicyConfig> = {
+  promote: { approvals: 2 },
+};
+
+/** The effective policy of one action, every field resolved. */
+export interface EffectivePolicy {
+  approvals: number;
+  approvers: Principals;
+  expiry_minutes: number;
+  typed_confirmation: boolean;
+  allowed_during_freeze: boolean;
+  channels: string[] | undefined;
+}
+
+/** Resolves `policies.<action>` over `policies.default` over the built-in defaults. */
+export function policyFor(config: Config, action: string): EffectivePolicy {
+  const specific = config.policies[action] ?? builtInActionPolicy[action] ?? {};
+  const base = config.policies.default ?? {};
+  return {
+    approvals: specific.approvals ?? builtInActionPolicy[action]?.approvals ?? base.approvals ??
+      builtInPolicy.approvals,
+    approvers: specific.approvers ?? base.approvers ?? config.access.approvers,
+    expiry_minutes: specific.expiry_minutes ?? base.expiry_minutes ?? builtInPolicy.expiry_minutes,
+    typed_confirmation: specific.typed_confirmation ?? base.typed_confirmation ??
+      builtInPolicy.typed_confirmation,
+    allowed_during_freeze: specific.allowed_during_freeze ?? base.allowed_during_freeze ??
+      builtInPolicy.allowed_during_freeze,
+    channels: specific.channels ?? base.channels,
+  };
+}
+
+/** The target a command means when it names none: `default_target`, else the only one, else an error. */
+export function resolveTargetName(config: Config, requested?: string): string | undefined {
+  if (requested) return config.targets[requested] ? requested : undefined;
+  if (config.default_target) return config.default_target;
+  const names = Object.keys(config.targets);
+  return names.length === 1 ? names[0] : undefined;
+}

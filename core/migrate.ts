@@ -1,0 +1,98 @@
+/**
+ * Applies the bot's own numbered migrations (`sql/NNNN_name.sql`) to its state database.
+ *
+ * Each file is applied once, in its own transaction, and recorded in `bisman_ops.migrations`. Start-ups of
+ * several replicas serialise on a session advisory lock, so a migration is never applied twice. A database
+ * that already holds a migration this build does not know (a newer bot ran) is refused with both names,
+ * rather than run against a schema the code does not understand.
+ *
+ * @module
+ */
+
+import type { Sql } from "postgres";
+import { fileURLToPath } from "node:url";
+
+/** Advisory lock key for migrations: an arbitrary constant, the same in every replica. */
+const MIGRATION_LOCK = 0x6269736d; // "bism"
+
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+/** Reads `sql/*.sql` (not `sql/target/`: target SQL is only applied by an explicit command). */
+export async function readMigrations(
+  dir = fileURLToPath(new URL("../sql/", import.meta.url)),
+): Promise<Migration[]> {
+  const out: Migration[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const m = /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(entry.name);
+    if (!entry.isFile || !m) continue;
+    out.push({ id: Number(m[1]), name: entry.name, sql: await Deno.readTextFile(`${dir}/${entry.name}`) });
+  }
+  out.sort((a, b) => a.id - b.id);
+  for (let i = 1; i < out.length; i++) {
+    if (out[i].id === out[i - 1].id) {
+      throw new Error(`Two migrations share number ${out[i].id}: ${out[i - 1].name}, ${out[i].name}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Brings the schema up to date.
+ * @returns the names of the migrations this call applied (empty when another replica did it first)
+ * @throws Error when the database has a migration this build does not know
+ */
+export async function migrate(sql: Sql, migrations?: Migration[]): Promise<string[]> {
+  const all = migrations ?? await readMigrations();
+  const conn = await sql.reserve();
+  const applied: string[] = [];
+  try {
+    await conn`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    try {
+      await conn`create schema if not exists bisman_ops`;
+      await conn`
+        create table if not exists bisman_ops.migrations (
+          id integer primary key,
+          name text not null,
+          applied_at timestamptz not null default now()
+        )`;
+      const done = await conn<
+        { id: number; name: string }[]
+      >`select id, name from bisman_ops.migrations order by id`;
+      const known = new Set(all.map((m) => m.id));
+      const unknown = done.filter((d) => !known.has(d.id));
+      if (unknown.length) {
+        const newest = all.at(-1)?.name ?? "none";
+        throw new Error(
+          `Refusing to start: the state database has migration ${
+            unknown.at(-1)!.name
+          }, which this build does not know (its newest is ${newest}); upgrade the bot`,
+        );
+      }
+      const doneIds = new Set(done.map((d) => d.id));
+      for (const m of all) {
+        if (doneIds.has(m.id)) continue;
+        await conn.unsafe("begin");
+        try {
+          await conn.unsafe(m.sql);
+          await conn`insert into bisman_ops.migrations (id, name) values (${m.id}, ${m.name})`;
+          await conn.unsafe("commit");
+        } catch (err) {
+          await conn.unsafe("rollback").catch(() => undefined);
+          throw new Error(`Migration ${m.name} failed: ${err instanceof Error ? err.message : err}`, {
+            cause: err,
+          });
+        }
+        applied.push(m.name);
+      }
+    } finally {
+      await conn`select pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => undefined);
+    }
+  } finally {
+    conn.release();
+  }
+  return applied;
+}

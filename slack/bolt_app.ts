@@ -1,0 +1,135 @@
+/**
+ * The Bolt app: wires `/bisman` (and, as features land, button actions and views) to the router.
+ * Listeners acknowledge first and work after; nothing slow runs before `ack()`.
+ *
+ * @module
+ */
+
+import bolt, { type Receiver } from "@slack/bolt";
+import type { AppDeps } from "../core/deps.ts";
+import type { Invoker } from "../core/access.ts";
+import type { Logger } from "../core/log.ts";
+import { auditCommand, prepareCommand, runPrepared, toUserError } from "../commands/router.ts";
+import type { Reply } from "../commands/types.ts";
+import { renderError } from "./render/error.ts";
+
+const { App, LogLevel } = bolt;
+export type BoltApp = InstanceType<typeof App>;
+
+/** Adapts our JSON logger to Bolt's Logger interface. */
+function boltLogger(log: Logger) {
+  const l = log.child({ component: "bolt" });
+  let level = LogLevel.WARN;
+  const text = (msgs: unknown[]) =>
+    msgs.map((m) => (typeof m === "string" ? m : JSON.stringify(m))).join(" ");
+  return {
+    debug: (...m: unknown[]) => level === LogLevel.DEBUG && l.debug(text(m)),
+    info: (...m: unknown[]) => (level === LogLevel.DEBUG || level === LogLevel.INFO) && l.info(text(m)),
+    warn: (...m: unknown[]) => l.warn(text(m)),
+    error: (...m: unknown[]) => l.error(text(m)),
+    setLevel: (lv: typeof level) => (level = lv),
+    getLevel: () => level,
+    setName: () => {},
+  };
+}
+
+/** The shape `respond()` and `ack()` take for a Reply. */
+export function toSlackResponse(reply: Reply, extra: Record<string, unknown> = {}) {
+  return {
+    response_type: reply.visibility ?? "ephemeral",
+    text: reply.text,
+    ...(reply.blocks ? { blocks: reply.blocks } : {}),
+    ...extra,
+  };
+}
+
+/** Hooks that feature modules register on the Bolt app (actions, views). */
+export type BoltRegistration = (app: BoltApp, deps: AppDeps) => void;
+
+/**
+ * Creates the Bolt app on a receiver. `botId`/`botUserId` are given so Bolt never calls `auth.test` per
+ * request (with Slack slow or down every ack would wait on it); the bot runs its own `auth.test` at start.
+ */
+export function createBoltApp(
+  deps: AppDeps,
+  receiver: Receiver,
+  opts: {
+    token: string;
+    slackApiUrl: string;
+    botId?: string;
+    botUserId?: string;
+    registrations?: BoltRegistration[];
+  },
+): BoltApp {
+  const app = new App({
+    token: opts.token,
+    receiver,
+    tokenVerificationEnabled: false,
+    botId: opts.botId ?? "B0BISMANOPS",
+    botUserId: opts.botUserId ?? "U0BISMANOPS",
+    logger: boltLogger(deps.log) as never,
+    clientOptions: {
+      slackApiUrl: opts.slackApiUrl,
+      retryConfig: { retries: 5, factor: 2, minTimeout: 200, maxTimeout: 5000 },
+    },
+  });
+
+  app.command("/bisman", async ({ command, ack, respond }) => {
+    const inv: Invoker = {
+      userId: command.user_id,
+      userName: command.user_name,
+      teamId: command.team_id,
+      enterpriseId: command.enterprise_id,
+      channelId: command.channel_id,
+      via: "slack",
+    };
+    const text = command.text ?? "";
+    let prepared;
+    try {
+      prepared = prepareCommand(text, inv, deps);
+    } catch (err) {
+      const e = toUserError(err, deps);
+      await ack(toSlackResponse(renderError(e)));
+      await auditCommand(deps, inv, text, "refused", e);
+      return;
+    }
+    if (prepared.sub.instant) {
+      let reply: Reply;
+      let failed;
+      try {
+        reply = await runPrepared(prepared, inv, deps);
+      } catch (err) {
+        failed = toUserError(err, deps);
+        reply = renderError(failed);
+      }
+      await ack(toSlackResponse(reply));
+      await auditCommand(deps, inv, text, failed ? "refused" : "ok", failed);
+      return;
+    }
+    await ack({
+      response_type: "ephemeral",
+      text: `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`…`,
+    });
+    try {
+      const progress = (r: Reply) =>
+        respond(toSlackResponse(r, { replace_original: true })).then(() => undefined);
+      const reply = await runPrepared(prepared, inv, deps, progress);
+      await respond(toSlackResponse(reply, { replace_original: true }));
+      await auditCommand(deps, inv, text, "ok");
+    } catch (err) {
+      const e = toUserError(err, deps);
+      await respond(toSlackResponse(renderError(e), { replace_original: true })).catch((postErr) =>
+        deps.log.error("could not deliver an error reply", { error: postErr })
+      );
+      await auditCommand(deps, inv, text, e.code === "internal" ? "failed" : "refused", e);
+    }
+  });
+
+  for (const register of opts.registrations ?? []) register(app, deps);
+
+  app.error((err) => {
+    deps.log.error("bolt error", { error: err });
+    return Promise.resolve();
+  });
+  return app;
+}

@@ -1,0 +1,155 @@
+/**
+ * `POST /slack/events`: verifies Slack's signature on the raw body before anything else, parses the body
+ * as Slack sends it, and hands it to Bolt's `processEvent`. The HTTP response is whatever the listener
+ * passes to `ack()`, sent as soon as it is called; the listener's slow work goes on after.
+ *
+ * Bolt's own receivers need Node's http server; this one lets Hono and `Deno.serve` own the socket, as
+ * Bolt's custom-receiver contract allows (`init`, `start`, `stop`, then `app.processEvent`).
+ *
+ * @module
+ */
+
+import type { App, Receiver, ReceiverEvent } from "@slack/bolt";
+import type { Context } from "hono";
+import { verifySlackSignature } from "./verify.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+
+/** Largest body accepted; Slack's biggest payloads (block actions carrying a full message) are far smaller. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Refusals are reported here (audited by the caller). */
+export type RefusalSink = (reason: string, detail: Record<string, unknown>) => void;
+
+/** A Bolt receiver that does nothing on its own: Hono calls {@link SlackEventsReceiver.handle}. */
+export class SlackEventsReceiver implements Receiver {
+  #app?: App;
+
+  constructor(
+    private readonly opts: {
+      signingSecret: string;
+      log: Logger;
+      metrics: Metrics;
+      onRefused?: RefusalSink;
+      nowSeconds?: () => number;
+    },
+  ) {}
+
+  init(app: App): void {
+    this.#app = app;
+  }
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  #refuse(status: 400 | 401 | 413 | 415, reason: string, detail: Record<string, unknown> = {}): Response {
+    this.opts.metrics.inc(
+      "bisman_slack_rejected_total",
+      { reason },
+      1,
+      "Slack requests refused before processing",
+    );
+    this.opts.onRefused?.(reason, detail);
+    return Response.json({ error: reason }, { status });
+  }
+
+  /** Handles one request from Slack. */
+  async handle(c: Context): Promise<Response> {
+    const received = performance.now();
+    const app = this.#app;
+    if (!app) return Response.json({ error: "not_ready" }, { status: 503 });
+    const length = Number(c.req.header("content-length") ?? "0");
+    if (length > MAX_BODY_BYTES) return this.#refuse(413, "body_too_large", { length });
+    const raw = await c.req.text();
+    if (raw.length > MAX_BODY_BYTES) return this.#refuse(413, "body_too_large", { length: raw.length });
+
+    const problem = await verifySlackSignature(
+      this.opts.signingSecret,
+      { signature: c.req.header("x-slack-signature"), timestamp: c.req.header("x-slack-request-timestamp") },
+      raw,
+      this.opts.nowSeconds?.(),
+    );
+    if (problem) return this.#refuse(401, problem);
+
+    const body = parseSlackBody(c.req.header("content-type") ?? "", raw);
+    if (body === "unsupported") return this.#refuse(415, "unsupported_content_type");
+    if (!body) return this.#refuse(400, "malformed_body");
+    if (body.type === "url_verification" && typeof body.challenge === "string") {
+      return Response.json({ challenge: body.challenge });
+    }
+
+    const { promise: acked, resolve } = Promise.withResolvers<Response>();
+    let ackCalled = false;
+    const event: ReceiverEvent = {
+      body,
+      retryNum: Number(c.req.header("x-slack-retry-num") ?? "") || undefined,
+      retryReason: c.req.header("x-slack-retry-reason") ?? undefined,
+      ack: (response?: unknown) => {
+        if (ackCalled) return Promise.reject(new Error("ack() was called twice for one Slack request"));
+        ackCalled = true;
+        this.opts.metrics.observe(
+          "bisman_slack_ack_seconds",
+          { kind: kindOf(body) },
+          (performance.now() - received) / 1000,
+          "Time from receiving a Slack request to acknowledging it",
+        );
+        resolve(ackResponse(response));
+        return Promise.resolve();
+      },
+    };
+    app.processEvent(event)
+      .catch((err) => this.opts.log.error("slack listener failed", { error: err, kind: kindOf(body) }))
+      .finally(() => {
+        // A request no listener acknowledged still gets an empty 200, so Slack does not retry it.
+        if (!ackCalled) resolve(new Response(null, { status: 200 }));
+      });
+    return await acked;
+  }
+}
+
+/** What kind of Slack request a body is, for metrics. */
+function kindOf(body: Record<string, unknown>): string {
+  if (typeof body.command === "string") return "command";
+  if (typeof body.type === "string") return body.type;
+  return "other";
+}
+
+/** Parses the body as Slack sends it: form fields (commands), `payload=` JSON (interactivity) or JSON (events). */
+export function parseSlackBody(
+  contentType: string,
+  raw: string,
+): Record<string, unknown> | undefined | "unsupported" {
+  const type = contentType.split(";")[0].trim().toLowerCase();
+  try {
+    if (type === "application/x-www-form-urlencoded") {
+      const params = new URLSearchParams(raw);
+      const payload = params.get("payload");
+      if (payload !== null) {
+        const parsed = JSON.parse(payload);
+        return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : undefined;
+      }
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of params) out[k] = v;
+      return typeof out.command === "string" ? out : undefined;
+    }
+    if (type === "application/json") {
+      const parsed = JSON.parse(raw);
+      return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : undefined;
+    }
+  } catch {
+    return undefined;
+  }
+  return "unsupported";
+}
+
+/** The HTTP response for an ack argument, as Bolt's HTTP receiver sends it. */
+function ackResponse(response: unknown): Response {
+  if (response === undefined || response === null || response === "") {
+    return new Response(null, { status: 200 });
+  }
+  if (typeof response === "string") return Response.json({ text: response });
+  return Response.json(response);
+}

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { startCluster } from "../support/cluster.ts";
+import { waitFor } from "../support/wait.ts";
+import { startTestBot, TEAM, USERS } from "../support/bot.ts";
+
+Deno.test("POST /slack/events refuses forged, stale, unsigned and altered requests before any handler", async (t) => {
+  await using cluster = await startCluster({ name: "receiver" });
+  const tb = await startTestBot(cluster);
+  try {
+    const commandsRun = async () =>
+      (await tb.bot.deps.audit.rows()).filter((r) => r.action === "command.received").length;
+    const base = { text: "help", user_id: USERS.alice, team_id: TEAM };
+
+    await t.step("a valid request is answered (control)", async () => {
+      const res = await tb.slack.sendCommand(tb.eventsUrl, base);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+    const before = await commandsRun();
+    const callsBefore = tb.slack.calls.length;
+
+    await t.step("a signature made with the wrong secret gets 401", async () => {
+      const res = await tb.slack.sendCommand(tb.eventsUrl, base, { secret: "not-the-signing-secret" });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json()).error, "bad_signature");
+    });
+    await t.step("a timestamp 6 minutes old gets 401", async () => {
+      const res = await tb.slack.sendCommand(tb.eventsUrl, base, {
+        timestamp: Math.floor(Date.now() / 1000) - 6 * 60,
+      });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json()).error, "stale_timestamp");
+    });
+    await t.step("missing signature headers get 401", async () => {
+      const res = await tb.slack.sendCommand(tb.eventsUrl, base, { omitHeaders: true });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json()).error, "missing_headers");
+    });
+    await t.step("a body altered after signing gets 401", async () => {
+      const res = await tb.slack.sendCommand(tb.eventsUrl, base, {
+        tamper: (b) => b.replace("help", "status"),
+      });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json()).error, "bad_signature");
+    });
+    await t.step("a signed but malformed body gets 400", async () => {
+      const body = "payload=%7Bnot-json";
+      const ts = Math.floor(Date.now() / 1000);
+      const res = await fetch(tb.eventsUrl, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", ...tb.slack.sign(body, ts) },
+        body,
+      });
+      assert.equal(res.status, 400);
+      await res.body?.cancel();
+    });
+    await t.step("none of them reached a handler, and each was counted and audited", async () => {
+      assert.equal(await commandsRun(), before);
+      assert.equal(tb.slack.calls.length, callsBefore, "no Slack call was made for a refused request");
+      const metrics = await (await fetch(`${tb.bot.url}/metrics`)).text();
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="bad_signature"\} 2/);
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="stale_timestamp"\} 1/);
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="missing_headers"\} 1/);
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="malformed_body"\} 1/);
+      const refused = await waitFor(async () => {
+        const rows = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "slack.request_refused");
+        return rows.length === 5 ? rows : undefined;
+      }, { what: "5 refusal audit rows" });
+      assert.deepEqual(refused.map((r) => r.details.reason).sort(), [
+        "bad_signature",
+        "bad_signature",
+        "malformed_body",
+        "missing_headers",
+        "stale_timestamp",
+      ]);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
