@@ -1,0 +1,1111 @@
+/**
+ * Slack stand-in for tests: a loopback HTTP server that speaks the parts of Slack's documented
+ * Web API, response_url and request-signing protocols that bisman-ops uses, so the bot's production
+ * clients (`@slack/web-api`'s WebClient with `slackApiUrl`, Bolt's HTTP receiver) can run against it.
+ *
+ * References (checked while building; keep behaviour in line with them):
+ * - Web API basics: every answer is HTTP 200 with `{ok:false,error}` for method-level errors;
+ *   token via `Authorization: Bearer` or a `token` form field (JSON bodies: header only).
+ *   https://docs.slack.dev/apis/web-api/
+ * - Per-method arguments, answers and error names: https://docs.slack.dev/reference/methods/<method>
+ *   (chat.postMessage, chat.update, chat.postEphemeral, chat.getPermalink, users.info,
+ *   usergroups.users.list, views.open, views.update, conversations.info, auth.test).
+ * - Rate limits: HTTP 429 with `Retry-After: <seconds>`; chat.postMessage allows about one message
+ *   per second per channel. https://docs.slack.dev/apis/web-api/rate-limits
+ * - Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks (50 blocks per message, 100
+ *   per modal; section text 3000, fields 10 x 2000; header plain_text 150; actions 25 elements;
+ *   context 10 elements; block_id/action_id 255) and .../block-elements/button-element (text 75,
+ *   value 2000, url 3000). `invalid_blocks` answers carry `errors` and
+ *   `response_metadata.messages` such as "no more than 50 items allowed [json-pointer:/blocks]".
+ * - Signing: https://api.slack.com/authentication/verifying-requests-from-slack —
+ *   `v0=` + hex(HMAC-SHA256(signing_secret, "v0:" + timestamp + ":" + raw_body)).
+ * - response_url: https://docs.slack.dev/interactivity/handling-user-interaction (JSON posts with
+ *   text/blocks/response_type/replace_original/delete_original/thread_ts).
+ * - trigger_id: usable once, expires 3 s after it is issued
+ *   (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
+ */
+
+import { createHmac, randomBytes } from "node:crypto";
+import { type LoopbackServer, serveLoopback, sleep, waitFor as pollFor } from "./http.ts";
+
+export interface RecordedCall {
+  /** Web API method name, or "response_url" for a post to a response URL. */
+  method: string;
+  /** Arguments as received (JSON-encoded form fields such as blocks are decoded); never the token. */
+  args: Record<string, unknown>;
+  token?: string;
+  /** Arrival time (ms since epoch). */
+  at: number;
+  /** HTTP status answered; 0 while the answer is still pending (e.g. an injected delay). */
+  status: number;
+  /** The `error` of an `{ok:false}` answer. */
+  error?: string;
+}
+
+export interface StoredMessage {
+  channel: string;
+  ts: string;
+  thread_ts?: string;
+  text?: string;
+  blocks?: unknown[];
+  user?: string;
+  ephemeral_user?: string;
+  edits: number;
+  metadata?: unknown;
+}
+
+export interface SlackStandInOptions {
+  botToken?: string;
+  signingSecret?: string;
+  teamId?: string;
+  botUserId?: string;
+  users?: Record<string, { name: string; real_name?: string; is_bot?: boolean }>;
+  usergroups?: Record<string, string[]>;
+  rateLimit?: { perChannelPerSecond?: number };
+  /** conversations.info answers; "C0OPS" (#ops) is always known. */
+  channels?: Record<string, { name: string; is_private?: boolean }>;
+  /** Workspace domain used in auth.test's url and permalinks (default "bisman-standin"). */
+  teamDomain?: string;
+  /** api_app_id sent in payloads (default "A0STANDIN"). */
+  appId?: string;
+  /** Legacy verification token sent as `token` in payloads (default "test-verification-token"). */
+  verificationToken?: string;
+  /** How long an issued trigger_id stays usable; Slack documents 3 s (default 3000). */
+  triggerTtlMs?: number;
+}
+
+export interface Failure {
+  status?: number;
+  error?: string;
+  retryAfter?: number;
+  delayMs?: number;
+}
+
+export interface DeliveryOptions {
+  /** Unix seconds to sign with (default: now). */
+  timestamp?: number;
+  /** Sign with this secret instead of the configured signing secret. */
+  secret?: string;
+  /** Alter the body after signing (to test signature checks). */
+  tamper?: (body: string) => string;
+  /** Send without the X-Slack-Signature / X-Slack-Request-Timestamp headers. */
+  omitHeaders?: boolean;
+}
+
+export interface CommandPayload {
+  text: string;
+  user_id: string;
+  user_name?: string;
+  channel_id?: string;
+  team_id?: string;
+  enterprise_id?: string;
+  command?: string;
+  trigger_id?: string;
+  response_url?: string;
+}
+
+export interface BlockActionPayload {
+  user_id: string;
+  user_name?: string;
+  team_id?: string;
+  action_id: string;
+  value: string;
+  block_id?: string;
+  channel_id: string;
+  message_ts: string;
+  thread_ts?: string;
+  trigger_id?: string;
+  response_url?: string;
+}
+
+export interface ViewSubmissionPayload {
+  user_id: string;
+  team_id?: string;
+  callback_id: string;
+  private_metadata: string;
+  values: Record<string, Record<string, { type: string; value: string }>>;
+  view_id?: string;
+}
+
+// --- Block Kit validation ---------------------------------------------------------------------
+
+const TEXT_LIMIT = 40_000; // https://docs.slack.dev/reference/methods/chat.postMessage ("text" argument)
+const MESSAGE_BLOCKS_MAX = 50;
+const MODAL_BLOCKS_MAX = 100;
+const KNOWN_BLOCK_TYPES = new Set([
+  "actions",
+  "context",
+  "context_actions",
+  "divider",
+  "file",
+  "header",
+  "image",
+  "input",
+  "markdown",
+  "rich_text",
+  "section",
+  "table",
+  "video",
+]);
+
+type Json = Record<string, unknown>;
+
+function isObj(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+class BlockChecker {
+  errors: string[] = [];
+
+  private err(msg: string, ptr: string) {
+    this.errors.push(`${msg} [json-pointer:${ptr}]`);
+  }
+
+  private maxLen(v: unknown, max: number, ptr: string) {
+    if (typeof v === "string" && v.length > max) this.err(`must be less than ${max + 1} characters`, ptr);
+  }
+
+  /** A composition text object; `plainOnly` for fields that only accept plain_text. */
+  text(t: unknown, ptr: string, max: number, plainOnly = false) {
+    if (!isObj(t)) return this.err("must be an object", ptr);
+    if (t.type !== "plain_text" && (plainOnly || t.type !== "mrkdwn")) {
+      return this.err(
+        plainOnly ? "must be a valid enum value: plain_text" : "must be a valid enum value",
+        `${ptr}/type`,
+      );
+    }
+    if (typeof t.text !== "string") return this.err("must be a string", `${ptr}/text`);
+    if (t.text.length === 0) return this.err("must be more than 0 characters", `${ptr}/text`);
+    this.maxLen(t.text, max, `${ptr}/text`);
+  }
+
+  element(e: unknown, ptr: string) {
+    if (!isObj(e)) return this.err("must be an object", ptr);
+    if (typeof e.type !== "string") return this.err("missing required field: type", ptr);
+    this.maxLen(e.action_id, 255, `${ptr}/action_id`);
+    if (e.type === "button") {
+      this.text(e.text, `${ptr}/text`, 75, true);
+      this.maxLen(e.value, 2000, `${ptr}/value`);
+      this.maxLen(e.url, 3000, `${ptr}/url`);
+      if (e.style !== undefined && e.style !== "primary" && e.style !== "danger") {
+        this.err("must be a valid enum value", `${ptr}/style`);
+      }
+    }
+  }
+
+  blocks(blocks: unknown[], max: number, base: string) {
+    if (blocks.length > max) this.err(`no more than ${max} items allowed`, base);
+    blocks.forEach((b, i) => this.block(b, `${base}/${i}`));
+    return this.errors;
+  }
+
+  private block(b: unknown, ptr: string) {
+    if (!isObj(b)) return this.err("must be an object", ptr);
+    if (typeof b.type !== "string") return this.err("missing required field: type", ptr);
+    if (!KNOWN_BLOCK_TYPES.has(b.type)) return this.err(`unsupported type: ${b.type}`, `${ptr}/type`);
+    this.maxLen(b.block_id, 255, `${ptr}/block_id`);
+    switch (b.type) {
+      case "section": {
+        if (b.text === undefined && b.fields === undefined) {
+          this.err("must define either `text` or `fields`", `${ptr}/type`);
+        }
+        if (b.text !== undefined) this.text(b.text, `${ptr}/text`, 3000);
+        if (b.fields !== undefined) {
+          if (!Array.isArray(b.fields)) {
+            this.err("must be an array", `${ptr}/fields`);
+          } else {
+            if (b.fields.length > 10) this.err("no more than 10 items allowed", `${ptr}/fields`);
+            b.fields.forEach((f, j) => this.text(f, `${ptr}/fields/${j}`, 2000));
+          }
+        }
+        if (b.accessory !== undefined) this.element(b.accessory, `${ptr}/accessory`);
+        break;
+      }
+      case "header":
+        this.text(b.text, `${ptr}/text`, 150, true);
+        break;
+      case "actions":
+      case "context": {
+        const max = b.type === "actions" ? 25 : 10;
+        if (!Array.isArray(b.elements)) return this.err("must be an array", `${ptr}/elements`);
+        if (b.elements.length === 0) this.err("must have at least 1 item", `${ptr}/elements`);
+        if (b.elements.length > max) this.err(`no more than ${max} items allowed`, `${ptr}/elements`);
+        b.elements.forEach((e, j) => {
+          const p = `${ptr}/elements/${j}`;
+          if (b.type === "context") {
+            // context elements are text objects or images
+            if (isObj(e) && (e.type === "plain_text" || e.type === "mrkdwn")) this.text(e, p, 3000);
+            else if (!isObj(e) || e.type !== "image") {
+              this.err("must be a text object or an image element", p);
+            }
+          } else {
+            this.element(e, p);
+          }
+        });
+        break;
+      }
+      case "input":
+        this.text(b.label, `${ptr}/label`, 2000, true);
+        if (b.element === undefined) this.err("missing required field: element", ptr);
+        else this.element(b.element, `${ptr}/element`);
+        break;
+      case "markdown":
+        if (typeof b.text !== "string") this.err("must be a string", `${ptr}/text`);
+        else this.maxLen(b.text, 12_000, `${ptr}/text`);
+        break;
+    }
+  }
+}
+
+// --- helpers ------------------------------------------------------------------------------------
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}
+
+/** Fields that Slack takes as JSON-encoded strings inside form posts. */
+const JSON_FIELDS = new Set(["blocks", "attachments", "metadata", "view", "unfurls", "users", "file_ids"]);
+
+class ArgError extends Error {
+  constructor(readonly slackError: string) {
+    super(slackError);
+  }
+}
+
+interface Answer {
+  status?: number;
+  body: Json;
+  headers?: Record<string, string>;
+}
+
+interface ResponseUrlBinding {
+  user?: string;
+  channel?: string;
+  /** The message the interaction came from (for replace_original/delete_original). */
+  originTs?: string;
+  originEphemeral?: boolean;
+  uses: number;
+  created: number;
+}
+
+interface StoredView {
+  id: string;
+  hash: string;
+  view: Json;
+  trigger_id?: string;
+}
+
+function randomDigits(n: number): string {
+  let s = "";
+  for (const b of randomBytes(n)) s += String(b % 10);
+  return s;
+}
+
+function randomId(prefix: string, n = 10): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  let s = prefix;
+  for (const b of randomBytes(n)) s += alphabet[b % alphabet.length];
+  return s;
+}
+
+// --- the stand-in -------------------------------------------------------------------------------
+
+export class SlackStandIn {
+  readonly apiUrl: string;
+  readonly botToken: string;
+  readonly signingSecret: string;
+  readonly teamId: string;
+  readonly botUserId: string;
+  readonly botId = "B0STANDIN";
+  readonly teamDomain: string;
+  readonly appId: string;
+  readonly verificationToken: string;
+
+  calls: RecordedCall[] = [];
+  messages: StoredMessage[] = [];
+  ephemerals: StoredMessage[] = [];
+  responses: { url: string; body: Record<string, unknown>; at: number }[] = [];
+  views: { trigger_id: string; view: unknown }[] = [];
+
+  private readonly base: string;
+  private readonly users: Record<string, { name: string; real_name?: string; is_bot?: boolean }>;
+  private readonly usergroups: Record<string, string[]>;
+  private readonly channels: Record<string, { name: string; is_private?: boolean }>;
+  private readonly triggerTtlMs: number;
+  private perChannelPerSecond: number | undefined;
+  private readonly sent = new Map<string, number[]>(); // channel → accepted post/update times
+  private readonly faults = new Map<string, { failure: Failure; remaining: number }[]>();
+  private readonly responseUrls = new Map<string, ResponseUrlBinding>();
+  private readonly triggers = new Map<string, { issued: number; used: boolean }>();
+  private readonly storedViews = new Map<string, StoredView>();
+  private lastTs = 0; // microseconds
+  private readonly stopping = new AbortController();
+
+  private constructor(private readonly server: LoopbackServer, opts: SlackStandInOptions) {
+    this.base = server.url;
+    this.apiUrl = `${server.url}/api/`;
+    this.botToken = opts.botToken ?? "xoxb-test-token";
+    this.signingSecret = opts.signingSecret ?? "test-signing-secret";
+    this.teamId = opts.teamId ?? "T0TEST";
+    this.botUserId = opts.botUserId ?? "U0BOT";
+    this.teamDomain = opts.teamDomain ?? "bisman-standin";
+    this.appId = opts.appId ?? "A0STANDIN";
+    this.verificationToken = opts.verificationToken ?? "test-verification-token";
+    this.triggerTtlMs = opts.triggerTtlMs ?? 3000;
+    this.users = {
+      [this.botUserId]: { name: "bisman", real_name: "bisman-ops", is_bot: true },
+      ...opts.users,
+    };
+    this.usergroups = { ...opts.usergroups };
+    this.channels = { C0OPS: { name: "ops" }, ...opts.channels };
+    this.perChannelPerSecond = opts.rateLimit?.perChannelPerSecond;
+  }
+
+  static async start(opts: SlackStandInOptions = {}): Promise<SlackStandIn> {
+    const ref: { inst?: SlackStandIn } = {};
+    const server = await serveLoopback((req) => {
+      if (!ref.inst) return new Response("starting", { status: 503 });
+      return ref.inst.handle(req);
+    });
+    ref.inst = new SlackStandIn(server, opts);
+    return ref.inst;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.server.close();
+  }
+
+  // --- test controls ---
+
+  failNext(method: string, failure: Failure, times = 1): void {
+    const q = this.faults.get(method) ?? [];
+    q.push({ failure, remaining: times });
+    this.faults.set(method, q);
+  }
+
+  setRateLimit(perChannelPerSecond: number | undefined): void {
+    this.perChannelPerSecond = perChannelPerSecond;
+    this.sent.clear();
+  }
+
+  waitFor<T>(pred: () => T | undefined | false, timeoutMs = 5000, what = "Slack stand-in state"): Promise<T> {
+    return pollFor(pred, timeoutMs, what);
+  }
+
+  /** A fresh response_url served by this stand-in. */
+  responseUrl(binding: Partial<Omit<ResponseUrlBinding, "uses" | "created">> = {}): string {
+    const id = `${randomDigits(10)}/${randomBytes(12).toString("hex")}`;
+    this.responseUrls.set(id, { ...binding, uses: 0, created: Date.now() });
+    return `${this.base}/response/${id}`;
+  }
+
+  /** Issues a trigger_id in Slack's documented format ("132456.7890123.abcdef…"). */
+  triggerId(): string {
+    const id = `${randomDigits(10)}.${randomDigits(10)}.${randomBytes(16).toString("hex")}`;
+    this.triggers.set(id, { issued: Date.now(), used: false });
+    return id;
+  }
+
+  sign(body: string, timestamp?: number, secret?: string) {
+    const ts = String(timestamp ?? Math.floor(Date.now() / 1000));
+    const mac = createHmac("sha256", secret ?? this.signingSecret).update(`v0:${ts}:${body}`).digest("hex");
+    return { "x-slack-signature": `v0=${mac}`, "x-slack-request-timestamp": ts };
+  }
+
+  // --- delivery to the bot ---
+
+  sendCommand(botEventsUrl: string, p: CommandPayload, opts: DeliveryOptions = {}): Promise<Response> {
+    const channel = p.channel_id ?? "C0OPS";
+    const teamId = p.team_id ?? this.teamId;
+    const fields: Record<string, string> = {
+      token: this.verificationToken,
+      team_id: teamId,
+      team_domain: this.teamDomain,
+      channel_id: channel,
+      channel_name: this.channels[channel]?.name ?? "privategroup",
+      user_id: p.user_id,
+      user_name: p.user_name ?? this.users[p.user_id]?.name ?? p.user_id.toLowerCase(),
+      command: p.command ?? "/bisman",
+      text: p.text,
+      api_app_id: this.appId,
+      is_enterprise_install: "false",
+      response_url: p.response_url ?? this.responseUrl({ user: p.user_id, channel }),
+      trigger_id: p.trigger_id ?? this.triggerId(),
+    };
+    if (p.enterprise_id) {
+      fields.enterprise_id = p.enterprise_id;
+      fields.enterprise_name = "Standin Enterprise";
+    }
+    return this.deliver(botEventsUrl, new URLSearchParams(fields).toString(), opts);
+  }
+
+  sendBlockAction(
+    botEventsUrl: string,
+    p: BlockActionPayload,
+    opts: DeliveryOptions = {},
+  ): Promise<Response> {
+    const teamId = p.team_id ?? this.teamId;
+    const stored = this.messages.find((m) => m.channel === p.channel_id && m.ts === p.message_ts);
+    const eph = stored
+      ? undefined
+      : this.ephemerals.find((m) => m.channel === p.channel_id && m.ts === p.message_ts);
+    const msg = stored ?? eph;
+    const found = msg?.blocks ? findAction(msg.blocks, p.action_id) : undefined;
+    const userName = p.user_name ?? this.users[p.user_id]?.name ?? p.user_id.toLowerCase();
+    const container: Json = {
+      type: "message",
+      message_ts: p.message_ts,
+      channel_id: p.channel_id,
+      is_ephemeral: Boolean(eph),
+    };
+    const threadTs = p.thread_ts ?? msg?.thread_ts;
+    if (threadTs) container.thread_ts = threadTs;
+    const payload: Json = {
+      type: "block_actions",
+      user: { id: p.user_id, username: userName, name: userName, team_id: teamId },
+      api_app_id: this.appId,
+      token: this.verificationToken,
+      container,
+      trigger_id: p.trigger_id ?? this.triggerId(),
+      team: { id: teamId, domain: this.teamDomain },
+      enterprise: null,
+      is_enterprise_install: false,
+      channel: { id: p.channel_id, name: this.channels[p.channel_id]?.name ?? "privategroup" },
+      state: { values: {} },
+      response_url: p.response_url ?? this.responseUrl({
+        user: p.user_id,
+        channel: p.channel_id,
+        originTs: p.message_ts,
+        originEphemeral: Boolean(eph),
+      }),
+      actions: [{
+        action_id: p.action_id,
+        block_id: p.block_id ?? found?.block_id ?? randomId("", 5),
+        ...(found?.text ? { text: found.text } : {}),
+        value: p.value,
+        type: "button",
+        action_ts: this.nextTs(),
+      }],
+    };
+    if (stored) {
+      payload.message = {
+        type: "message",
+        user: stored.user,
+        ts: stored.ts,
+        bot_id: this.botId,
+        app_id: this.appId,
+        text: stored.text ?? "",
+        team: this.teamId,
+        ...(stored.blocks ? { blocks: stored.blocks } : {}),
+        ...(stored.thread_ts ? { thread_ts: stored.thread_ts } : {}),
+      };
+    }
+    return this.deliver(
+      botEventsUrl,
+      new URLSearchParams({ payload: JSON.stringify(payload) }).toString(),
+      opts,
+    );
+  }
+
+  sendViewSubmission(
+    botEventsUrl: string,
+    p: ViewSubmissionPayload,
+    opts: DeliveryOptions = {},
+  ): Promise<Response> {
+    const teamId = p.team_id ?? this.teamId;
+    const stored = p.view_id
+      ? this.storedViews.get(p.view_id)
+      : [...this.storedViews.values()].reverse().find((v) => v.view.callback_id === p.callback_id);
+    const userName = this.users[p.user_id]?.name ?? p.user_id.toLowerCase();
+    const view: Json = {
+      ...(stored?.view ?? { type: "modal", blocks: [] }),
+      id: stored?.id ?? p.view_id ?? randomId("V"),
+      team_id: teamId,
+      callback_id: p.callback_id,
+      private_metadata: p.private_metadata,
+      state: { values: p.values },
+      hash: stored?.hash ?? `${Math.floor(Date.now() / 1000)}.${randomId("", 8)}`,
+      app_id: this.appId,
+      bot_id: this.botId,
+    };
+    const payload: Json = {
+      type: "view_submission",
+      team: { id: teamId, domain: this.teamDomain },
+      user: { id: p.user_id, username: userName, name: userName, team_id: teamId },
+      api_app_id: this.appId,
+      token: this.verificationToken,
+      trigger_id: this.triggerId(),
+      view,
+      response_urls: [],
+      is_enterprise_install: false,
+      enterprise: null,
+    };
+    return this.deliver(
+      botEventsUrl,
+      new URLSearchParams({ payload: JSON.stringify(payload) }).toString(),
+      opts,
+    );
+  }
+
+  /** POSTs a signed form body to the bot. The caller must consume or cancel the Response body. */
+  private deliver(url: string, body: string, opts: DeliveryOptions): Promise<Response> {
+    const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
+    if (!opts.omitHeaders) Object.assign(headers, this.sign(body, opts.timestamp, opts.secret));
+    const sentBody = opts.tamper ? opts.tamper(body) : body;
+    return fetch(url, { method: "POST", headers, body: sentBody });
+  }
+
+  // --- HTTP side ---
+
+  private async handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    if (url.pathname.startsWith("/api/")) return await this.handleApi(req, url.pathname.slice(5));
+    if (url.pathname.startsWith("/response/") && req.method === "POST") {
+      return await this.handleResponseUrl(req, url.pathname.slice("/response/".length));
+    }
+    return new Response("Not Found", { status: 404 });
+  }
+
+  private nextTs(): string {
+    const now = Date.now() * 1000;
+    this.lastTs = Math.max(now, this.lastTs + 1);
+    const sec = Math.floor(this.lastTs / 1_000_000);
+    const micro = this.lastTs % 1_000_000;
+    return `${sec}.${String(micro).padStart(6, "0")}`;
+  }
+
+  private takeFault(method: string): Failure | undefined {
+    const q = this.faults.get(method);
+    if (!q?.length) return undefined;
+    const f = q[0];
+    f.remaining--;
+    if (f.remaining <= 0) q.shift();
+    return f.failure;
+  }
+
+  /** Applies an injected fault; returns an Answer if the call must fail, undefined to proceed. */
+  private async applyFault(f: Failure | undefined): Promise<Answer | undefined> {
+    if (!f) return undefined;
+    if (f.delayMs) await sleep(f.delayMs, this.stopping.signal);
+    if (f.status === 429) {
+      return {
+        status: 429,
+        body: { ok: false, error: f.error ?? "ratelimited" },
+        headers: { "retry-after": String(f.retryAfter ?? 1) },
+      };
+    }
+    if (f.status !== undefined && f.status !== 200) {
+      return { status: f.status, body: { ok: false, error: f.error ?? "internal_error" } };
+    }
+    if (f.error) return { body: { ok: false, error: f.error } };
+    return undefined;
+  }
+
+  private async parseArgs(req: Request, url: URL): Promise<{ args: Json; bodyToken?: string }> {
+    const args: Json = {};
+    for (const [k, v] of url.searchParams) args[k] = v;
+    if (req.method !== "POST") return { args: this.decodeJsonFields(args) };
+    const type = req.headers.get("content-type") ?? "";
+    if (type.includes("application/json")) {
+      const text = await req.text();
+      if (text.trim()) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          throw new ArgError("invalid_json");
+        }
+        if (!isObj(parsed)) throw new ArgError("invalid_json");
+        Object.assign(args, parsed);
+      }
+      // A token inside a JSON body is not accepted by Slack; only the Authorization header is.
+      delete args.token;
+      return { args };
+    }
+    if (type.includes("multipart/form-data")) {
+      for (const [k, v] of await req.formData()) if (typeof v === "string") args[k] = v;
+    } else {
+      for (const [k, v] of new URLSearchParams(await req.text())) args[k] = v;
+    }
+    const bodyToken = typeof args.token === "string" ? args.token : undefined;
+    delete args.token;
+    return { args: this.decodeJsonFields(args), bodyToken };
+  }
+
+  private decodeJsonFields(args: Json): Json {
+    for (const k of JSON_FIELDS) {
+      const v = args[k];
+      if (typeof v !== "string") continue;
+      try {
+        args[k] = JSON.parse(v);
+      } catch {
+        if (k === "blocks") throw new ArgError("invalid_blocks_format");
+        if (k === "metadata") throw new ArgError("invalid_metadata_format");
+        throw new ArgError("invalid_arguments");
+      }
+    }
+    return args;
+  }
+
+  private async handleApi(req: Request, method: string): Promise<Response> {
+    const url = new URL(req.url);
+    const rec: RecordedCall = { method, args: {}, at: Date.now(), status: 0 };
+    this.calls.push(rec);
+    const finish = (a: Answer): Response => {
+      rec.status = a.status ?? 200;
+      if (a.body.ok === false && typeof a.body.error === "string") rec.error = a.body.error;
+      return json(a.body, a.status ?? 200, a.headers);
+    };
+
+    let token: string | undefined;
+    try {
+      const parsed = await this.parseArgs(req, url);
+      rec.args = parsed.args;
+      const auth = req.headers.get("authorization");
+      token = auth?.startsWith("Bearer ") ? auth.slice(7).trim() : parsed.bodyToken;
+      if (token) rec.token = token;
+    } catch (e) {
+      if (e instanceof ArgError) return finish({ body: { ok: false, error: e.slackError } });
+      throw e;
+    }
+
+    const fault = await this.applyFault(this.takeFault(method));
+    if (fault) return finish(fault);
+
+    const handler = this.methods[method];
+    if (!handler) return finish({ body: { ok: false, error: "unknown_method", req_method: method } });
+    if (!token) return finish({ body: { ok: false, error: "not_authed" } });
+    if (token !== this.botToken) return finish({ body: { ok: false, error: "invalid_auth" } });
+
+    try {
+      return finish(handler(rec.args));
+    } catch (e) {
+      if (e instanceof ArgError) return finish({ body: { ok: false, error: e.slackError } });
+      throw e;
+    }
+  }
+
+  /** Per-channel limit for chat.postMessage/chat.update; returns a 429 Answer when exceeded. */
+  private rateLimit(channel: string): Answer | undefined {
+    const limit = this.perChannelPerSecond;
+    if (!limit) return undefined;
+    const now = Date.now();
+    const recent = (this.sent.get(channel) ?? []).filter((t) => now - t < 1000);
+    this.sent.set(channel, recent);
+    if (recent.length >= limit) {
+      const waitMs = 1000 - (now - recent[0]);
+      return {
+        status: 429,
+        body: { ok: false, error: "ratelimited" },
+        headers: { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+      };
+    }
+    recent.push(now);
+    return undefined;
+  }
+
+  /** Validates text/blocks like Slack; returns the error Answer for invalid content. */
+  private checkContent(args: Json, opts: { requireContent: boolean }): Answer | undefined {
+    const text = args.text;
+    const blocks = args.blocks;
+    if (text !== undefined && typeof text !== "string") {
+      return { body: { ok: false, error: "invalid_arguments" } };
+    }
+    if (blocks !== undefined && !Array.isArray(blocks)) {
+      return { body: { ok: false, error: "invalid_blocks_format" } };
+    }
+    const hasText = typeof text === "string" && text.length > 0;
+    const hasBlocks = Array.isArray(blocks) && blocks.length > 0;
+    const hasAttachments = Array.isArray(args.attachments) && args.attachments.length > 0;
+    if (opts.requireContent && !hasText && !hasBlocks && !hasAttachments) {
+      return { body: { ok: false, error: "no_text" } };
+    }
+    // The current chat.postMessage reference only says text past 40,000 characters "risks truncation";
+    // chat.update and chat.postEphemeral still document msg_too_long. The stand-in rejects in all cases
+    // so the bot is forced to stay under the limit.
+    if (typeof text === "string" && text.length > TEXT_LIMIT) {
+      return { body: { ok: false, error: "msg_too_long" } };
+    }
+    if (Array.isArray(blocks)) {
+      const errors = new BlockChecker().blocks(blocks, MESSAGE_BLOCKS_MAX, "/blocks");
+      if (errors.length) return invalidBlocks(errors);
+    }
+    return undefined;
+  }
+
+  private readonly methods: Record<string, (args: Json) => Answer> = {
+    "auth.test": () => ({
+      body: {
+        ok: true,
+        url: `https://${this.teamDomain}.slack.com/`,
+        team: "Bisman Stand-in",
+        user: this.users[this.botUserId]?.name ?? "bisman",
+        team_id: this.teamId,
+        user_id: this.botUserId,
+        bot_id: this.botId,
+        is_enterprise_install: false,
+      },
+    }),
+
+    "chat.postMessage": (args) => {
+      const channel = str(args.channel);
+      if (!channel) return fail("channel_not_found");
+      const bad = this.checkContent(args, { requireContent: true });
+      if (bad) return bad;
+      const limited = this.rateLimit(channel);
+      if (limited) return limited;
+      const ts = this.nextTs();
+      const threadTs = str(args.thread_ts);
+      const m: StoredMessage = {
+        channel,
+        ts,
+        ...(threadTs ? { thread_ts: threadTs } : {}),
+        text: typeof args.text === "string" ? args.text : "",
+        ...(Array.isArray(args.blocks) ? { blocks: args.blocks } : {}),
+        user: this.botUserId,
+        edits: 0,
+        ...(args.metadata !== undefined ? { metadata: args.metadata } : {}),
+      };
+      this.messages.push(m);
+      return { body: { ok: true, channel, ts, message: this.messageJson(m) } };
+    },
+
+    "chat.update": (args) => {
+      const channel = str(args.channel);
+      if (!channel) return fail("channel_not_found");
+      const ts = str(args.ts);
+      const m = ts ? this.messages.find((x) => x.channel === channel && x.ts === ts) : undefined;
+      if (!m) return fail("message_not_found");
+      if (args.text === undefined && args.blocks === undefined && args.attachments === undefined) {
+        return fail("no_text");
+      }
+      const bad = this.checkContent(args, { requireContent: false });
+      if (bad) return bad;
+      const limited = this.rateLimit(channel);
+      if (limited) return limited;
+      // Fields left out keep their previous value (blocks: [] removes them), per the method reference.
+      if (typeof args.text === "string") m.text = args.text;
+      if (Array.isArray(args.blocks)) {
+        if (args.blocks.length) m.blocks = args.blocks;
+        else delete m.blocks;
+      }
+      if (args.metadata !== undefined) m.metadata = args.metadata;
+      m.edits++;
+      return { body: { ok: true, channel, ts: m.ts, text: m.text ?? "", message: this.messageJson(m) } };
+    },
+
+    "chat.postEphemeral": (args) => {
+      const channel = str(args.channel);
+      if (!channel) return fail("channel_not_found");
+      const user = str(args.user);
+      if (!user) return fail("user_not_in_channel");
+      const bad = this.checkContent(args, { requireContent: true });
+      if (bad) return bad;
+      const ts = this.nextTs();
+      const threadTs = str(args.thread_ts);
+      this.ephemerals.push({
+        channel,
+        ts,
+        ...(threadTs ? { thread_ts: threadTs } : {}),
+        text: typeof args.text === "string" ? args.text : "",
+        ...(Array.isArray(args.blocks) ? { blocks: args.blocks } : {}),
+        user: this.botUserId,
+        ephemeral_user: user,
+        edits: 0,
+      });
+      return { body: { ok: true, message_ts: ts } };
+    },
+
+    "chat.getPermalink": (args) => {
+      const channel = str(args.channel);
+      if (!channel) return fail("channel_not_found");
+      const ts = str(args.message_ts);
+      const m = ts ? this.messages.find((x) => x.channel === channel && x.ts === ts) : undefined;
+      if (!m) return fail("message_not_found");
+      let permalink = `https://${this.teamDomain}.slack.com/archives/${channel}/p${m.ts.replace(".", "")}`;
+      if (m.thread_ts && m.thread_ts !== m.ts) permalink += `?thread_ts=${m.thread_ts}&cid=${channel}`;
+      return { body: { ok: true, channel, permalink } };
+    },
+
+    "users.info": (args) => {
+      const id = str(args.user);
+      const u = id ? this.users[id] : undefined;
+      if (!id || !u) return fail("user_not_found");
+      const realName = u.real_name ?? u.name;
+      return {
+        body: {
+          ok: true,
+          user: {
+            id,
+            team_id: this.teamId,
+            name: u.name,
+            deleted: false,
+            real_name: realName,
+            tz: "Europe/Amsterdam",
+            tz_label: "Central European Time",
+            tz_offset: 3600,
+            is_admin: false,
+            is_owner: false,
+            is_bot: Boolean(u.is_bot),
+            is_app_user: false,
+            updated: 1700000000,
+            profile: {
+              real_name: realName,
+              real_name_normalized: realName,
+              display_name: u.name,
+              display_name_normalized: u.name,
+              team: this.teamId,
+            },
+          },
+        },
+      };
+    },
+
+    "usergroups.users.list": (args) => {
+      const id = str(args.usergroup);
+      const members = id ? this.usergroups[id] : undefined;
+      if (!members) return fail("no_such_subteam");
+      return { body: { ok: true, users: [...members] } };
+    },
+
+    "conversations.info": (args) => {
+      const id = str(args.channel);
+      const c = id ? this.channels[id] : undefined;
+      if (!id || !c) return fail("channel_not_found");
+      return {
+        body: {
+          ok: true,
+          channel: {
+            id,
+            name: c.name,
+            name_normalized: c.name,
+            is_channel: !c.is_private,
+            is_group: Boolean(c.is_private),
+            is_im: false,
+            is_mpim: false,
+            is_private: Boolean(c.is_private),
+            is_archived: false,
+            is_general: false,
+            is_member: true,
+            is_shared: false,
+            is_ext_shared: false,
+            is_org_shared: false,
+            context_team_id: this.teamId,
+            created: 1700000000,
+            creator: this.botUserId,
+            topic: { value: "", creator: "", last_set: 0 },
+            purpose: { value: "", creator: "", last_set: 0 },
+          },
+        },
+      };
+    },
+
+    "views.open": (args) => {
+      const trigger = str(args.trigger_id);
+      const t = trigger ? this.triggers.get(trigger) : undefined;
+      if (!trigger || !t) return fail("invalid_trigger_id");
+      if (t.used) return fail("exchanged_trigger_id");
+      if (Date.now() - t.issued > this.triggerTtlMs) return fail("expired_trigger_id");
+      const bad = this.checkView(args.view);
+      if (bad) return bad;
+      t.used = true;
+      const view = args.view as Json;
+      this.views.push({ trigger_id: trigger, view });
+      const stored: StoredView = { id: randomId("V"), hash: this.newHash(), view, trigger_id: trigger };
+      this.storedViews.set(stored.id, stored);
+      return { body: { ok: true, view: this.viewJson(stored) } };
+    },
+
+    "views.update": (args) => {
+      const id = str(args.view_id);
+      const external = str(args.external_id);
+      const stored = id
+        ? this.storedViews.get(id)
+        : [...this.storedViews.values()].find((v) => external && v.view.external_id === external);
+      if (!stored) return fail("not_found");
+      if (typeof args.hash === "string" && args.hash !== stored.hash) return fail("hash_conflict");
+      const bad = this.checkView(args.view);
+      if (bad) return bad;
+      stored.view = args.view as Json;
+      stored.hash = this.newHash();
+      return { body: { ok: true, view: this.viewJson(stored) } };
+    },
+  };
+
+  private checkView(view: unknown): Answer | undefined {
+    if (!isObj(view)) return fail("invalid_arguments");
+    const errors: string[] = [];
+    if (!Array.isArray(view.blocks)) {
+      errors.push("must be an array [json-pointer:/view/blocks]");
+    } else {
+      const checker = new BlockChecker();
+      if (view.title !== undefined) checker.text(view.title, "/view/title", 24, true);
+      errors.push(...checker.blocks(view.blocks, MODAL_BLOCKS_MAX, "/view/blocks"));
+    }
+    if (typeof view.private_metadata === "string" && view.private_metadata.length > 3000) {
+      errors.push("must be less than 3001 characters [json-pointer:/view/private_metadata]");
+    }
+    if (typeof view.callback_id === "string" && view.callback_id.length > 255) {
+      errors.push("must be less than 256 characters [json-pointer:/view/callback_id]");
+    }
+    if (!errors.length) return undefined;
+    // views.* answer schema problems as invalid_arguments with the details in response_metadata.
+    return {
+      body: {
+        ok: false,
+        error: "invalid_arguments",
+        response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) },
+      },
+    };
+  }
+
+  private newHash(): string {
+    return `${Math.floor(Date.now() / 1000)}.${randomBytes(6).toString("hex")}`;
+  }
+
+  private viewJson(v: StoredView): Json {
+    return {
+      ...v.view,
+      id: v.id,
+      team_id: this.teamId,
+      type: v.view.type ?? "modal",
+      private_metadata: v.view.private_metadata ?? "",
+      callback_id: v.view.callback_id ?? "",
+      state: { values: {} },
+      hash: v.hash,
+      clear_on_close: false,
+      notify_on_close: false,
+      root_view_id: v.id,
+      previous_view_id: null,
+      app_id: this.appId,
+      external_id: v.view.external_id ?? "",
+      bot_id: this.botId,
+    };
+  }
+
+  private messageJson(m: StoredMessage): Json {
+    return {
+      type: "message",
+      user: m.user,
+      bot_id: this.botId,
+      app_id: this.appId,
+      text: m.text ?? "",
+      ts: m.ts,
+      team: this.teamId,
+      ...(m.thread_ts ? { thread_ts: m.thread_ts } : {}),
+      ...(m.blocks ? { blocks: m.blocks } : {}),
+      ...(m.metadata !== undefined ? { metadata: m.metadata } : {}),
+      ...(m.edits ? { edited: { user: this.botUserId, ts: this.nextTs() } } : {}),
+    };
+  }
+
+  // --- response_url ---
+
+  private async handleResponseUrl(req: Request, id: string): Promise<Response> {
+    const at = Date.now();
+    const rec: RecordedCall = { method: "response_url", args: {}, at, status: 0 };
+    this.calls.push(rec);
+    const answer = (status: number, body: Json): Response => {
+      rec.status = status;
+      if (body.ok === false && typeof body.error === "string") rec.error = body.error;
+      return json(body, status);
+    };
+    const binding = this.responseUrls.get(id);
+    const text = await req.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    if (!isObj(body)) return answer(400, { ok: false, error: "invalid_payload" });
+    rec.args = body;
+    this.responses.push({ url: `${this.base}/response/${id}`, body, at });
+    if (!binding) return answer(404, { ok: false, error: "invalid_url" });
+
+    const fault = await this.applyFault(this.takeFault("response_url"));
+    if (fault) return answer(fault.status ?? 200, fault.body);
+
+    binding.uses++;
+    const origin = binding.originTs ? this.findOrigin(binding) : undefined;
+    if (body.delete_original === true) {
+      if (!origin) return answer(404, { ok: false, error: "message_not_found" });
+      origin.list.splice(origin.list.indexOf(origin.msg), 1);
+      return answer(200, { ok: true });
+    }
+    const bad = this.checkContent(body, { requireContent: true });
+    if (bad) return answer(400, bad.body);
+    if (body.replace_original === true) {
+      if (!origin) return answer(404, { ok: false, error: "message_not_found" });
+      origin.msg.text = typeof body.text === "string" ? body.text : "";
+      if (Array.isArray(body.blocks)) origin.msg.blocks = body.blocks;
+      else delete origin.msg.blocks;
+      origin.msg.edits++;
+      return answer(200, { ok: true });
+    }
+    const channel = binding.channel ?? "C0OPS";
+    const threadTs = str(body.thread_ts);
+    const m: StoredMessage = {
+      channel,
+      ts: this.nextTs(),
+      ...(threadTs ? { thread_ts: threadTs } : {}),
+      text: typeof body.text === "string" ? body.text : "",
+      ...(Array.isArray(body.blocks) ? { blocks: body.blocks } : {}),
+      user: this.botUserId,
+      edits: 0,
+    };
+    if (body.response_type === "in_channel") {
+      this.messages.push(m);
+    } else {
+      if (binding.user) m.ephemeral_user = binding.user;
+      this.ephemerals.push(m);
+    }
+    return answer(200, { ok: true });
+  }
+
+  private findOrigin(b: ResponseUrlBinding): { list: StoredMessage[]; msg: StoredMessage } | undefined {
+    const list = b.originEphemeral ? this.ephemerals : this.messages;
+    const msg = list.find((m) => m.ts === b.originTs && (!b.channel || m.channel === b.channel));
+    return msg ? { list, msg } : undefined;
+  }
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" && v.length > 0 ? v : undefined;
+}
+
+function fail(error: string): Answer {
+  return { body: { ok: false, error } };
+}
+
+function invalidBlocks(errors: string[]): Answer {
+  return {
+    body: {
+      ok: false,
+      error: "invalid_blocks",
+      errors,
+      response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) },
+    },
+  };
+}
+
+/** Finds the block_id and button text of an interactive element by action_id. */
+function findAction(blocks: unknown[], actionId: string): { block_id?: string; text?: unknown } | undefined {
+  for (const b of blocks) {
+    if (!isObj(b)) continue;
+    const candidates = [
+      ...(Array.isArray(b.elements) ? b.elements : []),
+      ...(b.accessory ? [b.accessory] : []),
+    ];
+    for (const e of candidates) {
+      if (isObj(e) && e.action_id === actionId) {
+        return { block_id: typeof b.block_id === "string" ? b.block_id : undefined, text: e.text };
+      }
+    }
+  }
+  return undefined;
+}
