@@ -9,16 +9,8 @@ import type { Invoker } from "../core/access.ts";
 import type { AppDeps } from "../core/deps.ts";
 import type { ParsedArgs } from "./args.ts";
 
-/** A Block Kit block, kept loose here: rendering in slack/render builds them, the Slack stand-in validates them. */
-export type Block = Record<string, unknown>;
-
-/** What a subcommand answers. `text` is complete on its own (the CLI prints it; Slack uses it as fallback). */
-export interface Reply {
-  text: string;
-  blocks?: Block[];
-  /** Query results are ephemeral to the asker by default. */
-  visibility?: "ephemeral" | "in_channel";
-}
+export type { Block, Reply } from "../core/reply.ts";
+import type { Reply } from "../core/reply.ts";
 
 /** What a running subcommand may use. */
 export interface CommandContext {

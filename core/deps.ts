@@ -12,9 +12,27 @@ import type { Logger, Secrets } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { AuditLog } from "./audit.ts";
 import type { Targets } from "./targets.ts";
+import type { Invoker } from "./access.ts";
+import type { Reply } from "./reply.ts";
 
 /** Looks up the members of a Slack user group (`usergroups.users.list`); absent when Slack is not reachable. */
 export type GroupMembers = (groupId: string) => Promise<string[]>;
+
+/** A request for a destructive operation, as an entry point hands it to the approval gate. */
+export interface GateRequest {
+  /** The operation's name (ops/registry.ts). */
+  action: string;
+  /** Arguments, validated again by the operation's zod schema. */
+  args: unknown;
+  invoker: Invoker;
+  /** Post the approval message as a reply in this thread (alert threads) instead of the ops channel. */
+  thread?: { channel: string; ts: string };
+}
+
+/** The approval gate as entry points see it: plan, persist, post for approval, and answer the asker. */
+export interface Gate {
+  request(req: GateRequest): Promise<Reply>;
+}
 
 /** Shared services of one bot process. */
 export interface AppDeps {
@@ -28,4 +46,6 @@ export interface AppDeps {
   secrets: Secrets;
   groupMembers: GroupMembers;
   now: () => Date;
+  /** Absent only in processes that cannot run destructive work (set by bot.ts once the gate exists). */
+  gate?: Gate;
 }
