@@ -267,7 +267,7 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
 }
 
 /** Fields that Slack takes as JSON-encoded strings inside form posts. */
-const JSON_FIELDS = new Set(["blocks", "attachments", "metadata", "view", "unfurls", "users", "file_ids"]);
+const JSON_FIELDS = new Set(["blocks", "attachments", "metadata", "view", "unfurls"]);
 
 class ArgError extends Error {
   constructor(readonly slackError: string) {
