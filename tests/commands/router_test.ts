@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { startCluster } from "../support/cluster.ts";
+import { startTestBot, TEAM, USERS } from "../support/bot.ts";
+import { waitFor } from "../support/wait.ts";
+import { allSubcommands } from "../../commands/registry.ts";
+import { parseArgs } from "../../commands/args.ts";
+
+Deno.test("/bisman help, unknown subcommands and /bisman status against a real primary and replica", async (t) => {
+  await using cluster = await startCluster({ name: "router", replica: true });
+  const tb = await startTestBot(cluster);
+  try {
+    await t.step("help answers inside the ack, well within 3 s, listing every subcommand", async () => {
+      const r = await tb.command("help");
+      assert.equal(r.status, 200);
+      assert.ok(r.ms < 3000, `ack took ${r.ms} ms`);
+      assert.equal(r.body.response_type, "ephemeral");
+      const shown = JSON.stringify(r.body.blocks);
+      for (const s of allSubcommands()) {
+        assert.ok(r.body.text.includes(s.usage), `help text lists ${s.name}`);
+        assert.ok(
+          shown.includes(s.usage.replace(/[<>&]/g, "")) || shown.includes(s.name),
+          `help blocks list ${s.name}`,
+        );
+      }
+    });
+
+    await t.step("help <subcommand> shows one, help <unknown> says so", async () => {
+      const one = await tb.command("help status");
+      assert.match(one.body.text, /\/bisman status \[target\]/);
+      const none = await tb.command("help nosuch");
+      assert.match(none.body.text, /No subcommand "nosuch"/);
+    });
+
+    await t.step("an unknown subcommand gets an ephemeral error with a suggestion", async () => {
+      const r = await tb.command("stauts");
+      assert.equal(r.status, 200);
+      assert.equal(r.body.response_type, "ephemeral");
+      assert.match(r.body.text, /Unknown subcommand "stauts"/);
+      assert.match(r.body.text, /Did you mean `\/bisman status`\?/);
+      assert.match(r.body.text, /\/bisman help/);
+    });
+
+    await t.step("bad arguments are named with the usage", async () => {
+      const r = await tb.command("status 'prod; drop table x'");
+      assert.equal(r.body.response_type, "ephemeral");
+      assert.match(r.body.text, /Bad argument 1: a target name/);
+      assert.match(r.body.text, /Usage: `\/bisman status \[target\]`/);
+      const unknownTarget = await tb.command("status nosuch");
+      assert.match(unknownTarget.body.text, /Unknown target "nosuch": configured targets are main/);
+    });
+
+    await t.step("a command from another workspace or channel is refused", async () => {
+      const other = await tb.command("status", USERS.alice, { team_id: "T0OTHER" });
+      assert.match(other.body.text, /workspace T0OTHER/);
+      const chan = await tb.command("status", USERS.alice, { channel_id: "C0RANDOM" });
+      assert.match(chan.body.text, /answers only in/);
+      assert.equal(TEAM, "T0TEST");
+    });
+
+    await t.step("status reports the primary as primary and the replica as standby", async () => {
+      const before = tb.slack.responses.length;
+      const r = await tb.command("status");
+      assert.equal(r.status, 200);
+      assert.match(r.body.text, /Working on/);
+      const reply = await waitFor(
+        () => tb.slack.responses.slice(before).find((x) => /main:/.test(String(x.body.text))),
+        {
+          what: "status reply on the response_url",
+        },
+      );
+      const text = String(reply.body.text);
+      assert.match(text, new RegExp(`primary 127\\.0\\.0\\.1:${cluster.primary.port} primary PostgreSQL 15`));
+      assert.match(
+        text,
+        new RegExp(`replica1 127\\.0\\.0\\.1:${cluster.replica!.port} standby PostgreSQL 15`),
+      );
+      assert.equal(reply.body.response_type, "ephemeral");
+    });
+
+    await t.step(
+      "status reports a stopped replica as not answering, and still reports the primary",
+      async () => {
+        await cluster.replica!.stop("fast");
+        await tb.bot.deps.targets.reset("main", "replica1");
+        const before = tb.slack.responses.length;
+        await tb.command("status main");
+        const reply = await waitFor(
+          () => tb.slack.responses.slice(before).find((x) => /main:/.test(String(x.body.text))),
+          {
+            what: "status reply",
+          },
+        );
+        assert.match(String(reply.body.text), /replica1 .* DOES NOT ANSWER/);
+        assert.match(String(reply.body.text), /primary .* primary PostgreSQL/);
+      },
+    );
+
+    await t.step("every command was recorded in the audit log", async () => {
+      const rows = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "command.received");
+      assert.ok(rows.length >= 9, `${rows.length} rows`);
+      assert.ok(rows.some((r) => r.outcome === "refused" && r.details.code === "unknown_subcommand"));
+      assert.ok((await tb.bot.deps.audit.verify()).ok);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
+
+Deno.test("parseArgs() splits positional arguments, key=value options and quoted text", () => {
+  assert.deepEqual(parseArgs('freeze "deploy in progress" until=17:00'), {
+    subcommand: "freeze",
+    positional: ["deploy in progress"],
+    named: { until: "17:00" },
+    rest: '"deploy in progress" until=17:00',
+  });
+  assert.throws(() => parseArgs('freeze "open'), /Unbalanced " quote/);
+  assert.throws(() => parseArgs("status a=1 a=2"), /given twice/);
+  assert.throws(() => parseArgs("x".repeat(4001)), /too long/);
+});

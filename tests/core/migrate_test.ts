@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { startCluster } from "../support/cluster.ts";
+import { migrate, readMigrations } from "../../core/migrate.ts";
+
+Deno.test("migrate() applies each migration once, even when two start-ups race", async (t) => {
+  await using cluster = await startCluster({ name: "migrate" });
+  const connect = (db: string) =>
+    postgres(cluster.primary.url({ database: db }), { max: 2, onnotice: () => {} });
+
+  await t.step("two concurrent runs apply every migration exactly once between them", async () => {
+    const db = await cluster.createDatabase("mig");
+    const a = connect(db);
+    const b = connect(db);
+    try {
+      const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
+      const all = await readMigrations();
+      assert.deepEqual([...ra, ...rb].sort(), all.map((m) => m.name).sort());
+      const rows = await a<
+        { id: number; n: number }[]
+      >`select id, count(*)::int as n from bisman_ops.migrations group by id`;
+      assert.equal(rows.length, all.length);
+      assert.ok(rows.every((r) => r.n === 1));
+      assert.deepEqual(await migrate(a), [], "a third run applies nothing");
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+
+  await t.step("a failing migration rolls back and names itself; nothing of it remains", async () => {
+    const db = await cluster.createDatabase("migfail");
+    const sql = connect(db);
+    try {
+      const bad = [{ id: 1, name: "0001_ok.sql", sql: "create table bisman_ops.t1 (x int)" }, {
+        id: 2,
+        name: "0002_bad.sql",
+        sql: "create table bisman_ops.t2 (x int); select nosuchcolumn from bisman_ops.t1",
+      }];
+      await assert.rejects(migrate(sql, bad), /Migration 0002_bad\.sql failed/);
+      const [t2] = await sql`select to_regclass('bisman_ops.t2') as r`;
+      assert.equal(t2.r, null);
+      const applied = await sql`select name from bisman_ops.migrations`;
+      assert.deepEqual(applied.map((r) => r.name), ["0001_ok.sql"]);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  await t.step("a database with a migration this build does not know is refused, naming both", async () => {
+    const db = await cluster.createDatabase("mignew");
+    const sql = connect(db);
+    try {
+      await migrate(sql);
+      await sql`insert into bisman_ops.migrations (id, name) values (9999, '9999_future.sql')`;
+      await assert.rejects(migrate(sql), /9999_future\.sql, which this build does not know/);
+    } finally {
+      await sql.end();
+    }
+  });
+});
