@@ -193,6 +193,8 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       stopped = true;
       clearInterval(probeTimer);
       await server.shutdown();
+      const left = await receiver?.drain();
+      if (left) log.warn("stopping with Slack work still running", { count: left });
       await targets.close();
       await state.end({ timeout: 5 });
     },

@@ -24,6 +24,8 @@ export type RefusalSink = (reason: string, detail: Record<string, unknown>) => v
 /** A Bolt receiver that does nothing on its own: Hono calls {@link SlackEventsReceiver.handle}. */
 export class SlackEventsReceiver implements Receiver {
   #app?: App;
+  /** Listener runs still going after their ack; shutdown waits for them before closing pools. */
+  #inFlight = new Set<Promise<unknown>>();
 
   constructor(
     private readonly opts: {
@@ -100,13 +102,29 @@ export class SlackEventsReceiver implements Receiver {
         return Promise.resolve();
       },
     };
-    app.processEvent(event)
+    const running = app.processEvent(event)
       .catch((err) => this.opts.log.error("slack listener failed", { error: err, kind: kindOf(body) }))
       .finally(() => {
+        this.#inFlight.delete(running);
         // A request no listener acknowledged still gets an empty 200, so Slack does not retry it.
         if (!ackCalled) resolve(new Response(null, { status: 200 }));
       });
+    this.#inFlight.add(running);
     return await acked;
+  }
+
+  /** Waits (at most `timeoutMs`) for listener work that continues after acks; returns how many were left. */
+  async drain(timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#inFlight.size && Date.now() < deadline) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.#inFlight]),
+        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.#inFlight.size;
   }
 }
 
