@@ -77,6 +77,67 @@ export const policySchema = z.strictObject({
 });
 export type PolicyConfig = z.infer<typeof policySchema>;
 
+// --- thresholds and alerts (replication lag, connections, slow queries, Alertmanager threads) ---
+
+/**
+ * What the checks judge against. Defaults follow the seed's alert rules (replication lag over 30 s and a
+ * mean query time over 1 s are warnings); connections are judged as a share of `max_connections`, and an
+ * idle-in-transaction session older than the limit is a suspected connection leak.
+ */
+export const thresholdsSchema = z.strictObject({
+  lag: z.strictObject({
+    bytes_warning: z.number().int().positive().default(16 * 1024 * 1024),
+    bytes_critical: z.number().int().positive().default(1024 * 1024 * 1024),
+    seconds_warning: z.number().positive().default(30),
+    seconds_critical: z.number().positive().default(300),
+  }).refine((l) => l.bytes_warning <= l.bytes_critical, {
+    message: "bytes_warning must not exceed bytes_critical",
+    path: ["bytes_warning"],
+  }).refine((l) => l.seconds_warning <= l.seconds_critical, {
+    message: "seconds_warning must not exceed seconds_critical",
+    path: ["seconds_warning"],
+  }).prefault({}),
+  connections_percent_warning: z.number().min(1).max(100).default(80),
+  connections_percent_critical: z.number().min(1).max(100).default(95),
+  idle_in_transaction_minutes: z.number().int().min(1).max(24 * 60).default(5),
+  slow_query_mean_ms: z.number().positive().default(1000),
+}).prefault({});
+export type Thresholds = z.infer<typeof thresholdsSchema>;
+
+/** The remediation buttons an alert may offer (alerts/buttons.ts maps each to a subcommand or operation). */
+export const alertButtonKeys = [
+  "status",
+  "show_lag",
+  "promote_replica",
+  "show_connections",
+  "terminate_idle",
+  "top_slow_queries",
+  "reset_statements",
+  "show_audit",
+  "rotate_all",
+  "terminate_client",
+] as const;
+export type AlertButtonKey = (typeof alertButtonKeys)[number];
+
+export const alertsSchema = z.strictObject({
+  /** Alertmanager's own URL, linked from alert threads (optional). */
+  alertmanager_url: z.url().optional(),
+  /** Buttons per alert name; names not listed use the built-in runbook mapping, then `default`. */
+  buttons: z.record(
+    z.string().regex(/^[A-Za-z_:][A-Za-z0-9_:]*$/, "an alert name"),
+    z.array(z.enum(alertButtonKeys)).max(5),
+  ).default({}),
+  lag_check: z.strictObject({
+    enabled: z.boolean().default(true),
+    interval_seconds: z.number().int().min(5).max(24 * 3600).default(60),
+  }).prefault({}),
+  /** Pace of posts and edits per channel; Slack allows about one message per second per channel. */
+  slack_per_channel_per_second: z.number().positive().max(100).default(1),
+  /** New alerts of one group waiting together at least this many times are listed in one parent message. */
+  storm_group_at: z.number().int().min(2).default(5),
+}).prefault({});
+export type AlertsConfig = z.infer<typeof alertsSchema>;
+
 export const configSchema = z.strictObject({
   workspace: z.strictObject({
     team_id: z.string().regex(/^T[A-Z0-9]{2,}$/, "a Slack team ID such as T012ABCDEF"),
@@ -93,6 +154,8 @@ export const configSchema = z.strictObject({
   policies: z.record(z.string().regex(/^[a-z][a-z_-]*$/), policySchema).default({}),
   targets: z.record(identifier, targetSchema).refine((t) => Object.keys(t).length > 0, "at least one target"),
   default_target: identifier.optional(),
+  thresholds: thresholdsSchema,
+  alerts: alertsSchema,
 });
 export type Config = z.infer<typeof configSchema>;
 
