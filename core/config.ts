@@ -99,7 +99,7 @@ export const thresholdsSchema = z.strictObject({
   }).prefault({}),
   connections_percent_warning: z.number().min(1).max(100).default(80),
   connections_percent_critical: z.number().min(1).max(100).default(95),
-  idle_in_transaction_minutes: z.number().int().min(1).max(24 * 60).default(5),
+  idle_in_transaction_minutes: z.number().positive().max(24 * 60).default(5),
   slow_query_mean_ms: z.number().positive().default(1000),
 }).prefault({});
 export type Thresholds = z.infer<typeof thresholdsSchema>;
