@@ -244,7 +244,11 @@ const builtInPolicy = {
 /** Per-action overrides built in because the seed treats them as higher risk. */
 const builtInActionPolicy: Record<string, PolicyConfig> = {
   promote: { approvals: 2 },
+  promote_replica: { approvals: 2 },
 };
+
+/** Operations whose policy may also be written under the name people say (`policies.promote`). */
+const policyAliases: Record<string, string> = { promote_replica: "promote" };
 
 /** The effective policy of one action, every field resolved. */
 export interface EffectivePolicy {
@@ -258,7 +262,9 @@ export interface EffectivePolicy {
 
 /** Resolves `policies.<action>` over `policies.default` over the built-in defaults. */
 export function policyFor(config: Config, action: string): EffectivePolicy {
-  const specific = config.policies[action] ?? builtInActionPolicy[action] ?? {};
+  const alias = policyAliases[action];
+  const specific = config.policies[action] ?? (alias ? config.policies[alias] : undefined) ??
+    builtInActionPolicy[action] ?? {};
   const base = config.policies.default ?? {};
   return {
     approvals: specific.approvals ?? builtInActionPolicy[action]?.approvals ?? base.approvals ??
