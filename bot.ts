@@ -17,6 +17,7 @@ import { Targets } from "./core/targets.ts";
 import { GroupCache } from "./core/access.ts";
 import type { AppDeps } from "./core/deps.ts";
 import { SlackEventsReceiver } from "./slack/receiver.ts";
+import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
@@ -26,6 +27,8 @@ export interface RunningBot {
   deps: AppDeps;
   bolt: BoltApp;
   slack: WebClient;
+  /** The Socket Mode connection, when `SLACK_APP_TOKEN` selected it (then there is no `/slack/events`). */
+  socket?: SocketModeEventsReceiver;
   /** `http://127.0.0.1:<port>` */
   url: string;
   port: number;
@@ -45,6 +48,8 @@ export interface StartOptions {
   routes?: RouteRegistration[];
   /** How often targets are probed for /readyz (ms). */
   probeIntervalMs?: number;
+  /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
+  socketMode?: { clientPingTimeoutMs?: number; retryBaseMs?: number };
 }
 
 /** Calls `auth.test` until it succeeds, backing off to 60 s; never throws. */
@@ -122,7 +127,17 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     now,
   };
 
-  const receiver = env.slackSigningSecret
+  // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
+  const socket = env.slackAppToken
+    ? new SocketModeEventsReceiver({
+      appToken: env.slackAppToken,
+      slackApiUrl: env.slackApiUrl,
+      log: log.child({ component: "socket-mode" }),
+      metrics,
+      ...opts.socketMode,
+    })
+    : undefined;
+  const receiver = env.slackSigningSecret && !socket
     ? new SlackEventsReceiver({
       signingSecret: env.slackSigningSecret,
       log,
@@ -138,7 +153,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       },
     })
     : undefined;
-  const bolt = createBoltApp(deps, receiver!, {
+  const bolt = createBoltApp(deps, socket ?? receiver!, {
     token: env.slackBotToken,
     slackApiUrl: env.slackApiUrl,
     registrations: opts.registrations,
@@ -155,7 +170,11 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     readiness: {
       stateReachable: () => stateReachable(state),
       slackReady: () => slackReady,
-      details: () => ({ targets: probe, vault: env.vaultAddr ? "configured" : "not configured" }),
+      details: () => ({
+        targets: probe,
+        vault: env.vaultAddr ? "configured" : "not configured",
+        ...(socket ? { socket_mode: socket.connected ? "connected" : "connecting" } : {}),
+      }),
     },
   });
 
@@ -179,12 +198,18 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const hostname = opts.hostname ?? (env.port === 0 ? "127.0.0.1" : "0.0.0.0");
   const server = Deno.serve({ hostname, port: env.port, onListen: () => {} }, http.fetch);
   const port = server.addr.port;
-  log.info("bisman-ops listening", { port, targets: targets.names() });
+  log.info("bisman-ops listening", {
+    port,
+    targets: targets.names(),
+    slack: socket ? "socket mode" : "http",
+  });
+  socket?.connect();
 
   return {
     deps,
     bolt,
     slack,
+    socket,
     port,
     url: `http://127.0.0.1:${port}`,
     fetch: (req) => Promise.resolve(http.fetch(req)),
@@ -192,8 +217,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       if (stopped) return;
       stopped = true;
       clearInterval(probeTimer);
+      await socket?.stop();
       await server.shutdown();
-      const left = await receiver?.drain();
+      const left = await (receiver ?? socket)?.drain();
       if (left) log.warn("stopping with Slack work still running", { count: left });
       await targets.close();
       await state.end({ timeout: 5 });

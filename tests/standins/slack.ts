@@ -23,10 +23,19 @@
  *   text/blocks/response_type/replace_original/delete_original/thread_ts).
  * - trigger_id: usable once, expires 3 s after it is issued
  *   (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
+ * - Socket Mode: https://docs.slack.dev/apis/events-api/using-socket-mode — `apps.connections.open` with
+ *   the app-level token (`xapp-…`; a bot token gets `not_allowed_token_type`) answers a single-use
+ *   `wss://` URL; the server sends `{type:"hello"}`, then envelopes `{envelope_id, type, payload,
+ *   accepts_response_payload}` (`slash_commands`, `interactive`, `events_api`); the app acknowledges each
+ *   with `{envelope_id, payload?}`; `{type:"disconnect", reason}` asks the app to reconnect. An envelope
+ *   whose socket closes before its ack is sent again on the next connection with the same envelope_id and
+ *   `retry_attempt`/`retry_reason` (as Slack retries unacknowledged events), so an app must treat a
+ *   repeated envelope_id as the same request.
  */
 
 import { createHmac, randomBytes } from "node:crypto";
 import { type LoopbackServer, serveLoopback, sleep, waitFor as pollFor } from "./http.ts";
+import { WebSocketServer } from "ws";
 
 export interface RecordedCall {
   /** Web API method name, or "response_url" for a post to a response URL. */
@@ -72,6 +81,48 @@ export interface SlackStandInOptions {
   verificationToken?: string;
   /** How long an issued trigger_id stays usable; Slack documents 3 s (default 3000). */
   triggerTtlMs?: number;
+  /** App-level token accepted by apps.connections.open (default "xapp-1-A0STANDIN-test-app-token"). */
+  appToken?: string;
+}
+
+export interface SocketDeliveryOptions {
+  /** Reject when no ack arrives within this time (default 10,000 ms). */
+  timeoutMs?: number;
+  /**
+   * When the socket an envelope went out on closes before its ack, send it again (same envelope_id,
+   * `retry_attempt` + 1) on the next connection (default true); false rejects instead.
+   */
+  redeliver?: boolean;
+  /**
+   * Lose the first `n` acks of this envelope together with their socket: on receiving one, the stand-in
+   * drops that socket as if the network broke before the ack got through, and sends the envelope again
+   * once the bot has reconnected (default 0).
+   */
+  loseAcks?: number;
+}
+
+/** The bot's acknowledgement of one envelope. */
+export interface SocketAck {
+  envelope_id: string;
+  /** The ack's `payload` (`{}` when the bot acknowledged without one). */
+  payload: Record<string, unknown>;
+  /** From the first send to the ack (ms). */
+  ms: number;
+  /** How many times the envelope was sent (more than 1 after a dropped socket). */
+  deliveries: number;
+}
+
+interface PendingEnvelope {
+  envelope: Record<string, unknown>;
+  /** The socket it is out on, awaiting its ack; undefined while waiting for a connection. */
+  sentOn?: unknown;
+  deliveries: number;
+  started: number;
+  redeliver: boolean;
+  loseAcks: number;
+  resolve(a: SocketAck): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export interface Failure {
@@ -323,6 +374,7 @@ export class SlackStandIn {
   readonly teamDomain: string;
   readonly appId: string;
   readonly verificationToken: string;
+  readonly appToken: string;
 
   calls: RecordedCall[] = [];
   messages: StoredMessage[] = [];
@@ -344,6 +396,20 @@ export class SlackStandIn {
   private lastTs = 0; // microseconds
   private readonly stopping = new AbortController();
 
+  // Socket Mode (started on the first apps.connections.open)
+  /** Every envelope sent over a socket, redeliveries included, in order. */
+  socketEnvelopes: Record<string, unknown>[] = [];
+  /** Every acknowledgement the bot sent over a socket, in order. */
+  socketAcks: { envelope_id: string; payload: Record<string, unknown>; at: number }[] = [];
+  /** WebSocket connections the bot has opened so far. */
+  socketConnectionsOpened = 0;
+  private wss?: any;
+  private wssStarting?: Promise<string>;
+  private readonly sockets = new Set<any>(); // open connections that got their hello
+  private readonly tickets = new Set<string>();
+  private readonly pendingEnvelopes = new Map<string, PendingEnvelope>();
+  private socketTurn = 0;
+
   private constructor(private readonly server: LoopbackServer, opts: SlackStandInOptions) {
     this.base = server.url;
     this.apiUrl = `${server.url}/api/`;
@@ -355,6 +421,7 @@ export class SlackStandIn {
     this.appId = opts.appId ?? "A0STANDIN";
     this.verificationToken = opts.verificationToken ?? "test-verification-token";
     this.triggerTtlMs = opts.triggerTtlMs ?? 3000;
+    this.appToken = opts.appToken ?? "xapp-1-A0STANDIN-test-app-token";
     this.users = {
       [this.botUserId]: { name: "bisman", real_name: "bisman-ops", is_bot: true },
       ...opts.users,
@@ -376,6 +443,17 @@ export class SlackStandIn {
 
   async stop(): Promise<void> {
     this.stopping.abort();
+    for (const p of this.pendingEnvelopes.values()) {
+      clearTimeout(p.timer);
+      p.reject(
+        new Error(`Slack stand-in stopped before envelope ${p.envelope.envelope_id} was acknowledged`),
+      );
+    }
+    this.pendingEnvelopes.clear();
+    if (this.wss) {
+      for (const ws of this.wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    }
     await this.server.close();
   }
 
@@ -419,6 +497,11 @@ export class SlackStandIn {
   // --- delivery to the bot ---
 
   sendCommand(botEventsUrl: string, p: CommandPayload, opts: DeliveryOptions = {}): Promise<Response> {
+    return this.deliver(botEventsUrl, new URLSearchParams(this.commandFields(p)).toString(), opts);
+  }
+
+  /** The fields of a slash command, as Slack sends them (form fields over HTTP, a JSON object over a socket). */
+  private commandFields(p: CommandPayload): Record<string, string> {
     const channel = p.channel_id ?? "C0OPS";
     const teamId = p.team_id ?? this.teamId;
     const fields: Record<string, string> = {
@@ -440,7 +523,7 @@ export class SlackStandIn {
       fields.enterprise_id = p.enterprise_id;
       fields.enterprise_name = "Standin Enterprise";
     }
-    return this.deliver(botEventsUrl, new URLSearchParams(fields).toString(), opts);
+    return fields;
   }
 
   sendBlockAction(
@@ -448,6 +531,15 @@ export class SlackStandIn {
     p: BlockActionPayload,
     opts: DeliveryOptions = {},
   ): Promise<Response> {
+    return this.deliver(
+      botEventsUrl,
+      new URLSearchParams({ payload: JSON.stringify(this.blockActionPayload(p)) }).toString(),
+      opts,
+    );
+  }
+
+  /** The `block_actions` payload of a click on a stored message's button. */
+  private blockActionPayload(p: BlockActionPayload): Json {
     const teamId = p.team_id ?? this.teamId;
     const stored = this.messages.find((m) => m.channel === p.channel_id && m.ts === p.message_ts);
     const eph = stored
@@ -504,11 +596,7 @@ export class SlackStandIn {
         ...(stored.thread_ts ? { thread_ts: stored.thread_ts } : {}),
       };
     }
-    return this.deliver(
-      botEventsUrl,
-      new URLSearchParams({ payload: JSON.stringify(payload) }).toString(),
-      opts,
-    );
+    return payload;
   }
 
   sendViewSubmission(
@@ -549,6 +637,199 @@ export class SlackStandIn {
       new URLSearchParams({ payload: JSON.stringify(payload) }).toString(),
       opts,
     );
+  }
+
+  // --- delivery over Socket Mode ---
+
+  /**
+   * Delivers `/bisman …` as a `slash_commands` envelope over the bot's socket and resolves with its ack.
+   * Waits for a connection when none is open (a bot that is reconnecting gets it once it is back).
+   */
+  sendCommandSocket(p: CommandPayload, opts: SocketDeliveryOptions = {}): Promise<SocketAck> {
+    return this.sendEnvelope("slash_commands", this.commandFields(p), true, opts);
+  }
+
+  /** Delivers a button click as an `interactive` envelope (a `block_actions` payload). */
+  sendBlockActionSocket(p: BlockActionPayload, opts: SocketDeliveryOptions = {}): Promise<SocketAck> {
+    return this.sendEnvelope("interactive", this.blockActionPayload(p), false, opts);
+  }
+
+  /** Delivers any payload as an envelope of `type` (for fuzzing and events). */
+  sendEnvelope(
+    type: string,
+    payload: unknown,
+    acceptsResponsePayload = false,
+    opts: SocketDeliveryOptions = {},
+  ): Promise<SocketAck> {
+    const envelopeId = crypto.randomUUID();
+    const envelope = {
+      envelope_id: envelopeId,
+      type,
+      payload,
+      accepts_response_payload: acceptsResponsePayload,
+    };
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    return new Promise<SocketAck>((resolve, reject) => {
+      const pending: PendingEnvelope = {
+        envelope,
+        deliveries: 0,
+        started: performance.now(),
+        redeliver: opts.redeliver ?? true,
+        loseAcks: opts.loseAcks ?? 0,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.pendingEnvelopes.delete(envelopeId);
+          reject(new Error(`No ack for ${type} envelope ${envelopeId} within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.pendingEnvelopes.set(envelopeId, pending);
+      this.transmit(pending);
+    });
+  }
+
+  /** Open sockets (after their hello). */
+  socketCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Waits until at least `n` sockets are open. */
+  waitForSockets(n = 1, timeoutMs = 15_000): Promise<number> {
+    return pollFor(
+      () => this.sockets.size >= n && this.sockets.size,
+      timeoutMs,
+      `${n} open Socket Mode connection(s)`,
+    );
+  }
+
+  /**
+   * Drops every socket without a close frame, as a broken network would. Unacknowledged envelopes are sent
+   * again once the bot reconnects. Returns how many sockets were dropped.
+   */
+  dropSockets(): number {
+    const open = [...this.sockets];
+    // Forget them all first, so nothing is re-sent on a socket that is about to be dropped too.
+    for (const ws of open) this.sockets.delete(ws);
+    for (const ws of open) ws.terminate();
+    for (const ws of open) this.requeueFrom(ws);
+    return open.length;
+  }
+
+  /** Sends Slack's `disconnect` message (e.g. `refresh_requested`, `warning`) on every open socket. */
+  disconnectSockets(reason = "refresh_requested"): number {
+    const open = [...this.sockets];
+    for (const ws of open) {
+      ws.send(JSON.stringify({ type: "disconnect", reason, debug_info: { host: "applink-standin" } }));
+    }
+    return open.length;
+  }
+
+  private ensureSocketServer(): Promise<string> {
+    this.wssStarting ??= new Promise<string>((resolve, reject) => {
+      const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+      wss.once("error", reject);
+      wss.once("listening", () => {
+        this.wss = wss;
+        wss.on("connection", (ws: any, req: any) => this.onSocket(ws, req));
+        resolve(`ws://127.0.0.1:${wss.address().port}`);
+      });
+    });
+    return this.wssStarting;
+  }
+
+  private async openConnection(token: string | undefined): Promise<Answer> {
+    if (!token) return fail("not_authed");
+    if (token === this.botToken || token.startsWith("xoxb-") || token.startsWith("xoxp-")) {
+      return fail("not_allowed_token_type");
+    }
+    if (token !== this.appToken) return fail("invalid_auth");
+    const base = await this.ensureSocketServer();
+    const ticket = randomBytes(16).toString("hex");
+    this.tickets.add(ticket);
+    return { body: { ok: true, url: `${base}/link/?ticket=${ticket}&app_id=${this.appId}` } };
+  }
+
+  private onSocket(ws: any, req: { url?: string }): void {
+    const ticket = new URL(req.url ?? "/", "ws://127.0.0.1").searchParams.get("ticket");
+    // A URL from apps.connections.open is good for one connection.
+    if (!ticket || !this.tickets.delete(ticket)) {
+      ws.close(1008, "invalid or used ticket");
+      return;
+    }
+    this.socketConnectionsOpened++;
+    // A terminated socket reports ECONNRESET; that is the point of dropSockets().
+    ws.on("error", () => {});
+    ws.on("close", () => this.forgetSocket(ws));
+    ws.on("message", (data: unknown) => this.onSocketMessage(ws, String(data)));
+    this.sockets.add(ws);
+    ws.send(JSON.stringify({
+      type: "hello",
+      num_connections: this.sockets.size,
+      debug_info: { host: "applink-standin", build_number: 1, approximate_connection_time: 18060 },
+      connection_info: { app_id: this.appId },
+    }));
+    for (const p of this.pendingEnvelopes.values()) if (!p.sentOn) this.transmit(p);
+  }
+
+  private forgetSocket(ws: unknown): void {
+    if (this.sockets.delete(ws)) this.requeueFrom(ws);
+  }
+
+  /** Envelopes out on a closed socket without an ack go out again (or fail, without `redeliver`). */
+  private requeueFrom(ws: unknown): void {
+    for (const p of [...this.pendingEnvelopes.values()]) {
+      if (p.sentOn !== ws) continue;
+      p.sentOn = undefined;
+      if (!p.redeliver) {
+        clearTimeout(p.timer);
+        this.pendingEnvelopes.delete(String(p.envelope.envelope_id));
+        p.reject(new Error(`The socket closed before envelope ${p.envelope.envelope_id} was acknowledged`));
+      } else {
+        this.transmit(p);
+      }
+    }
+  }
+
+  private onSocketMessage(ws: any, text: string): void {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!isObj(msg) || typeof msg.envelope_id !== "string") return;
+    const payload = isObj(msg.payload) ? msg.payload : {};
+    const p = this.pendingEnvelopes.get(msg.envelope_id);
+    if (p && p.loseAcks > 0) {
+      p.loseAcks--;
+      this.forgetSocket(ws);
+      ws.terminate();
+      return;
+    }
+    this.socketAcks.push({ envelope_id: msg.envelope_id, payload, at: Date.now() });
+    if (!p) return;
+    this.pendingEnvelopes.delete(msg.envelope_id);
+    clearTimeout(p.timer);
+    p.resolve({
+      envelope_id: msg.envelope_id,
+      payload,
+      ms: performance.now() - p.started,
+      deliveries: p.deliveries,
+    });
+  }
+
+  /** Sends a pending envelope on the next open socket (round robin), or leaves it for the next connection. */
+  private transmit(p: PendingEnvelope): void {
+    const open = [...this.sockets].filter((ws) => ws.readyState === 1);
+    if (!open.length) return;
+    const ws = open[this.socketTurn++ % open.length];
+    p.deliveries++;
+    const envelope = p.deliveries > 1
+      ? { ...p.envelope, retry_attempt: p.deliveries - 1, retry_reason: "timeout" }
+      : p.envelope;
+    p.sentOn = ws;
+    this.socketEnvelopes.push(envelope);
+    ws.send(JSON.stringify(envelope));
   }
 
   /** POSTs a signed form body to the bot. The caller must consume or cancel the Response body. */
@@ -675,6 +956,9 @@ export class SlackStandIn {
 
     const fault = await this.applyFault(this.takeFault(method));
     if (fault) return finish(fault);
+
+    // Socket Mode's method takes the app-level token, not the bot token.
+    if (method === "apps.connections.open") return finish(await this.openConnection(token));
 
     const handler = this.methods[method];
     if (!handler) return finish({ body: { ok: false, error: "unknown_method", req_method: method } });
