@@ -21,6 +21,7 @@ import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
+import { VaultClient } from "./core/vault.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -112,7 +113,12 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     return r.users ?? [];
   });
 
-  const targets = new Targets(config, secrets);
+  const vault = VaultClient.fromEnv(env, secrets, log.child({ component: "vault" }));
+  const targets = new Targets(
+    config,
+    secrets,
+    vault ? (ref, mount) => vault.readRef(ref, { mount }) : undefined,
+  );
   const audit = new AuditLog(state, secrets, now);
   const deps: AppDeps = {
     config,
@@ -125,6 +131,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     secrets,
     groupMembers: (g) => groups.members(g),
     now,
+    vault,
   };
 
   // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
@@ -172,13 +179,21 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       slackReady: () => slackReady,
       details: () => ({
         targets: probe,
-        vault: env.vaultAddr ? "configured" : "not configured",
+        vault: vaultProbe,
         ...(socket ? { socket_mode: socket.connected ? "connected" : "connecting" } : {}),
       }),
     },
   });
 
+  // Vault's state for /readyz's body only: reachable, sealed, or not configured; it never makes it 503.
+  let vaultProbe = vault ? "not checked yet" : "not configured";
+  const probeVault = async () => {
+    if (!vault) return;
+    const h = await vault.health();
+    vaultProbe = !h.reachable ? "unreachable" : h.sealed ? "sealed" : "ok";
+  };
   const probeTargets = async () => {
+    void probeVault().catch((err) => log.warn("vault probe failed", { error: err }));
     const statuses = await readServerStatus(targets.names(), deps);
     for (const s of statuses) {
       probe[`${s.target}/${s.member}`] = s.reachable

@@ -22,8 +22,8 @@ export interface TargetMember {
   conn: ConnectionConfig;
 }
 
-/** Resolves a `vault: path#key` reference; absent when Vault is not configured. */
-export type VaultSecretReader = (ref: string) => Promise<string>;
+/** Resolves a `vault: path#key` reference in a KV v2 mount; absent when Vault is not configured. */
+export type VaultSecretReader = (ref: string, mount?: string) => Promise<string>;
 
 /** The application_name the bot sets on every connection, so the target's own audit can attribute it. */
 export const APPLICATION_NAME = "bisman-ops";
@@ -94,8 +94,11 @@ export class Targets {
     return m;
   }
 
-  /** The password of a connection, from env or Vault, registered as a secret. */
-  async password(c: ConnectionConfig): Promise<string | undefined> {
+  /**
+   * The password of a connection, from env or Vault, registered as a secret.
+   * @param mount the KV v2 mount of a `vault:` reference (the target's `vault.kv_mount`)
+   */
+  async password(c: ConnectionConfig, mount?: string): Promise<string | undefined> {
     let pw: string | undefined;
     if (c.password_env) {
       pw = this.env(c.password_env);
@@ -110,7 +113,7 @@ export class Targets {
           `Cannot connect as ${c.user}: its password is in Vault, and Vault is not configured`,
         );
       }
-      pw = await this.readVault(c.vault);
+      pw = await this.readVault(c.vault, mount);
     }
     this.secrets.add(pw);
     return pw;
@@ -122,7 +125,7 @@ export class Targets {
     const existing = this.#pools.get(key);
     if (existing) return existing;
     const m = this.member(target, name);
-    const pw = await this.password(m.conn);
+    const pw = await this.password(m.conn, this.config.targets[target]?.vault.kv_mount);
     const sql = postgres(connectionOptions(m.conn, pw));
     this.#pools.set(key, sql);
     return sql;

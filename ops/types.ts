@@ -9,10 +9,12 @@ import type { z } from "zod";
 import type { AppDeps } from "../core/deps.ts";
 
 /** Dependencies an operation may use; a subset of the app's, so the CLI and tests can build them. */
-export type OpDeps = Pick<AppDeps, "config" | "targets" | "log" | "now" | "secrets" | "state" | "audit"> & {
-  /** Who asked, for `app.user_id` on target connections and for security_events rows. */
-  actor?: string;
-};
+export type OpDeps =
+  & Pick<AppDeps, "config" | "targets" | "log" | "now" | "secrets" | "state" | "audit" | "vault">
+  & {
+    /** Who asked, for `app.user_id` on target connections and for security_events rows. */
+    actor?: string;
+  };
 
 /** What reconcile() found after a crash. */
 export type Reconciled<R> =
