@@ -96,3 +96,26 @@ export async function migrate(sql: Sql, migrations?: Migration[]): Promise<strin
   }
   return applied;
 }
+
+/**
+ * Narrows what the runtime role may do in the state schema, after the owner role (DATABASE_MIGRATION_URL)
+ * applied the migrations: it may use every table of `bisman_ops`, but only SELECT and INSERT the audit
+ * log (no UPDATE, DELETE or TRUNCATE, and as a non-owner it cannot disable the trigger) and only read the
+ * migrations table. Run after every migration, so tables added later are covered. Does nothing when both
+ * URLs name the same role (then the trigger and the hash chain are the guard).
+ * @param owner a connection as the schema's owner
+ * @param runtimeRole the role of DATABASE_URL
+ */
+export async function grantRuntimeAccess(owner: Sql, runtimeRole: string): Promise<void> {
+  const [{ me }] = await owner<{ me: string }[]>`select current_user as me`;
+  if (me === runtimeRole) return;
+  const role = owner(runtimeRole);
+  await owner.begin(async (tx) => {
+    await tx`grant usage on schema bisman_ops to ${role}`;
+    await tx`revoke create on schema bisman_ops from ${role}`;
+    await tx`grant select, insert, update, delete on all tables in schema bisman_ops to ${role}`;
+    await tx`grant usage, select on all sequences in schema bisman_ops to ${role}`;
+    await tx`revoke update, delete, truncate, references, trigger on bisman_ops.audit_log from ${role}`;
+    await tx`revoke insert, update, delete, truncate, references, trigger on bisman_ops.migrations from ${role}`;
+  });
+}
