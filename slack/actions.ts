@@ -1,0 +1,174 @@
+/**
+ * Every Slack `action_id`, `callback_id` and input `block_id` the bot uses, and the typed encoding of the
+ * values they carry. No such literal appears anywhere else: renderers and handlers import them from here.
+ *
+ * Values come back from Slack inside signed requests, but they are still parsed with zod: a malformed or
+ * overlong value is refused, never guessed at.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import type { Invoker } from "../core/access.ts";
+
+/** Button action IDs. */
+export const ACTIONS = {
+  approve: "bisman.request.approve",
+  deny: "bisman.request.deny",
+  cancel: "bisman.request.cancel",
+} as const;
+export type ActionId = typeof ACTIONS[keyof typeof ACTIONS];
+
+/** Modal callback IDs. */
+export const VIEWS = {
+  denyReason: "bisman.request.deny_reason",
+  typedConfirmation: "bisman.request.typed_confirmation",
+} as const;
+
+/** Input block and element IDs inside the modals. */
+export const INPUTS = {
+  reason: { block: "reason", action: "reason_input" },
+  typed: { block: "typed", action: "typed_input" },
+} as const;
+
+/** Block ID of the buttons row of request `id`'s message. */
+export function actionsBlockId(id: number): string {
+  return `bisman.request.${id}.actions`;
+}
+
+const requestButtonSchema = z.strictObject({
+  v: z.literal(1),
+  request: z.number().int().positive(),
+  plan: z.string().regex(/^[0-9a-f]{12}$/),
+});
+
+/** What an Approve / Deny / Cancel button carries: the request and the plan hash the clicker saw. */
+export type RequestButton = { request: number; plan: string };
+
+/**
+ * Encodes a request button's value.
+ * @example
+ * encodeRequestButton({ request: 12, plan: "0123456789ab" }); // '{"v":1,"request":12,"plan":"0123456789ab"}'
+ */
+export function encodeRequestButton(b: RequestButton): string {
+  return JSON.stringify({ v: 1, request: b.request, plan: b.plan });
+}
+
+/** Parses a request button's value; undefined when it is not one of ours. */
+export function parseRequestButton(value: unknown): RequestButton | undefined {
+  if (typeof value !== "string" || value.length > 200) return undefined;
+  try {
+    const r = requestButtonSchema.safeParse(JSON.parse(value));
+    return r.success ? { request: r.data.request, plan: r.data.plan } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const modalMetadataSchema = z.strictObject({
+  v: z.literal(1),
+  request: z.number().int().positive(),
+  plan: z.string().regex(/^[0-9a-f]{12}$/),
+  channel: z.string().regex(/^[CGD][A-Z0-9]{2,}$/),
+  thread: z.string().regex(/^\d+\.\d+$/).optional(),
+  expected: z.string().max(200).optional(),
+});
+
+/** What a deny or typed-confirmation modal remembers in `private_metadata`. */
+export type ModalMetadata = Omit<z.infer<typeof modalMetadataSchema>, "v">;
+
+/** Encodes a modal's `private_metadata` (Slack allows 3,000 characters; ours is far smaller). */
+export function encodeModalMetadata(m: ModalMetadata): string {
+  return JSON.stringify({ v: 1, ...m });
+}
+
+/** Parses a modal's `private_metadata`; undefined when it is not one of ours. */
+export function parseModalMetadata(value: unknown): ModalMetadata | undefined {
+  if (typeof value !== "string" || value.length > 3000) return undefined;
+  try {
+    const r = modalMetadataSchema.safeParse(JSON.parse(value));
+    if (!r.success) return undefined;
+    const { v: _v, ...rest } = r.data;
+    return rest;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The parts of an interaction payload (block_actions, view_submission) that say who clicked. */
+export interface InteractionBody {
+  user?: { id?: string; username?: string; name?: string; team_id?: string };
+  team?: { id?: string } | null;
+  enterprise?: { id?: string } | null;
+  channel?: { id?: string } | null;
+}
+
+/**
+ * The invoker of an interaction: Slack's IDs only. The name is kept for display and never compared.
+ * The workspace is the payload's team (or, without one, the user's), so a click from another workspace
+ * is refused by `checkWorkspace`.
+ */
+export function invokerOfInteraction(body: InteractionBody, channelId?: string): Invoker {
+  return {
+    userId: body.user?.id ?? "",
+    userName: body.user?.username ?? body.user?.name,
+    teamId: body.team?.id ?? body.user?.team_id,
+    enterpriseId: body.enterprise?.id,
+    channelId: channelId ?? body.channel?.id,
+    via: "slack",
+  };
+}
+
+// --- alert threads (alerts/buttons.ts): one action per remediation button of the seed's incident runbook ---
+
+/** Action IDs of the buttons on alert messages, by button key (core/config.ts `alertButtonKeys`). */
+export const ALERT_ACTIONS = {
+  status: "bisman.alert.status",
+  show_lag: "bisman.alert.show_lag",
+  promote_replica: "bisman.alert.promote_replica",
+  show_connections: "bisman.alert.show_connections",
+  terminate_idle: "bisman.alert.terminate_idle",
+  top_slow_queries: "bisman.alert.top_slow_queries",
+  reset_statements: "bisman.alert.reset_statements",
+  show_audit: "bisman.alert.show_audit",
+  rotate_all: "bisman.alert.rotate_all",
+  terminate_client: "bisman.alert.terminate_client",
+} as const;
+
+/** Matches every alert button's action ID (one Bolt listener serves them all). */
+export const ALERT_ACTION_PATTERN = /^bisman\.alert\.[a-z_]+$/;
+
+/** The button key of an alert action ID, or undefined when it is not one. */
+export function alertButtonOf(actionId: string): keyof typeof ALERT_ACTIONS | undefined {
+  const hit = Object.entries(ALERT_ACTIONS).find(([, id]) => id === actionId);
+  return hit?.[0] as keyof typeof ALERT_ACTIONS | undefined;
+}
+
+const alertButtonSchema = z.union([
+  z.strictObject({ v: z.literal(1), f: z.string().regex(/^[0-9a-f]{1,64}$/) }),
+  z.strictObject({ v: z.literal(1), s: z.number().int().positive() }),
+]);
+
+/** What an alert button points at: one alert (its fingerprint) or a storm group's parent message. */
+export type AlertButtonRef = { fingerprint: string } | { storm: number };
+
+/**
+ * Encodes an alert button's value.
+ * @example
+ * encodeAlertButton({ fingerprint: "304ffdb0e058c0a1" }); // '{"v":1,"f":"304ffdb0e058c0a1"}'
+ */
+export function encodeAlertButton(ref: AlertButtonRef): string {
+  return JSON.stringify("fingerprint" in ref ? { v: 1, f: ref.fingerprint } : { v: 1, s: ref.storm });
+}
+
+/** Parses an alert button's value; undefined when it is not one of ours. */
+export function parseAlertButton(value: unknown): AlertButtonRef | undefined {
+  if (typeof value !== "string" || value.length > 200) return undefined;
+  try {
+    const r = alertButtonSchema.safeParse(JSON.parse(value));
+    if (!r.success) return undefined;
+    return "f" in r.data ? { fingerprint: r.data.f } : { storm: r.data.s };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * Block Kit for an approval request: the message in the ops channel (drawn again at every transition),
+ * the deny-reason modal and the typed-confirmation modal. Within Slack's limits: 50 blocks, 3,000
+ * characters a section, 75 a button.
+ *
+ * @module
+ */
+
+import type { Block } from "../../commands/types.ts";
+import type { RequestView } from "../../core/approval.ts";
+import type { RequestRow } from "../../core/approval_store.ts";
+import { formatTime } from "../../core/approval_hooks.ts";
+import {
+  ACTIONS,
+  actionsBlockId,
+  encodeModalMetadata,
+  encodeRequestButton,
+  INPUTS,
+  type ModalMetadata,
+  VIEWS,
+} from "../actions.ts";
+import {
+  capBlocks,
+  chunkLines,
+  context,
+  escapeMrkdwn,
+  fieldsSection,
+  header,
+  mrkdwnSection,
+  truncate,
+} from "./blocks.ts";
+
+const stateHeader: Record<RequestRow["state"], string> = {
+  pending: ":raised_hand: Approval needed",
+  approved: ":white_check_mark: Approved",
+  running: ":gear: Running",
+  succeeded: ":white_check_mark: Succeeded",
+  failed: ":x: Failed",
+  denied: ":no_entry_sign: Denied",
+  expired: ":alarm_clock: Expired",
+  interrupted: ":rotating_light: Interrupted",
+  cancelled: ":heavy_multiplication_x: Cancelled",
+  stale: ":warning: Not run: state changed",
+};
+
+/** `<!date^…>` renders in each reader's time zone; the fallback is UTC. */
+function slackDate(d: Date): string {
+  return `<!date^${Math.floor(d.getTime() / 1000)}^{date_short_pretty} {time}|${formatTime(d)}>`;
+}
+
+function mention(id: string | null | undefined): string {
+  if (!id) return "someone";
+  return /^[UW][A-Z0-9]+$/.test(id) ? `<@${id}>` : escapeMrkdwn(id);
+}
+
+/** One line that says where the request stands (the part that changes at every transition). */
+export function stateLine(v: RequestView): string {
+  const r = v.request;
+  const by = mention(r.decided_by);
+  const approvers = v.approvals.map((a) => mention(a.approver)).join(", ");
+  switch (r.state) {
+    case "pending":
+      return `*Waiting for approval*: ${v.approvals.length} of ${r.approvals_needed}` +
+        (approvers ? ` (approved by ${approvers})` : "") + `. Expires ${slackDate(r.expires_at)}.`;
+    case "approved":
+    case "running":
+      return `*Running*: approved by ${approvers || by}, started ${
+        r.started_at ? slackDate(r.started_at) : "now"
+      }.`;
+    case "succeeded":
+      return `*Succeeded*: ${escapeMrkdwn(r.summary ?? "done")}. Approved by ${approvers || by}.`;
+    case "failed":
+      return `*Failed*: ${escapeMrkdwn(r.error ?? "unknown error")}. Approved by ${approvers || by}.`;
+    case "denied":
+      return `*Denied* by ${by}: ${escapeMrkdwn(r.deny_reason ?? "")}`;
+    case "expired":
+      return `*Expired* at ${
+        slackDate(r.expires_at)
+      } without enough approvals: request it again if still needed.`;
+    case "cancelled":
+      return `*Cancelled* by ${by}.`;
+    case "stale":
+      return `*Not run*: ${
+        escapeMrkdwn(r.error ?? "the state changed")
+      }. Nothing was changed; a fresh request ` +
+        `(and a fresh approval) is needed.`;
+    case "interrupted": {
+      const rec = r.reconcile
+        ? ` Reconcile: *${r.reconcile.status.replace("_", " ")}*: ${escapeMrkdwn(r.reconcile.note)}`
+        : " Reconcile is running…";
+      return `*Interrupted*: the bot stopped while this ran.${rec}`;
+    }
+  }
+}
+
+/** The plain-text fallback (notifications, screen readers, the CLI): complete on its own. */
+export function approvalText(v: RequestView): string {
+  const r = v.request;
+  const on = r.target ? ` on ${r.target}` : "";
+  const stateWord: Record<RequestRow["state"], string> = {
+    pending: `waiting for approval (${v.approvals.length} of ${r.approvals_needed})`,
+    approved: "approved",
+    running: "running",
+    succeeded: `succeeded: ${r.summary ?? "done"}`,
+    failed: `failed: ${r.error ?? ""}`,
+    denied: `denied by ${r.decided_by_name ?? r.decided_by}: ${r.deny_reason ?? ""}`,
+    expired: "expired",
+    cancelled: "cancelled",
+    stale: `not run: ${r.error ?? "the state changed"}`,
+    interrupted: `interrupted${r.reconcile ? `; reconcile: ${r.reconcile.status}: ${r.reconcile.note}` : ""}`,
+  };
+  return truncate(`Request #${r.id} (${r.action}${on}) ${stateWord[r.state]}. Plan: ${r.plan.summary}`, 3000);
+}
+
+/** The approval message for the request's current state; buttons only while it is pending. */
+export function renderApproval(v: RequestView): { text: string; blocks: Block[] } {
+  const r = v.request;
+  const p = r.plan;
+  const blocks: Block[] = [
+    header(`${stateHeader[r.state]}: ${r.action}${r.target ? ` on ${r.target}` : ""}`),
+    mrkdwnSection(`*${escapeMrkdwn(p.summary)}*`),
+    ...fieldsSection([
+      `*Requester*\n${mention(r.requester_id)}`,
+      `*Target*\n${escapeMrkdwn(r.target ?? "(none)")}`,
+      `*Request*\n#${r.id} · plan \`${r.plan_hash}\``,
+      `*Approvals*\n${v.approvals.length} of ${r.approvals_needed}`,
+    ]),
+  ];
+  const numbered = p.steps.map((s, i) => `${i + 1}. ${escapeMrkdwn(s)}`);
+  for (const [i, chunk] of chunkLines(numbered).entries()) {
+    blocks.push(mrkdwnSection(`${i === 0 ? "*Steps*\n" : ""}${chunk}`));
+  }
+  if (p.verify?.length) {
+    blocks.push(
+      mrkdwnSection(`*Verified afterwards*\n${p.verify.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`),
+    );
+  }
+  if (p.undo?.length) {
+    blocks.push(mrkdwnSection(`*If a step fails*\n${p.undo.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`));
+  }
+  if (p.warnings?.length) {
+    for (const chunk of chunkLines(p.warnings.map((w) => `:warning: ${escapeMrkdwn(w)}`))) {
+      blocks.push(mrkdwnSection(chunk));
+    }
+  }
+  if (r.notes.length) blocks.push(context(r.notes.map(escapeMrkdwn).join("\n")));
+  blocks.push(mrkdwnSection(stateLine(v)));
+  if (r.state === "pending") {
+    const value = encodeRequestButton({ request: r.id, plan: r.plan_hash });
+    const typed = r.policy.typed_confirmation;
+    blocks.push({
+      type: "actions",
+      block_id: actionsBlockId(r.id),
+      elements: [
+        {
+          type: "button",
+          action_id: ACTIONS.approve,
+          text: { type: "plain_text", text: "Approve" },
+          style: "primary",
+          value,
+          confirm: {
+            title: { type: "plain_text", text: "Approve this plan?" },
+            text: {
+              type: "plain_text",
+              text: truncate(
+                `${r.action}${r.target ? ` on ${r.target}` : ""} (plan ${r.plan_hash}) runs as soon as ` +
+                  `${r.approvals_needed === 1 ? "you approve" : "enough approvers agree"}.` +
+                  (typed ? ` You will type ${r.target ?? r.action} to confirm.` : ""),
+                300,
+              ),
+            },
+            confirm: { type: "plain_text", text: "Approve" },
+            deny: { type: "plain_text", text: "Back" },
+          },
+        },
+        {
+          type: "button",
+          action_id: ACTIONS.deny,
+          text: { type: "plain_text", text: "Deny" },
+          style: "danger",
+          value,
+        },
+        {
+          type: "button",
+          action_id: ACTIONS.cancel,
+          text: { type: "plain_text", text: "Cancel request" },
+          value,
+        },
+      ],
+    });
+  }
+  const extra = [
+    `Requested ${slackDate(r.created_at)} via ${r.via}${r.asked_in ? ` in <#${r.asked_in}>` : ""}`,
+    r.policy.typed_confirmation ? "typed confirmation required" : undefined,
+    r.policy.allowed_during_freeze ? "allowed during a freeze" : undefined,
+  ].filter(Boolean).join(" · ");
+  blocks.push(context(extra));
+  return { text: approvalText(v), blocks: capBlocks(blocks) };
+}
+
+/** The modal that asks a denier for the reason. */
+export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
+  const r = v.request;
+  return {
+    type: "modal",
+    callback_id: VIEWS.denyReason,
+    private_metadata: encodeModalMetadata(meta),
+    title: { type: "plain_text", text: `Deny request #${r.id}` },
+    submit: { type: "plain_text", text: "Deny" },
+    close: { type: "plain_text", text: "Back" },
+    blocks: [
+      mrkdwnSection(`*${escapeMrkdwn(r.plan.summary)}*\nRequested by ${mention(r.requester_id)}`),
+      {
+        type: "input",
+        block_id: INPUTS.reason.block,
+        label: { type: "plain_text", text: "Why is it denied?" },
+        element: {
+          type: "plain_text_input",
+          action_id: INPUTS.reason.action,
+          multiline: true,
+          min_length: 3,
+          max_length: 500,
+        },
+      },
+    ],
+  };
+}
+
+/** The modal where an approver types the target's name before the approval counts. */
+export function renderTypedConfirmationModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
+  const r = v.request;
+  const expected = meta.expected ?? r.target ?? r.action;
+  return {
+    type: "modal",
+    callback_id: VIEWS.typedConfirmation,
+    private_metadata: encodeModalMetadata(meta),
+    title: { type: "plain_text", text: `Approve request #${r.id}` },
+    submit: { type: "plain_text", text: "Approve" },
+    close: { type: "plain_text", text: "Back" },
+    blocks: [
+      mrkdwnSection(
+        `*${escapeMrkdwn(r.plan.summary)}*\nPlan \`${r.plan_hash}\`, requested by ${
+          mention(r.requester_id)
+        }.\n` +
+          `Type *${escapeMrkdwn(expected)}* to approve.`,
+      ),
+      {
+        type: "input",
+        block_id: INPUTS.typed.block,
+        label: { type: "plain_text", text: `Type ${truncate(expected, 100)} to confirm` },
+        element: { type: "plain_text_input", action_id: INPUTS.typed.action, max_length: 200 },
+      },
+    ],
+  };
+}
