@@ -11,7 +11,7 @@ import { type BotEnv, readEnv } from "./core/env.ts";
 import { createLogger, type LogSink, Secrets } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import { connectState, stateReachable } from "./core/state_db.ts";
-import { migrate } from "./core/migrate.ts";
+import { grantRuntimeAccess, migrate } from "./core/migrate.ts";
 import { AuditLog } from "./core/audit.ts";
 import { Targets } from "./core/targets.ts";
 import { GroupCache } from "./core/access.ts";
@@ -21,6 +21,10 @@ import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
+import { ApprovalGate } from "./core/approval.ts";
+import { SlackApprovalNotifier } from "./slack/approval_messages.ts";
+import { approvalHandlers } from "./slack/approval_handlers.ts";
+import "./ops/all.ts";
 import { VaultClient } from "./core/vault.ts";
 
 /** A running bot. */
@@ -28,6 +32,8 @@ export interface RunningBot {
   deps: AppDeps;
   bolt: BoltApp;
   slack: WebClient;
+  /** The approval gate (also `deps.gate`). */
+  gate: ApprovalGate;
   /** The Socket Mode connection, when `SLACK_APP_TOKEN` selected it (then there is no `/slack/events`). */
   socket?: SocketModeEventsReceiver;
   /** `http://127.0.0.1:<port>` */
@@ -49,6 +55,10 @@ export interface StartOptions {
   routes?: RouteRegistration[];
   /** How often targets are probed for /readyz (ms). */
   probeIntervalMs?: number;
+  /** How often the approval gate expires stale requests and recovers interrupted ones (ms, default 30 s). */
+  sweepIntervalMs?: number;
+  /** This process's identity in the requests it runs (default: a random UUID). */
+  instanceId?: string;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
   socketMode?: { clientPingTimeoutMs?: number; retryBaseMs?: number };
 }
@@ -96,6 +106,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     const owner = connectState(env.databaseMigrationUrl, { max: 1 });
     try {
       await migrate(owner);
+      // The runtime role may only read and append to the audit log (and use the gate's tables).
+      const [{ role }] = await state<{ role: string }[]>`select current_user as role`;
+      await grantRuntimeAccess(owner, role);
     } finally {
       await owner.end({ timeout: 2 });
     }
@@ -134,6 +147,13 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     vault,
   };
 
+  // The approval gate: always built, so every destructive subcommand and alert button reaches it.
+  const gate = new ApprovalGate(deps, new SlackApprovalNotifier(slack, secrets), {
+    instanceId: opts.instanceId,
+  });
+  deps.gate = gate;
+  await gate.start({ sweepIntervalMs: opts.sweepIntervalMs });
+
   // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
   const socket = env.slackAppToken
     ? new SocketModeEventsReceiver({
@@ -163,7 +183,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const bolt = createBoltApp(deps, socket ?? receiver!, {
     token: env.slackBotToken,
     slackApiUrl: env.slackApiUrl,
-    registrations: opts.registrations,
+    registrations: [approvalHandlers(gate), ...(opts.registrations ?? [])],
   });
 
   let slackReady = false;
@@ -224,6 +244,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     deps,
     bolt,
     slack,
+    gate,
     socket,
     port,
     url: `http://127.0.0.1:${port}`,
@@ -236,6 +257,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       await server.shutdown();
       const left = await (receiver ?? socket)?.drain();
       if (left) log.warn("stopping with Slack work still running", { count: left });
+      await gate.stop();
       await targets.close();
       await state.end({ timeout: 5 });
     },

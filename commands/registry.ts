@@ -7,6 +7,9 @@
 import type { Subcommand } from "./types.ts";
 import { helpCommand } from "./help.ts";
 import { statusCommand } from "./status.ts";
+import { freezeCommand, unfreezeCommand } from "./freeze.ts";
+import { auditLogCommand } from "./audit_log.ts";
+import { resetStatsCommand } from "./reset_stats.ts";
 
 const subcommands: Subcommand<any>[] = [];
 
@@ -26,3 +29,4 @@ export function registerSubcommands(...list: Subcommand<any>[]): void {
 }
 
 registerSubcommands(helpCommand(allSubcommands), statusCommand);
+registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsCommand);

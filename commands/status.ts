@@ -36,6 +36,16 @@ export const statusCommand = defineSubcommand({
 export const statusExtraProviders:
   ((deps: import("../core/deps.ts").AppDeps) => Promise<string | undefined>)[] = [];
 
+/**
+ * Adds a line provider to `/bisman status` (shown above the targets; undefined shows nothing). Feature
+ * modules call it when they load, e.g. commands/freeze.ts for the freeze.
+ */
+export function registerStatusLine(
+  provider: (deps: import("../core/deps.ts").AppDeps) => Promise<string | undefined>,
+): void {
+  statusExtraProviders.push(provider);
+}
+
 async function statusExtras(deps: import("../core/deps.ts").AppDeps): Promise<string[]> {
   const lines = await Promise.all(statusExtraProviders.map((p) => p(deps).catch(() => undefined)));
   return lines.filter((l): l is string => !!l);

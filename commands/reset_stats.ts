@@ -1,0 +1,37 @@
+/**
+ * `/bisman reset-stats [target]`: asks, through the approval gate, to reset pg_stat_statements on a
+ * target's primary (ops/reset_statements.ts).
+ *
+ * @module
+ */
+
+import { optionalTargetOnly, validateArgs } from "./args.ts";
+import { defineSubcommand } from "./types.ts";
+import { resolveTargetName } from "../core/config.ts";
+import { InvalidInput } from "../core/errors.ts";
+
+const USAGE = "/bisman reset-stats [target]";
+
+export const resetStatsCommand = defineSubcommand({
+  name: "reset-stats",
+  summary: "Reset pg_stat_statements on a target's primary (the slow-query history starts again)",
+  usage: USAGE,
+  examples: ["/bisman reset-stats", "/bisman reset-stats prod"],
+  access: "operator",
+  destructive: true,
+  parse: (args, deps) => {
+    const a = validateArgs(optionalTargetOnly, args, USAGE);
+    const target = resolveTargetName(deps.config, a.positional[0]);
+    if (!target) {
+      throw new InvalidInput(
+        a.positional[0]
+          ? `Unknown target "${a.positional[0]}": configured targets are ${
+            Object.keys(deps.config.targets).join(", ")
+          }`
+          : `Name a target: configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
+      );
+    }
+    return { target };
+  },
+  run: (ctx, args) => ctx.deps.gate!.request({ action: "reset_statements", args, invoker: ctx.invoker }),
+});
