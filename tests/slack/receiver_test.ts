@@ -16,7 +16,8 @@ Deno.test("POST /slack/events refuses forged, stale, unsigned and altered reques
       assert.equal(res.status, 200);
       await res.body?.cancel();
     });
-    const before = await commandsRun();
+    // The control command is audited after its ack: wait for that row so it is not counted below.
+    const before = await waitFor(async () => (await commandsRun()) === 1 && 1, { what: "the control command's audit row" });
     const callsBefore = tb.slack.calls.length;
 
     await t.step("a signature made with the wrong secret gets 401", async () => {
