@@ -6,8 +6,11 @@
 import { type Config, parseConfig } from "../../core/config.ts";
 import { type RunningBot, startBot, type StartOptions } from "../../bot.ts";
 import type { TestCluster } from "./cluster.ts";
-import { SlackStandIn } from "../standins/slack.ts";
+import { SlackStandIn, type StoredMessage } from "../standins/slack.ts";
 import { waitFor } from "./wait.ts";
+import type { RequestState } from "../../core/approval_store.ts";
+import { type ActionId, encodeRequestButton } from "../../slack/actions.ts";
+import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 
 /** Slack user IDs used across the tests. */
 export const USERS = {
@@ -26,6 +29,14 @@ export function testConfig(
   cluster: TestCluster,
   patch: (doc: Record<string, any>) => void = () => {},
 ): Config {
+  return parseConfig(testConfigDoc(cluster, patch), "test-config");
+}
+
+/** The YAML document behind {@link testConfig} (for a config file given to a bot subprocess). */
+export function testConfigDoc(
+  cluster: TestCluster,
+  patch: (doc: Record<string, any>) => void = () => {},
+): Record<string, any> {
   const conn = (port: number) => ({
     host: "127.0.0.1",
     port,
@@ -48,7 +59,7 @@ export function testConfig(
     },
   };
   patch(doc);
-  return parseConfig(doc, "test-config");
+  return doc;
 }
 
 export interface TestBot {
@@ -62,6 +73,29 @@ export interface TestBot {
     user?: string,
     extra?: Record<string, string>,
   ): Promise<{ status: number; body: any; ms: number }>;
+  /** The latest approval message (of request `id` when given), found by its metadata. */
+  approvalMessage(id?: number): StoredMessage | undefined;
+  /**
+   * Clicks a button of request `id`'s approval message as `user`, as Slack would deliver it (signed
+   * block_actions). The value is the button's own; a message whose buttons are gone is clicked with the
+   * value it had (a stale client). Returns the HTTP status of the ack.
+   */
+  click(
+    action: ActionId,
+    id: number,
+    user: string,
+    opts?: { teamId?: string; userName?: string; eventsUrl?: string },
+  ): Promise<number>;
+  /** Submits the latest modal with `callbackId` that the bot opened, as `user`, with `values` per block. */
+  submitView(
+    callbackId: string,
+    user: string,
+    values: Record<string, Record<string, string>>,
+  ): Promise<{ status: number; body: any }>;
+  /** Waits until request `id` is in `state` (and its message edits are done); returns its view. */
+  waitForState(id: number, state: RequestState, timeoutMs?: number): Promise<void>;
+  /** The id of the newest request, from its approval message. */
+  lastRequestId(): number;
   stop(): Promise<void>;
 }
 
@@ -76,6 +110,8 @@ export async function startTestBot(
     slack?: SlackStandIn;
     env?: Record<string, string>;
     start?: Partial<StartOptions>;
+    /** Use this state database (two bots sharing one), instead of a fresh one. */
+    stateDb?: string;
   } = {},
 ): Promise<TestBot> {
   const slack = opts.slack ?? await SlackStandIn.start({
@@ -89,7 +125,7 @@ export async function startTestBot(
     },
     usergroups: { [APPROVER_GROUP]: [USERS.erin] },
   });
-  const stateDb = await cluster.createDatabase("state");
+  const stateDb = opts.stateDb ?? await cluster.createDatabase("state");
   const logs: string[] = [];
   const bot = await startBot({
     env: {
@@ -114,6 +150,20 @@ export async function startTestBot(
     },
   );
   const ownSlack = !opts.slack;
+  const requestIdOf = (m: StoredMessage): number | undefined => {
+    const meta = m.metadata as { event_type?: string; event_payload?: { request_id?: number } } | undefined;
+    return meta?.event_type === REQUEST_EVENT_TYPE ? meta.event_payload?.request_id : undefined;
+  };
+  const approvalMessage = (id?: number) =>
+    slack.messages.findLast((m) =>
+      requestIdOf(m) !== undefined && (id === undefined || requestIdOf(m) === id)
+    );
+  const buttonValue = (m: StoredMessage, action: string): string | undefined => {
+    for (const b of (m.blocks ?? []) as any[]) {
+      for (const e of b.elements ?? []) if (e.action_id === action) return e.value;
+    }
+    return undefined;
+  };
   return {
     bot,
     slack,
@@ -131,6 +181,60 @@ export async function startTestBot(
       const raw = await res.text();
       const ms = performance.now() - started;
       return { status: res.status, body: raw ? JSON.parse(raw) : undefined, ms };
+    },
+    approvalMessage,
+    click: async (action, id, user, o = {}) => {
+      const m = approvalMessage(id);
+      if (!m) throw new Error(`No approval message for request #${id}`);
+      let value = buttonValue(m, action);
+      if (!value) {
+        const view = await bot.gate.view(id);
+        value = encodeRequestButton({ request: id, plan: view!.request.plan_hash });
+      }
+      const res = await slack.sendBlockAction(o.eventsUrl ?? eventsUrl, {
+        user_id: user,
+        user_name: o.userName,
+        team_id: o.teamId ?? TEAM,
+        action_id: action,
+        value,
+        channel_id: m.channel,
+        message_ts: m.ts,
+      });
+      await res.body?.cancel();
+      return res.status;
+    },
+    submitView: async (callbackId, user, values) => {
+      const opened = slack.views.findLast((v) => (v.view as any).callback_id === callbackId);
+      if (!opened) throw new Error(`The bot opened no modal ${callbackId}`);
+      const view = opened.view as any;
+      const stateValues: Record<string, Record<string, { type: string; value: string }>> = {};
+      for (const [block, actions] of Object.entries(values)) {
+        stateValues[block] = Object.fromEntries(
+          Object.entries(actions).map(([a, v]) => [a, { type: "plain_text_input", value: v }]),
+        );
+      }
+      const res = await slack.sendViewSubmission(eventsUrl, {
+        user_id: user,
+        team_id: TEAM,
+        callback_id: callbackId,
+        private_metadata: view.private_metadata,
+        values: stateValues,
+      });
+      const raw = await res.text();
+      return { status: res.status, body: raw ? JSON.parse(raw) : undefined };
+    },
+    waitForState: async (id, state, timeoutMs = 10_000) => {
+      await waitFor(async () => (await bot.gate.view(id))?.request.state === state, {
+        what: `request #${id} to be ${state}`,
+        timeoutMs,
+      });
+      await bot.gate.idle();
+    },
+    lastRequestId: () => {
+      const m = approvalMessage();
+      const id = m ? requestIdOf(m) : undefined;
+      if (id === undefined) throw new Error("No approval message was posted");
+      return id;
     },
     stop: async () => {
       await bot.stop();
