@@ -1316,6 +1316,16 @@ export class SlackStandIn {
 
     binding.uses++;
     const origin = binding.originTs ? this.findOrigin(binding) : undefined;
+    // A slash command's response_url edits the message the command produced: its immediate answer, which
+    // went back over HTTP and is not stored here. Slack accepts the edit; `responses` records it.
+    const commandEdit = !binding.originTs &&
+      (body.delete_original === true || body.replace_original === true);
+    if (commandEdit) {
+      const bad = body.delete_original === true
+        ? undefined
+        : this.checkContent(body, { requireContent: true });
+      return bad ? answer(400, bad.body) : answer(200, { ok: true });
+    }
     if (body.delete_original === true) {
       if (!origin) return answer(404, { ok: false, error: "message_not_found" });
       origin.list.splice(origin.list.indexOf(origin.msg), 1);
