@@ -632,6 +632,9 @@ class Cluster implements TestCluster {
   replica?: Node;
   readonly #clients = new Set<postgres.Sql>();
   #stopping?: Promise<void>;
+  /** Set by openCluster(): stop() shuts down cleanly and keeps the folder. */
+  persistent = false;
+  reused = false;
 
   constructor(
     readonly dir: string,
@@ -720,16 +723,18 @@ class Cluster implements TestCluster {
       }
     }));
     this.#clients.clear();
-    // 2. Servers (replica first), immediate mode; fall back to SIGKILL.
+    // 2. Servers (replica first), immediate mode; fall back to SIGKILL. A persistent cluster shuts
+    // down cleanly (fast), so its next start needs no crash recovery.
     for (const node of [this.replica, this.primary]) {
       if (!node) continue;
       try {
-        await node.stop("immediate");
+        await node.stop(this.persistent ? "fast" : "immediate");
       } catch {
         await node.kill().catch(() => {});
       }
     }
     liveClusters.delete(this);
+    if (this.persistent) return;
     // 3. The temp folder.
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -748,6 +753,7 @@ class Cluster implements TestCluster {
 
   emergencyStopSync(): void {
     for (const node of [this.replica, this.primary]) node?.emergencyStopSync();
+    if (this.persistent) return;
     try {
       Deno.removeSync(this.dir, { recursive: true });
     } catch {
@@ -770,149 +776,300 @@ async function startWithPortRetry(node: Node, listenChecks: string[], writeNodeC
   }
 }
 
-/**
- * Creates and starts a throwaway cluster (primary, plus a streaming replica with `replica: true`).
- * The caller must `await cluster.stop()` in a `finally` (or use `await using`).
- */
-export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
+/** Settings every start needs, derived once from the options. */
+interface Prepared {
+  binDir: string;
+  preload: string[];
+  listen: string[];
+  listenChecks: string[];
+  extraConf: [string, string][];
+  label: string;
+}
+
+async function prepare(opts: ClusterOptions): Promise<Prepared> {
   const binDir = await findPgBinDir();
   const preload = opts.preload ?? [];
   await checkPreloadLibraries(binDir, preload);
   if (IS_ROOT) await postgresUser();
-
   const listen = opts.listenAddresses?.length ? opts.listenAddresses : ["127.0.0.1"];
   const listenChecks = [...new Set(listen.map(bindCheckAddress))];
   const extraConf = Object.entries(opts.conf ?? {});
   for (const [k] of extraConf) validateConfKey(k);
   const label = (opts.name ?? "cluster").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "")
     .slice(0, 24) || "cluster";
+  return { binDir, preload, listen, listenChecks, extraConf, label };
+}
 
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: `bisman-pg-${label}-` });
-  const cluster = new Cluster(dir, binDir, label, {
+function clusterConfText(p: Prepared, opts: ClusterOptions): string {
+  const clusterSettings: [string, string][] = [
+    ["password_encryption", "scram-sha-256"],
+    ["wal_level", "replica"],
+    ["max_wal_senders", "10"],
+    ["max_replication_slots", "10"],
+    ["wal_keep_size", "128MB"],
+    ["hot_standby", "on"],
+    ["fsync", "off"],
+    ["synchronous_commit", "off"],
+    ["wal_writer_delay", "10ms"], // async commits reach the replica quickly
+    // Kept on: a base backup taken from a standby (pgbackrest backup-standby, pg_basebackup
+    // against the replica) is refused when WAL was generated with full_page_writes = off.
+    ["full_page_writes", "on"],
+    ["shared_buffers", "32MB"],
+    ["max_connections", "100"],
+    ["log_line_prefix", "%m [%p] %q%u@%d "],
+    ["shared_preload_libraries", p.preload.join(",")],
+    ["archive_mode", opts.archive ? "on" : "off"],
+    ...p.extraConf,
+  ];
+  return `# Written by tests/support/cluster.ts (${p.label})\n${confLines(clusterSettings)}`;
+}
+
+/** Node-specific settings come last so opts.conf cannot break port/socket/listen handling. */
+function nodeConfWriter(node: Node, p: Prepared): () => Promise<void> {
+  return () =>
+    writeOwned(
+      `${node.dataDir}/${NODE_CONF_FILE}`,
+      `# Written by tests/support/cluster.ts (${p.label}/${node.name})\n` +
+        confLines([
+          ["listen_addresses", p.listen.join(",")],
+          ["port", String(node.port)],
+          ["unix_socket_directories", node.socketDir],
+          ["cluster_name", node.name],
+        ]),
+    );
+}
+
+function replicaNode(cluster: Cluster, port: number): Node {
+  const dir = cluster.dir;
+  return new Node(
+    cluster,
+    "replica",
+    "127.0.0.1",
+    port,
+    `${dir}/replica/data`,
+    `${dir}/replica/sock`,
+    `${dir}/replica/server.log`,
+  );
+}
+
+/** Waits until the replica is in recovery and streaming from the primary. */
+async function waitStreaming(cluster: Cluster, replica: Node): Promise<void> {
+  const { primary, label } = cluster;
+  await waitFor(async () => (await replica.psql("select pg_is_in_recovery()")).trim() === "t", {
+    timeoutMs: 30_000,
+    intervalMs: 25,
+    what: `${label}/replica to be in recovery`,
+  });
+  await waitFor(
+    async () =>
+      (await primary.psql(
+        "select count(*) from pg_stat_replication where state = 'streaming' and application_name = 'replica'",
+      )).trim() !== "0",
+    { timeoutMs: 30_000, intervalMs: 25, what: `${label}/replica to be streaming from the primary` },
+  ).catch(async (err) => {
+    throw new Error(
+      `${err.message}\n--- replica log tail ---\n${tail(await replica.readLog())}` +
+        `\n--- primary log tail ---\n${tail(await primary.readLog())}`,
+    );
+  });
+}
+
+/** Makes the replica with `pg_basebackup -R` from the running primary, starts it and waits for streaming. */
+async function createReplica(cluster: Cluster, p: Prepared, port: number): Promise<void> {
+  const { primary, dir } = cluster;
+  const replica = replicaNode(cluster, port);
+  cluster.replica = replica;
+  await Deno.mkdir(replica.socketDir, { recursive: true });
+  await giveToPostgres(`${dir}/replica`);
+  await mustExec([
+    `${p.binDir}/pg_basebackup`,
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(primary.port),
+    "-U",
+    "postgres",
+    "-D",
+    replica.dataDir,
+    "-R",
+    "-X",
+    "stream",
+    "--checkpoint=fast",
+    "--no-sync",
+  ], { asPostgres: true, cwd: dir }).catch(async (err) => {
+    throw new Error(`${err.message}\n--- primary log tail ---\n${tail(await primary.readLog())}`, {
+      cause: err,
+    });
+  });
+  await Deno.chmod(replica.dataDir, 0o700);
+  await startWithPortRetry(replica, p.listenChecks, nodeConfWriter(replica, p));
+  await waitStreaming(cluster, replica);
+}
+
+/** initdb's and starts the primary in `cluster.dir` (which must exist), then the replica when asked. */
+async function initialise(cluster: Cluster, p: Prepared, opts: ClusterOptions, replicaPort?: number) {
+  const dir = cluster.dir;
+  await Deno.mkdir(`${dir}/primary/sock`, { recursive: true });
+  if (opts.replica) await Deno.mkdir(`${dir}/replica/sock`, { recursive: true });
+  await giveToPostgres(dir);
+  await Deno.chmod(dir, 0o700);
+
+  const { primary } = cluster;
+  await mustExec([
+    `${p.binDir}/initdb`,
+    "-D",
+    primary.dataDir,
+    "-U",
+    "postgres",
+    "-A",
+    "trust",
+    "-E",
+    "UTF8",
+    "--locale=C",
+    "--no-sync",
+    "--no-instructions",
+  ], { asPostgres: true, cwd: dir });
+
+  await writeOwned(`${primary.dataDir}/pg_hba.conf`, hbaConf(p.listen, opts.hbaExtra ?? []));
+  await writeOwned(`${primary.dataDir}/${CLUSTER_CONF_FILE}`, clusterConfText(p, opts));
+  await writeOwned(
+    `${primary.dataDir}/postgresql.conf`,
+    `\n# --- tests/support/cluster.ts ---\ninclude '${CLUSTER_CONF_FILE}'\ninclude '${NODE_CONF_FILE}'\n`,
+    { append: true },
+  );
+  await startWithPortRetry(primary, p.listenChecks, nodeConfWriter(primary, p));
+  if (opts.replica) await createReplica(cluster, p, replicaPort ?? await freePortOn(p.listenChecks));
+}
+
+/**
+ * Creates and starts a throwaway cluster (primary, plus a streaming replica with `replica: true`).
+ * The caller must `await cluster.stop()` in a `finally` (or use `await using`).
+ */
+export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
+  const p = await prepare(opts);
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: `bisman-pg-${p.label}-` });
+  const cluster = new Cluster(dir, p.binDir, p.label, {
     host: "127.0.0.1",
-    port: await freePortOn(listenChecks),
+    port: await freePortOn(p.listenChecks),
   });
   liveClusters.add(cluster);
   installUnloadHook();
 
   try {
-    const nodeDirs = opts.replica ? ["primary", "replica"] : ["primary"];
-    for (const n of nodeDirs) await Deno.mkdir(`${dir}/${n}/sock`, { recursive: true });
-    await giveToPostgres(dir);
-    await Deno.chmod(dir, 0o700);
+    await initialise(cluster, p, opts);
+    return cluster;
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
 
+// ---------------------------------------------------------------------------------------------
+// Persistent clusters (the sandbox's data folder)
+// ---------------------------------------------------------------------------------------------
+
+/** Options of {@link openCluster}: those of startCluster plus where the cluster lives. */
+export interface PersistentClusterOptions extends ClusterOptions {
+  /**
+   * The folder that holds the cluster (`primary/`, `replica/`); created when missing, reused when it
+   * already holds a cluster. The postgres OS user must be able to reach it.
+   */
+  dir: string;
+  /** Ports to use when they are free (e.g. the previous run's), so URLs stay the same across restarts. */
+  ports?: { primary?: number; replica?: number };
+}
+
+/** A cluster in a folder that outlives the process. */
+export interface PersistentCluster extends TestCluster {
+  /** True when an existing data folder was started again rather than created. */
+  readonly reused: boolean;
+}
+
+function portFree(port: number | undefined, hosts: string[]): boolean {
+  if (!port || handedOutHere.has(port)) return false;
+  return hosts.every((hostname) => {
+    try {
+      Deno.listen({ hostname, port, transport: "tcp" }).close();
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+const handedOutHere = new Set<number>();
+
+async function pickPort(preferred: number | undefined, hosts: string[]): Promise<number> {
+  const port = portFree(preferred, hosts) ? preferred! : await freePortOn(hosts);
+  handedOutHere.add(port);
+  return port;
+}
+
+/** Stops a server left running by a previous process that was killed before it could stop it. */
+async function stopLeftover(node: Node): Promise<void> {
+  const pid = postmasterPid(node.dataDir);
+  if (pid === undefined || !pidAlive(pid)) return;
+  try {
+    await node.stop("fast");
+  } catch {
+    await node.kill();
+  }
+}
+
+/**
+ * Opens the cluster kept in `opts.dir`: creates it there (like {@link startCluster}) when the folder
+ * holds none, or starts the existing primary (and replica) again, on the preferred ports when they are
+ * free. A server still running from a killed previous process is stopped first. The settings
+ * (`preload`, `conf`, `archive`, pg_hba extras) are rewritten on every open, so they follow the caller.
+ *
+ * `stop()` shuts the servers down cleanly and keeps the folder.
+ */
+export async function openCluster(opts: PersistentClusterOptions): Promise<PersistentCluster> {
+  const p = await prepare(opts);
+  const dir = opts.dir.replace(/\/+$/, "");
+  await Deno.mkdir(dir, { recursive: true });
+  const cluster = new Cluster(dir, p.binDir, p.label, {
+    host: "127.0.0.1",
+    port: await pickPort(opts.ports?.primary, p.listenChecks),
+  });
+  cluster.persistent = true;
+  liveClusters.add(cluster);
+  installUnloadHook();
+  const replicaPort = await pickPort(opts.ports?.replica, p.listenChecks);
+
+  try {
+    if (!(await exists(`${cluster.primary.dataDir}/PG_VERSION`))) {
+      // A half-made folder from an interrupted first run: start again from nothing.
+      for (const n of ["primary", "replica"]) {
+        await Deno.remove(`${dir}/${n}`, { recursive: true }).catch(() => {});
+      }
+      await initialise(cluster, p, opts, replicaPort);
+      return cluster;
+    }
+    cluster.reused = true;
     const { primary } = cluster;
-    await mustExec([
-      `${binDir}/initdb`,
-      "-D",
-      primary.dataDir,
-      "-U",
-      "postgres",
-      "-A",
-      "trust",
-      "-E",
-      "UTF8",
-      "--locale=C",
-      "--no-sync",
-      "--no-instructions",
-    ], { asPostgres: true, cwd: dir });
+    const replicaExists = await exists(`${dir}/replica/data/PG_VERSION`);
+    const replica = replicaExists ? replicaNode(cluster, replicaPort) : undefined;
+    for (const node of [replica, primary]) if (node) await stopLeftover(node);
 
-    await writeOwned(`${primary.dataDir}/pg_hba.conf`, hbaConf(listen, opts.hbaExtra ?? []));
-    const clusterSettings: [string, string][] = [
-      ["password_encryption", "scram-sha-256"],
-      ["wal_level", "replica"],
-      ["max_wal_senders", "10"],
-      ["max_replication_slots", "10"],
-      ["wal_keep_size", "128MB"],
-      ["hot_standby", "on"],
-      ["fsync", "off"],
-      ["synchronous_commit", "off"],
-      ["wal_writer_delay", "10ms"], // async commits reach the replica quickly
-      // Kept on: a base backup taken from a standby (pgbackrest backup-standby, pg_basebackup
-      // against the replica) is refused when WAL was generated with full_page_writes = off.
-      ["full_page_writes", "on"],
-      ["shared_buffers", "32MB"],
-      ["max_connections", "100"],
-      ["log_line_prefix", "%m [%p] %q%u@%d "],
-      ["shared_preload_libraries", preload.join(",")],
-      ["archive_mode", opts.archive ? "on" : "off"],
-      ...extraConf,
-    ];
-    await writeOwned(
-      `${primary.dataDir}/${CLUSTER_CONF_FILE}`,
-      `# Written by tests/support/cluster.ts (${label})\n${confLines(clusterSettings)}`,
-    );
-    await writeOwned(
-      `${primary.dataDir}/postgresql.conf`,
-      `\n# --- tests/support/cluster.ts ---\ninclude '${CLUSTER_CONF_FILE}'\ninclude '${NODE_CONF_FILE}'\n`,
-      { append: true },
-    );
+    await writeOwned(`${primary.dataDir}/pg_hba.conf`, hbaConf(p.listen, opts.hbaExtra ?? []));
+    await writeOwned(`${primary.dataDir}/${CLUSTER_CONF_FILE}`, clusterConfText(p, opts));
+    await startWithPortRetry(primary, p.listenChecks, nodeConfWriter(primary, p));
 
-    // Node-specific settings come last so opts.conf cannot break port/socket/listen handling.
-    const nodeConf = (node: Node) => () =>
-      writeOwned(
-        `${node.dataDir}/${NODE_CONF_FILE}`,
-        `# Written by tests/support/cluster.ts (${label}/${node.name})\n` +
-          confLines([
-            ["listen_addresses", listen.join(",")],
-            ["port", String(node.port)],
-            ["unix_socket_directories", node.socketDir],
-            ["cluster_name", node.name],
-          ]),
-      );
-    await startWithPortRetry(primary, listenChecks, nodeConf(primary));
-
-    if (opts.replica) {
-      const replica = new Node(
-        cluster,
-        "replica",
-        "127.0.0.1",
-        await freePortOn(listenChecks),
-        `${dir}/replica/data`,
-        `${dir}/replica/sock`,
-        `${dir}/replica/server.log`,
-      );
+    if (opts.replica && replica) {
       cluster.replica = replica;
-      await mustExec([
-        `${binDir}/pg_basebackup`,
-        "-h",
-        "127.0.0.1",
-        "-p",
-        String(primary.port),
-        "-U",
-        "postgres",
-        "-D",
-        replica.dataDir,
-        "-R",
-        "-X",
-        "stream",
-        "--checkpoint=fast",
-        "--no-sync",
-      ], { asPostgres: true, cwd: dir }).catch(async (err) => {
-        throw new Error(`${err.message}\n--- primary log tail ---\n${tail(await primary.readLog())}`, {
-          cause: err,
-        });
-      });
-      await Deno.chmod(replica.dataDir, 0o700);
-      await startWithPortRetry(replica, listenChecks, nodeConf(replica));
-
-      await waitFor(async () => (await replica.psql("select pg_is_in_recovery()")).trim() === "t", {
-        timeoutMs: 30_000,
-        intervalMs: 25,
-        what: `${label}/replica to be in recovery`,
-      });
-      await waitFor(
-        async () =>
-          (await primary.psql(
-            "select count(*) from pg_stat_replication where state = 'streaming' and application_name = 'replica'",
-          )).trim() !== "0",
-        { timeoutMs: 30_000, intervalMs: 25, what: `${label}/replica to be streaming from the primary` },
-      ).catch(async (err) => {
-        throw new Error(
-          `${err.message}\n--- replica log tail ---\n${tail(await replica.readLog())}` +
-            `\n--- primary log tail ---\n${tail(await primary.readLog())}`,
-        );
-      });
+      await writeOwned(`${replica.dataDir}/pg_hba.conf`, hbaConf(p.listen, opts.hbaExtra ?? []));
+      await writeOwned(`${replica.dataDir}/${CLUSTER_CONF_FILE}`, clusterConfText(p, opts));
+      // pg_basebackup -R wrote the primary's port into primary_conninfo; follow it if it moved.
+      const auto = `${replica.dataDir}/postgresql.auto.conf`;
+      const text = await Deno.readTextFile(auto);
+      await writeOwned(
+        auto,
+        text.replace(/^(primary_conninfo = '.*?\bport=)\d+/m, `$1${primary.port}`),
+      );
+      await startWithPortRetry(replica, p.listenChecks, nodeConfWriter(replica, p));
+      await waitStreaming(cluster, replica);
+    } else if (opts.replica) {
+      await createReplica(cluster, p, replicaPort);
     }
     return cluster;
   } catch (err) {
