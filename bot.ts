@@ -21,6 +21,9 @@ import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
+import { opsChannelPoster, resolveSchedules, Scheduler } from "./jobs/scheduler.ts";
+import { allJobs } from "./jobs/registry.ts";
+import type { JobDefinition } from "./jobs/types.ts";
 import { ApprovalGate } from "./core/approval.ts";
 import { SlackApprovalNotifier } from "./slack/approval_messages.ts";
 import { approvalHandlers } from "./slack/approval_handlers.ts";
@@ -32,6 +35,8 @@ export interface RunningBot {
   deps: AppDeps;
   bolt: BoltApp;
   slack: WebClient;
+  /** Runs the scheduled jobs (jobs/scheduler.ts). */
+  scheduler: Scheduler;
   /** The approval gate (also `deps.gate`). */
   gate: ApprovalGate;
   /** The Socket Mode connection, when `SLACK_APP_TOKEN` selected it (then there is no `/slack/events`). */
@@ -55,6 +60,10 @@ export interface StartOptions {
   routes?: RouteRegistration[];
   /** How often targets are probed for /readyz (ms). */
   probeIntervalMs?: number;
+  /** The scheduled jobs (default: jobs/registry.ts); tests pass their own. */
+  jobs?: JobDefinition[];
+  /** This replica's name in job-run records (default host:pid:random). */
+  runnerId?: string;
   /** How often the approval gate expires stale requests and recovers interrupted ones (ms, default 30 s). */
   sweepIntervalMs?: number;
   /** This process's identity in the requests it runs (default: a random UUID). */
@@ -99,6 +108,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const env: BotEnv = readEnv(opts.env ?? Deno.env.toObject(), secrets);
   const config = opts.config ?? await loadConfig(env.configPath);
   const now = opts.now ?? (() => new Date());
+  // A `schedules` key naming no job stops start-up here, naming the key, like any other config error.
+  const jobList = opts.jobs ?? allJobs();
+  resolveSchedules({ config }, jobList);
   const metrics = new Metrics();
 
   const state = connectState(env.databaseUrl);
@@ -233,6 +245,14 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const hostname = opts.hostname ?? (env.port === 0 ? "127.0.0.1" : "0.0.0.0");
   const server = Deno.serve({ hostname, port: env.port, onListen: () => {} }, http.fetch);
   const port = server.addr.port;
+  const scheduler = new Scheduler(deps, {
+    post: opsChannelPoster(slack, deps),
+    jobs: jobList,
+    runnerId: opts.runnerId,
+  });
+  deps.jobs = scheduler;
+  scheduler.start();
+
   log.info("bisman-ops listening", {
     port,
     targets: targets.names(),
@@ -244,6 +264,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     deps,
     bolt,
     slack,
+    scheduler,
     gate,
     socket,
     port,
@@ -253,6 +274,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       if (stopped) return;
       stopped = true;
       clearInterval(probeTimer);
+      await scheduler.stop();
       await socket?.stop();
       await server.shutdown();
       const left = await (receiver ?? socket)?.drain();

@@ -7,6 +7,8 @@
 import type { Subcommand } from "./types.ts";
 import { helpCommand } from "./help.ts";
 import { statusCommand } from "./status.ts";
+import { jobsCommand, runCommand } from "./jobs.ts";
+import { digestCommand } from "./digest.ts";
 import { freezeCommand, unfreezeCommand } from "./freeze.ts";
 import { auditLogCommand } from "./audit_log.ts";
 import { resetStatsCommand } from "./reset_stats.ts";
@@ -29,4 +31,5 @@ export function registerSubcommands(...list: Subcommand<any>[]): void {
 }
 
 registerSubcommands(helpCommand(allSubcommands), statusCommand);
+registerSubcommands(jobsCommand, runCommand, digestCommand);
 registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsCommand);

@@ -10,6 +10,7 @@
 
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
+import { Cron } from "croner";
 
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
@@ -138,6 +139,116 @@ export const alertsSchema = z.strictObject({
 }).prefault({});
 export type AlertsConfig = z.infer<typeof alertsSchema>;
 
+// --- scheduled jobs, the daily digest, the checklist and retention (issue 8: jobs/) ---
+
+/** A croner pattern: 5 fields (minute precision) or 6 (with seconds), or a nickname such as @daily. */
+const cronPattern = z.string().min(1).refine((p) => {
+  try {
+    new Cron(p, { paused: true });
+    return true;
+  } catch {
+    return false;
+  }
+}, "a cron pattern such as \"0 9 * * *\" (5 fields, or 6 with seconds first)");
+
+/** An IANA time zone name, checked against the runtime's time-zone data. */
+const timeZone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}, "an IANA time zone such as UTC or Europe/Berlin");
+
+/** One job's schedule; unset fields keep the job's default (jobs/registry.ts) and `scheduler.timezone`. */
+export const jobScheduleSchema = z.strictObject({
+  cron: cronPattern.optional(),
+  timezone: timeZone.optional(),
+  enabled: z.boolean().default(true),
+});
+export type JobScheduleConfig = z.infer<typeof jobScheduleSchema>;
+
+/** How the replicas share the schedules: each run holds a lease in the state database, renewed while it runs. */
+export const schedulerSchema = z.strictObject({
+  /** Time zone of every schedule that does not name its own. */
+  timezone: timeZone.default("UTC"),
+  /** A run whose process stops renewing its lease for this long is taken as dead; the next slot proceeds. */
+  lease_seconds: z.number().int().min(2).max(3600).default(60),
+  /** How long `stop()` waits for running jobs before it marks them interrupted. */
+  stop_grace_seconds: z.number().int().min(0).max(600).default(10),
+}).prefault({});
+
+/** The daily digest: limits of each check and the autovacuum judgement. */
+export const digestSchema = z.strictObject({
+  /** Each check of each target gets this long; a slower one says "could not check: timed out". */
+  check_timeout_seconds: z.number().min(1).max(120).default(10),
+  /** Top slow queries per target since the previous digest. */
+  slow_queries: z.number().int().min(1).max(20).default(5),
+  /** Up to this many targets are shown in the message itself; with more, details go to its thread. */
+  inline_targets: z.number().int().min(1).max(10).default(10),
+  /** A credential this many days before its maximum age is a warning. */
+  credential_warning_days: z.number().int().min(0).max(365).default(14),
+  vacuum: z.strictObject({
+    /** A table with dead tuples not vacuumed (manually or by autovacuum) for this long is a warning. */
+    stale_days: z.number().int().min(1).max(365).default(7),
+    /** Tables with fewer dead tuples are never reported (small tables churn without harm). */
+    min_dead_tuples: z.number().int().min(0).default(1000),
+    dead_ratio_warning: z.number().min(0).max(1).default(0.2),
+    dead_ratio_critical: z.number().min(0).max(1).default(0.5),
+  }).prefault({}),
+}).prefault({});
+export type DigestConfig = z.infer<typeof digestSchema>;
+
+/** The seed's checklist: what its live evaluation compares against. */
+export const checklistSchema = z.strictObject({
+  /** Kong's Admin API; when set, "WAF rules deployed" reads its plugins instead of asking for an attestation. */
+  kong_admin_url: z.url().optional(),
+  /** The seed's Kong plugins: rate-limiting at most this many requests a minute… */
+  kong_rate_limit_per_minute: z.number().int().positive().default(100),
+  /** …and ip-restriction allowing only these networks. */
+  kong_ip_allow: z.array(z.string().min(1)).default(["10.0.0.0/8", "192.168.0.0/16"]),
+  /** "Backup schedule configured and tested": a passing restore test at most this many days old. */
+  restore_test_within_days: z.number().int().min(1).max(366).default(31),
+  /** "Monitoring enabled": an Alertmanager webhook received at most this many days ago. */
+  alert_webhook_within_days: z.number().int().min(1).max(366).default(7),
+  /** An operator's attestation (WAF, encryption at rest) must be renewed after this many days. */
+  attestation_valid_days: z.number().int().min(1).max(3650).default(365),
+  /**
+   * The newest PostgreSQL minor release the bot knows of, per major version, with its release date, e.g.
+   * `"15": { version: "15.14", released: "2025-08-14" }`: a server behind it fails "security patches".
+   */
+  releases: z.record(
+    z.string().regex(/^\d{2}$/, "a major version such as 15"),
+    z.strictObject({
+      version: z.string().regex(/^\d{2}\.\d{1,2}$/, "a version such as 15.14"),
+      released: z.iso.date(),
+    }),
+  ).default({}),
+  /** Release information older than this is itself a warning: someone should update `releases`. */
+  release_info_max_age_days: z.number().int().min(1).max(3650).default(120),
+}).prefault({});
+export type ChecklistConfig = z.infer<typeof checklistSchema>;
+
+/** What the cleanup job keeps. */
+export const retentionSchema = z.strictObject({
+  /** Job-run history (`/bisman jobs`, the checklist's evidence) is pruned beyond this many days. */
+  job_runs_days: z.number().int().min(7).max(3650).default(90),
+  /**
+   * When set, audit_logs_dml rows older than `older_than_days` are written to a file in `dir`, read back and
+   * verified, and only then deleted. Unset: nothing is ever deleted from audit_logs_dml.
+   */
+  audit_archive: z.strictObject({
+    older_than_days: z.number().int().min(30).max(3650).default(365),
+    dir: z.string().regex(/^\/[^\0]*$/, "an absolute folder path"),
+    /** Targets to archive (default: every target). */
+    targets: z.array(identifier).optional(),
+    /** Rows per file and per delete transaction. */
+    batch_rows: z.number().int().min(100).max(1_000_000).default(50_000),
+  }).optional(),
+}).prefault({});
+export type RetentionConfig = z.infer<typeof retentionSchema>;
+
 export const configSchema = z.strictObject({
   workspace: z.strictObject({
     team_id: z.string().regex(/^T[A-Z0-9]{2,}$/, "a Slack team ID such as T012ABCDEF"),
@@ -156,6 +267,12 @@ export const configSchema = z.strictObject({
   default_target: identifier.optional(),
   thresholds: thresholdsSchema,
   alerts: alertsSchema,
+  // Jobs (issue 8): per-job schedules by job name; see jobs/registry.ts for the names and defaults.
+  schedules: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,40}$/, "a job name"), jobScheduleSchema).default({}),
+  scheduler: schedulerSchema,
+  digest: digestSchema,
+  checklist: checklistSchema,
+  retention: retentionSchema,
 });
 export type Config = z.infer<typeof configSchema>;
 
@@ -206,6 +323,9 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
       if (names.has(r.name)) problems.push(`targets.${name}.replicas.${i}.name: "${r.name}" is used twice`);
       names.add(r.name);
     });
+  }
+  for (const t of config.retention.audit_archive?.targets ?? []) {
+    if (!config.targets[t]) problems.push(`retention.audit_archive.targets: "${t}" is not one of targets`);
   }
   if (problems.length) throw new ConfigError(file, problems);
   return config;

@@ -14,6 +14,7 @@ import type { AuditLog } from "./audit.ts";
 import type { Targets } from "./targets.ts";
 import type { Invoker } from "./access.ts";
 import type { Reply } from "./reply.ts";
+import type { JobService } from "../jobs/types.ts";
 import type { VaultClient } from "./vault.ts";
 
 /** Looks up the members of a Slack user group (`usergroups.users.list`); absent when Slack is not reachable. */
@@ -49,6 +50,8 @@ export interface AppDeps {
   now: () => Date;
   /** Absent only in processes that cannot run destructive work (set by bot.ts once the gate exists). */
   gate?: Gate;
+  /** The scheduler (jobs/scheduler.ts): schedules, last runs, manual runs; absent where no jobs run. */
+  jobs?: JobService;
   /** The Vault client; absent when `VAULT_ADDR` is not set (Vault features answer "not configured"). */
   vault?: VaultClient;
 }

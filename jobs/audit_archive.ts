@@ -1,0 +1,171 @@
+/**
+ * Archives old `audit_logs_dml` rows of a target to files, then deletes them: never the other way round.
+ *
+ * Each batch, inside one transaction on the target: read the oldest rows past the retention (by id), write
+ * them as JSON lines to `<dir>/<name>.partial`, fsync, rename to the final name, read the file back and check
+ * the row count, every id and the SHA-256 against what was written, write the `.sha256` beside it, and only
+ * then delete exactly those ids. The delete must remove exactly as many rows as were archived, or the
+ * transaction rolls back. Any failure before the commit leaves every row in the table.
+ *
+ * The target's role needs DELETE on audit_logs_dml (the seed grants it to bisman_admin); grant it to the bot's
+ * role only where `retention.audit_archive` is configured.
+ *
+ * @module
+ */
+
+import type { OpDeps } from "../ops/types.ts";
+import { StepFailed } from "../core/errors.ts";
+import { unreachable } from "../core/targets.ts";
+
+/** What archiving did (or would do) for one target. */
+export interface ArchiveResult {
+  target: string;
+  rows: number;
+  files: string[];
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", bytes as BufferSource);
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The retention cutoff: rows that occurred before it are archived. */
+export function archiveCutoff(deps: Pick<OpDeps, "now">, olderThanDays: number): Date {
+  return new Date(deps.now().getTime() - olderThanDays * 86_400_000);
+}
+
+/** The targets `retention.audit_archive` covers (none when it is not configured). */
+export function archiveTargets(deps: Pick<OpDeps, "config">): string[] {
+  const a = deps.config.retention.audit_archive;
+  if (!a) return [];
+  return a.targets ?? Object.keys(deps.config.targets);
+}
+
+/** How many rows of `target` are past the retention (for the cleanup plan). */
+export async function countArchivable(deps: OpDeps, target: string): Promise<number> {
+  const a = deps.config.retention.audit_archive!;
+  const m = deps.targets.member(target, "primary");
+  try {
+    const sql = await deps.targets.pool(target);
+    const [r] = await sql<{ n: number }[]>`
+      select count(*)::int as n from public.audit_logs_dml
+       where occurred_at < ${archiveCutoff(deps, a.older_than_days)}`;
+    return r.n;
+  } catch (err) {
+    throw unreachable(m, err);
+  }
+}
+
+/** Reads a file back and checks it holds exactly `ids`, in order, with the digest written. */
+async function verifyFile(path: string, ids: string[], digest: string): Promise<void> {
+  const bytes = await Deno.readFile(path);
+  const again = await sha256Hex(bytes);
+  if (again !== digest) throw new Error(`checksum of ${path} differs from what was written`);
+  const lines = new TextDecoder().decode(bytes).split("\n").filter((l) => l.length);
+  if (lines.length !== ids.length) {
+    throw new Error(`${path} holds ${lines.length} rows, expected ${ids.length}`);
+  }
+  lines.forEach((l, i) => {
+    const id = String((JSON.parse(l) as { id: unknown }).id);
+    if (id !== ids[i]) throw new Error(`${path} line ${i + 1} is row ${id}, expected ${ids[i]}`);
+  });
+}
+
+/**
+ * Archives and deletes every row of `target` older than the retention, batch by batch.
+ * @throws {StepFailed} when a batch cannot be written, verified or deleted (that batch stays in the table)
+ */
+export async function archiveAuditRows(
+  deps: OpDeps,
+  target: string,
+  signal?: AbortSignal,
+): Promise<ArchiveResult> {
+  const a = deps.config.retention.audit_archive!;
+  const cutoff = archiveCutoff(deps, a.older_than_days);
+  const m = deps.targets.member(target, "primary");
+  const sql = await deps.targets.pool(target).catch((err) => {
+    throw unreachable(m, err);
+  });
+  const [priv] = await sql<{ ok: boolean }[]>`
+    select has_table_privilege('public.audit_logs_dml', 'DELETE') as ok`.catch((err) => {
+    throw unreachable(m, err);
+  });
+  if (!priv.ok) {
+    // Checked first, so a missing grant never leaves a file behind each day for rows that stay.
+    throw new StepFailed(
+      "archive",
+      `Cannot archive audit_logs_dml of ${target}: the bot's role ${m.conn.user} lacks DELETE on it; ` +
+        "grant it (as the seed grants bisman_admin) or remove the target from retention.audit_archive.targets",
+    );
+  }
+  await Deno.mkdir(a.dir, { recursive: true });
+  const result: ArchiveResult = { target, rows: 0, files: [] };
+  const stamp = deps.now().toISOString().replace(/[:.]/g, "-");
+  for (let batch = 1; !signal?.aborted; batch++) {
+    const done = await sql.begin(async (tx) => {
+      const rows = await tx<{ id: string; line: string }[]>`
+        select a.id::text as id, row_to_json(a)::text as line from public.audit_logs_dml a
+         where a.occurred_at < ${cutoff}
+         order by a.id limit ${a.batch_rows}`;
+      if (!rows.length) return 0;
+      const ids = rows.map((r) => r.id);
+      const name = `audit_logs_dml_${target}_${stamp}_${String(batch).padStart(4, "0")}_${ids[0]}-${
+        ids.at(-1)
+      }.jsonl`;
+      const path = `${a.dir.replace(/\/+$/, "")}/${name}`;
+      const bytes = new TextEncoder().encode(rows.map((r) => r.line).join("\n") + "\n");
+      const digest = await sha256Hex(bytes);
+      try {
+        const f = await Deno.open(`${path}.partial`, { write: true, createNew: true, mode: 0o600 });
+        try {
+          let off = 0;
+          while (off < bytes.length) off += await f.write(bytes.subarray(off));
+          await f.sync();
+        } finally {
+          f.close();
+        }
+        await Deno.rename(`${path}.partial`, path);
+        await verifyFile(path, ids, digest);
+        await Deno.writeTextFile(`${path}.sha256`, `${digest}  ${name}\n`, { mode: 0o600 });
+      } catch (err) {
+        await Deno.remove(`${path}.partial`).catch(() => undefined);
+        throw new StepFailed(
+          "archive",
+          `Archiving audit_logs_dml of ${target} stopped before deleting anything: ${
+            err instanceof Error ? err.message : err
+          }`,
+          { cause: err },
+        );
+      }
+      const deleted = await tx`delete from public.audit_logs_dml where id = any(${ids}::bigint[])`;
+      if (deleted.count !== ids.length) {
+        throw new StepFailed(
+          "delete",
+          `Archiving audit_logs_dml of ${target}: ${deleted.count} rows deleted, ${ids.length} archived; rolled back`,
+        );
+      }
+      result.files.push(path);
+      return ids.length;
+    }).catch((err) => {
+      if (err instanceof StepFailed) throw err;
+      throw new StepFailed(
+        "delete",
+        `Archiving audit_logs_dml of ${target} failed; nothing of this batch was deleted: ${
+          (err as { code?: string })?.code ?? ""
+        } ${err instanceof Error ? err.message.split("\n")[0] : err}`,
+        { cause: err },
+      );
+    });
+    if (!done) break;
+    result.rows += done;
+    await deps.audit.append({
+      actor: "scheduler",
+      action: "audit_archive.batch",
+      target,
+      outcome: "succeeded",
+      details: { rows: done, file: result.files.at(-1), cutoff: cutoff.toISOString() },
+    });
+    if (done < a.batch_rows) break;
+  }
+  return result;
+}

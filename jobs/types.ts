@@ -1,0 +1,120 @@
+/**
+ * The shape of a scheduled job and of what the scheduler hands it. A job is entry-point code like a
+ * subcommand: it calls operations (ops/) and renders through slack/render/, and the scheduler around it
+ * owns slots, leases, run records and failure posts.
+ *
+ * @module
+ */
+
+import type { AppDeps } from "../core/deps.ts";
+import type { Invoker } from "../core/access.ts";
+import type { Logger } from "../core/log.ts";
+import type { Reply } from "../core/reply.ts";
+
+/** How a job judged what it found; a run can succeed and still find problems. */
+export type JobLevel = "ok" | "warning" | "critical";
+
+/** The recorded outcome of one run. */
+export type RunOutcome = "running" | "ok" | "failed" | "skipped" | "interrupted";
+
+/** Where a posted message lives. */
+export interface PostedMessage {
+  channel: string;
+  ts: string;
+}
+
+/** Posts a message in the ops channel (or in a thread of it); returns where it went. */
+export type Poster = (reply: Reply, opts?: { threadTs?: string }) => Promise<PostedMessage>;
+
+/** The previous finished run of the same job, for jobs that report changes only. */
+export interface PreviousRun {
+  id: number;
+  slot: Date;
+  outcome: RunOutcome;
+  level: JobLevel | null;
+  details: Record<string, unknown>;
+  finishedAt: Date | null;
+}
+
+/** What a running job may use. */
+export interface JobContext {
+  deps: AppDeps;
+  job: string;
+  runId: number;
+  /** The scheduled time croner computed (or the moment of a manual run). */
+  slot: Date;
+  trigger: "schedule" | "manual";
+  invoker?: Invoker;
+  log: Logger;
+  /** Aborted when the bot stops; long jobs should stop early. */
+  signal: AbortSignal;
+  post: Poster;
+  /** The newest run of this job that finished (ok or failed) before this one. */
+  previous?: PreviousRun;
+}
+
+/** What a job reports; `summary` is one line for `/bisman jobs` and the run record. */
+export interface JobResult {
+  summary: string;
+  level?: JobLevel;
+  /** Stored with the run (JSON): evidence for the checklist, state for the next run. */
+  details?: Record<string, unknown>;
+  /** The message the run posted, so a button on it can acknowledge this run. */
+  message?: PostedMessage;
+}
+
+/** One job: name, default schedule, whether a manual run needs approval, and its work. */
+export interface JobDefinition {
+  /** Lower-case with underscores; the key under `schedules` in the config. */
+  readonly name: string;
+  readonly summary: string;
+  /** Croner pattern in the scheduler's time zone unless the config overrides it. */
+  readonly defaultCron: string;
+  /** Destructive jobs run on their schedule (configured in advance) and only through the gate on demand. */
+  readonly destructive: boolean;
+  /** Why this job cannot run in this build or config (its operation is missing), or undefined. */
+  unavailable?(deps: AppDeps): string | undefined;
+  /** For a manual run of a destructive job: the request the approval gate gets. */
+  gateRequest?(deps: AppDeps): { action: string; args: unknown };
+  run(ctx: JobContext): Promise<JobResult>;
+}
+
+/** A job's effective schedule in this process. */
+export interface EffectiveSchedule {
+  name: string;
+  summary: string;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  destructive: boolean;
+  unavailable?: string;
+  nextRun?: Date;
+}
+
+/** A stored run, as `/bisman jobs` and the checklist read it. */
+export interface RunRecord {
+  id: number;
+  job: string;
+  slot: Date;
+  trigger: "schedule" | "manual";
+  runner: string;
+  invoker: string | null;
+  startedAt: Date;
+  finishedAt: Date | null;
+  outcome: RunOutcome;
+  level: JobLevel | null;
+  summary: string | null;
+  error: string | null;
+  details: Record<string, unknown>;
+  ackedBy: string | null;
+  ackedAt: Date | null;
+}
+
+/** The scheduler as commands see it (`deps.jobs`). */
+export interface JobService {
+  schedules(): EffectiveSchedule[];
+  /** Runs a job now, outside its schedule, recorded as a manual run; resolves when it has finished. */
+  runNow(name: string, invoker: Invoker): Promise<RunRecord>;
+  /** The newest run of each job. */
+  lastRuns(): Promise<Map<string, RunRecord>>;
+}

@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+
+const root = new URL("../../", import.meta.url).pathname;
+const deployDir = `${root}deploy`;
+
+async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await new Deno.Command(cmd, { args, cwd: root, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+async function yamlFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...await yamlFiles(p));
+    else if (/\.ya?ml$/.test(e.name)) out.push(p);
+  }
+  return out.sort();
+}
+
+type Doc = Record<string, any>;
+
+/** Every document of every YAML file under deploy/, parsed strictly (any YAML error fails). */
+async function allDocuments(): Promise<{ file: string; doc: Doc }[]> {
+  const out: { file: string; doc: Doc }[] = [];
+  for (const file of await yamlFiles(deployDir)) {
+    const docs = parseAllDocuments(await Deno.readTextFile(file), { prettyErrors: true });
+    for (const d of docs) {
+      assert.deepEqual(d.errors.map(String), [], `${file} parses`);
+      const doc = d.toJS();
+      if (doc !== null && doc !== undefined) out.push({ file: file.slice(root.length), doc });
+    }
+  }
+  return out;
+}
+
+const SECRET_NAME = /TOKEN|SECRET|PASSWORD|DATABASE_URL|_KEY$|CREDENTIAL/;
+
+Deno.test("deploy/ Kubernetes manifests: two hardened replicas with probes, secrets only by reference, PostgreSQL reachable only from the app and the bot", async (t) => {
+  const docs = await allDocuments();
+  const k8s = docs.filter((d) => d.file.startsWith("deploy/k8s/") && d.doc.kind && d.doc.apiVersion);
+  const kind = (k: string, name?: string) =>
+    k8s.filter((d) => d.doc.kind === k && (!name || d.doc.metadata?.name === name)).map((d) => d.doc);
+
+  await t.step("every manifest parses and names its kind, apiVersion and metadata.name", () => {
+    assert.ok(k8s.length >= 8, `found ${k8s.length} Kubernetes objects`);
+    for (const { file, doc } of k8s) {
+      if (doc.kind === "Kustomization") continue;
+      assert.ok(doc.metadata?.name, `${file}: ${doc.kind} has a name`);
+    }
+    const kustomization = kind("Kustomization")[0];
+    const listed = new Set<string>(kustomization.resources);
+    const files = new Set(
+      k8s.map((d) => d.file.replace("deploy/k8s/", "")).filter((f) => f !== "kustomization.yaml"),
+    );
+    assert.deepEqual([...files].sort(), [...listed].sort(), "kustomization.yaml lists every manifest");
+  });
+
+  const [deployment] = kind("Deployment", "bisman-ops");
+  const pod = deployment.spec.template.spec;
+  const [container] = pod.containers;
+
+  await t.step("the Deployment runs 2 replicas with liveness on /healthz and readiness on /readyz", () => {
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(container.livenessProbe.httpGet.path, "/healthz");
+    assert.equal(container.readinessProbe.httpGet.path, "/readyz");
+    assert.equal(container.startupProbe.httpGet.path, "/healthz");
+    assert.equal(
+      deployment.spec.strategy.rollingUpdate.maxUnavailable,
+      0,
+      "a rollout never leaves no replica",
+    );
+    assert.equal(kind("PodDisruptionBudget")[0].spec.minAvailable, 1);
+  });
+
+  await t.step(
+    "it has resource limits, runs non-root with a read-only root file system and no privileges",
+    () => {
+      assert.ok(container.resources.limits.cpu && container.resources.limits.memory);
+      assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
+      assert.equal(pod.securityContext.runAsNonRoot, true);
+      assert.ok(pod.securityContext.runAsUser > 0);
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
+      assert.equal(pod.automountServiceAccountToken, false);
+      const writable = container.volumeMounts.filter((m: Doc) => !m.readOnly).map((m: Doc) => m.mountPath);
+      assert.ok(writable.includes("/tmp"), "a writable /tmp on an emptyDir");
+      for (const path of writable) {
+        const vol = pod.volumes.find((v: Doc) =>
+          v.name === container.volumeMounts.find((m: Doc) => m.mountPath === path).name
+        );
+        assert.ok(vol.emptyDir, `${path} is an emptyDir, not the image`);
+      }
+    },
+  );
+
+  await t.step("the grace period covers preStop plus the bot's shutdown bound", () => {
+    const grace = Number(container.env.find((e: Doc) => e.name === "BISMAN_SHUTDOWN_GRACE_SECONDS").value);
+    const preStop = Number(container.lifecycle.preStop.exec.command.at(-1));
+    assert.ok(pod.terminationGracePeriodSeconds > grace + preStop);
+  });
+
+  await t.step("secrets come from a Secret by reference; no manifest holds a secret value", () => {
+    for (const e of container.env) {
+      if (SECRET_NAME.test(e.name)) assert.equal(e.value, undefined, `${e.name} must not be a literal`);
+    }
+    assert.ok(container.envFrom.some((f: Doc) => f.secretRef?.name === "bisman-ops-secrets"));
+    for (const { file, doc } of docs) {
+      if (doc.kind === "Secret") assert.fail(`${file} defines a Secret; create it out of band`);
+    }
+    const text = docs.map((d) => JSON.stringify(d.doc)).join("\n");
+    assert.doesNotMatch(
+      text,
+      /xox[bpa]-|xapp-|postgres:\/\/[^@"]*:[^@"]*@/,
+      "no token or password in deploy/",
+    );
+  });
+
+  await t.step("the seed's NetworkPolicy admits only the app and the bot to PostgreSQL on 5432", () => {
+    const [np] = kind("NetworkPolicy", "postgres-access");
+    assert.deepEqual(np.spec.podSelector.matchLabels, { app: "postgres" });
+    assert.equal(np.spec.ingress.length, 1);
+    const [rule] = np.spec.ingress;
+    assert.deepEqual(rule.ports, [{ protocol: "TCP", port: 5432 }]);
+    assert.deepEqual(rule.from, [
+      { namespaceSelector: { matchLabels: { name: "bisman-app" } } },
+      { podSelector: { matchLabels: { app: "bisman-backend" } } },
+      {
+        namespaceSelector: { matchLabels: { name: "bisman-ops" } },
+        podSelector: { matchLabels: deployment.spec.template.metadata.labels },
+      },
+    ]);
+    const [ns] = kind("Namespace", deployment.metadata.namespace);
+    assert.equal(ns.metadata.labels.name, "bisman-ops", "the namespace carries the label the policy selects");
+  });
+
+  await t.step("the bot's own NetworkPolicy lets it reach PostgreSQL, Vault, DNS and Slack only", () => {
+    const [np] = kind("NetworkPolicy", "bisman-ops");
+    assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
+    const ports = np.spec.egress.flatMap((e: Doc) => e.ports.map((p: Doc) => p.port)).sort();
+    assert.deepEqual([...new Set(ports)], [443, 5432, 53, 8200].sort());
+    const selector = deployment.spec.selector.matchLabels;
+    assert.deepEqual(np.spec.podSelector.matchLabels, selector);
+    for (const svc of kind("Service")) assert.deepEqual(svc.spec.selector, selector);
+  });
+
+  await t.step("the Ingress (HTTP mode) exposes /slack/events only", () => {
+    const [ing] = kind("Ingress");
+    const paths = ing.spec.rules.flatMap((r: Doc) => r.http.paths.map((p: Doc) => p.path));
+    assert.deepEqual(paths, ["/slack/events"]);
+  });
+});
+
+Deno.test("deploy/ Prometheus rules and Alertmanager config pass promtool and amtool and route to the bot", async (t) => {
+  await t.step("promtool check rules and the rule unit tests pass", async () => {
+    const check = await run("promtool", ["check", "rules", "deploy/prometheus/rules.yaml"]);
+    assert.equal(check.code, 0, check.out);
+    const tests = await run("promtool", ["test", "rules", "deploy/prometheus/rules_test.yaml"]);
+    assert.equal(tests.code, 0, tests.out);
+    const config = await run("promtool", ["check", "config", "deploy/prometheus/prometheus.yml"]);
+    assert.equal(config.code, 0, config.out);
+  });
+
+  await t.step(
+    "the seed's three alerts keep its expressions, and the bot's job alerts use the scheduler's metrics",
+    async () => {
+      const doc = parseAllDocuments(await Deno.readTextFile(`${deployDir}/prometheus/rules.yaml`))[0].toJS();
+      const rules: Doc[] = doc.groups.flatMap((g: Doc) => g.rules);
+      const expr = (name: string) => rules.filter((r) => r.alert === name).map((r) => r.expr.trim());
+      assert.deepEqual(expr("HighReplicationLag"), ["pg_replication_lag > 30"]);
+      assert.deepEqual(expr("TooManyConnections"), ["pg_stat_activity_count > 100"]);
+      assert.deepEqual(expr("SlowQueries"), ["pg_stat_statements_mean_exec_time_seconds > 1"]);
+      // Every bisman_* metric a rule reads is one the bot really exports (a rename breaks this test).
+      const code = await Promise.all(
+        ["jobs/scheduler.ts", "slack/receiver.ts", "slack/socket_mode.ts"].map((f) =>
+          Deno.readTextFile(`${root}${f}`).catch(() => "")
+        ),
+      );
+      const used = new Set(
+        rules.flatMap((r) =>
+          [...String(r.expr).matchAll(/\b(bisman_[a-z_]+?)(_bucket)?\b/g)].map((m) => m[1])
+        ),
+      );
+      assert.ok(used.has("bisman_job_last_success_timestamp_seconds"));
+      assert.ok(used.has("bisman_job_failures_total"));
+      for (const m of used) assert.ok(code.some((c) => c.includes(`"${m}"`)), `${m} is exported by the bot`);
+    },
+  );
+
+  await t.step(
+    "amtool check-config passes and every alert of the rules routes to the bot's /alerts",
+    async () => {
+      const file = "deploy/alertmanager/alertmanager.yml";
+      const check = await run("amtool", ["check-config", file]);
+      assert.equal(check.code, 0, check.out);
+      const doc = parseAllDocuments(await Deno.readTextFile(`${root}${file}`))[0].toJS();
+      const bot = doc.receivers.find((r: Doc) => r.name === "bisman-ops").webhook_configs[0];
+      assert.match(bot.url, /^http:\/\/bisman-ops\.bisman-ops\.svc:3000\/alerts$/);
+      assert.equal(bot.http_config.authorization.type, "Bearer");
+      assert.ok(bot.http_config.authorization.credentials_file, "the token is read from a mounted file");
+      assert.equal(bot.http_config.authorization.credentials, undefined, "no token in the config");
+      const rules = parseAllDocuments(await Deno.readTextFile(`${deployDir}/prometheus/rules.yaml`))[0]
+        .toJS();
+      const names = new Set<string>(rules.groups.flatMap((g: Doc) => g.rules.map((r: Doc) => r.alert)));
+      for (const name of names) {
+        const routed = await run("amtool", [
+          "config",
+          "routes",
+          "test",
+          `--config.file=${file}`,
+          `alertname=${name}`,
+        ]);
+        assert.equal(routed.code, 0, routed.out);
+        assert.match(routed.out, /\bbisman-ops\b/, `${name} reaches the bot`);
+      }
+    },
+  );
+});
+
+Deno.test("Dockerfile runs as the Deployment's non-root user, without tests or dev tools, with a /healthz check", async () => {
+  const text = await Deno.readTextFile(`${root}Dockerfile`);
+  const lines = text.split("\n").map((l) => l.trim());
+  const user = lines.filter((l) => l.startsWith("USER ")).at(-1);
+  assert.ok(user && !/root|\b0\b/.test(user), `the image ends as a non-root user (${user})`);
+  assert.match(text, /HEALTHCHECK[\s\S]*\/healthz/);
+  assert.match(text, /--frozen/, "dependencies are installed from the committed lock");
+  const ignored = (await Deno.readTextFile(`${root}.dockerignore`)).split("\n").map((l) => l.trim());
+  for (const dir of ["tests", "bench", "sandbox", ".git", "node_modules"]) {
+    assert.ok(ignored.includes(dir), `${dir} is kept out of the image by .dockerignore`);
+  }
+  assert.match(text, /deno remove playwright-core ws/, "test and sandbox packages are not installed");
+  const cmd = lines.filter((l) => l.startsWith("CMD ")).at(-1)!;
+  assert.match(cmd, /--cached-only/, "nothing is fetched at run time");
+  assert.match(cmd, /main\.ts/);
+  assert.doesNotMatch(cmd, /"-A"|--allow-all/, "the image grants named permissions, not -A");
+  const docs = await allDocuments();
+  const deployment = docs.find((d) => d.doc.kind === "Deployment")!.doc;
+  const port = deployment.spec.template.spec.containers[0].ports[0].containerPort;
+  assert.match(text, new RegExp(`EXPOSE ${port}\\b`), "the image exposes the Deployment's port");
+});
