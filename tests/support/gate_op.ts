@@ -19,6 +19,8 @@ const key = z.string().regex(/^[a-z0-9_]{1,40}$/, "a key of lower-case letters, 
 const args = z.strictObject({
   key,
   fail: z.boolean().default(false),
+  /** Milliseconds the run holds (pg_sleep on the target), to widen race windows. */
+  hold_ms: z.number().int().min(0).max(10_000).default(0),
   target: z.literal("main").default("main"),
 });
 type Args = z.infer<typeof args>;
@@ -27,6 +29,7 @@ interface Plan extends PlanBase {
   key: string;
   target: string;
   fail: boolean;
+  holdMs: number;
   fingerprint: { version: number };
 }
 
@@ -59,6 +62,7 @@ export const gateTestOp: Operation<Args, Plan, { key: string; runs: number }> = 
       target: a.target,
       key: a.key,
       fail: a.fail,
+      holdMs: a.hold_ms,
       steps: [`insert into gate_test_runs (key) values ('${a.key}')`],
       fingerprint: { version: await versionOf(sql, a.key) },
     };
@@ -72,6 +76,7 @@ export const gateTestOp: Operation<Args, Plan, { key: string; runs: number }> = 
   async run(plan, deps) {
     if (plan.fail) throw new StepFailed("insert", `Test failure for ${plan.key}: nothing was written`);
     const sql = await deps.targets.pool(plan.target);
+    if (plan.holdMs) await sql`select pg_sleep(${plan.holdMs / 1000})`;
     await withAuditContext(sql, deps.actor, async (tx) => {
       await tx`insert into gate_test_runs (key, app_user, service)
                values (${plan.key}, current_setting('app.user_id', true), current_setting('app.service_name', true))`;
@@ -84,17 +89,23 @@ export const gateTestOp: Operation<Args, Plan, { key: string; runs: number }> = 
 export const gateTestCommand = defineSubcommand({
   name: "gate-test",
   summary: "Test-only destructive request",
-  usage: "/bisman gate-test <key> [fail=yes]",
+  usage: "/bisman gate-test <key> [fail=yes] [hold=<ms>]",
   examples: ["/bisman gate-test k1"],
   access: "operator",
   destructive: true,
   parse: (a) => {
     const v = validateArgs(
-      z.object({ positional: z.tuple([key]), named: z.strictObject({ fail: z.literal("yes").optional() }) }),
+      z.object({
+        positional: z.tuple([key]),
+        named: z.strictObject({
+          fail: z.literal("yes").optional(),
+          hold: z.string().regex(/^\d{1,5}$/).optional(),
+        }),
+      }),
       a,
-      "/bisman gate-test <key> [fail=yes]",
+      "/bisman gate-test <key> [fail=yes] [hold=<ms>]",
     );
-    return { key: v.positional[0], fail: v.named.fail === "yes" };
+    return { key: v.positional[0], fail: v.named.fail === "yes", hold_ms: Number(v.named.hold ?? 0) };
   },
   run: (ctx, a) => ctx.deps.gate!.request({ action: "gate_test", args: a, invoker: ctx.invoker }),
 });
