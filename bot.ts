@@ -21,6 +21,10 @@ import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
+import { AlertThreads } from "./alerts/threads.ts";
+import { alertmanagerRoute } from "./alerts/alertmanager.ts";
+import { alertButtonRegistration } from "./alerts/buttons.ts";
+import { runLagCheck } from "./jobs/lag_check.ts";
 import { opsChannelPoster, resolveSchedules, Scheduler } from "./jobs/scheduler.ts";
 import { allJobs } from "./jobs/registry.ts";
 import type { JobDefinition } from "./jobs/types.ts";
@@ -37,6 +41,8 @@ export interface RunningBot {
   slack: WebClient;
   /** Runs the scheduled jobs (jobs/scheduler.ts). */
   scheduler: Scheduler;
+  /** Alert threads: the Alertmanager receiver's store and the per-channel poster. */
+  alerts: AlertThreads;
   /** The approval gate (also `deps.gate`). */
   gate: ApprovalGate;
   /** The Socket Mode connection, when `SLACK_APP_TOKEN` selected it (then there is no `/slack/events`). */
@@ -164,7 +170,34 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     instanceId: opts.instanceId,
   });
   deps.gate = gate;
-  await gate.start({ sweepIntervalMs: opts.sweepIntervalMs });
+  // The scheduler's approval_expiry job sweeps once per slot across replicas; the gate keeps its own timer
+  // only when a test asks for a faster sweep or the job will not run here.
+  await gate.start({
+    sweepIntervalMs: opts.sweepIntervalMs,
+    sweep: opts.sweepIntervalMs !== undefined || config.schedules.approval_expiry?.enabled === false ||
+      !jobList.some((j) => j.name === "approval_expiry"),
+  });
+
+  // Alert threads post through their own client: it reports a 429 instead of waiting inside the library, so
+  // the poster can honour Retry-After per channel and keep order.
+  const alerts = new AlertThreads(deps, {
+    slack: new WebClient(env.slackBotToken, {
+      slackApiUrl: env.slackApiUrl,
+      rejectRateLimitedCalls: true,
+      retryConfig: { retries: 0 },
+    }),
+  });
+  alerts.start();
+  let lagCheckRun: Promise<unknown> | undefined;
+  const lagTimer = config.alerts.lag_check.enabled
+    ? setInterval(() => {
+      if (lagCheckRun) return; // a slow check is not stacked on itself
+      lagCheckRun = runLagCheck(deps, alerts)
+        .catch((err) => log.error("lag check failed", { error: err }))
+        .finally(() => (lagCheckRun = undefined));
+    }, config.alerts.lag_check.interval_seconds * 1000)
+    : undefined;
+  if (lagTimer !== undefined) Deno.unrefTimer(lagTimer);
 
   // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
   const socket = env.slackAppToken
@@ -195,7 +228,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const bolt = createBoltApp(deps, socket ?? receiver!, {
     token: env.slackBotToken,
     slackApiUrl: env.slackApiUrl,
-    registrations: [approvalHandlers(gate), ...(opts.registrations ?? [])],
+    registrations: [approvalHandlers(gate), alertButtonRegistration(alerts), ...(opts.registrations ?? [])],
   });
 
   let slackReady = false;
@@ -205,7 +238,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     receiver,
     metrics,
     log,
-    routes: opts.routes,
+    routes: [alertmanagerRoute(alerts, deps), ...(opts.routes ?? [])],
     readiness: {
       stateReachable: () => stateReachable(state),
       slackReady: () => slackReady,
@@ -266,6 +299,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     slack,
     scheduler,
     gate,
+    alerts,
     socket,
     port,
     url: `http://127.0.0.1:${port}`,
@@ -280,6 +314,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       const left = await (receiver ?? socket)?.drain();
       if (left) log.warn("stopping with Slack work still running", { count: left });
       await gate.stop();
+      clearInterval(lagTimer);
+      await lagCheckRun;
+      await alerts.stop();
       await targets.close();
       await state.end({ timeout: 5 });
     },

@@ -7,6 +7,10 @@
 import type { Subcommand } from "./types.ts";
 import { helpCommand } from "./help.ts";
 import { statusCommand } from "./status.ts";
+import { lagCommand } from "./lag.ts";
+import { promoteCommand } from "./promote.ts";
+import { connectionsCommand, terminateIdleCommand } from "./connections.ts";
+import { slowQueriesCommand } from "./slow_queries.ts";
 import { jobsCommand, runCommand } from "./jobs.ts";
 import { digestCommand } from "./digest.ts";
 import { freezeCommand, unfreezeCommand } from "./freeze.ts";
@@ -33,3 +37,4 @@ export function registerSubcommands(...list: Subcommand<any>[]): void {
 registerSubcommands(helpCommand(allSubcommands), statusCommand);
 registerSubcommands(jobsCommand, runCommand, digestCommand);
 registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsCommand);
+registerSubcommands(lagCommand, connectionsCommand, slowQueriesCommand, promoteCommand, terminateIdleCommand);

@@ -130,7 +130,7 @@ export const alertsSchema = z.strictObject({
   ).default({}),
   lag_check: z.strictObject({
     enabled: z.boolean().default(true),
-    interval_seconds: z.number().int().min(5).max(24 * 3600).default(60),
+    interval_seconds: z.number().int().min(1).max(24 * 3600).default(60),
   }).prefault({}),
   /** Pace of posts and edits per channel; Slack allows about one message per second per channel. */
   slack_per_channel_per_second: z.number().positive().max(100).default(1),

@@ -7,6 +7,11 @@
  */
 
 import { registerOperations } from "./registry.ts";
+import { replicationLag } from "./replication_lag.ts";
+import { promoteReplica } from "./promote_replica.ts";
+import { connections } from "./connections.ts";
+import { terminateIdle } from "./terminate_idle.ts";
+import { slowQueries } from "./slow_queries.ts";
 import { rotateCredentials } from "./rotate_credentials.ts";
 import { rotateRoot } from "./rotate_root.ts";
 import { resetStatements } from "./reset_statements.ts";
@@ -17,3 +22,4 @@ registerOperations(
   unfreeze,
 );
 registerOperations(rotateCredentials, rotateRoot);
+registerOperations(replicationLag, promoteReplica, connections, terminateIdle, slowQueries);

@@ -1,0 +1,150 @@
+/**
+ * `POST /alerts`: Alertmanager's webhook (payload version 4), authenticated by the bearer token `ALERTS_TOKEN`.
+ *
+ * Without the token configured the route answers 503 "not configured"; a wrong or missing token gets 401 and a
+ * malformed body 400, and neither reaches the alert store. A valid delivery is written to the outbox
+ * (alerts/threads.ts) and acknowledged at once: Slack's pace never slows Alertmanager down, and a delivery
+ * Alertmanager retries after a timeout changes nothing the second time.
+ *
+ * Payload reference: https://prometheus.io/docs/alerting/latest/configuration/#webhook_config
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { timingSafeEqual } from "node:crypto";
+import type { Context } from "hono";
+import type { AppDeps } from "../core/deps.ts";
+import type { RouteRegistration } from "../http/app.ts";
+import type { AlertThreads, IncomingAlert } from "./threads.ts";
+
+/** Largest delivery accepted. Alertmanager sends every alert of a group in one body (max_alerts 0: all). */
+export const MAX_ALERT_BODY_BYTES = 8 * 1024 * 1024;
+
+const labelName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,199}$/, "a Prometheus label name");
+const labels = z.record(labelName, z.string().max(4000));
+/** Alertmanager's timestamps: RFC 3339 with up to nanoseconds; `0001-01-01T00:00:00Z` means unset. */
+const timestamp = z.iso.datetime({ offset: true });
+
+/** One alert of a notification. */
+export const alertSchema = z.object({
+  status: z.enum(["firing", "resolved"]),
+  labels: labels.refine(
+    (l) => typeof l.alertname === "string" && l.alertname.length > 0,
+    "alertname is required",
+  ),
+  annotations: z.record(z.string().max(200), z.string().max(20_000)).default({}),
+  startsAt: timestamp,
+  endsAt: timestamp.optional(),
+  generatorURL: z.string().max(4000).default(""),
+  fingerprint: z.string().regex(/^[0-9a-f]{1,64}$/, "a hex fingerprint"),
+});
+
+/** A webhook delivery, version 4. Unknown top-level fields are allowed: Alertmanager may add some. */
+export const webhookSchema = z.object({
+  version: z.literal("4"),
+  groupKey: z.string().min(1).max(4000),
+  truncatedAlerts: z.number().int().min(0).default(0),
+  status: z.enum(["firing", "resolved"]),
+  receiver: z.string().max(400),
+  groupLabels: labels.default({}),
+  commonLabels: labels.default({}),
+  commonAnnotations: z.record(z.string().max(200), z.string().max(20_000)).default({}),
+  externalURL: z.string().max(4000).default(""),
+  alerts: z.array(alertSchema).max(10_000),
+});
+export type WebhookPayload = z.infer<typeof webhookSchema>;
+
+/** Alertmanager's zero time (Go's time.Time{}) as it appears in endsAt of a firing alert. */
+function realTime(t: string | undefined): string | null {
+  return !t || t.startsWith("0001-01-01") ? null : t;
+}
+
+/** The alerts of a delivery as the store takes them. */
+export function alertsOf(p: WebhookPayload): IncomingAlert[] {
+  return p.alerts.map((a) => ({
+    fingerprint: a.fingerprint,
+    status: a.status,
+    labels: a.labels,
+    annotations: a.annotations,
+    startsAt: realTime(a.startsAt),
+    endsAt: realTime(a.endsAt),
+    generatorURL: a.generatorURL,
+    groupKey: p.groupKey,
+  }));
+}
+
+/** Constant-time comparison of the bearer token (hashes first, so lengths do not leak either). */
+async function tokenMatches(given: string, expected: string): Promise<boolean> {
+  const h = async (s: string) =>
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+  return timingSafeEqual(await h(given), await h(expected));
+}
+
+/** The `POST /alerts` route. */
+export function alertmanagerRoute(threads: AlertThreads, deps: AppDeps): RouteRegistration {
+  const refuse = (c: Context, status: 400 | 401 | 413 | 503, reason: string, message: string) => {
+    deps.metrics.inc("bisman_alerts_rejected_total", { reason }, 1, "Alertmanager deliveries refused");
+    deps.audit.append({
+      actor: "alertmanager",
+      action: "alerts.refused",
+      outcome: "refused",
+      details: { reason, from: c.req.header("x-forwarded-for") ?? "direct" },
+    }).catch((err) => deps.log.error("audit append failed", { error: err }));
+    const headers: Record<string, string> = status === 401
+      ? { "www-authenticate": 'Bearer realm="bisman-ops"' }
+      : {};
+    return c.json({ status: "error", error: reason, message }, status, headers);
+  };
+
+  return (app) => {
+    app.post("/alerts", async (c) => {
+      const expected = deps.env.alertsToken;
+      if (!expected) {
+        return refuse(c, 503, "not_configured", "POST /alerts is not configured: set ALERTS_TOKEN");
+      }
+      const auth = c.req.header("authorization") ?? "";
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+      if (!m || !(await tokenMatches(m[1], expected))) {
+        return refuse(c, 401, "bad_token", "Missing or wrong bearer token");
+      }
+      const length = Number(c.req.header("content-length") ?? "0");
+      if (length > MAX_ALERT_BODY_BYTES) return refuse(c, 413, "body_too_large", "Body too large");
+      const raw = await c.req.text();
+      if (raw.length > MAX_ALERT_BODY_BYTES) return refuse(c, 413, "body_too_large", "Body too large");
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        return refuse(c, 400, "malformed_body", "The body is not JSON");
+      }
+      const parsed = webhookSchema.safeParse(json);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        return refuse(
+          c,
+          400,
+          "malformed_body",
+          `Not an Alertmanager version 4 payload: ${issue.path.join(".") || "(body)"}: ${issue.message}`,
+        );
+      }
+      const p = parsed.data;
+      const result = await threads.ingest(alertsOf(p), "alertmanager");
+      await deps.audit.append({
+        actor: "alertmanager",
+        action: "alerts.received",
+        outcome: "ok",
+        details: {
+          receiver: p.receiver,
+          group_key: p.groupKey.slice(0, 500),
+          status: p.status,
+          alerts: p.alerts.length,
+          queued: result.queued,
+          truncated: p.truncatedAlerts,
+          alertnames: [...new Set(p.alerts.map((a) => a.labels.alertname))].slice(0, 20),
+        },
+      }).catch((err) => deps.log.error("audit append failed", { error: err }));
+      return c.json({ status: "ok", received: result.received, queued: result.queued });
+    });
+  };
+}

@@ -1,0 +1,316 @@
+/**
+ * The remediation buttons of alert threads: which buttons an alert name gets (the seed's incident runbook,
+ * overridable per alert name in `alerts.buttons`), what each one does, and the Bolt listener that runs a click.
+ *
+ * A read-only button runs the same subcommand a person would type (`/bisman lag main`) and answers in the
+ * alert's thread. A gated button asks the approval gate (`deps.gate.request`) with the alert's thread, so the
+ * approval message and its outcome stay in the thread. A button whose operation or subcommand is not in this
+ * build answers "not available yet" instead of failing.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import type { AlertButtonKey, Config } from "../core/config.ts";
+import { resolveTargetName } from "../core/config.ts";
+import type { AppDeps } from "../core/deps.ts";
+import { actorOf, checkWorkspace, type Invoker } from "../core/access.ts";
+import { InvalidInput } from "../core/errors.ts";
+import { getOperation } from "../ops/registry.ts";
+import { allSubcommands } from "../commands/registry.ts";
+import { prepareCommand, runPrepared, toUserError } from "../commands/router.ts";
+import type { BoltRegistration } from "../slack/bolt_app.ts";
+import {
+  ALERT_ACTION_PATTERN,
+  alertButtonOf,
+  type AlertButtonRef,
+  invokerOfInteraction,
+  parseAlertButton,
+} from "../slack/actions.ts";
+import { renderButtonAnswer } from "../slack/render/alerts.ts";
+import { renderError } from "../slack/render/error.ts";
+
+/** What a button does: run a read-only subcommand, or ask the gate for a destructive operation. */
+export interface ButtonDefinition {
+  label: string;
+  kind: "read" | "gated";
+  /** The subcommand a read-only button runs. */
+  subcommand?: string;
+  /** The operation a gated button requests. */
+  action?: string;
+}
+
+/** Every button the alert threads know. */
+export const BUTTONS: Record<AlertButtonKey, ButtonDefinition> = {
+  status: { label: "Status", kind: "read", subcommand: "status" },
+  show_lag: { label: "Show lag", kind: "read", subcommand: "lag" },
+  promote_replica: { label: "Promote replica", kind: "gated", action: "promote_replica" },
+  show_connections: { label: "Show connections", kind: "read", subcommand: "connections" },
+  terminate_idle: {
+    label: "Terminate idle-in-transaction sessions",
+    kind: "gated",
+    action: "terminate_idle",
+  },
+  top_slow_queries: { label: "Top slow queries", kind: "read", subcommand: "slow-queries" },
+  reset_statements: { label: "Reset pg_stat_statements", kind: "gated", action: "reset_statements" },
+  show_audit: { label: "Show audit trail", kind: "read", subcommand: "audit" },
+  rotate_all: { label: "Rotate all credentials", kind: "gated", action: "rotate" },
+  terminate_client: {
+    label: "Terminate sessions from this client address",
+    kind: "gated",
+    action: "terminate_client",
+  },
+};
+
+/** The seed's incident runbook: alert name → its diagnostics and remediation. */
+export const RUNBOOK_BUTTONS: Readonly<Record<string, readonly AlertButtonKey[]>> = {
+  HighReplicationLag: ["show_lag", "promote_replica"],
+  ReplicationFailure: ["show_lag", "promote_replica"],
+  TooManyConnections: ["show_connections", "terminate_idle"],
+  SlowQueries: ["top_slow_queries", "reset_statements"],
+  UnexpectedDbUser: ["show_audit", "rotate_all", "terminate_client"],
+  SuspiciousQueries: ["show_audit", "rotate_all", "terminate_client"],
+};
+
+/** The generic diagnostics of an alert name nobody mapped. */
+export const GENERIC_BUTTONS: readonly AlertButtonKey[] = [
+  "status",
+  "show_lag",
+  "show_connections",
+  "top_slow_queries",
+];
+
+/** The buttons of `alertname`: `alerts.buttons.<name>`, then the runbook, then `alerts.buttons.default`, then generic. */
+export function buttonsFor(config: Config, alertname: string): readonly AlertButtonKey[] {
+  const own = Object.hasOwn(config.alerts.buttons, alertname) ? config.alerts.buttons[alertname] : undefined;
+  return own ?? RUNBOOK_BUTTONS[alertname] ?? config.alerts.buttons.default ?? GENERIC_BUTTONS;
+}
+
+/** The label shown on a button (the terminate button names its age limit). */
+export function buttonLabel(config: Config, key: AlertButtonKey): string {
+  if (key === "terminate_idle") {
+    return `Terminate idle-in-transaction sessions > ${config.thresholds.idle_in_transaction_minutes} min`;
+  }
+  return BUTTONS[key].label;
+}
+
+/** The parts of an alert a button needs. */
+export interface AlertLabels {
+  alertname: string;
+  labels: Record<string, string>;
+}
+
+/** Host and port of an `instance` label (`db1:5432`, `db1`, `[::1]:5432`). */
+function hostPort(instance: string): { host: string; port?: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(instance) ?? /^([^:]+)(?::(\d+))?$/.exec(instance);
+  if (!m) return { host: instance };
+  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
+}
+
+/**
+ * The configured member an alert is about: its `target` (and `replica`) labels when configured, else the
+ * member whose host (and port) matches the `instance` label.
+ */
+export function memberOf(
+  config: Config,
+  labels: Record<string, string>,
+): { target?: string; member?: string } {
+  if (labels.target && config.targets[labels.target]) {
+    const t = config.targets[labels.target];
+    const member = labels.replica && t.replicas.some((r) => r.name === labels.replica)
+      ? labels.replica
+      : undefined;
+    return { target: labels.target, member };
+  }
+  if (labels.instance) {
+    const { host, port } = hostPort(labels.instance);
+    for (const [name, t] of Object.entries(config.targets)) {
+      const members = [{ name: "primary", c: t.primary }, ...t.replicas.map((r) => ({ name: r.name, c: r }))];
+      const hit = members.find((m) => m.c.host === host && (port === undefined || m.c.port === port));
+      if (hit) return { target: name, member: hit.name };
+    }
+  }
+  return { target: resolveTargetName(config, undefined) };
+}
+
+const ipAddress = z.union([z.ipv4(), z.ipv6()]);
+
+/** What a click will do, decided from the alert's labels and what this build has. */
+export type ButtonAction =
+  | { kind: "read"; text: string; subcommand: string }
+  | { kind: "gated"; action: string; args: Record<string, unknown> }
+  | { kind: "unavailable"; message: string };
+
+/**
+ * Decides what button `key` does for the alert(s) of a thread (a storm lists several: the first one names the
+ * target). Pure apart from looking up which subcommands and operations are registered.
+ */
+export function resolveButton(config: Config, key: AlertButtonKey, alerts: AlertLabels[]): ButtonAction {
+  const def = BUTTONS[key];
+  const first = alerts[0];
+  const { target, member } = first
+    ? memberOf(config, first.labels)
+    : { target: resolveTargetName(config, undefined) };
+  if (def.kind === "read") {
+    if (!allSubcommands().some((s) => s.name === def.subcommand)) {
+      return { kind: "unavailable", message: `"${def.label}" is not available yet in this bisman-ops build` };
+    }
+    return {
+      kind: "read",
+      subcommand: def.subcommand!,
+      text: target ? `${def.subcommand} ${target}` : def.subcommand!,
+    };
+  }
+  if (!getOperation(def.action!)) {
+    return { kind: "unavailable", message: `"${def.label}" is not available yet in this bisman-ops build` };
+  }
+  if (!target) {
+    return {
+      kind: "unavailable",
+      message: `Cannot tell which target this alert is about: give it a \`target\` label (one of ${
+        Object.keys(config.targets).join(", ")
+      })`,
+    };
+  }
+  switch (key) {
+    case "promote_replica": {
+      const replicas = config.targets[target].replicas.map((r) => r.name);
+      const replica = member && member !== "primary"
+        ? member
+        : replicas.length === 1
+        ? replicas[0]
+        : undefined;
+      if (!replica) {
+        return {
+          kind: "unavailable",
+          message: `Which replica? Target ${target} has ${
+            replicas.length ? replicas.join(", ") : "no replicas"
+          }: use \`/bisman promote <replica> ${target}\``,
+        };
+      }
+      return { kind: "gated", action: def.action!, args: { replica, target } };
+    }
+    case "terminate_idle":
+      return {
+        kind: "gated",
+        action: def.action!,
+        args: { target, older_than_minutes: config.thresholds.idle_in_transaction_minutes },
+      };
+    case "rotate_all":
+      return { kind: "gated", action: def.action!, args: { role: "all", target } };
+    case "terminate_client": {
+      const raw = first?.labels.client_addr ?? first?.labels.client_address ?? first?.labels.address;
+      const address = ipAddress.safeParse(raw);
+      if (!address.success) {
+        return {
+          kind: "unavailable",
+          message: "This alert names no client address: it needs a `client_addr` label holding an IP address",
+        };
+      }
+      return { kind: "gated", action: def.action!, args: { address: address.data, target } };
+    }
+    default:
+      return { kind: "gated", action: def.action!, args: { target } };
+  }
+}
+
+/** What the click listener needs from the alert store. */
+export interface AlertLookup {
+  /** The alerts a button points at, and the thread they live in. */
+  lookup(
+    ref: AlertButtonRef,
+  ): Promise<{ channel: string; threadTs: string; alerts: AlertLabels[] } | undefined>;
+}
+
+/**
+ * The Bolt listener of every alert button. It acks at once; the answer goes to the alert's thread (read-only)
+ * or to the approval gate with that thread (gated); refusals go to the clicker only.
+ */
+export function alertButtonRegistration(store: AlertLookup): BoltRegistration {
+  return (app, deps) => {
+    app.action(ALERT_ACTION_PATTERN, async ({ ack, body, action, client }) => {
+      await ack();
+      const b = body as unknown as {
+        channel?: { id?: string };
+        container?: { message_ts?: string; thread_ts?: string };
+      };
+      const a = action as { action_id: string; value?: string };
+      const channel = b.channel?.id ?? deps.config.slack.ops_channel;
+      const inv: Invoker = invokerOfInteraction(body as never, channel);
+      let threadTs = b.container?.thread_ts ?? b.container?.message_ts;
+      const tellClicker = async (text: string, blocks?: unknown[]) => {
+        await client.chat.postEphemeral({
+          channel,
+          user: inv.userId,
+          text,
+          ...(blocks ? { blocks: blocks as never } : {}),
+          ...(threadTs ? { thread_ts: threadTs } : {}),
+        }).catch((err) => deps.log.error("could not answer an alert button", { error: err }));
+      };
+      try {
+        checkWorkspace(deps.config, inv);
+        const key = alertButtonOf(a.action_id);
+        const ref = parseAlertButton(a.value);
+        if (!key || !ref) throw new InvalidInput("This button is not one of bisman-ops' alert buttons");
+        const found = await store.lookup(ref);
+        if (!found) throw new InvalidInput("This alert is no longer known to bisman-ops: nothing was done");
+        threadTs = found.threadTs;
+        const what = resolveButton(deps.config, key, found.alerts);
+        await auditClick(deps, inv, key, ref, what);
+        if (what.kind === "unavailable") return await tellClicker(`:construction: ${what.message}`);
+        if (what.kind === "read") {
+          const prepared = prepareCommand(what.text, inv, deps);
+          const reply = await runPrepared(prepared, inv, deps);
+          const answer = renderButtonAnswer(reply, inv.userId, buttonLabel(deps.config, key));
+          await client.chat.postMessage({
+            channel: found.channel,
+            thread_ts: found.threadTs,
+            text: answer.text,
+            blocks: answer.blocks as never,
+          });
+          return;
+        }
+        if (!deps.gate) {
+          return await tellClicker(
+            `:construction: "${BUTTONS[key].label}" is not available yet: the approval gate is not running`,
+          );
+        }
+        const reply = await deps.gate.request({
+          action: what.action,
+          args: what.args,
+          invoker: inv,
+          thread: { channel: found.channel, ts: found.threadTs },
+        });
+        await tellClicker(reply.text, reply.blocks);
+      } catch (err) {
+        const e = toUserError(err, deps);
+        await tellClicker(renderError(e).text);
+      }
+    });
+  };
+}
+
+async function auditClick(
+  deps: AppDeps,
+  inv: Invoker,
+  key: AlertButtonKey,
+  ref: AlertButtonRef,
+  what: ButtonAction,
+): Promise<void> {
+  await deps.audit.append({
+    actor: actorOf(inv),
+    actorName: inv.userName,
+    action: "alert.button_clicked",
+    outcome: what.kind === "unavailable" ? "refused" : "ok",
+    target: what.kind === "gated" ? (what.args.target as string | undefined) : undefined,
+    details: {
+      button: key,
+      ...("fingerprint" in ref ? { fingerprint: ref.fingerprint } : { storm: ref.storm }),
+      does: what.kind === "read"
+        ? `/bisman ${what.text}`
+        : what.kind === "gated"
+        ? what.action
+        : what.message,
+    },
+  }).catch((err) => deps.log.error("audit append failed", { error: err }));
+}

@@ -1,0 +1,45 @@
+/**
+ * `/bisman promote <replica> [target]`: asks, through the approval gate (2 approvals unless the policy says
+ * otherwise), to promote a streaming replica to primary (ops/promote_replica.ts). The plan shows the replica's
+ * lag and whether the old primary still answers.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { targetArg, validateArgs } from "./args.ts";
+import { defineSubcommand } from "./types.ts";
+import { oneTarget } from "./connections.ts";
+import { InvalidInput } from "../core/errors.ts";
+
+const USAGE = "/bisman promote <replica> [target]";
+
+const schema = z.object({
+  positional: z.tuple([targetArg]).or(z.tuple([targetArg, targetArg])),
+  named: z.strictObject({}),
+  rest: z.string(),
+});
+
+export const promoteCommand = defineSubcommand({
+  name: "promote",
+  summary: "Promote a streaming replica to primary (asks for approval; warns about split brain)",
+  usage: USAGE,
+  examples: ["/bisman promote replica1", "/bisman promote replica1 prod"],
+  access: "operator",
+  destructive: true,
+  parse: (args, deps) => {
+    const a = validateArgs(schema, args, USAGE);
+    const [replica, named] = a.positional;
+    const target = oneTarget(deps.config, named);
+    const replicas = deps.config.targets[target].replicas.map((r) => r.name);
+    if (!replicas.includes(replica)) {
+      throw new InvalidInput(
+        `Cannot promote "${replica}": target ${target} has ${
+          replicas.length ? `replicas ${replicas.join(", ")}` : "no replicas"
+        }. Usage: \`${USAGE}\``,
+      );
+    }
+    return { replica, target };
+  },
+  run: (ctx, args) => ctx.deps.gate!.request({ action: "promote_replica", args, invoker: ctx.invoker }),
+});

@@ -1,0 +1,156 @@
+/**
+ * `/bisman restore-test [target] [backup]`: restores the newest (or the named) dump into a scratch
+ * database on the restore server, verifies it, drops it and records the result. Operators only. Where the
+ * target's config says restore tests need approval (by default: only when they restore on the production
+ * primary), this creates an approval request instead.
+ *
+ * The ack comes at once (the router acks non-instant commands before running them); while the test runs
+ * the reply is updated with its phase, objects restored and elapsed time, throttled (see
+ * {@link throttleProgress}).
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { targetArg, validateArgs } from "./args.ts";
+import { defineSubcommand, type Reply } from "./types.ts";
+import { InvalidInput, NotConfigured } from "../core/errors.ts";
+import { actorOf } from "../core/access.ts";
+import { resolveTargetName } from "../core/config.ts";
+import {
+  backupFileArg,
+  planRestoreTest,
+  type RestoreProgress,
+  restoreTestConfig,
+  restoreTestNeedsApproval,
+  runRestoreTest,
+} from "../ops/restore_test.ts";
+import { renderRestoreProgress, renderRestoreResult } from "../slack/render/restore_test.ts";
+
+const usage = "/bisman restore-test [target] [backup]";
+
+/**
+ * Paces progress updates of one reply. A Slack response_url may be used at most 5 times in 30 minutes,
+ * and the final answer needs one of them: so at most `maxUpdates` (4) progress posts, the first after
+ * `firstAfterMs` and each later one twice as far apart (3 s, 9 s, 21 s, 45 s into the run), always with
+ * the newest state and a fresh elapsed time. Posts are chained, so the final answer (sent after `done()`)
+ * can never be overtaken by a late progress post.
+ */
+export function throttleProgress(
+  send: (reply: Reply) => Promise<void>,
+  opts: { firstAfterMs?: number; maxUpdates?: number; onError?: (err: unknown) => void } = {},
+): { push(p: RestoreProgress): void; done(): Promise<void>; sent(): number } {
+  const maxUpdates = opts.maxUpdates ?? 4;
+  let gap = opts.firstAfterMs ?? 3000;
+  const started = performance.now();
+  let latest: RestoreProgress | undefined;
+  let count = 0;
+  let closed = false;
+  let chain: Promise<void> = Promise.resolve();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const schedule = () => {
+    if (closed || count >= maxUpdates) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (closed) return;
+      if (latest) {
+        const p = { ...latest, elapsedMs: performance.now() - started };
+        count++;
+        chain = chain.then(() => send(renderRestoreProgress(p))).catch((err) => opts.onError?.(err));
+      }
+      gap *= 2;
+      schedule();
+    }, gap);
+  };
+  schedule();
+  return {
+    push: (p) => {
+      latest = p;
+    },
+    done: async () => {
+      closed = true;
+      clearTimeout(timer);
+      await chain;
+    },
+    sent: () => count,
+  };
+}
+
+const argsSchema = z.object({
+  positional: z.union([z.tuple([]), z.tuple([z.string()]), z.tuple([targetArg, backupFileArg])]),
+  named: z.strictObject({}),
+  rest: z.string(),
+});
+
+export const restoreTestCommand = defineSubcommand({
+  name: "restore-test",
+  summary: "Restore the newest (or a named) dump into a scratch database, verify it, drop it, record it",
+  usage,
+  examples: [
+    "/bisman restore-test",
+    "/bisman restore-test prod",
+    "/bisman restore-test prod bisman_20260501.dump",
+  ],
+  access: "operator",
+  parse: (args, deps) => {
+    const a = validateArgs(argsSchema, args, usage);
+    let target: string | undefined;
+    let backup: string | undefined;
+    if (a.positional.length === 2) [target, backup] = a.positional;
+    else if (a.positional.length === 1) {
+      const one = a.positional[0];
+      if (deps.config.targets[one]) target = one;
+      else if (backupFileArg.safeParse(one).success && one.includes(".")) backup = one;
+      else {
+        throw new InvalidInput(
+          `Unknown target "${one.slice(0, 64)}": configured targets are ${
+            Object.keys(deps.config.targets).join(", ")
+          }`,
+        );
+      }
+    }
+    const resolved = resolveTargetName(deps.config, target);
+    if (!resolved) {
+      throw new InvalidInput(
+        target
+          ? `Unknown target "${target}": configured targets are ${
+            Object.keys(deps.config.targets).join(", ")
+          }`
+          : `Name a target: ${usage} (configured: ${Object.keys(deps.config.targets).join(", ")})`,
+      );
+    }
+    restoreTestConfig(deps, resolved); // NotConfigured at once when the target has no restore tests
+    return { target: resolved, backup };
+  },
+  run: async (ctx, args) => {
+    const deps = ctx.deps;
+    if (restoreTestNeedsApproval(deps, args.target)) {
+      if (!deps.gate) {
+        throw new NotConfigured(
+          "Restore tests of this target need approval, and the approval gate is not running",
+        );
+      }
+      return await deps.gate.request({
+        action: "restore_test",
+        args: { target: args.target, ...(args.backup ? { backup: args.backup } : {}) },
+        invoker: ctx.invoker,
+      });
+    }
+    const opDeps = { ...deps, actor: actorOf(ctx.invoker) };
+    const plan = await planRestoreTest(args, opDeps);
+    const progress = ctx.progress
+      ? throttleProgress(ctx.progress, {
+        onError: (err) => deps.log.warn("restore progress update failed", { error: err }),
+      })
+      : undefined;
+    try {
+      const result = await runRestoreTest(plan, opDeps, {
+        onProgress: (p) => progress?.push(p),
+        trigger: ctx.invoker.via === "cli" ? "cli" : "command",
+      });
+      return renderRestoreResult(result);
+    } finally {
+      await progress?.done();
+    }
+  },
+});

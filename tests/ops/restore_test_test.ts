@@ -1,0 +1,486 @@
+import assert from "node:assert/strict";
+import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startTestBot, testConfig, USERS } from "../support/bot.ts";
+import { applyTargetSql } from "../support/bisman_schema.ts";
+import type { Config } from "../../core/config.ts";
+import { connectState } from "../../core/state_db.ts";
+import { OpsError } from "../../core/errors.ts";
+import type { OpDeps } from "../../ops/types.ts";
+import {
+  planRestoreTest,
+  type RestoreProgress,
+  restoreTest,
+  type RestoreTestResult,
+  runRestoreTest,
+} from "../../ops/restore_test.ts";
+import {
+  checkRestoreRequirement,
+  getRestoreTest,
+  lastProvenRestore,
+  provenRestoreNote,
+  recordStart,
+  tryWithRestoreLock,
+} from "../../ops/restore_history.ts";
+import { createScratch, dropScratch, scratchName } from "../../ops/_scratch.ts";
+import { cleanupRestoreScratch } from "../../jobs/restore_cleanup.ts";
+
+const ROWS = { clients: 5000, invoices: 5000, payment_requests: 15000, payments: 15000 };
+const HOUR = 3600_000;
+
+async function pgDump(cluster: TestCluster, db: string, file: string): Promise<void> {
+  const r = await cluster.run(
+    [
+      "pg_dump",
+      "-Fc",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(cluster.primary.port),
+      "-U",
+      "postgres",
+      "-f",
+      file,
+      db,
+    ],
+  );
+  assert.equal(r.code, 0, r.stderr);
+}
+
+async function setAge(path: string, ageMs: number): Promise<void> {
+  const t = new Date(Date.now() - ageMs);
+  await Deno.utime(path, t, t);
+}
+
+async function scratchDatabases(cluster: TestCluster): Promise<string[]> {
+  const out = await cluster.primary.psql(
+    "select datname from pg_database where datname like 'bisman\\_rt\\_%'",
+  );
+  return out.split("\n").map((l) => l.trim()).filter(Boolean);
+}
+
+Deno.test("restore_test restores a dump into a marked scratch database, verifies it, drops it and records it", async (t) => {
+  await using cluster = await startCluster({ name: "restore-test" });
+  const src = await cluster.createDatabase("bisman");
+  const srcSql = cluster.primary.sql(src);
+  await applyTargetSql(srcSql, { parts: ["sample_schema", "audit"], sample: true, rows: ROWS });
+
+  const dumps = `${cluster.dir}/dumps`;
+  await Deno.mkdir(dumps);
+  const good = `${dumps}/bisman_good.dump`;
+  await pgDump(cluster, src, good);
+  // The tampered dump: the same database with a tenth of the payments gone.
+  const tamperedDb = await cluster.createDatabase("tampered");
+  const r = await cluster.run(
+    [
+      "pg_restore",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(cluster.primary.port),
+      "-U",
+      "postgres",
+      "-d",
+      tamperedDb,
+      good,
+    ],
+  );
+  assert.equal(r.code, 0, r.stderr);
+  await cluster.primary.psql("delete from payments where id % 10 = 0", tamperedDb);
+  await pgDump(cluster, tamperedDb, `${dumps}/bisman_tampered.dump`);
+  const goodBytes = await Deno.readFile(good);
+  await Deno.writeFile(
+    `${dumps}/bisman_corrupt.dump`,
+    goodBytes.slice(0, Math.floor(goodBytes.length * 0.6)),
+  );
+  await setAge(good, 1 * HOUR);
+  await setAge(`${dumps}/bisman_tampered.dump`, 3 * HOUR);
+  await setAge(`${dumps}/bisman_corrupt.dump`, 5 * HOUR);
+
+  const server = {
+    host: "127.0.0.1",
+    port: cluster.primary.port,
+    database: "postgres",
+    user: "postgres",
+    sslmode: "disable",
+  };
+  const base = (doc: Record<string, any>) => {
+    doc.targets.main.primary.database = src;
+    doc.targets.main.backups = { dump_folder: { path: dumps, pattern: "bisman_*.dump" } };
+    doc.targets.main.restore_test = {
+      server,
+      // The restore server of this test is the target's own cluster, so it must say so.
+      allow_on_primary: true,
+      requires_approval: false,
+      jobs: 2,
+      compare_with: "primary",
+      tolerance_percent: 1,
+      verify: [
+        { name: "clients", sql: "SELECT COUNT(*) FROM clients", min: 1 },
+        { name: "payment_requests", sql: "SELECT COUNT(*) FROM payment_requests" },
+        { name: "payments", sql: "select count(*) from payments" },
+      ],
+    };
+    doc.policies = { promote: { require_restore_test_within_days: 7 } };
+  };
+  const config = (patch: (doc: Record<string, any>) => void = () => {}): Config =>
+    testConfig(cluster, (doc) => {
+      base(doc);
+      patch(doc);
+    });
+  // The bot's own config adds a slow verification query, so a Slack run lasts long enough to show progress.
+  const botConfig = config((doc) => {
+    doc.targets.main.restore_test.compare_with = "none";
+    doc.targets.main.restore_test.verify = [{
+      name: "clients (slow)",
+      sql: "SELECT COUNT(*) FROM clients, pg_sleep(3.5)",
+    }];
+  });
+  const tb = await startTestBot(cluster, { config: botConfig });
+  const deps: OpDeps = { ...tb.bot.deps, config: config(), actor: USERS.alice };
+  const run = async (backup?: string, d: OpDeps = deps, onProgress?: (p: RestoreProgress) => void) =>
+    await runRestoreTest(await planRestoreTest({ target: "main", ...(backup ? { backup } : {}) }, d), d, {
+      onProgress,
+    });
+  try {
+    await t.step(
+      "plan() names the newest dump, the server and the steps; it refuses a missing server or the primary",
+      async () => {
+        const plan = await restoreTest.plan({ target: "main" }, deps);
+        assert.equal(plan.backup.name, "bisman_good.dump");
+        assert.equal(plan.server, `127.0.0.1:${cluster.primary.port}`);
+        assert.equal(plan.compareWith, "primary");
+        assert.match(plan.steps.join("\n"), /pg_restore -j 2 --exit-on-error bisman_good\.dump/);
+        assert.match(plan.warnings!.join("\n"), /created on the production primary/);
+        assert.equal(await restoreTest.revalidate!(plan, deps), undefined);
+
+        const noServer = {
+          ...deps,
+          config: config((d) => {
+            delete d.targets.main.restore_test.server;
+            d.targets.main.restore_test.allow_on_primary = false;
+          }),
+        };
+        await assert.rejects(
+          restoreTest.plan({ target: "main" }, noServer),
+          (e: OpsError) =>
+            e.code === "not_configured" && /restore_test\.server is not set/.test(e.userMessage),
+        );
+        const onPrimary = {
+          ...deps,
+          config: config((d) => d.targets.main.restore_test.allow_on_primary = false),
+        };
+        await assert.rejects(
+          restoreTest.plan({ target: "main" }, onPrimary),
+          (e: OpsError) => /restore_test\.server is its production primary/.test(e.userMessage),
+        );
+        await assert.rejects(
+          restoreTest.plan({ target: "main", backup: "bisman_nosuch.dump" }, deps),
+          /No dump "bisman_nosuch\.dump" in .* the newest are bisman_good\.dump/,
+        );
+      },
+    );
+
+    await t.step(
+      "a restore server reached by another address is still refused when it is the primary",
+      async () => {
+        // Same cluster through its unix socket: the address differs, the system identifier does not.
+        const viaSocket = {
+          ...deps,
+          config: config((d) => {
+            d.targets.main.restore_test.allow_on_primary = false;
+            d.targets.main.restore_test.server = { ...server, host: cluster.primary.socketDir };
+          }),
+        };
+        const res = await run(undefined, viaSocket);
+        assert.equal(res.passed, false);
+        assert.match(
+          res.error!.message,
+          /the restore server is the production primary \(same system identifier\)/,
+        );
+        assert.deepEqual(await scratchDatabases(cluster), [], "nothing was created");
+      },
+    );
+
+    await t.step(
+      "with require_restore_test_within_days: 7, promote is refused while no test has passed",
+      async () => {
+        const refusal = await checkRestoreRequirement(deps, "promote", "main");
+        assert.match(
+          refusal ?? "",
+          /promote on main needs a passing restore test within 7 days, and main has none/,
+        );
+        assert.match(refusal ?? "", /Start one with `\/bisman restore-test main`/);
+        assert.equal(await checkRestoreRequirement(deps, "terminate_idle", "main"), undefined, "not listed");
+        assert.equal(await provenRestoreNote(deps, "main"), "last proven restore of main: none on record");
+      },
+    );
+
+    await t.step("a test that passed 8 days ago does not satisfy a 7-day requirement", async () => {
+      const eightDaysAgo = { ...deps, now: () => new Date(Date.now() - 8 * 24 * HOUR) };
+      const old = await run(undefined, eightDaysAgo);
+      assert.equal(old.passed, true);
+      const refusal = await checkRestoreRequirement(deps, "promote", "main");
+      assert.match(
+        refusal ?? "",
+        new RegExp(`within 7 days; the last one passed 8 days ago \\(run ${old.id}, bisman_good\\.dump\\)`),
+      );
+      assert.match(refusal ?? "", /Start one with `\/bisman restore-test main`/);
+    });
+
+    let passed: RestoreTestResult;
+    await t.step(
+      "a dump of the seeded database restores and verifies with matching counts; the scratch database is gone",
+      async () => {
+        const progress: RestoreProgress[] = [];
+        passed = await run(undefined, deps, (p) => progress.push(p));
+        assert.equal(passed.passed, true, JSON.stringify(passed, null, 1));
+        assert.deepEqual(
+          passed.verifications.map((v) => [v.name, v.restored, v.source, v.ok]),
+          [
+            ["clients", "5000", "5000", true],
+            ["payment_requests", "15000", "15000", true],
+            ["payments", "15000", "15000", true],
+          ],
+        );
+        assert.ok(passed.restoreMs! > 0 && passed.totalMs >= passed.restoreMs!);
+        assert.ok(passed.objectsTotal! > 20, `objects: ${passed.objectsTotal}`);
+        assert.ok(passed.restoredBytes! > 1_000_000);
+        assert.ok(passed.backup.dataAgeMs! >= 0, "data age from the dump's own timestamp");
+        assert.equal(passed.scratchDropped, true);
+        assert.match(passed.scratchDatabase, /^bisman_rt_main_\d{14}_[0-9a-f]{4}$/);
+        assert.deepEqual(await scratchDatabases(cluster), []);
+
+        const phases = [...new Set(progress.map((p) => p.phase))];
+        assert.deepEqual(phases, ["reading dump", "creating database", "restoring", "verifying", "dropping"]);
+        const restoring = progress.filter((p) => p.phase === "restoring");
+        assert.ok(
+          restoring.some((p) => p.objectsDone > 0 && p.objectsDone < p.objectsTotal!),
+          "partial counts while restoring",
+        );
+        assert.ok(
+          restoring.every((p, i) => i === 0 || p.objectsDone >= restoring[i - 1].objectsDone),
+          "never goes back",
+        );
+        assert.equal(restoring.at(-1)!.objectsDone, passed.objectsTotal);
+
+        const row = await getRestoreTest(deps.state, passed.id!);
+        assert.equal(row?.status, "passed");
+        assert.equal(row?.requestedBy, USERS.alice);
+        assert.equal(row?.backupFile, "bisman_good.dump");
+        const proven = await lastProvenRestore(deps.state, "main");
+        assert.equal(proven?.id, passed.id);
+        assert.equal(proven?.restoreMs, passed.restoreMs);
+        const audit = (await deps.audit.rows()).filter((a) => a.action === "restore_test.finished");
+        assert.equal(audit.at(-1)?.outcome, "passed");
+      },
+    );
+
+    await t.step(
+      "a dump with rows missing fails verification and names the query that differed",
+      async () => {
+        const res = await run("bisman_tampered.dump");
+        assert.equal(res.passed, false);
+        assert.equal(res.error?.step, "verifying");
+        assert.match(res.error!.message, /verification failed: payments$/);
+        const payments = res.verifications.find((v) => v.name === "payments")!;
+        assert.equal(payments.ok, false);
+        assert.equal(payments.reason, "restored 13500, primary 15000 (10% apart; tolerance 1%)");
+        assert.ok(res.verifications.filter((v) => v.name !== "payments").every((v) => v.ok));
+        assert.equal(res.scratchDropped, true);
+        assert.deepEqual(await scratchDatabases(cluster), []);
+        assert.equal(
+          (await lastProvenRestore(deps.state, "main"))?.id,
+          passed.id,
+          "a failed test proves nothing",
+        );
+      },
+    );
+
+    await t.step(
+      "a corrupt dump fails with pg_restore's error in the report; the scratch database is gone",
+      async () => {
+        const res = await run("bisman_corrupt.dump");
+        assert.equal(res.passed, false);
+        assert.equal(res.error?.step, "restoring");
+        assert.match(
+          res.error!.message,
+          /pg_restore failed \(exit 1\): pg_restore: error: (could not read from input file|could not find block ID \d+ in archive -- possibly corrupt archive)/,
+        );
+        assert.equal(res.restoreMs, undefined);
+        assert.equal(res.scratchDropped, true);
+        assert.deepEqual(await scratchDatabases(cluster), []);
+        assert.equal((await getRestoreTest(deps.state, res.id!))?.status, "failed");
+      },
+    );
+
+    await t.step("two restore tests of one target never run at once, across bot replicas", async () => {
+      const otherState = connectState(tb.bot.deps.env.databaseUrl, { max: 2 });
+      try {
+        const replica: OpDeps = { ...deps, state: otherState, actor: USERS.bob };
+        const results = await Promise.allSettled([run(undefined, deps), run(undefined, replica)]);
+        const ok = results.filter((x) => x.status === "fulfilled");
+        const refused = results.filter((x): x is PromiseRejectedResult => x.status === "rejected");
+        assert.equal(ok.length, 1);
+        assert.equal(refused.length, 1);
+        assert.equal((refused[0].reason as OpsError).code, "conflict");
+        assert.match(
+          (refused[0].reason as OpsError).userMessage,
+          /A restore test of main is already running: run \d+ by U0(ALICE|BOB), started .* ago from bisman_good\.dump/,
+        );
+      } finally {
+        await otherState.end({ timeout: 2 });
+      }
+    });
+
+    await t.step(
+      "after a passing test, promote is allowed and plans note the last proven restore",
+      async () => {
+        assert.equal(await checkRestoreRequirement(deps, "promote", "main"), undefined);
+        assert.equal(
+          await checkRestoreRequirement(deps, "restore_test", "main"),
+          undefined,
+          "never required of itself",
+        );
+        assert.match(
+          (await provenRestoreNote(deps, "main")) ?? "",
+          /^last proven restore of main: today \(.*\), from bisman_good\.dump, restored in \d/,
+        );
+        const later = { ...deps, now: () => new Date(Date.now() + 8 * 24 * HOUR) };
+        assert.match(
+          (await checkRestoreRequirement(later, "promote", "main")) ?? "",
+          /the last one passed 8 days ago/,
+        );
+      },
+    );
+
+    await t.step(
+      "a database without the marker is never dropped, whatever its name; the cleanup drops only orphans",
+      async () => {
+        const stamp = "20260101000000";
+        const unmarked = `bisman_rt_main_${stamp}_aaaa`;
+        const nearMiss = `bisman_rt_main_${stamp}_bbbb`;
+        const markedOddName = "important_data";
+        await cluster.primary.psql(`create database ${unmarked}`);
+        await cluster.primary.psql(
+          `create database ${nearMiss}; comment on database ${nearMiss} is 'bisman-ops restore-test scratch database'`,
+        );
+        await cluster.primary.psql(
+          `create database ${markedOddName}; comment on database ${markedOddName} is 'bisman-ops restore-test scratch database; target=main; run=1; created=2026-01-01T00:00:00.000Z'`,
+        );
+        // An orphan: a run recorded as running whose bot died after creating and marking its database.
+        const orphanName = scratchName("main", new Date());
+        const orphanRun = await recordStart(deps.state, {
+          target: "main",
+          trigger: "command",
+          requestedBy: USERS.alice,
+          startedAt: new Date(),
+          backupFile: "bisman_good.dump",
+          backupBytes: goodBytes.length,
+          restoreServer: "test",
+          scratchDatabase: orphanName,
+        });
+        const admin = cluster.primary.sql();
+        await createScratch(admin, orphanName, {
+          target: "main",
+          runId: orphanRun,
+          created: new Date().toISOString(),
+        });
+
+        for (const name of [unmarked, nearMiss, markedOddName]) {
+          const outcome = await dropScratch(admin, name);
+          assert.equal(outcome.dropped, false, name);
+        }
+        assert.equal(
+          (await dropScratch(admin, orphanName, { target: "main", runId: orphanRun + 1 })).dropped,
+          false,
+        );
+
+        // While a test of main runs (here: its lock is held), the cleanup leaves main alone.
+        let busyReport;
+        await tryWithRestoreLock(deps.state, "main", async () => {
+          busyReport = await cleanupRestoreScratch({
+            ...deps,
+            state: connectState(tb.bot.deps.env.databaseUrl, { max: 1 }),
+          });
+        });
+        assert.deepEqual(busyReport!.busy, ["main"]);
+        assert.deepEqual(busyReport!.dropped, []);
+
+        const report = await cleanupRestoreScratch(deps);
+        assert.deepEqual(report.dropped, [{ target: "main", database: orphanName }]);
+        assert.deepEqual(
+          report.refused.map((x) => x.database).sort(),
+          [markedOddName, unmarked, nearMiss].sort(),
+        );
+        assert.ok(report.interrupted.includes(orphanRun));
+        assert.equal((await getRestoreTest(deps.state, orphanRun))?.status, "failed");
+        const left = (await cluster.primary.psql("select datname from pg_database order by 1")).split("\n")
+          .map((l) => l.trim());
+        for (const name of [unmarked, nearMiss, markedOddName]) {
+          assert.ok(left.includes(name), `${name} still exists`);
+        }
+        assert.ok(!left.includes(orphanName));
+        await cluster.primary.psql(
+          `drop database ${unmarked}; drop database ${nearMiss}; drop database ${markedOddName}`,
+        );
+      },
+    );
+
+    await t.step(
+      "/bisman restore-test acks at once, shows progress while it runs, then the result; a second one is refused",
+      async () => {
+        tb.slack.responses.length = 0;
+        const [first, second] = await Promise.all([
+          tb.command("restore-test main"),
+          tb.command("restore-test main", USERS.bob),
+        ]);
+        for (const res of [first, second]) {
+          assert.equal(res.status, 200);
+          assert.match(res.body.text, /Working on `\/bisman restore-test`/);
+          assert.ok(res.ms < 2000, `acked in ${res.ms} ms`);
+        }
+        const texts = () => tb.slack.responses.map((x) => String(x.body.text));
+        await tb.slack.waitFor(
+          () => texts().some((x) => /Restore test of main passed/.test(x)),
+          30_000,
+          "the result",
+        );
+        const all = texts();
+        const progressAt = all.findIndex((x) =>
+          /^:hourglass_flowing_sand: Restore test of main from bisman_good\.dump: /.test(x)
+        );
+        const resultAt = all.findIndex((x) => /Restore test of main passed/.test(x));
+        assert.ok(progressAt >= 0 && progressAt < resultAt, all.join("\n---\n"));
+        assert.match(
+          all[progressAt],
+          /: (restoring|verifying) \(step [34] of 5\), \d+ of \d+ objects restored(, 0 of 1 verification queries)?, \d+ s elapsed$/,
+        );
+        assert.ok(
+          all.some((x) => /A restore test of main is already running/.test(x)),
+          "the second was refused",
+        );
+        assert.ok(tb.slack.responses.length <= 2 * 5, "within Slack's 5 uses of a response_url each");
+        assert.match(all[resultAt], /restore \(RTO\) \d+(\.\d)? s/);
+        assert.match(all[resultAt], /scratch database bisman_rt_main_\d{14}_[0-9a-f]{4} dropped/);
+        assert.deepEqual(await scratchDatabases(cluster), []);
+      },
+    );
+
+    await t.step("/bisman restore-test refuses non-operators and unknown targets", async () => {
+      const dave = await tb.command("restore-test main", USERS.dave);
+      const reply = dave.body?.text ?? "";
+      const final = reply.startsWith(":hourglass") || /Working on/.test(reply)
+        ? await tb.slack.waitFor(
+          () => tb.slack.responses.find((x) => /is for operators/.test(String(x.body.text))),
+          5000,
+          "the refusal",
+        ).then((x) => String(x.body.text))
+        : reply;
+      assert.match(final, /`\/bisman restore-test` is for operators/);
+      const unknown = await tb.command("restore-test nosuch");
+      assert.match(unknown.body.text, /Unknown target "nosuch": configured targets are main/);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
