@@ -7,6 +7,8 @@
 import type { Subcommand } from "./types.ts";
 import { helpCommand } from "./help.ts";
 import { statusCommand } from "./status.ts";
+import { backupsCommand } from "./backups.ts";
+import { restoreTestCommand } from "./restore_test.ts";
 import { lagCommand } from "./lag.ts";
 import { promoteCommand } from "./promote.ts";
 import { connectionsCommand, terminateIdleCommand } from "./connections.ts";
@@ -38,3 +40,4 @@ registerSubcommands(helpCommand(allSubcommands), statusCommand);
 registerSubcommands(jobsCommand, runCommand, digestCommand);
 registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsCommand);
 registerSubcommands(lagCommand, connectionsCommand, slowQueriesCommand, promoteCommand, terminateIdleCommand);
+registerSubcommands(backupsCommand, restoreTestCommand);

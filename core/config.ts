@@ -54,6 +54,123 @@ export const rotatableRoleSchema = z.strictObject({
   key: z.string().regex(/^[A-Za-z0-9_.-]+$/, "a key name such as app_password"),
 });
 
+// --- backups and restore tests (issue 5) ---
+
+/** A program path: absolute, or a bare name found on PATH. */
+const programPath = z.string().regex(
+  /^(\/[A-Za-z0-9_./+-]+|[A-Za-z0-9_.+-]+)$/,
+  "an absolute path or a program name",
+);
+const osUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "an operating-system user name");
+
+/**
+ * A folder of `pg_dump -Fc` files on the bot's host (the seed: a daily full dump kept 30 days). Ages are
+ * judged against `max_age_hours`: beyond it a warning, beyond twice it critical.
+ */
+export const dumpFolderSchema = z.strictObject({
+  path: z.string().regex(/^\/[^\0]*$/, "an absolute folder path"),
+  /** File names to consider: `*` and `?` wildcards only (the seed: bisman_YYYYMMDD.dump). */
+  pattern: z.string().regex(/^[A-Za-z0-9_.*?-]{1,100}$/, "a file-name pattern with * and ? only").default(
+    "*.dump",
+  ),
+  max_age_hours: z.number().positive().default(26),
+  /** How often a dump is expected; a longer gap between two dumps is reported as missing dumps. */
+  expected_every_hours: z.number().positive().default(24),
+  /** The seed keeps dumps 30 days; fewer days on hand is "retention not reached", 0 turns the check off. */
+  retention_days: z.number().int().min(0).default(30),
+  /**
+   * `full` reads the newest dump to its end (`pg_restore -f /dev/null`): a truncated custom-format file
+   * still passes `pg_restore --list`, whose table of contents sits at the start. `list` only reads that.
+   */
+  read_check: z.enum(["full", "list"]).default("full"),
+});
+
+/** A pgBackRest stanza (the seed: point-in-time recovery kept 90 days, WAL archived with archive-push). */
+export const pgbackrestSourceSchema = z.strictObject({
+  stanza: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "a pgBackRest stanza name"),
+  /** pgbackrest --config=<file>; absent: pgBackRest's own default (/etc/pgbackrest/pgbackrest.conf). */
+  config_file: z.string().regex(/^\/[^\0]*$/, "an absolute file path").optional(),
+  /** Run pgbackrest as this OS user when the bot runs as root (it must own the repo and lock paths). */
+  run_as: osUser.optional(),
+  /** Newest full backup: older is a warning, twice as old critical. */
+  full_max_age_days: z.number().positive().default(7),
+  /** Newest backup of any type (full, diff, incr). */
+  backup_max_age_hours: z.number().positive().default(26),
+  /** The oldest backup on hand should be at least this old (the seed: 90 days of PITR); 0 turns it off. */
+  retention_days: z.number().int().min(0).default(90),
+});
+
+export const backupsSchema = z.strictObject({
+  dump_folder: dumpFolderSchema.optional(),
+  pgbackrest: pgbackrestSourceSchema.optional(),
+  /** pg_stat_archiver on the primary: failing archive_command is critical, so is a stale backlog. */
+  wal_archiving: z.strictObject({
+    /** WAL segments waiting (.ready) while nothing was archived for this long: critical. */
+    max_age_minutes: z.number().positive().default(60),
+  }).optional(),
+  /** The programs the bot runs on its own host; bare names are looked up on PATH. */
+  tools: z.strictObject({
+    pg_restore: programPath.default("pg_restore"),
+    pgbackrest: programPath.default("pgbackrest"),
+  }).prefault({}),
+});
+export type BackupsConfig = z.infer<typeof backupsSchema>;
+
+/** A fixed verification query, written by an admin; run read-only with a statement timeout. */
+export const verifyQuerySchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_ .:()-]{1,60}$/, "a short name (letters, digits, space, _.:()-)"),
+  sql: z.string().max(2000).regex(
+    /^\s*(select|with)\s[^;]*;?\s*$/is,
+    "one SELECT (or WITH … SELECT) statement, without semicolons inside",
+  ),
+  /** The restored value must be at least this (e.g. 1: an empty clients table fails the test). */
+  min: z.number().optional(),
+});
+
+/**
+ * Monthly restore tests of the newest dump into a scratch database on a restore server.
+ *
+ * Approval (README design section): a restore test does not need the approval gate when it runs on a
+ * separate restore server. Its only writes are CREATE DATABASE and DROP DATABASE of a scratch database it
+ * created and marked itself, on a server that holds no production data; production is only read (the
+ * dump file, and the optional count comparison in a read-only transaction with a statement timeout). The
+ * worst failure is a leftover scratch database, which the cleanup job removes. Requiring a second person's
+ * click would stop the monthly schedule from running unattended and would put friction on the very check
+ * that other approvals depend on (require_restore_test_within_days). Restoring on the production primary
+ * is different (load and disk on production), so there it needs approval unless `requires_approval`
+ * says otherwise: `requires_approval` defaults to false with a `server`, true with `allow_on_primary`.
+ */
+export const restoreTestSchema = z.strictObject({
+  /** The restore server (a scratch cluster); the bot's role there needs CREATEDB. None: refuse, unless… */
+  server: connectionSchema.optional(),
+  /** …this is true: then the scratch database is created on the target's primary. */
+  allow_on_primary: z.boolean().default(false),
+  requires_approval: z.boolean().optional(),
+  /** pg_restore -j */
+  jobs: z.number().int().min(1).max(32).default(2),
+  /** Include this target in the scheduled `restore_test` job (monthly in the seed; cron under schedules). */
+  scheduled: z.boolean().default(true),
+  /** The seed's verification queries. */
+  verify: z.array(verifyQuerySchema).max(20).default([
+    { name: "clients", sql: "SELECT COUNT(*) FROM clients" },
+    { name: "payment_requests", sql: "SELECT COUNT(*) FROM payment_requests" },
+  ]),
+  /** Run the same queries on the source and compare: `primary`, `replica` (see compare_replica) or `none`. */
+  compare_with: z.enum(["primary", "replica", "none"]).default("none"),
+  /** Which replica for `compare_with: replica` (default: the first one). */
+  compare_replica: identifier.optional(),
+  /** Allowed difference between restored and source values, in percent of the source's. */
+  tolerance_percent: z.number().min(0).max(100).default(1),
+  statement_timeout_seconds: z.number().int().min(1).max(3600).default(60),
+  /** pg_restore is stopped after this long and the test fails. */
+  timeout_minutes: z.number().int().min(1).max(24 * 60).default(240),
+  /** Restore owners and grants too (needs the production roles on the restore server); default off. */
+  restore_owner_and_privileges: z.boolean().default(false),
+  /** `/bisman backups` warns when the last passing test is older (monthly schedule plus a few days). */
+  max_age_days: z.number().int().min(1).max(366).default(35),
+});
+export type RestoreTestConfig = z.infer<typeof restoreTestSchema>;
+
 export const targetSchema = z.strictObject({
   description: z.string().optional(),
   primary: connectionSchema,
@@ -64,6 +181,8 @@ export const targetSchema = z.strictObject({
   }).default({ kv_mount: "secret" }),
   roles: z.record(identifier, rotatableRoleSchema).default({}),
   credential_max_age_days: z.number().int().positive().default(90),
+  backups: backupsSchema.optional(),
+  restore_test: restoreTestSchema.optional(),
 });
 export type TargetConfig = z.infer<typeof targetSchema>;
 
@@ -75,6 +194,8 @@ export const policySchema = z.strictObject({
   typed_confirmation: z.boolean().optional(),
   allowed_during_freeze: z.boolean().optional(),
   channels: z.array(slackChannelId).optional(),
+  /** Refuse the action unless the target's last passing restore test is at most this many days old. */
+  require_restore_test_within_days: z.number().int().min(1).max(366).optional(),
 });
 export type PolicyConfig = z.infer<typeof policySchema>;
 
@@ -312,6 +433,7 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
     const conns = [
       ["primary", t.primary] as const,
       ...t.replicas.map((r, i) => [`replicas.${i}`, r] as const),
+      ...(t.restore_test?.server ? [["restore_test.server", t.restore_test.server] as const] : []),
     ];
     for (const [where, c] of conns) {
       if (c.password_env && c.vault) {
@@ -323,6 +445,20 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
       if (names.has(r.name)) problems.push(`targets.${name}.replicas.${i}.name: "${r.name}" is used twice`);
       names.add(r.name);
     });
+    const rt = t.restore_test;
+    if (rt && !t.backups?.dump_folder) {
+      problems.push(`targets.${name}.restore_test: needs backups.dump_folder (the dumps it restores)`);
+    }
+    if (rt?.compare_with === "replica" && !t.replicas.length) {
+      problems.push(
+        `targets.${name}.restore_test.compare_with: "replica" needs a replica in targets.${name}.replicas`,
+      );
+    }
+    if (rt?.compare_replica && !names.has(rt.compare_replica)) {
+      problems.push(
+        `targets.${name}.restore_test.compare_replica: "${rt.compare_replica}" is not one of its replicas`,
+      );
+    }
   }
   for (const t of config.retention.audit_archive?.targets ?? []) {
     if (!config.targets[t]) problems.push(`retention.audit_archive.targets: "${t}" is not one of targets`);

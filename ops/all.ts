@@ -7,6 +7,8 @@
  */
 
 import { registerOperations } from "./registry.ts";
+import { backupStatus } from "./backup_status.ts";
+import { restoreTest } from "./restore_test.ts";
 import { replicationLag } from "./replication_lag.ts";
 import { promoteReplica } from "./promote_replica.ts";
 import { connections } from "./connections.ts";
@@ -23,3 +25,5 @@ registerOperations(
 );
 registerOperations(rotateCredentials, rotateRoot);
 registerOperations(replicationLag, promoteReplica, connections, terminateIdle, slowQueries);
+// Backups and restore tests (issue 5).
+registerOperations(backupStatus, restoreTest);
