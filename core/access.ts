@@ -19,9 +19,13 @@ export interface Invoker {
   via: "slack" | "cli" | "scheduler" | "alertmanager";
 }
 
-/** The audit actor string of an invoker (`U…`, `cli:<name>`, `scheduler`, `alertmanager`). */
+/**
+ * The audit actor string of an invoker (`U…`, `cli:<name>`, `scheduler`, `alertmanager`). A CLI invoker's
+ * `userId` is the Slack ID its login maps to (access.cli_operators), so rights and "not the requester" are
+ * judged on the person; the actor names the login it came from.
+ */
 export function actorOf(inv: Invoker): string {
-  if (inv.via === "cli") return `cli:${inv.userId}`;
+  if (inv.via === "cli") return `cli:${inv.userName ?? inv.userId}`;
   if (inv.via === "scheduler" || inv.via === "alertmanager") return inv.via;
   return inv.userId;
 }

@@ -345,7 +345,7 @@ export class ApprovalGate implements Gate {
     const approvals = await store.listApprovals(deps.state, id);
     if (added === "added") {
       await deps.audit.append({
-        actor: inv.userId,
+        actor: actorOf(inv),
         actorName: inv.userName,
         action: "request.approved",
         target: row.target ?? undefined,
@@ -406,7 +406,7 @@ export class ApprovalGate implements Gate {
       return await this.#refuse(fresh, inv, "approval_closed", closedMessage(fresh));
     }
     await this.deps.audit.append({
-      actor: inv.userId,
+      actor: actorOf(inv),
       actorName: inv.userName,
       action: "request.denied",
       target: closed.target ?? undefined,
@@ -446,7 +446,7 @@ export class ApprovalGate implements Gate {
       );
     }
     await deps.audit.append({
-      actor: inv.userId,
+      actor: actorOf(inv),
       actorName: inv.userName,
       action: "request.cancelled",
       target: row.target ?? undefined,
@@ -642,7 +642,7 @@ export class ApprovalGate implements Gate {
     const { deps } = this;
     const op = getOperation(row.action);
     const base = {
-      actor: by.userId,
+      actor: actorOf(by),
       actorName: by.userName,
       target: row.target ?? undefined,
       requestId: row.id,

@@ -15,6 +15,8 @@ import { Cron } from "croner";
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
 const slackChannelId = z.string().regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID such as C012ABCDEF");
+/** An operating-system login name (the break-glass CLI's operators). */
+const cliLogin = z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/, "an operating-system login such as alice");
 const identifier = z.string().regex(
   /^[a-z_][a-z0-9_]{0,62}$/,
   "a lower-case PostgreSQL identifier (letters, digits, underscore)",
@@ -270,7 +272,7 @@ const cronPattern = z.string().min(1).refine((p) => {
   } catch {
     return false;
   }
-}, "a cron pattern such as \"0 9 * * *\" (5 fields, or 6 with seconds first)");
+}, 'a cron pattern such as "0 9 * * *" (5 fields, or 6 with seconds first)');
 
 /** An IANA time zone name, checked against the runtime's time-zone data. */
 const timeZone = z.string().refine((tz) => {
@@ -382,6 +384,12 @@ export const configSchema = z.strictObject({
   access: z.strictObject({
     operators: principalsSchema,
     approvers: principalsSchema,
+    /**
+     * Break-glass CLI (`deno task ops`): operating-system login → Slack user ID. The CLI acts as that person,
+     * with that person's operator and approver rights (never approving their own request); logins not
+     * listed may not use it.
+     */
+    cli_operators: z.record(cliLogin, slackUserId).default({}),
   }),
   policies: z.record(z.string().regex(/^[a-z][a-z_-]*$/), policySchema).default({}),
   targets: z.record(identifier, targetSchema).refine((t) => Object.keys(t).length > 0, "at least one target"),
@@ -389,7 +397,9 @@ export const configSchema = z.strictObject({
   thresholds: thresholdsSchema,
   alerts: alertsSchema,
   // Jobs (issue 8): per-job schedules by job name; see jobs/registry.ts for the names and defaults.
-  schedules: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,40}$/, "a job name"), jobScheduleSchema).default({}),
+  schedules: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,40}$/, "a job name"), jobScheduleSchema).default(
+    {},
+  ),
   scheduler: schedulerSchema,
   digest: digestSchema,
   checklist: checklistSchema,
