@@ -20,12 +20,12 @@ import {
   VIEWS,
 } from "../actions.ts";
 import {
-  capBlocks,
   chunkLines,
   context,
   escapeMrkdwn,
   fieldsSection,
   header,
+  LIMITS,
   mrkdwnSection,
   truncate,
 } from "./blocks.ts";
@@ -116,7 +116,7 @@ export function approvalText(v: RequestView): string {
 export function renderApproval(v: RequestView): { text: string; blocks: Block[] } {
   const r = v.request;
   const p = r.plan;
-  const blocks: Block[] = [
+  const head: Block[] = [
     header(`${stateHeader[r.state]}: ${r.action}${r.target ? ` on ${r.target}` : ""}`),
     mrkdwnSection(`*${escapeMrkdwn(p.summary)}*`),
     ...fieldsSection([
@@ -126,29 +126,30 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
       `*Approvals*\n${v.approvals.length} of ${r.approvals_needed}`,
     ]),
   ];
-  const numbered = p.steps.map((s, i) => `${i + 1}. ${escapeMrkdwn(s)}`);
-  for (const [i, chunk] of chunkLines(numbered).entries()) {
-    blocks.push(mrkdwnSection(`${i === 0 ? "*Steps*\n" : ""}${chunk}`));
-  }
+  // Warnings come before the steps: an approver must not miss them in a long plan.
+  const warnings = chunkLines((p.warnings ?? []).map((w) => `:warning: ${escapeMrkdwn(w)}`)).slice(0, 3)
+    .map(mrkdwnSection);
+  const extras: Block[] = [];
   if (p.verify?.length) {
-    blocks.push(
+    extras.push(
       mrkdwnSection(`*Verified afterwards*\n${p.verify.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`),
     );
   }
   if (p.undo?.length) {
-    blocks.push(mrkdwnSection(`*If a step fails*\n${p.undo.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`));
+    extras.push(mrkdwnSection(`*If a step fails*\n${p.undo.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`));
   }
-  if (p.warnings?.length) {
-    for (const chunk of chunkLines(p.warnings.map((w) => `:warning: ${escapeMrkdwn(w)}`))) {
-      blocks.push(mrkdwnSection(chunk));
-    }
-  }
-  if (r.notes.length) blocks.push(context(r.notes.map(escapeMrkdwn).join("\n")));
-  blocks.push(mrkdwnSection(stateLine(v)));
+  if (r.notes.length) extras.push(context(r.notes.map(escapeMrkdwn).join("\n")));
+  const numbered = p.steps.map((s, i) => `${i + 1}. ${escapeMrkdwn(s)}`);
+  const steps = chunkLines(numbered).map((chunk, i) =>
+    mrkdwnSection(`${i === 0 ? "*Steps*\n" : ""}${chunk}`)
+  );
+  const blocks: Block[] = [...head, ...warnings];
+  const tail: Block[] = [];
+  tail.push(mrkdwnSection(stateLine(v)));
   if (r.state === "pending") {
     const value = encodeRequestButton({ request: r.id, plan: r.plan_hash });
     const typed = r.policy.typed_confirmation;
-    blocks.push({
+    tail.push({
       type: "actions",
       block_id: actionsBlockId(r.id),
       elements: [
@@ -194,8 +195,14 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
     r.policy.typed_confirmation ? "typed confirmation required" : undefined,
     r.policy.allowed_during_freeze ? "allowed during a freeze" : undefined,
   ].filter(Boolean).join(" · ");
-  blocks.push(context(extra));
-  return { text: approvalText(v), blocks: capBlocks(blocks) };
+  tail.push(context(extra));
+  // Only the steps give way when the message would pass 50 blocks; state and buttons always stay.
+  const budget = LIMITS.blocks - blocks.length - extras.length - tail.length;
+  const shown = steps.length <= budget ? steps : [
+    ...steps.slice(0, Math.max(0, budget - 1)),
+    context(`…${steps.length - budget + 1} more sections of steps: the whole plan is in the audit log`),
+  ];
+  return { text: approvalText(v), blocks: [...blocks, ...shown, ...extras, ...tail] };
 }
 
 /** The modal that asks a denier for the reason. */
