@@ -18,6 +18,16 @@ import { digestCommand } from "./digest.ts";
 import { freezeCommand, unfreezeCommand } from "./freeze.ts";
 import { auditLogCommand } from "./audit_log.ts";
 import { resetStatsCommand } from "./reset_stats.ts";
+import { auditCommand } from "./audit.ts";
+import {
+  applyTargetSqlCommand,
+  detectCommand,
+  rolesCommand,
+  securityEventsCommand,
+  tlsCommand,
+  usageCommand,
+} from "./security.ts";
+import { blockCommand, lockRoleCommand, terminateCommand, unblockCommand, unlockRoleCommand } from "./incident.ts";
 
 const subcommands: Subcommand<any>[] = [];
 
@@ -41,3 +51,6 @@ registerSubcommands(jobsCommand, runCommand, digestCommand);
 registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsCommand);
 registerSubcommands(lagCommand, connectionsCommand, slowQueriesCommand, promoteCommand, terminateIdleCommand);
 registerSubcommands(backupsCommand, restoreTestCommand);
+registerSubcommands(auditCommand, securityEventsCommand, detectCommand, usageCommand, rolesCommand, tlsCommand);
+registerSubcommands(lockRoleCommand, unlockRoleCommand, terminateCommand, blockCommand, unblockCommand);
+registerSubcommands(applyTargetSqlCommand);

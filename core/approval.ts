@@ -110,7 +110,7 @@ export class ApprovalGate implements Gate {
    * Registers this instance, takes its liveness lock, recovers requests a dead process left running (in
    * the background: it may post to Slack), and sweeps expired requests every `sweepIntervalMs`.
    */
-  async start(opts: { sweepIntervalMs?: number } = {}): Promise<void> {
+  async start(opts: { sweepIntervalMs?: number; sweep?: boolean } = {}): Promise<void> {
     const { state } = this.deps;
     this.#lockKey = await store.registerInstance(state, {
       id: this.instanceId,
@@ -129,11 +129,12 @@ export class ApprovalGate implements Gate {
     });
     await this.#assertLock();
     const beat = setInterval(() => this.#track(this.#heartbeat()), this.opts.heartbeatMs ?? 5_000);
-    const sweep = setInterval(
+    // `sweep: false` when the scheduler's approval_expiry job sweeps instead (once per slot across replicas).
+    const sweep = opts.sweep === false ? undefined : setInterval(
       () => this.#track(this.sweep().then(() => this.recoverInterrupted())),
       opts.sweepIntervalMs ?? 30_000,
     );
-    for (const t of [beat, sweep]) {
+    for (const t of sweep ? [beat, sweep] : [beat]) {
       Deno.unrefTimer(t);
       this.#timers.push(t);
     }

@@ -173,6 +173,126 @@ export const restoreTestSchema = z.strictObject({
 });
 export type RestoreTestConfig = z.infer<typeof restoreTestSchema>;
 
+// --- security: the role policy, bypass detection and pg_hba.conf management (issue 7) ---
+
+/** A table privilege as PostgreSQL names it. */
+export const tablePrivilegeSchema = z.enum([
+  "SELECT",
+  "INSERT",
+  "UPDATE",
+  "DELETE",
+  "TRUNCATE",
+  "REFERENCES",
+  "TRIGGER",
+]);
+export type TablePrivilege = z.infer<typeof tablePrivilegeSchema>;
+
+/** One role of the least-privilege policy that `/bisman roles` compares the database against. */
+export const rolePolicySchema = z.strictObject({
+  /**
+   * `app` and `service` roles are the ones expected to write (detect flags DML by any other role);
+   * `service` roles are also held to their table list.
+   */
+  kind: z.enum(["readonly", "app", "admin", "dba", "service", "other"]),
+  login: z.boolean().default(true),
+  superuser: z.boolean().default(false),
+  createrole: z.boolean().default(false),
+  bypassrls: z.boolean().default(false),
+  /** Roles it is a member of (GRANT <role> TO this one). */
+  member_of: z.array(identifier).default([]),
+  /**
+   * Direct privileges on the tables of `security.schema`: a table name, or `*` for every table not named
+   * (present and future, so `*` also defines the expected default privileges).
+   */
+  tables: z.record(
+    z.string().regex(/^(\*|[a-z_][a-z0-9_]{0,62})$/, "a table name or *"),
+    z.array(tablePrivilegeSchema),
+  ).default({}),
+  /** EXECUTE on every function of the schema (the seed's bisman_admin). */
+  execute_functions: z.boolean().default(false),
+  /** `service` roles: the app.service_name its writes carry (usage reports are by service). */
+  service: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, "a service name such as payments").optional(),
+  /** pgaudit.log expected for this role (the seed: write for bisman_app, all for bisman_admin). */
+  pgaudit_log: z.string().regex(
+    /^-?[a-z]+(, *-?[a-z]+)*$/,
+    "a pgaudit.log value such as write or read, write",
+  )
+    .optional(),
+});
+export type RolePolicy = z.infer<typeof rolePolicySchema>;
+
+const DML = ["SELECT", "INSERT", "UPDATE", "DELETE"] as const;
+/** The seed's role hierarchy (runbook section 1; sql/target/roles.sql), the default policy of every target. */
+export const SEED_ROLE_POLICY: Record<string, RolePolicy> = Object.fromEntries(
+  Object.entries({
+    bisman_readonly: { kind: "readonly", tables: { "*": ["SELECT"] } },
+    bisman_app: {
+      kind: "app",
+      tables: { "*": [...DML], audit_logs_dml: ["INSERT"], security_events: ["INSERT"] },
+      pgaudit_log: "write",
+    },
+    bisman_admin: {
+      kind: "admin",
+      member_of: ["bisman_app"],
+      tables: { audit_logs_dml: ["DELETE"] },
+      execute_functions: true,
+      pgaudit_log: "all",
+    },
+    bisman_dba: { kind: "dba", login: false, superuser: true },
+    svc_payments: {
+      kind: "service",
+      service: "payments",
+      tables: {
+        payment_requests: ["SELECT", "INSERT", "UPDATE"],
+        payments: ["SELECT", "INSERT", "UPDATE"],
+        audit_logs_dml: ["INSERT"],
+      },
+    },
+  }).map(([name, p]) => [name, rolePolicySchema.parse(p)]),
+);
+
+/** Per target: the role policy, who may log in, and whether the bot edits pg_hba.conf. */
+export const securitySchema = z.strictObject({
+  /** The schema holding the application tables, audit_logs_dml and security_events. */
+  schema: identifier.default("public"),
+  /** Expected roles and their privileges; default: the seed's hierarchy. */
+  roles: z.record(identifier, rolePolicySchema).default(SEED_ROLE_POLICY),
+  /**
+   * Roles that exist and may log in outside the policy (a replication user, the tables' owner, personal
+   * DBA logins). The bot's own login is always allowed. Any other login is the seed's "unexpected DB user".
+   */
+  other_roles: z.array(identifier).default([]),
+  /** Set only where the bot runs beside the server and may edit its pg_hba.conf (block, unblock). */
+  manage_hba: z.strictObject({
+    /** The server's pg_hba.conf as the bot sees it; must be the file `SHOW hba_file` names. */
+    path: z.string().regex(/^\/[^\0]*$/, "an absolute file path"),
+  }).optional(),
+  /** Where audit searches and detection read: a replica when one is configured (default), or the primary. */
+  audit_reads: z.enum(["replica", "primary"]).default("replica"),
+  /** `roles apply` runs its GRANT/REVOKE after SET LOCAL ROLE to this role (the tables' owner), when set. */
+  grant_role: identifier.optional(),
+}).superRefine((s, ctx) => {
+  for (const [name, p] of Object.entries(s.roles)) {
+    if (p.kind === "service" && !p.service) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["roles", name, "service"],
+        message: "a service role names its service",
+      });
+    }
+    for (const m of p.member_of) {
+      if (!s.roles[m] && !s.other_roles.includes(m) && !m.startsWith("pg_")) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["roles", name, "member_of"],
+          message: `${m} is neither in security.roles nor in security.other_roles`,
+        });
+      }
+    }
+  }
+});
+export type SecurityConfig = z.infer<typeof securitySchema>;
+
 export const targetSchema = z.strictObject({
   description: z.string().optional(),
   primary: connectionSchema,
@@ -183,6 +303,7 @@ export const targetSchema = z.strictObject({
   }).default({ kv_mount: "secret" }),
   roles: z.record(identifier, rotatableRoleSchema).default({}),
   credential_max_age_days: z.number().int().positive().default(90),
+  security: securitySchema.prefault({}),
   backups: backupsSchema.optional(),
   restore_test: restoreTestSchema.optional(),
 });

@@ -16,6 +16,9 @@ import { OpsError, StepFailed } from "../core/errors.ts";
 import { archiveAuditRows, archiveTargets, countArchivable } from "./audit_archive.ts";
 import { claimSlot, countPrunableRuns, finishRun, pruneRuns, renewLease } from "./run_store.ts";
 import type { JobDefinition } from "./types.ts";
+import type { AppDeps } from "../core/deps.ts";
+import { expireDue, listRequests } from "../core/approval_store.ts";
+import { gateHousekeeping } from "./approval_expiry.ts";
 
 /** One step as the plan shows it. */
 export interface CleanupItem {
@@ -53,10 +56,21 @@ function why(err: unknown): string {
 const approvalsStep = {
   key: "approvals" as const,
   title: "Expire pending approvals past their deadline",
-  unavailable: (_deps: OpDeps): string | undefined =>
-    "the approval gate (core/approval.ts) is not in this build",
-  count: (_deps: OpDeps): Promise<string> => Promise.resolve("none"),
-  run: (_deps: OpDeps): Promise<string> => Promise.resolve("none"),
+  unavailable: (_deps: OpDeps): string | undefined => undefined,
+  count: async (deps: OpDeps) => {
+    const now = deps.now().getTime();
+    const due = (await listRequests(deps.state, ["pending"], 10_000)).filter((r) =>
+      r.expires_at.getTime() <= now
+    );
+    return `${due.length} pending request(s) past their deadline`;
+  },
+  run: async (deps: OpDeps) => {
+    // Through the gate when this process has it, so each expired request's message is edited too.
+    const gate = gateHousekeeping(deps as OpDeps & Pick<AppDeps, "gate">);
+    if (gate) return `${await gate.sweep()} request(s) expired`;
+    const expired = await expireDue(deps.state, deps.now());
+    return `${expired.length} request(s) expired (their messages are updated by the next gate sweep)`;
+  },
 };
 
 const scratchStep = {

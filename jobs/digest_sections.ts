@@ -11,6 +11,7 @@ import { readVacuumStats } from "../ops/vacuum_stats.ts";
 import { formatBytes, formatSeconds, readReplicationLag } from "../ops/replication_lag.ts";
 import { readConnections } from "../ops/connections.ts";
 import { readSlowQueries, type SlowQuery } from "../ops/slow_queries.ts";
+import { listRequests, readFreeze } from "../core/approval_store.ts";
 
 /** The operations judge "unknown" where they could not decide; the digest never shows that as fine. */
 function judged(s: "ok" | "warning" | "critical" | "unknown"): Status {
@@ -164,6 +165,66 @@ const slowQueries: DigestCheck = {
   },
 };
 
+function hhmm(d: Date): string {
+  return `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+const freeze: DigestCheck = {
+  key: "freeze",
+  title: "Freeze",
+  scope: "global",
+  run: async (ctx) => {
+    const f = await readFreeze(ctx.deps.state);
+    if (!f.frozen) return [{ status: "ok", text: "destructive actions are not frozen" }];
+    const since = f.at ? ` since ${hhmm(f.at)}` : "";
+    const by = f.by ? ` by ${f.byName ?? f.by}` : "";
+    return [{
+      status: "warning",
+      text: `destructive actions are frozen${since}${by}: ${f.reason ?? "no reason given"}`,
+    }];
+  },
+};
+
+const approvals: DigestCheck = {
+  key: "approvals",
+  title: "Open approvals",
+  scope: "global",
+  run: async (ctx) => {
+    const now = ctx.now.getTime();
+    const open = await listRequests(ctx.deps.state, ["pending", "approved", "running"], 200);
+    // Interrupted requests whose reconcile could not decide stay open until a person looks.
+    const stuck = (await listRequests(ctx.deps.state, ["interrupted"], 500)).filter((r) =>
+      r.reconcile?.status === "needs_human" && r.created_at.getTime() > now - 7 * 86_400_000
+    );
+    const lines: DigestLine[] = [];
+    for (const r of stuck) {
+      lines.push({
+        status: "critical",
+        text:
+          `#${r.id} ${r.action}${r.target ? ` on ${r.target}` : ""} was interrupted and needs a person: ` +
+          `${r.reconcile!.note}`,
+      });
+    }
+    for (const r of open.slice(0, 10)) {
+      const longRunning = r.state === "running" && r.started_at && now - r.started_at.getTime() > 3600_000;
+      const what = r.state === "pending"
+        ? `waiting for approval since ${hhmm(r.created_at)}, expires ${hhmm(r.expires_at)}`
+        : r.state === "running"
+        ? `running since ${hhmm(r.started_at ?? r.created_at)}`
+        : "approved, about to run";
+      lines.push({
+        status: longRunning ? "warning" : "ok",
+        text: `#${r.id} ${r.action}${r.target ? ` on ${r.target}` : ""} asked by ${
+          r.requester_name ?? r.requester_id
+        }: ${what}`,
+      });
+    }
+    if (open.length > 10) lines.push({ status: "ok", text: `${open.length - 10} more open request(s)` });
+    if (!lines.length) lines.push({ status: "ok", text: "no open requests" });
+    return lines;
+  },
+};
+
 /** Every check, target sections first in the issue's order, then the deployment-wide ones. */
 export const digestChecks: DigestCheck[] = [
   missing(
@@ -194,13 +255,8 @@ export const digestChecks: DigestCheck[] = [
     "target",
     "bypass detection (ops/detect_bypass.ts) and security events (ops/security_events.ts) are not in this build",
   ),
-  missing("freeze", "Freeze", "global", "the approval gate (core/approval.ts) is not in this build"),
-  missing(
-    "approvals",
-    "Open approvals",
-    "global",
-    "the approval gate (core/approval.ts) is not in this build",
-  ),
+  freeze,
+  approvals,
   missing(
     "alerts",
     "Alert threads still firing",

@@ -10,6 +10,7 @@ import type { JobDefinition } from "./types.ts";
 import { digestJob } from "./digest.ts";
 import { cleanupJob } from "./cleanup.ts";
 import { slowQueryReviewJob } from "./reviews.ts";
+import { approvalExpiryJob } from "./approval_expiry.ts";
 
 /** A job whose operation is not in this build yet: listed, never scheduled. */
 function notBuilt(name: string, summary: string, defaultCron: string, why: string): JobDefinition {
@@ -84,10 +85,5 @@ registerJobs(
     "bypass detection (ops/detect_bypass.ts) is not in this build",
   ),
   cleanupJob,
-  notBuilt(
-    "approval_expiry",
-    "Expires approval requests past their deadline",
-    "* * * * *",
-    "the approval gate (core/approval.ts) is not in this build",
-  ),
+  approvalExpiryJob,
 );

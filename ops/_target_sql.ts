@@ -94,7 +94,11 @@ export async function applyTargetSql(
   const applied: string[] = [];
   const conn = await sql.reserve();
   try {
-    for (const part of parts) {
+    const files: (TargetSqlPart | "sample_data")[] = [
+      ...parts,
+      ...(opts.sample ? ["sample_data" as const] : []),
+    ];
+    for (const part of files) {
       const text = await readTargetSql(part);
       await conn`begin`;
       try {
@@ -124,8 +128,6 @@ export async function applyTargetSql(
     }
     let generated: Record<string, number> | undefined;
     if (opts.sample) {
-      await conn.unsafe(await readTargetSql("sample_data"));
-      applied.push("sample_data");
       if (opts.rows) {
         const r = sampleRowsSchema.parse(opts.rows);
         const [row] = await conn<{ result: Record<string, number> }[]>`

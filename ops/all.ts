@@ -7,6 +7,19 @@
  */
 
 import { registerOperations } from "./registry.ts";
+import { auditSearch } from "./audit_search.ts";
+import { securityEvents } from "./security_events.ts";
+import { detectBypassOp } from "./detect_bypass.ts";
+import { serviceUsage } from "./service_usage.ts";
+import { roleDrift } from "./role_drift.ts";
+import { rolesApply } from "./roles_apply.ts";
+import { tlsCheck } from "./tls_check.ts";
+import { lockRole } from "./lock_role.ts";
+import { unlockRole } from "./unlock_role.ts";
+import { terminateClient } from "./terminate_client.ts";
+import { blockAddress } from "./block_address.ts";
+import { unblockAddress } from "./unblock_address.ts";
+import { applyTargetSqlOp } from "./apply_target_sql.ts";
 import { backupStatus } from "./backup_status.ts";
 import { restoreTest } from "./restore_test.ts";
 import { replicationLag } from "./replication_lag.ts";
@@ -18,12 +31,21 @@ import { rotateCredentials } from "./rotate_credentials.ts";
 import { rotateRoot } from "./rotate_root.ts";
 import { resetStatements } from "./reset_statements.ts";
 import { unfreeze } from "./unfreeze.ts";
+import { vacuumStats } from "./vacuum_stats.ts";
+import { cleanupOperation } from "../jobs/cleanup.ts";
 
 registerOperations(
   resetStatements,
   unfreeze,
 );
 registerOperations(rotateCredentials, rotateRoot);
+// Jobs (issue 8): the autovacuum check and the cleanup job, which on demand runs through the gate.
+registerOperations(vacuumStats, cleanupOperation);
 registerOperations(replicationLag, promoteReplica, connections, terminateIdle, slowQueries);
+// Backups and restore tests (issue 5).
+registerOperations(backupStatus, restoreTest);
+// Audit and security (issue 7).
+registerOperations(auditSearch, securityEvents, detectBypassOp, serviceUsage, roleDrift, tlsCheck);
+registerOperations(rolesApply, lockRole, unlockRole, terminateClient, blockAddress, unblockAddress, applyTargetSqlOp);
 // Backups and restore tests (issue 5).
 registerOperations(backupStatus, restoreTest);

@@ -20,6 +20,9 @@ begin
   end if;
   if not exists (select 1 from pg_roles where rolname = bot) then
     execute format('create role %I login', bot);
+  elsif exists (select 1 from pg_roles where rolname = bot and rolsuper) then
+    -- Stripping superuser from a login someone uses (perhaps the one running this file) is not this file's job.
+    raise exception 'bisman.bot_role % is a superuser: give the bot its own role (default bisman_ops)', bot;
   end if;
   -- CREATEROLE: ALTER ROLE ... PASSWORD (rotation) and ALTER ROLE ... [NO]LOGIN (lock-role, unlock-role).
   -- Never superuser, replication, bypassrls or createdb.

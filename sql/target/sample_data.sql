@@ -69,7 +69,8 @@ begin
    where r0 + payment_requests > 0;
 
   -- Audit rows: bucket b = (g * 7919) % 100 decides who wrote: 0-74 bisman_app (web or mobile, an app
-  -- user), 75-94 svc_payments (service payments, its two tables only), 95-99 bisman_admin.
+  -- user), 75-94 svc_payments (service payments, its two tables only), 95-99 bisman_admin. Tables are
+  -- skewed as in an ERP: products are rarely written (1 in 20 of app writes), clients and invoices often.
   insert into public.audit_logs_dml (
     occurred_at, table_schema, table_name, action, row_id, old_data, new_data, db_user, session_user_name,
     app_user_id, service_name, client_addr, application_name, query_text, txid, backend_pid)
@@ -86,7 +87,10 @@ begin
      select case when b < 75 then 'bisman_app' when b < 95 then 'svc_payments' else 'bisman_admin' end as db_user,
             case when b < 95 and b >= 75
                  then (array['payment_requests', 'payments'])[1 + g % 2]
-                 else (array['clients', 'invoices', 'payment_requests', 'payments', 'products'])[1 + g % 5]
+                 else (array['clients', 'clients', 'clients', 'clients', 'clients', 'invoices', 'invoices',
+                             'invoices', 'invoices', 'invoices', 'payment_requests', 'payment_requests',
+                             'payment_requests', 'payment_requests', 'payments', 'payments', 'payments',
+                             'payments', 'payments', 'products'])[1 + (g * 13) % 20]
             end as table_name,
             (array['INSERT', 'UPDATE', 'UPDATE', 'DELETE'])[1 + (g / 7) % 4] as action,
             case when b < 75 then 'u' || ((g * 31) % app_users)

@@ -1,0 +1,56 @@
+/**
+ * `/bisman audit [target] [table=…] [user=…] [app_user=…] [service=…] [action=…] [address=…]
+ * [context=missing] [since=24h] [until=…] [limit=20]`: searches the target's audit_logs_dml
+ * (ops/audit_search.ts), newest first, on a replica when one is configured. (`audit-log` is the bot's own log.)
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { targetArg, validateArgs } from "./args.ts";
+import { defineSubcommand } from "./types.ts";
+import { auditSearchArgs, searchAudit } from "../ops/audit_search.ts";
+import { renderAuditSearch } from "../slack/render/audit.ts";
+import { targetOf } from "./security.ts";
+
+const USAGE =
+  "/bisman audit [target] [table=clients] [user=bisman_app] [app_user=u42] [service=payments] [action=update] " +
+  "[address=10.0.1.0/24] [context=missing] [since=24h] [until=…] [limit=20]";
+
+const s = auditSearchArgs.shape;
+const schema = z.object({
+  positional: z.tuple([targetArg]).or(z.tuple([])),
+  named: z.strictObject({
+    table: s.table,
+    user: s.user,
+    app_user: s.app_user,
+    service: s.service,
+    action: z.string().max(6).transform((v) => v.toUpperCase()).pipe(z.enum(["INSERT", "UPDATE", "DELETE"]))
+      .optional(),
+    address: s.address,
+    context: s.context,
+    since: s.since.optional(),
+    until: s.until,
+    limit: z.string().regex(/^\d{1,3}$/, "a number from 1 to 200").transform(Number).pipe(s.limit.unwrap())
+      .optional(),
+  }),
+  rest: z.string(),
+});
+
+export const auditCommand = defineSubcommand({
+  name: "audit",
+  summary: "Search the target's DML audit trail (audit_logs_dml) by table, DB user, app user, service, time",
+  usage: USAGE,
+  examples: [
+    "/bisman audit table=clients since=24h",
+    "/bisman audit prod app_user=u42 since=7d",
+    "/bisman audit prod user=mallory",
+    "/bisman audit prod context=missing since=24h",
+  ],
+  access: "operator",
+  parse: (args, deps) => {
+    const a = validateArgs(schema, args, USAGE);
+    return { target: targetOf(deps.config, a.positional[0]), ...a.named };
+  },
+  run: async (ctx, args) => renderAuditSearch(await searchAudit(args, ctx.deps)),
+});
