@@ -42,8 +42,6 @@ registerOperations(rotateCredentials, rotateRoot);
 // Jobs (issue 8): the autovacuum check and the cleanup job, which on demand runs through the gate.
 registerOperations(vacuumStats, cleanupOperation);
 registerOperations(replicationLag, promoteReplica, connections, terminateIdle, slowQueries);
-// Backups and restore tests (issue 5).
-registerOperations(backupStatus, restoreTest);
 // Audit and security (issue 7).
 registerOperations(auditSearch, securityEvents, detectBypassOp, serviceUsage, roleDrift, tlsCheck);
 registerOperations(rolesApply, lockRole, unlockRole, terminateClient, blockAddress, unblockAddress, applyTargetSqlOp);
