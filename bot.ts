@@ -51,7 +51,12 @@ export interface RunningBot {
   url: string;
   port: number;
   fetch(req: Request): Promise<Response>;
-  stop(): Promise<void>;
+  /**
+   * Graceful shutdown: stops taking requests, lets running work finish for up to `graceMs` (default 10 s),
+   * then releases locks and closes pools. Work still running after that is left to die with the process
+   * (pools and the gate's liveness lock stay open until then); `unfinished` counts it.
+   */
+  stop(opts?: { graceMs?: number }): Promise<{ unfinished: number }>;
 }
 
 /** Options for tests and the sandbox; production uses none. */
@@ -304,21 +309,32 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     port,
     url: `http://127.0.0.1:${port}`,
     fetch: (req) => Promise.resolve(http.fetch(req)),
-    stop: async () => {
-      if (stopped) return;
+    stop: async (stopOpts = {}) => {
+      if (stopped) return { unfinished: 0 };
       stopped = true;
+      const graceMs = stopOpts.graceMs ?? 10_000;
       clearInterval(probeTimer);
       await scheduler.stop();
       await socket?.stop();
       await server.shutdown();
-      const left = await (receiver ?? socket)?.drain();
-      if (left) log.warn("stopping with Slack work still running", { count: left });
+      const left = (await (receiver ?? socket)?.drain(graceMs)) ?? 0;
+      if (left) {
+        // Work still running past the bound keeps its pools and the gate's liveness lock: both end with the
+        // process, at the same moment as the work, and a peer (or the next start) marks it interrupted and
+        // reconciles it. Closing the pools under running queries would crash the driver instead.
+        log.warn("stopping with work still running: the gate marks it interrupted and reconciles it", {
+          count: left,
+          grace_ms: graceMs,
+        });
+        return { unfinished: left };
+      }
       await gate.stop();
       clearInterval(lagTimer);
       await lagCheckRun;
       await alerts.stop();
       await targets.close();
       await state.end({ timeout: 5 });
+      return { unfinished: 0 };
     },
   };
 }

@@ -77,6 +77,8 @@ export class SocketModeEventsReceiver implements Receiver {
   readonly #client: SocketModeClient;
   readonly #opts: SocketModeOptions;
   #inFlight = new Set<Promise<unknown>>();
+  /** Envelopes received and not yet acknowledged: shutdown sends their acks before closing the socket. */
+  #unacked = new Set<string>();
   #seen = new Map<string, { acked: Promise<Record<string, unknown> | undefined>; at: number }>();
   #connected = false;
   #everConnected = false;
@@ -181,10 +183,19 @@ export class SocketModeEventsReceiver implements Receiver {
     return this.#everConnected;
   }
 
-  /** Closes the connection and stops reconnecting; waits at most `timeoutMs` for the close handshake. */
-  async stop(timeoutMs = 2000): Promise<void> {
+  /**
+   * Stops reconnecting, lets envelopes already received be acknowledged (at most `ackWaitMs`; acks come
+   * within milliseconds), then closes the connection, waiting at most `timeoutMs` for the close handshake.
+   * Slack sends later envelopes to the other replicas' connections. Listener work that continues after
+   * its ack is not waited for here: see {@link drain}.
+   */
+  async stop(timeoutMs = 2000, ackWaitMs = 3000): Promise<void> {
     this.#stopping = true;
     this.#wake.abort();
+    const deadline = Date.now() + ackWaitMs;
+    while (this.#unacked.size && this.#connected && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.#client.disconnect().catch((err) =>
@@ -287,6 +298,7 @@ export class SocketModeEventsReceiver implements Receiver {
 
     const { promise: acked, resolve } = Promise.withResolvers<Record<string, unknown> | undefined>();
     this.#remember(id, acked);
+    this.#unacked.add(id);
     const kind = kindOf(args.type, body as Record<string, unknown>);
     let ackCalled = false;
     const event: ReceiverEvent = {
@@ -333,7 +345,9 @@ export class SocketModeEventsReceiver implements Receiver {
   async #send(args: EnvelopeArgs, id: string, payload: Record<string, unknown> | undefined): Promise<void> {
     try {
       await args.ack(payload);
+      this.#unacked.delete(id);
     } catch (err) {
+      this.#unacked.delete(id);
       this.#opts.log.warn(
         "socket mode: could not send an ack; it is sent again if Slack resends the envelope",
         {
