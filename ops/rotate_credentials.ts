@@ -12,7 +12,7 @@
  *
  * If the Vault write fails, the transaction rolls back and the old password keeps working everywhere. If
  * COMMIT fails after Vault was written, the previous Vault version is written back (check-and-set). A crash
- * in between is repaired by {@link rotateCredentials.reconcile}. Fault points `rotate.after_alter`,
+ * in between is repaired by reconcile (ops/_rotation_reconcile.ts). Fault points `rotate.after_alter`,
  * `rotate.after_vault_write` and `rotate.after_commit` let tests kill the process at each step.
  *
  * No password appears in a plan, a result, an audit row, a log line or an error message.
@@ -21,24 +21,39 @@
  */
 
 import { z } from "zod";
-import type { Sql } from "postgres";
 import type { Config, TargetConfig } from "../core/config.ts";
 import { resolveTargetName } from "../core/config.ts";
 import { InvalidInput, NotConfigured, OpsError, StepFailed } from "../core/errors.ts";
 import { failpoint } from "../core/failpoint.ts";
-import { requireVault, VaultClient, VaultError } from "../core/vault.ts";
-import type { OpDeps, Operation, PlanBase, Reconciled } from "./types.ts";
+import { requireVault } from "../core/vault.ts";
+import type { OpDeps, Operation } from "./types.ts";
 import { generatePassword } from "./_scram.ts";
 import {
   alterRolePassword,
   beginGuarded,
-  type LoginResult,
   readRoleState,
   readTargetSessions,
   type RoleState,
-  type SessionGroup,
   tryLogin,
 } from "./_role_login.ts";
+import {
+  afterCommitFailure,
+  afterUnknownWrite,
+  audit,
+  currentSecret,
+  kvKey,
+  type RoleOutcome,
+  type RolePlan,
+  type RotatePlan,
+  type RotateResult,
+  serverNow,
+  sessionWords,
+  VaultWriteFailed,
+  writeOrLearn,
+} from "./_rotation.ts";
+import { reconcileRotation } from "./_rotation_reconcile.ts";
+
+export type { RoleOutcome, RolePlan, RotatePlan, RotateResult } from "./_rotation.ts";
 
 /** The argument that selects every role mapped for the target. */
 export const ALL_ROLES = "all";
@@ -54,68 +69,6 @@ export const rotateArgs = z.strictObject({
   target: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "a target name").optional(),
 });
 export type RotateArgs = z.infer<typeof rotateArgs>;
-
-/** One role of a plan. */
-export interface RolePlan {
-  role: string;
-  /** KV v2 path inside the mount, e.g. `bisman/db`. */
-  path: string;
-  key: string;
-  /** `<mount>/<path>#<key>`, for messages. */
-  ref: string;
-  /** The secret's version when planned; 0 when the secret does not exist yet. */
-  vaultVersion: number;
-  /** Whether that version has the key. */
-  keyPresent: boolean;
-  canLogin: boolean;
-  /** Sessions of the role on the primary and each replica when planned. */
-  sessions: SessionGroup[];
-  /** Members whose sessions could not be counted. */
-  uncheckedMembers: string[];
-}
-
-/** The plan of a rotation. */
-export interface RotatePlan extends PlanBase {
-  target: string;
-  mount: string;
-  roles: RolePlan[];
-  /** ISO time the plan was made. */
-  plannedAt: string;
-  verify: string[];
-  undo: string[];
-  fingerprint: {
-    /** `<mount>/<path>` → version. */
-    vault: Record<string, number>;
-    roles: Record<string, RoleState>;
-  };
-}
-
-/** What happened to one role. */
-export interface RoleOutcome {
-  role: string;
-  ref: string;
-  /**
-   * `rotated`: PostgreSQL and Vault hold the new password. `failed`: not rotated, the old password still
-   * works and Vault is unchanged (or was restored: see `message`). `skipped`: not attempted.
-   * `inconsistent`: the two stores may disagree; `message` says what to do.
-   */
-  status: "rotated" | "failed" | "skipped" | "inconsistent";
-  fromVersion: number;
-  toVersion?: number;
-  /** Whether a fresh login with the new password succeeded (undefined when not tried). */
-  verified?: boolean;
-  /** The step that failed. */
-  step?: string;
-  message?: string;
-  /** Sessions that started before the new password took effect and are still open. */
-  stillOnOldPassword?: SessionGroup[];
-}
-
-/** The result of a rotation. */
-export interface RotateResult {
-  target: string;
-  roles: RoleOutcome[];
-}
 
 /** A rotation in which at least one role did not rotate; `result` says which did. */
 export class RotationIncomplete extends StepFailed {
@@ -166,33 +119,6 @@ export function resolveRotation(
 /** A name as typed, shown only when it is a plain identifier (never echo quotes, mentions or markup). */
 function safeName(s: string): string {
   return /^[A-Za-z0-9_.-]{1,63}$/.test(s) ? `"${s}"` : "that name";
-}
-
-function kvKey(mount: string, path: string): string {
-  return `${mount}/${path}`;
-}
-
-/** The current version of a secret and its data, or version 0 when it does not exist. */
-async function currentSecret(
-  vault: VaultClient,
-  mount: string,
-  path: string,
-): Promise<{ version: number; data: Record<string, string> }> {
-  try {
-    const s = await vault.read(path, { mount });
-    return { version: s.version, data: s.data };
-  } catch (err) {
-    if (err instanceof VaultError && err.reason === "not_found" && err.status === 404) {
-      // Absent, or its current version deleted: a write with cas = current version is still required.
-      const meta = await vault.metadata(path, { mount }).catch(() => undefined);
-      return { version: meta?.currentVersion ?? 0, data: {} };
-    }
-    throw err;
-  }
-}
-
-function sessionWords(s: SessionGroup[]): string {
-  return s.map((g) => `${g.member}: ${g.application} from ${g.client} ×${g.count}`).join("; ");
 }
 
 async function readFingerprint(
@@ -341,72 +267,6 @@ async function revalidate(p: RotatePlan, deps: OpDeps): Promise<string | undefin
   return changes.length ? changes.join("; ") : undefined;
 }
 
-/** Vault could not take the write; `applied` says whether the new password may be in Vault anyway. */
-class VaultWriteFailed extends Error {
-  constructor(readonly error: OpsError, readonly applied: "no" | "unknown") {
-    super(error.userMessage);
-  }
-}
-
-/**
- * Writes with check-and-set; when the outcome is unknown (timeout, lost connection, 5xx), reads back until
- * it is known whether the new password landed.
- */
-async function writeOrLearn(
-  vault: VaultClient,
-  r: RolePlan,
-  mount: string,
-  data: Record<string, string>,
-  cas: number,
-  password: string,
-): Promise<{ version: number }> {
-  try {
-    return await vault.write(r.path, data, { cas, mount });
-  } catch (err) {
-    if (!(err instanceof VaultError)) throw err;
-    if (err.definitelyNotApplied) throw new VaultWriteFailed(err, "no");
-    for (let attempt = 1; attempt <= 4; attempt++) {
-      await new Promise((res) => setTimeout(res, 250 * attempt));
-      try {
-        const cur = await vault.read(r.path, { mount });
-        if (cur.data[r.key] === password) return { version: cur.version };
-        if (cur.version === cas) throw new VaultWriteFailed(err, "no");
-        throw new VaultWriteFailed(
-          new VaultError(
-            "cas_mismatch",
-            undefined,
-            `Cannot write ${r.ref}: someone else wrote version ${cur.version} in the meantime; nothing was overwritten`,
-          ),
-          "no",
-        );
-      } catch (readErr) {
-        if (readErr instanceof VaultWriteFailed) throw readErr;
-      }
-    }
-    throw new VaultWriteFailed(err, "unknown");
-  }
-}
-
-/** The primary's clock right now (sessions that started before it logged in with the old password). */
-async function serverNow(sql: Sql): Promise<Date> {
-  const [{ t }] = await sql<{ t: Date }[]>`select clock_timestamp() as t`;
-  return new Date(t);
-}
-
-async function audit(
-  deps: OpDeps,
-  action: string,
-  target: string,
-  outcome: string,
-  details: Record<string, unknown>,
-) {
-  try {
-    await deps.audit.append({ actor: deps.actor ?? "bisman-ops", action, target, outcome, details });
-  } catch (err) {
-    deps.log.error("audit append failed", { action, error: err });
-  }
-}
-
 /** Rotates one role; never throws for the role's own failures (they are its outcome). */
 async function rotateRole(
   p: RotatePlan,
@@ -500,116 +360,6 @@ async function rotateRole(
   };
 }
 
-/** COMMIT reported an error after Vault was written: find out which password is in force and make Vault match. */
-async function afterCommitFailure(
-  p: RotatePlan,
-  r: RolePlan,
-  written: number,
-  prev: Record<string, string>,
-  password: string,
-  deps: OpDeps,
-  base: { role: string; ref: string; fromVersion: number },
-): Promise<RoleOutcome & { stop?: boolean; committedAt?: Date }> {
-  const primary = deps.targets.member(p.target, "primary");
-  const login = await tryLogin(primary, r.role, password);
-  if (login.ok) {
-    // The COMMIT reached the server even though its answer was lost.
-    return {
-      ...base,
-      status: "rotated",
-      toVersion: written,
-      verified: true,
-      committedAt: new Date(),
-      message: "COMMIT reported an error, but the new password logs in",
-    };
-  }
-  if (login.reason !== "wrong_password") {
-    return {
-      ...base,
-      status: "inconsistent",
-      step: "COMMIT",
-      toVersion: written,
-      stop: true,
-      message:
-        `COMMIT failed and ${p.target}/primary cannot confirm which password is in force (${login.detail}); ` +
-        `Vault holds the new one at version ${written}. When the server answers, check with /bisman creds and rotate ${r.role} again`,
-    };
-  }
-  try {
-    const back = await requireVault(deps).write(r.path, prev, { cas: written, mount: p.mount });
-    return {
-      ...base,
-      status: "failed",
-      step: "COMMIT",
-      toVersion: back.version,
-      stop: true,
-      message:
-        `COMMIT failed, so PostgreSQL kept the old password; Vault's previous value was written back as version ${back.version}: the old password still works`,
-    };
-  } catch (err) {
-    const why = err instanceof OpsError ? err.userMessage : "Vault write failed";
-    return {
-      ...base,
-      status: "inconsistent",
-      step: "restore Vault",
-      toVersion: written,
-      stop: true,
-      message:
-        `COMMIT failed, so PostgreSQL kept the old password, and restoring Vault failed (${why}): Vault version ${written} ` +
-        `holds a password that does not log in. Write version ${base.fromVersion}'s value back by hand, or rotate ${r.role} again`,
-    };
-  }
-}
-
-/** Vault did not say whether the write landed and the transaction rolled back: undo the write if it did land. */
-async function afterUnknownWrite(
-  p: RotatePlan,
-  r: RolePlan,
-  cas: number,
-  prev: Record<string, string>,
-  password: string,
-  deps: OpDeps,
-  base: { role: string; ref: string; fromVersion: number },
-): Promise<RoleOutcome & { stop?: boolean }> {
-  const vault = requireVault(deps);
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    try {
-      const cur = await vault.read(r.path, { mount: p.mount });
-      if (cur.data[r.key] !== password) {
-        return {
-          ...base,
-          status: "failed",
-          step: "write Vault",
-          stop: true,
-          message:
-            "Vault did not answer the write, and it did not store it. Rolled back: the old password still works",
-        };
-      }
-      const back = await vault.write(r.path, prev, { cas: cur.version, mount: p.mount });
-      return {
-        ...base,
-        status: "failed",
-        step: "write Vault",
-        stop: true,
-        message:
-          `Vault stored the write late, after the transaction had rolled back; its previous value was written back as version ${back.version}: the old password still works`,
-      };
-    } catch (err) {
-      deps.log.warn("Vault read-back after an unknown write failed", { error: err, attempt });
-      await new Promise((res) => setTimeout(res, 500 * attempt));
-    }
-  }
-  return {
-    ...base,
-    status: "inconsistent",
-    step: "write Vault",
-    stop: true,
-    message:
-      `Vault did not answer, so it is unknown whether it stored the new password; PostgreSQL kept the old one. ` +
-      `If ${r.ref} has a version newer than ${cas}, write version ${cas}'s value back, or rotate ${r.role} again`,
-  };
-}
-
 /** Runs the plan, role by role; throws {@link RotationIncomplete} when any role did not rotate. */
 async function run(p: RotatePlan, deps: OpDeps): Promise<RotateResult> {
   requireVault(deps);
@@ -691,121 +441,6 @@ export function describeRotation(result: RotateResult): string {
   return text.length > 2800 ? `${text.slice(0, 2799)}…` : text;
 }
 
-/**
- * After a crash mid-run: makes the password in Vault the one that logs in, role by role.
- *
- * Decision: when Vault's current password does not log in and Vault's version is newer than the plan's
- * (the process died after the Vault write and before COMMIT, so the transaction died with it), this
- * ALTERs the role to Vault's current value rather than writing the previous version back:
- * - it completes what the approvers approved instead of silently undoing it;
- * - every service that read Vault since the crash already holds that value; making it work fixes them at
- *   once, whereas writing back would break them a second time;
- * - it needs no Vault write (Vault may be the degraded part), cannot race another writer's check-and-set,
- *   and adds no version that repeats an older value (which would muddle the history and credential ages);
- * - PostgreSQL still only sees a SCRAM verifier computed in the bot.
- * When Vault did not change since the plan and its password does not log in, the mismatch predates this
- * rotation: a person must look (needs_human). Nothing is ever rotated again blindly.
- */
-async function reconcile(p: RotatePlan, deps: OpDeps): Promise<Reconciled<RotateResult>> {
-  const vault = requireVault(deps);
-  const primary = deps.targets.member(p.target, "primary");
-  const sql = await deps.targets.pool(p.target);
-  const outcomes: RoleOutcome[] = [];
-  const human: string[] = [];
-  const notes: string[] = [];
-  for (const r of p.roles) {
-    const planned = p.fingerprint.vault[kvKey(p.mount, r.path)] ?? r.vaultVersion;
-    const base = { role: r.role, ref: r.ref, fromVersion: planned };
-    let cur: { version: number; data: Record<string, string> };
-    try {
-      cur = await currentSecret(vault, p.mount, r.path);
-    } catch (err) {
-      human.push(
-        `${r.role}: Vault could not be read (${err instanceof OpsError ? err.userMessage : "error"})`,
-      );
-      continue;
-    }
-    const value = cur.data[r.key];
-    if (value === undefined) {
-      human.push(`${r.role}: ${r.ref} has no value in Vault version ${cur.version}`);
-      continue;
-    }
-    const changed = cur.version > planned;
-    const login: LoginResult = await tryLogin(primary, r.role, value);
-    if (login.ok) {
-      outcomes.push(
-        changed
-          ? {
-            ...base,
-            status: "rotated",
-            toVersion: cur.version,
-            verified: true,
-            message: "Vault's password logs in",
-          }
-          : { ...base, status: "skipped", message: "not rotated: Vault unchanged and its password logs in" },
-      );
-      notes.push(
-        changed
-          ? `${r.role} rotated (v${cur.version} logs in)`
-          : `${r.role} unchanged (v${cur.version} logs in)`,
-      );
-      continue;
-    }
-    if (login.reason !== "wrong_password") {
-      human.push(`${r.role}: cannot tell whether Vault's password logs in (${login.detail})`);
-      continue;
-    }
-    if (!changed) {
-      human.push(
-        `${r.role}: Vault version ${cur.version} (unchanged since the plan) does not log in; this predates the rotation`,
-      );
-      continue;
-    }
-    try {
-      await beginGuarded(sql, async (tx) => {
-        await tx`select set_config('lock_timeout', '10s', true)`;
-        await alterRolePassword(tx, r.role, value);
-      }).tx;
-    } catch (err) {
-      const msg = err instanceof RangeError
-        ? err.message
-        : `ALTER ROLE failed (${(err as { code?: string }).code ?? "error"})`;
-      human.push(`${r.role}: Vault version ${cur.version} does not log in and repairing it failed: ${msg}`);
-      continue;
-    }
-    const after = await tryLogin(primary, r.role, value);
-    if (!after.ok) {
-      human.push(
-        `${r.role}: set to Vault version ${cur.version}'s password, but it still does not log in (${after.detail})`,
-      );
-      continue;
-    }
-    outcomes.push({
-      ...base,
-      status: "rotated",
-      toVersion: cur.version,
-      verified: true,
-      message: "repaired: PostgreSQL was set to the password Vault holds",
-    });
-    notes.push(`${r.role} repaired: set to Vault v${cur.version}'s password, which now logs in`);
-    await audit(deps, "credential.reconciled", p.target, "repaired", {
-      role: r.role,
-      vault: r.ref,
-      version: cur.version,
-    });
-  }
-  if (human.length) {
-    return { status: "needs_human", note: [...human, ...notes].join("; ") };
-  }
-  if (!outcomes.some((o) => o.status === "rotated")) {
-    return {
-      status: "not_done",
-      note: `No password changed; Vault's current passwords log in: ${notes.join("; ")}`,
-    };
-  }
-  return { status: "done", result: { target: p.target, roles: outcomes }, note: notes.join("; ") };
-}
-
 /** The `rotate` operation (destructive: reached only through the approval gate). */
 export const rotateCredentials: Operation<RotateArgs, RotatePlan, RotateResult> = {
   name: "rotate",
@@ -814,6 +449,6 @@ export const rotateCredentials: Operation<RotateArgs, RotatePlan, RotateResult> 
   plan,
   revalidate,
   run,
-  reconcile,
+  reconcile: reconcileRotation,
   describeResult: describeRotation,
 };
