@@ -24,10 +24,9 @@ import { readServerStatus } from "./ops/server_status.ts";
 import { AlertThreads } from "./alerts/threads.ts";
 import { alertmanagerRoute } from "./alerts/alertmanager.ts";
 import { alertButtonRegistration } from "./alerts/buttons.ts";
-import { runLagCheck } from "./jobs/lag_check.ts";
 import { opsChannelPoster, resolveSchedules, Scheduler } from "./jobs/scheduler.ts";
 import { allJobs } from "./jobs/registry.ts";
-import type { JobDefinition } from "./jobs/types.ts";
+import type { JobDefinition, JobServices } from "./jobs/types.ts";
 import { ApprovalGate } from "./core/approval.ts";
 import { SlackApprovalNotifier } from "./slack/approval_messages.ts";
 import { approvalHandlers } from "./slack/approval_handlers.ts";
@@ -120,6 +119,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const config = opts.config ?? await loadConfig(env.configPath);
   const now = opts.now ?? (() => new Date());
   // A `schedules` key naming no job stops start-up here, naming the key, like any other config error.
+  const jobServices: JobServices = {};
   const jobList = opts.jobs ?? allJobs();
   resolveSchedules({ config }, jobList);
   const metrics = new Metrics();
@@ -193,16 +193,8 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     }),
   });
   alerts.start();
-  let lagCheckRun: Promise<unknown> | undefined;
-  const lagTimer = config.alerts.lag_check.enabled
-    ? setInterval(() => {
-      if (lagCheckRun) return; // a slow check is not stacked on itself
-      lagCheckRun = runLagCheck(deps, alerts)
-        .catch((err) => log.error("lag check failed", { error: err }))
-        .finally(() => (lagCheckRun = undefined));
-    }, config.alerts.lag_check.interval_seconds * 1000)
-    : undefined;
-  if (lagTimer !== undefined) Deno.unrefTimer(lagTimer);
+  // The lag check runs as the scheduler's lag_check job (on alerts.lag_check's cadence unless schedules says).
+  jobServices.alerts = alerts;
 
   // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
   const socket = env.slackAppToken
@@ -287,6 +279,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     post: opsChannelPoster(slack, deps),
     jobs: jobList,
     runnerId: opts.runnerId,
+    services: jobServices,
   });
   deps.jobs = scheduler;
   scheduler.start();
@@ -329,8 +322,6 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
         return { unfinished: left };
       }
       await gate.stop();
-      clearInterval(lagTimer);
-      await lagCheckRun;
       await alerts.stop();
       await targets.close();
       await state.end({ timeout: 5 });

@@ -90,7 +90,7 @@ export const runCommand = defineSubcommand({
     const deps = ctx.deps;
     const def = getJob(args.job);
     if (def?.destructive) {
-      const why = def.unavailable?.(deps);
+      const why = def.unavailable?.(deps, {});
       if (why) throw new NotConfigured(`Job ${def.name} is not available: ${why}`);
       if (!deps.gate || !def.gateRequest) {
         throw new NotConfigured(`Job ${def.name} changes state, and this process has no approval gate`);

@@ -11,6 +11,8 @@ import { digestJob } from "./digest.ts";
 import { cleanupJob } from "./cleanup.ts";
 import { slowQueryReviewJob } from "./reviews.ts";
 import { approvalExpiryJob } from "./approval_expiry.ts";
+import { runLagCheck } from "./lag_check.ts";
+import { intervalCron } from "./scheduler.ts";
 
 /** A job whose operation is not in this build yet: listed, never scheduled. */
 function notBuilt(name: string, summary: string, defaultCron: string, why: string): JobDefinition {
@@ -23,6 +25,35 @@ function notBuilt(name: string, summary: string, defaultCron: string, why: strin
     run: () => Promise.reject(new Error(`${name} is not available: ${why}`)),
   };
 }
+
+/**
+ * The seed's "check replication lag" (jobs/lag_check.ts) on the schedule: its cadence and switch default to
+ * `alerts.lag_check`, so one key still turns it off or changes how often it runs.
+ */
+export const lagCheckJob: JobDefinition = {
+  name: "lag_check",
+  summary: "Replication lag of every replica; opens and resolves HighReplicationLag threads",
+  defaultCron: "* * * * *",
+  destructive: false,
+  configDefaults: (config) => ({
+    cron: intervalCron(config.alerts.lag_check.interval_seconds),
+    enabled: config.alerts.lag_check.enabled,
+  }),
+  unavailable: (_deps, services) =>
+    services.alerts ? undefined : "alert threads are not running in this process",
+  run: async (ctx) => {
+    const r = await runLagCheck(ctx.deps, ctx.services.alerts!);
+    const bad = r.targets.filter((t) => t.severity !== "ok");
+    const level = bad.some((t) => t.severity === "critical") ? "critical" : bad.length ? "warning" : "ok";
+    return {
+      summary:
+        `${r.targets.length} target(s) checked, ${bad.length} not ok; ${r.opened.length} alert(s) opened, ` +
+        `${r.resolved.length} resolved`,
+      level,
+      details: { opened: r.opened, resolved: r.resolved },
+    };
+  },
+};
 
 const jobs: JobDefinition[] = [];
 
@@ -53,12 +84,7 @@ export function replaceJob(job: JobDefinition): void {
 
 registerJobs(
   digestJob,
-  notBuilt(
-    "lag_check",
-    "Replication lag of every replica; opens and resolves HighReplicationLag threads",
-    "* * * * *",
-    "the scheduled lag check (jobs/lag_check.ts) is not in this build",
-  ),
+  lagCheckJob,
   notBuilt(
     "backup_status",
     "Newest backups and WAL archiving of every target; posts when it gets worse",

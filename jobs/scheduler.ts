@@ -39,6 +39,7 @@ import type {
   JobDefinition,
   JobResult,
   JobService,
+  JobServices,
   Poster,
   RunRecord,
 } from "./types.ts";
@@ -52,6 +53,8 @@ export interface SchedulerOptions {
   runnerId?: string;
   /** How often the cluster-wide job gauges are re-read for /metrics (default 30 s). */
   metricsRefreshMs?: number;
+  /** Process services some jobs use (alert threads); filled in by bot.ts. */
+  services?: JobServices;
 }
 
 /**
@@ -70,15 +73,38 @@ export function resolveSchedules(deps: Pick<AppDeps, "config">, jobs: JobDefinit
   }
   return jobs.map((j) => {
     const s = config.schedules[j.name];
+    const implied = j.configDefaults?.(config) ?? {};
     return {
       name: j.name,
       summary: j.summary,
-      cron: s?.cron ?? j.defaultCron,
+      cron: s?.cron ?? implied.cron ?? j.defaultCron,
       timezone: s?.timezone ?? config.scheduler.timezone,
-      enabled: s?.enabled ?? true,
+      enabled: s ? s.enabled : implied.enabled ?? true,
       destructive: j.destructive,
     };
   });
+}
+
+/**
+ * A cron pattern for "every `seconds`" that every replica reads the same way. Cron steps must divide the
+ * minute (or the hour, or the day), so an interval that does not is rounded down to one that does.
+ * @example
+ * intervalCron(60); // "0 * * * * *"
+ * intervalCron(45); // "*\/30 * * * * *"
+ */
+export function intervalCron(seconds: number): string {
+  const down = (n: number, of: number) =>
+    [...Array(of).keys()].map((i) => i + 1).filter((d) => of % d === 0 && d <= n).at(-1)!;
+  if (seconds < 60) {
+    const s = down(Math.max(1, Math.floor(seconds)), 60);
+    return s === 1 ? "* * * * * *" : `*/${s} * * * * *`;
+  }
+  if (seconds < 3600) {
+    const m = down(Math.floor(seconds / 60), 60);
+    return m === 1 ? "0 * * * * *" : `0 */${m} * * * *`;
+  }
+  const h = down(Math.min(24, Math.floor(seconds / 3600)), 24);
+  return h === 24 ? "0 0 0 * * *" : h === 1 ? "0 0 * * * *" : `0 0 */${h} * * *`;
 }
 
 function defaultRunnerId(): string {
@@ -120,8 +146,12 @@ export class Scheduler implements JobService {
     this.#jobs = new Map(opts.jobs.map((j) => [j.name, j]));
     this.#schedules = resolveSchedules(deps, opts.jobs).map((s) => ({
       ...s,
-      unavailable: this.#jobs.get(s.name)!.unavailable?.(deps),
+      unavailable: this.#jobs.get(s.name)!.unavailable?.(deps, this.#services),
     }));
+  }
+
+  get #services(): JobServices {
+    return this.#opts.services ?? {};
   }
 
   get #lease(): number {
@@ -211,7 +241,7 @@ export class Scheduler implements JobService {
         `No job "${name}": \`/bisman jobs\` lists them (${[...this.#jobs.keys()].sort().join(", ")})`,
       );
     }
-    const why = def.unavailable?.(this.#deps);
+    const why = def.unavailable?.(this.#deps, this.#services);
     if (why) throw new NotConfigured(`Job ${name} is not available: ${why}`);
     if (def.destructive) {
       throw new OpsError("conflict", `Job ${name} changes state: ask for it with \`/bisman run ${name}\``);
@@ -336,6 +366,7 @@ export class Scheduler implements JobService {
           signal: this.#stopping.signal,
           post: this.#opts.post,
           previous,
+          services: this.#services,
         };
         // The one test hook: a test kills the process here to prove a dead runner does not block the schedule.
         await failpoint("scheduler.in_job");

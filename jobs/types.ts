@@ -10,6 +10,13 @@ import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
 import type { Reply } from "../core/reply.ts";
+import type { AlertThreads } from "../alerts/threads.ts";
+
+/** Services of the bot process that some jobs need beyond AppDeps; bot.ts fills them in as it builds them. */
+export interface JobServices {
+  /** The alert threads: the lag check opens and resolves its own; the digest lists those still firing. */
+  alerts?: Pick<AlertThreads, "ingest" | "firing">;
+}
 
 /** How a job judged what it found; a run can succeed and still find problems. */
 export type JobLevel = "ok" | "warning" | "critical";
@@ -51,6 +58,7 @@ export interface JobContext {
   post: Poster;
   /** The newest run of this job that finished (ok or failed) before this one. */
   previous?: PreviousRun;
+  services: JobServices;
 }
 
 /** What a job reports; `summary` is one line for `/bisman jobs` and the run record. */
@@ -72,8 +80,13 @@ export interface JobDefinition {
   readonly defaultCron: string;
   /** Destructive jobs run on their schedule (configured in advance) and only through the gate on demand. */
   readonly destructive: boolean;
+  /**
+   * Defaults that another config block implies (the lag check's `alerts.lag_check`); `schedules.<name>`
+   * still overrides them.
+   */
+  configDefaults?(config: AppDeps["config"]): { cron?: string; enabled?: boolean };
   /** Why this job cannot run in this build or config (its operation is missing), or undefined. */
-  unavailable?(deps: AppDeps): string | undefined;
+  unavailable?(deps: AppDeps, services: JobServices): string | undefined;
   /** For a manual run of a destructive job: the request the approval gate gets. */
   gateRequest?(deps: AppDeps): { action: string; args: unknown };
   run(ctx: JobContext): Promise<JobResult>;
