@@ -26,6 +26,13 @@ import {
   runRestoreTest,
 } from "../ops/restore_test.ts";
 import { renderRestoreProgress, renderRestoreResult } from "../slack/render/restore_test.ts";
+import { registerPlanNote, registerPrecondition } from "../core/approval_hooks.ts";
+import { checkRestoreRequirement, provenRestoreNote } from "../ops/restore_history.ts";
+
+// Proven restores are a fact the gate uses: a policy may require a recent passing test before an action
+// (checked at request time and again before running), and every plan shows the last proven restore.
+registerPrecondition(({ action, target, deps }) => checkRestoreRequirement(deps, action, target));
+registerPlanNote(({ target, deps }) => provenRestoreNote(deps, target));
 
 const usage = "/bisman restore-test [target] [backup]";
 
@@ -131,7 +138,7 @@ export const restoreTestCommand = defineSubcommand({
         );
       }
       return await deps.gate.request({
-        action: "restore_test",
+        action: "restore_test_gated",
         args: { target: args.target, ...(args.backup ? { backup: args.backup } : {}) },
         invoker: ctx.invoker,
       });

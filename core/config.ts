@@ -635,7 +635,7 @@ const builtInActionPolicy: Record<string, PolicyConfig> = {
 };
 
 /** Operations whose policy may also be written under the name people say (`policies.promote`). */
-const policyAliases: Record<string, string> = { promote_replica: "promote" };
+const policyAliases: Record<string, string> = { promote_replica: "promote", restore_test_gated: "restore_test" };
 
 /** The effective policy of one action, every field resolved. */
 export interface EffectivePolicy {
@@ -645,6 +645,8 @@ export interface EffectivePolicy {
   typed_confirmation: boolean;
   allowed_during_freeze: boolean;
   channels: string[] | undefined;
+  /** Refuse unless the target's last passing restore test is at most this many days old (ops/restore_history.ts). */
+  require_restore_test_within_days: number | undefined;
 }
 
 /** Resolves `policies.<action>` over `policies.default` over the built-in defaults. */
@@ -663,6 +665,8 @@ export function policyFor(config: Config, action: string): EffectivePolicy {
     allowed_during_freeze: specific.allowed_during_freeze ?? base.allowed_during_freeze ??
       builtInPolicy.allowed_during_freeze,
     channels: specific.channels ?? base.channels,
+    require_restore_test_within_days: specific.require_restore_test_within_days ??
+      base.require_restore_test_within_days,
   };
 }
 

@@ -22,6 +22,7 @@ import { unblockAddress } from "./unblock_address.ts";
 import { applyTargetSqlOp } from "./apply_target_sql.ts";
 import { backupStatus } from "./backup_status.ts";
 import { restoreTest } from "./restore_test.ts";
+import { restoreTestGated } from "./restore_test_gated.ts";
 import { replicationLag } from "./replication_lag.ts";
 import { promoteReplica } from "./promote_replica.ts";
 import { connections } from "./connections.ts";
@@ -46,4 +47,4 @@ registerOperations(replicationLag, promoteReplica, connections, terminateIdle, s
 registerOperations(auditSearch, securityEvents, detectBypassOp, serviceUsage, roleDrift, tlsCheck);
 registerOperations(rolesApply, lockRole, unlockRole, terminateClient, blockAddress, unblockAddress, applyTargetSqlOp);
 // Backups and restore tests (issue 5).
-registerOperations(backupStatus, restoreTest);
+registerOperations(backupStatus, restoreTest, restoreTestGated);

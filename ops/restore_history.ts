@@ -11,7 +11,7 @@
  */
 
 import type { Sql } from "postgres";
-import type { Config } from "../core/config.ts";
+import { type Config, policyFor } from "../core/config.ts";
 import { OpsError } from "../core/errors.ts";
 import { humanAge } from "./_findings.ts";
 
@@ -273,12 +273,13 @@ export async function withRestoreLock<T>(
   );
 }
 
-/** Days of a passing restore test an action requires (`policies.<action>` over `policies.default`). */
+/** Actions that are restore tests themselves: requiring a restore test of them would lock it out for good. */
+const RESTORE_TEST_ACTIONS = new Set(["restore_test", "restore_test_gated"]);
+
+/** Days of a passing restore test an action requires (its policy, an alias such as `promote`, or `default`). */
 export function requiredRestoreDays(config: Config, action: string): number | undefined {
-  // A restore test never requires a restore test: that would lock the requirement out for good.
-  if (action === "restore_test") return undefined;
-  return config.policies[action]?.require_restore_test_within_days ??
-    config.policies.default?.require_restore_test_within_days;
+  if (RESTORE_TEST_ACTIONS.has(action)) return undefined;
+  return policyFor(config, action).require_restore_test_within_days;
 }
 
 /**
@@ -306,15 +307,15 @@ export async function checkRestoreRequirement(
   } ago (run ${proven.id}, ${proven.backupFile}). ${start}`;
 }
 
-/** "last proven restore: N days ago (…)" for the plan of every destructive operation on `target`. */
+/** "last proven restore: N days ago (…)": the plan note of every destructive operation on `target`. */
 export async function provenRestoreNote(
   deps: { state: Sql; now: () => Date },
   target: string | undefined,
 ): Promise<string | undefined> {
   if (!target) return undefined;
   const proven = await lastProvenRestore(deps.state, target);
-  if (!proven) return `last proven restore of ${target}: none on record`;
-  return `last proven restore of ${target}: ${describeProven(proven, deps.now())}`;
+  if (!proven) return `last proven restore: none on record for ${target}`;
+  return `last proven restore: ${describeProven(proven, deps.now())}`;
 }
 
 /** "3 days ago, from x.dump, restored in 41 s, data 5 h old". */

@@ -23,6 +23,12 @@ import {
 } from "../../ops/restore_history.ts";
 import { createScratch, dropScratch, scratchName } from "../../ops/_scratch.ts";
 import { cleanupRestoreScratch } from "../../jobs/restore_cleanup.ts";
+import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
+import { ask } from "../support/gate.ts";
+import { ACTIONS } from "../../slack/actions.ts";
+
+// A harmless destructive action (gate_test) whose policy requires a recent restore test.
+registerGateTest();
 
 const ROWS = { clients: 5000, invoices: 5000, payment_requests: 15000, payments: 15000 };
 const HOUR = 3600_000;
@@ -63,6 +69,7 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
   const src = await cluster.createDatabase("bisman");
   const srcSql = cluster.primary.sql(src);
   await applyTargetSql(srcSql, { parts: ["sample_schema", "audit"], sample: true, rows: ROWS });
+  await prepareGateTables(srcSql);
 
   const dumps = `${cluster.dir}/dumps`;
   await Deno.mkdir(dumps);
@@ -120,7 +127,10 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
         { name: "payments", sql: "select count(*) from payments" },
       ],
     };
-    doc.policies = { promote: { require_restore_test_within_days: 7 } };
+    doc.policies = {
+      promote: { require_restore_test_within_days: 7 },
+      gate_test: { require_restore_test_within_days: 7 },
+    };
   };
   const config = (patch: (doc: Record<string, any>) => void = () => {}): Config =>
     testConfig(cluster, (doc) => {
@@ -204,14 +214,20 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
     await t.step(
       "with require_restore_test_within_days: 7, promote is refused while no test has passed",
       async () => {
-        const refusal = await checkRestoreRequirement(deps, "promote", "main");
+        const refusal = await checkRestoreRequirement(deps, "promote_replica", "main");
         assert.match(
           refusal ?? "",
-          /promote on main needs a passing restore test within 7 days, and main has none/,
+          /promote_replica on main needs a passing restore test within 7 days, and main has none/,
         );
         assert.match(refusal ?? "", /Start one with `\/bisman restore-test main`/);
         assert.equal(await checkRestoreRequirement(deps, "terminate_idle", "main"), undefined, "not listed");
-        assert.equal(await provenRestoreNote(deps, "main"), "last proven restore of main: none on record");
+        assert.equal(await provenRestoreNote(deps, "main"), "last proven restore: none on record for main");
+        const asked = await ask(tb, "gate-test rt1", USERS.alice);
+        assert.equal(asked.id, undefined, "no request was created");
+        assert.match(
+          asked.text,
+          /Cannot request gate_test: gate_test on main needs a passing restore test within 7 days, and main has none\. Start one with `\/bisman restore-test main`, then ask again/,
+        );
       },
     );
 
@@ -219,12 +235,14 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
       const eightDaysAgo = { ...deps, now: () => new Date(Date.now() - 8 * 24 * HOUR) };
       const old = await run(undefined, eightDaysAgo);
       assert.equal(old.passed, true);
-      const refusal = await checkRestoreRequirement(deps, "promote", "main");
+      const refusal = await checkRestoreRequirement(deps, "promote_replica", "main");
       assert.match(
         refusal ?? "",
         new RegExp(`within 7 days; the last one passed 8 days ago \\(run ${old.id}, bisman_good\\.dump\\)`),
       );
       assert.match(refusal ?? "", /Start one with `\/bisman restore-test main`/);
+      const asked = await ask(tb, "gate-test rt1", USERS.alice);
+      assert.match(asked.text, /Cannot request gate_test: .*the last one passed 8 days ago/);
     });
 
     let passed: RestoreTestResult;
@@ -304,7 +322,7 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
         assert.equal(res.error?.step, "restoring");
         assert.match(
           res.error!.message,
-          /pg_restore failed \(exit 1\): pg_restore: error: (could not read from input file|could not find block ID \d+ in archive -- possibly corrupt archive)/,
+          /pg_restore failed \(exit 1\): pg_restore:.* error: (could not read from input file|could not find block ID \d+ in archive -- possibly corrupt archive)/,
         );
         assert.equal(res.restoreMs, undefined);
         assert.equal(res.scratchDropped, true);
@@ -335,7 +353,7 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
     await t.step(
       "after a passing test, promote is allowed and plans note the last proven restore",
       async () => {
-        assert.equal(await checkRestoreRequirement(deps, "promote", "main"), undefined);
+        assert.equal(await checkRestoreRequirement(deps, "promote_replica", "main"), undefined);
         assert.equal(
           await checkRestoreRequirement(deps, "restore_test", "main"),
           undefined,
@@ -343,13 +361,41 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
         );
         assert.match(
           (await provenRestoreNote(deps, "main")) ?? "",
-          /^last proven restore of main: today \(.*\), from bisman_good\.dump, restored in \d/,
+          /^last proven restore: today \(.*\), from bisman_good\.dump, restored in \d/,
         );
         const later = { ...deps, now: () => new Date(Date.now() + 8 * 24 * HOUR) };
         assert.match(
-          (await checkRestoreRequirement(later, "promote", "main")) ?? "",
+          (await checkRestoreRequirement(later, "promote_replica", "main")) ?? "",
           /the last one passed 8 days ago/,
         );
+
+        const asked = await ask(tb, "gate-test rt1", USERS.alice);
+        assert.match(asked.text, /Request #\d+ waits for an approver/);
+        const msg = JSON.stringify(tb.approvalMessage(asked.id)!.blocks);
+        assert.match(msg, /last proven restore: today \(.*\), from bisman_good\.dump, restored in/);
+        assert.equal(await tb.click(ACTIONS.approve, asked.id!, USERS.carol), 200);
+        await tb.waitForState(asked.id!, "succeeded");
+        assert.equal(await runsOf(srcSql, "rt1"), 1);
+      },
+    );
+
+    await t.step(
+      "the requirement is checked again before running: an approval after it lapsed does not run",
+      async () => {
+        const asked = await ask(tb, "gate-test rt2", USERS.alice);
+        assert.ok(asked.id, asked.text);
+        // The passing tests age out of the window between the request and the click.
+        await tb.bot.deps
+          .state`update bisman_ops.restore_tests set finished_at = finished_at - interval '30 days'`;
+        assert.equal(await tb.click(ACTIONS.approve, asked.id!, USERS.carol), 200);
+        await tb.waitForState(asked.id!, "stale");
+        assert.match(
+          tb.approvalMessage(asked.id)!.text!,
+          /needs a passing restore test within 7 days; the last one passed 30 days ago/,
+        );
+        assert.equal(await runsOf(srcSql, "rt2"), 0);
+        await tb.bot.deps
+          .state`update bisman_ops.restore_tests set finished_at = finished_at + interval '30 days'`;
       },
     );
 
@@ -463,6 +509,35 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
         assert.match(all[resultAt], /restore \(RTO\) \d+(\.\d)? s/);
         assert.match(all[resultAt], /scratch database bisman_rt_main_\d{14}_[0-9a-f]{4} dropped/);
         assert.deepEqual(await scratchDatabases(cluster), []);
+      },
+    );
+
+    await t.step(
+      "where restore tests need approval, /bisman restore-test asks the gate and an approval runs it",
+      async () => {
+        const gated = await startTestBot(cluster, {
+          config: config((d) => d.targets.main.restore_test.requires_approval = true),
+        });
+        try {
+          const asked = await ask(gated, "restore-test main", USERS.alice);
+          assert.match(asked.text, /Request #\d+ waits for an approver/);
+          const blocks = JSON.stringify(gated.approvalMessage(asked.id)!.blocks);
+          assert.match(blocks, /pg_restore -j 2 --exit-on-error bisman_good\.dump/);
+          assert.match(blocks, /last proven restore: none on record for main/, "its own state database");
+          assert.equal(await gated.click(ACTIONS.approve, asked.id!, USERS.carol), 200);
+          await gated.waitForState(asked.id!, "succeeded", 30_000);
+          assert.match(
+            gated.approvalMessage(asked.id)!.text!,
+            /restore test of main passed: bisman_good\.dump restored in/,
+          );
+          assert.equal(
+            (await lastProvenRestore(gated.bot.deps.state, "main"))?.backupFile,
+            "bisman_good.dump",
+          );
+          assert.deepEqual(await scratchDatabases(cluster), []);
+        } finally {
+          await gated.stop();
+        }
       },
     );
 
