@@ -21,53 +21,24 @@ import postgres, { type Sql } from "postgres";
 import type { AppDeps, Gate, GateRequest } from "./deps.ts";
 import type { Reply } from "./reply.ts";
 import { actorOf, checkWorkspace, type Invoker, isMember, requireOperator } from "./access.ts";
-import { asOpsError, type ErrorCode, InvalidInput, NotPermitted, OpsError, StepFailed } from "./errors.ts";
-import { getOperation } from "../ops/registry.ts";
-import type { OpDeps } from "../ops/types.ts";
+import { asOpsError, type ErrorCode } from "./errors.ts";
 import * as store from "./approval_store.ts";
-import type {
-  ApprovalRow,
-  FreezeState,
-  ReconcileVerdict,
-  RequestRow,
-  RequestState,
-} from "./approval_store.ts";
+import type { FreezeState, RequestRow, RequestState } from "./approval_store.ts";
+import { closedMessage, confirmTextOf, formatTime, gatePolicy } from "./approval_hooks.ts";
+import { auditQuietly, createRequest, frozenError } from "./approval_request.ts";
 import {
-  checkPreconditions,
-  closedMessage,
-  collectPlanNotes,
-  confirmTextOf,
-  describeFreeze,
-  formatTime,
-  gatePolicy,
-  planHashOf,
-  toJsonValue,
-} from "./approval_hooks.ts";
+  type ApprovalNotifier,
+  auditAfter,
+  executeClaimed,
+  type GateRuntime,
+  recoverOrphans,
+  type RequestView,
+  SYSTEM_ACTOR,
+} from "./approval_run.ts";
 
 export { registerPlanNote, registerPrecondition } from "./approval_hooks.ts";
+export type { ApprovalNotifier, RequestView } from "./approval_run.ts";
 export type { GateContext, PlanNote, Precondition } from "./approval_hooks.ts";
-
-/** Everything a renderer needs to draw the approval message in its current state. */
-export interface RequestView {
-  request: RequestRow;
-  approvals: ApprovalRow[];
-}
-
-/**
- * Where the approval message lives. The Slack implementation is slack/approval_messages.ts; the CLI may
- * print instead. Failures are logged by the gate and never change a request's state.
- */
-export interface ApprovalNotifier {
-  /** Posts the approval message; returns where it went. */
-  post(
-    view: RequestView,
-    where: { channel: string; threadTs?: string },
-  ): Promise<{ channel: string; ts: string }>;
-  /** Redraws the message for the request's current state. */
-  update(view: RequestView): Promise<void>;
-  /** Tells the channel something that needs attention (an interruption and what reconcile found). */
-  announce(view: RequestView, text: string): Promise<void>;
-}
 
 /** The outcome of a click: done, refused (shown to the clicker only), or "confirm" (ask for the typed name). */
 export type Decision =
@@ -85,9 +56,6 @@ export interface GateOptions {
   heartbeatMs?: number;
 }
 
-/** The audit actor of the gate's own transitions (expiry sweeps, interruptions). */
-const SYSTEM_ACTOR = "bisman-ops";
-
 /** The approval gate of one bot process. */
 export class ApprovalGate implements Gate {
   readonly instanceId: string;
@@ -97,6 +65,7 @@ export class ApprovalGate implements Gate {
   #inflight = new Set<Promise<unknown>>();
   #edits = new Map<number, Promise<void>>();
   #stopped = false;
+  readonly #runtime: GateRuntime;
 
   constructor(
     private readonly deps: AppDeps,
@@ -104,6 +73,13 @@ export class ApprovalGate implements Gate {
     private readonly opts: GateOptions = {},
   ) {
     this.instanceId = opts.instanceId ?? crypto.randomUUID();
+    this.#runtime = {
+      deps,
+      instanceId: this.instanceId,
+      notifier,
+      refresh: (id) => this.#refresh(id),
+      view: (id) => this.#view(id),
+    };
   }
 
   /**
@@ -163,6 +139,16 @@ export class ApprovalGate implements Gate {
     }
   }
 
+  /** Awaits a run while counting it as work in flight, so stop() and idle() wait for it. */
+  async #running(p: Promise<void>): Promise<void> {
+    this.#inflight.add(p);
+    try {
+      await p;
+    } finally {
+      this.#inflight.delete(p);
+    }
+  }
+
   #track(p: Promise<unknown>): void {
     const tracked = p.catch((err) =>
       this.deps.log.error("approval gate background work failed", { error: err })
@@ -185,109 +171,7 @@ export class ApprovalGate implements Gate {
 
   /** Creates a request: checks, plan, persist, post the approval message; returns the asker's answer. */
   async request(req: GateRequest): Promise<Reply> {
-    const { deps } = this;
-    const inv = req.invoker;
-    try {
-      const op = getOperation(req.action);
-      if (!op) throw new InvalidInput(`Unknown operation "${req.action}"`);
-      if (!op.destructive) throw new Error(`Operation ${op.name} is not destructive: call it directly`);
-      checkWorkspace(deps.config, inv);
-      await requireOperator(deps.config, inv, deps.groupMembers, `Requesting ${op.name}`);
-      const policy = gatePolicy(deps.config, op.name);
-      if (inv.via === "slack" && policy.channels && !policy.channels.includes(inv.channelId ?? "")) {
-        throw new NotPermitted(
-          `${op.name} may only be requested in ${
-            policy.channels.map((c) => `<#${c}>`).join(", ")
-          }: ask there`,
-        );
-      }
-      const parsed = op.args.safeParse(req.args);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new InvalidInput(
-          `Bad arguments for ${op.name}: ${issue.path.join(".") || "arguments"}: ${issue.message}`,
-        );
-      }
-      const freeze = await store.readFreeze(deps.state);
-      if (freeze.frozen && !policy.allowed_during_freeze) throw frozenError(freeze, op.name);
-
-      const opDeps: OpDeps = { ...deps, actor: actorOf(inv) };
-      const plan = toJsonValue(await op.plan(parsed.data, opDeps)) as store.StoredPlan;
-      const target = plan.target ?? (parsed.data as { target?: string })?.target;
-      const ctx = { action: op.name, args: parsed.data, plan, target, deps: opDeps };
-      const refusal = await checkPreconditions({ ...ctx, phase: "request" });
-      if (refusal) throw new OpsError("conflict", `Cannot request ${op.name}: ${refusal}`);
-      const notes = await collectPlanNotes(ctx);
-
-      const now = deps.now();
-      const row = await store.insertRequest(deps.state, {
-        action: op.name,
-        target,
-        args: toJsonValue(parsed.data),
-        plan,
-        planHash: await planHashOf(plan),
-        notes,
-        requesterId: inv.userId,
-        requesterName: inv.userName,
-        via: inv.via,
-        askedIn: inv.channelId,
-        approvalsNeeded: policy.approvals,
-        policy,
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + policy.expiry_minutes * 60_000),
-      });
-      const base = { actor: actorOf(inv), actorName: inv.userName, target, requestId: row.id };
-      await deps.audit.append({
-        ...base,
-        action: "request.created",
-        outcome: "ok",
-        details: {
-          action: op.name,
-          args: row.args,
-          via: inv.via,
-          channel: inv.channelId,
-          approvals_needed: row.approvals_needed,
-          expires_at: row.expires_at.toISOString(),
-        },
-      });
-      await deps.audit.append({
-        ...base,
-        action: "request.planned",
-        outcome: "ok",
-        details: { plan_hash: row.plan_hash, plan, notes },
-      });
-      deps.metrics.inc("bisman_requests_total", { action: op.name }, 1, "Destructive requests created");
-
-      const where = req.thread
-        ? { channel: req.thread.channel, threadTs: req.thread.ts }
-        : { channel: deps.config.slack.ops_channel };
-      try {
-        const posted = await this.notifier.post({ request: row, approvals: [] }, where);
-        await store.setMessage(deps.state, row.id, { ...posted, threadTs: where.threadTs });
-      } catch (err) {
-        deps.log.error("could not post the approval message", { request: row.id, error: err });
-        return reply(
-          `:warning: Request #${row.id} (${plan.summary}) was recorded, but its approval message could not be ` +
-            `posted, so nobody can approve it from Slack; it expires at ${formatTime(row.expires_at)}`,
-        );
-      }
-      const needs = row.approvals_needed === 1 ? "an approver" : `${row.approvals_needed} approvers`;
-      return reply(
-        `:memo: Request #${row.id} waits for ${needs} in <#${where.channel}>: ${plan.summary} ` +
-          `(plan ${row.plan_hash}, expires ${formatTime(row.expires_at)})`,
-      );
-    } catch (err) {
-      if (err instanceof OpsError) {
-        await this.#audit({
-          actor: actorOf(inv),
-          actorName: inv.userName,
-          action: "request.refused",
-          outcome: "refused",
-          details: { action: req.action, code: err.code, reason: err.userMessage },
-        });
-      }
-      throw err;
-    }
+    return await createRequest(this.#runtime, req);
   }
 
   /**
@@ -367,7 +251,7 @@ export class ApprovalGate implements Gate {
         now: deps.now(),
       });
       if (claimed) {
-        await this.#execute(claimed, inv);
+        await this.#running(executeClaimed(this.#runtime, claimed, inv));
         const final = await store.getRequest(deps.state, id);
         return { status: "done", message: `Request #${id} ${final?.state ?? "ran"}`, state: final?.state };
       }
@@ -471,46 +355,7 @@ export class ApprovalGate implements Gate {
    * verdict. Returns how many requests this call recovered.
    */
   async recoverInterrupted(): Promise<number> {
-    const { deps } = this;
-    const orphans = await store.orphanedRunning(deps.state);
-    let n = 0;
-    for (const o of orphans) {
-      const r = await store.markInterrupted(deps.state, o.id, o.run_by!, deps.now());
-      if (!r) continue;
-      n++;
-      await deps.audit.append({
-        actor: SYSTEM_ACTOR,
-        action: "request.interrupted",
-        target: r.target ?? undefined,
-        requestId: r.id,
-        outcome: "interrupted",
-        details: { run_by: o.run_by, started_at: o.started_at?.toISOString(), recovered_by: this.instanceId },
-      });
-      await this.#refresh(r.id);
-      const verdict = await this.#reconcile(r);
-      await store.recordReconcile(deps.state, r.id, verdict);
-      await deps.audit.append({
-        actor: SYSTEM_ACTOR,
-        action: "op.reconciled",
-        target: r.target ?? undefined,
-        requestId: r.id,
-        outcome: verdict.status,
-        details: { note: verdict.note },
-      });
-      await this.#refresh(r.id);
-      const view = await this.#view(r.id);
-      if (view) {
-        await this.notifier.announce(
-          view,
-          `:rotating_light: Request #${r.id} (${r.action}${
-            r.target ? ` on ${r.target}` : ""
-          }) was interrupted: ` +
-            `the bot stopped while it ran. Reconcile: ${verdictWords[verdict.status]}: ${verdict.note}`,
-        ).catch((err) => deps.log.error("could not announce an interruption", { request: r.id, error: err }));
-      }
-    }
-    if (orphans.length) await store.pruneInstances(deps.state).catch(() => undefined);
-    return n;
+    return await recoverOrphans(this.#runtime);
   }
 
   /** Freezes destructive work (operators). Immediate and audited; an existing freeze is kept. */
@@ -626,7 +471,7 @@ export class ApprovalGate implements Gate {
     message: string,
     id?: number,
   ): Promise<Decision> {
-    await this.#audit({
+    await auditQuietly(this.deps, {
       actor: actorOf(inv),
       actorName: inv.userName,
       action: "approval.refused",
@@ -638,138 +483,8 @@ export class ApprovalGate implements Gate {
     return { status: "refused", code, message };
   }
 
-  /** Re-validates, runs and records a claimed request. Never throws for the operation's own failures. */
-  async #execute(row: RequestRow, by: Invoker): Promise<void> {
-    const { deps } = this;
-    const op = getOperation(row.action);
-    const base = {
-      actor: actorOf(by),
-      actorName: by.userName,
-      target: row.target ?? undefined,
-      requestId: row.id,
-    };
-    const opDeps: OpDeps = { ...deps, actor: row.requester_id };
-    const plan = row.plan;
-    await this.#refresh(row.id);
-    if (!op) {
-      await this.#finish(row, {
-        state: "failed",
-        error: `Operation ${row.action} is not part of this build`,
-      });
-      return;
-    }
-    const refusal = await checkPreconditions({
-      action: row.action,
-      args: row.args,
-      plan,
-      target: row.target ?? undefined,
-      phase: "run",
-      deps: opDeps,
-    });
-    let changed: string | undefined = refusal ? `Not run: ${refusal}` : undefined;
-    if (!changed && op.revalidate) {
-      try {
-        const what = await op.revalidate(plan, opDeps);
-        if (what) changed = `The state changed since the plan was made: ${what}`;
-      } catch (err) {
-        changed = `Could not re-check the plan's state: ${this.#userError(err).userMessage}`;
-      }
-    }
-    if (changed) {
-      await deps.audit.append({ ...base, action: "op.stale", outcome: "refused", details: { changed } });
-      await this.#finish(row, { state: "stale", error: changed });
-      return;
-    }
-    const approvers = (await store.listApprovals(deps.state, row.id)).map((a) => a.approver);
-    await deps.audit.append({
-      ...base,
-      action: "op.started",
-      outcome: "started",
-      details: { operation: row.action, plan_hash: row.plan_hash, approvers, instance: this.instanceId },
-    });
-    const started = performance.now();
-    let result: unknown;
-    let failure: OpsError | undefined;
-    try {
-      result = await op.run(plan, opDeps);
-    } catch (err) {
-      failure = this.#userError(err);
-    }
-    const durationMs = Math.round(performance.now() - started);
-    deps.metrics.observe(
-      "bisman_operation_seconds",
-      { action: row.action },
-      durationMs / 1000,
-      "Destructive operation run time",
-    );
-    if (failure) {
-      const step = failure instanceof StepFailed ? failure.step : undefined;
-      await this.#auditAfter({
-        ...base,
-        action: "op.failed",
-        outcome: "failed",
-        details: { duration_ms: durationMs, code: failure.code, error: failure.userMessage, step },
-      });
-      await this.#finish(row, { state: "failed", error: failure.userMessage });
-      return;
-    }
-    const safe = JSON.parse(deps.secrets.scrub(JSON.stringify(toJsonValue(result) ?? null)));
-    let summary = "done";
-    try {
-      summary = op.describeResult?.(result as never) ?? "done";
-    } catch (err) {
-      deps.log.warn("describeResult failed", { action: row.action, error: err });
-    }
-    await this.#auditAfter({
-      ...base,
-      action: "op.succeeded",
-      outcome: "succeeded",
-      details: { duration_ms: durationMs, summary },
-    });
-    await this.#finish(row, { state: "succeeded", result: safe, summary: `${summary} (${durationMs} ms)` });
-  }
-
-  async #finish(
-    row: RequestRow,
-    end: { state: "succeeded" | "failed" | "stale"; result?: unknown; summary?: string; error?: string },
-  ): Promise<void> {
-    const done = await store.finishRequest(this.deps.state, row.id, this.instanceId, {
-      ...end,
-      error: end.error ? this.deps.secrets.scrub(end.error) : undefined,
-      now: this.deps.now(),
-    });
-    if (!done) {
-      this.deps.log.error("could not record the end of a run", { request: row.id, state: end.state });
-    }
-    this.deps.metrics.inc(
-      "bisman_request_runs_total",
-      { action: row.action, outcome: end.state },
-      1,
-      "Claimed requests by outcome",
-    );
-    await this.#refresh(row.id);
-  }
-
-  async #reconcile(r: RequestRow): Promise<ReconcileVerdict> {
-    const op = getOperation(r.action);
-    if (!op?.reconcile) {
-      return {
-        status: "needs_human",
-        note: `${r.action} has no automatic reconcile: check ${
-          r.target ?? "the target"
-        } by hand before requesting it again`,
-      };
-    }
-    try {
-      const v = await op.reconcile(r.plan, { ...this.deps, actor: r.requester_id });
-      return { status: v.status, note: this.deps.secrets.scrub(v.note) };
-    } catch (err) {
-      return { status: "needs_human", note: `reconcile failed: ${this.#userError(err).userMessage}` };
-    }
-  }
-
   async #expired(r: RequestRow): Promise<void> {
-    await this.#auditAfter({
+    await auditAfter(this.deps, {
       actor: SYSTEM_ACTOR,
       action: "request.expired",
       target: r.target ?? undefined,
@@ -796,55 +511,4 @@ export class ApprovalGate implements Gate {
     });
     return next;
   }
-
-  #userError(err: unknown): OpsError {
-    if (err instanceof OpsError) return err;
-    const ref = crypto.randomUUID().slice(0, 8);
-    this.deps.log.error("operation failed unexpectedly", { reference: ref, error: err });
-    return asOpsError(err, ref);
-  }
-
-  /** Appends to the audit log; a failure is logged (used where the flow must go on). */
-  async #audit(entry: Parameters<AppDeps["audit"]["append"]>[0]): Promise<void> {
-    try {
-      await this.deps.audit.append(entry);
-    } catch (err) {
-      this.deps.log.error("audit append failed", { action: entry.action, error: err });
-    }
-  }
-
-  /** After an operation ran, its outcome must be recorded even if the first attempt fails. */
-  async #auditAfter(entry: Parameters<AppDeps["audit"]["append"]>[0]): Promise<void> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        await this.deps.audit.append(entry);
-        return;
-      } catch (err) {
-        if (attempt >= 3) {
-          this.deps.log.error("audit append failed", { action: entry.action, error: err });
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 200 * attempt));
-      }
-    }
-  }
-}
-
-const verdictWords: Record<ReconcileVerdict["status"], string> = {
-  done: "it had completed",
-  not_done: "it had not taken effect",
-  needs_human: "a person must check",
-};
-
-function frozenError(f: FreezeState, action: string): OpsError {
-  return new OpsError(
-    "frozen",
-    `Refused: ${
-      describeFreeze(f)
-    }. ${action} is not allowed during a freeze; \`/bisman unfreeze\` lifts it (needs approval)`,
-  );
-}
-
-function reply(text: string): Reply {
-  return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text } }], visibility: "ephemeral" };
 }

@@ -43,7 +43,7 @@ function view(patch: Partial<RequestRow> = {}, approvals: RequestView["approvals
         typed_confirmation: false,
         allowed_during_freeze: false,
         channels: undefined,
-      },
+      } as unknown as RequestRow["policy"],
       created_at: at,
       expires_at: new Date(at.getTime() + 15 * 60_000),
       started_at: null,

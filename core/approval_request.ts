@@ -1,0 +1,158 @@
+/**
+ * Creating a request: the checks (workspace, operator, channel, arguments, freeze, preconditions), the
+ * operation's plan, the stored row, its audit entries and the approval message. The asker gets a Reply.
+ *
+ * @module
+ */
+
+import type { AppDeps, GateRequest } from "./deps.ts";
+import type { Reply } from "./reply.ts";
+import { actorOf, checkWorkspace, requireOperator } from "./access.ts";
+import { InvalidInput, NotPermitted, OpsError } from "./errors.ts";
+import { getOperation } from "../ops/registry.ts";
+import type { OpDeps } from "../ops/types.ts";
+import * as store from "./approval_store.ts";
+import type { FreezeState } from "./approval_store.ts";
+import {
+  checkPreconditions,
+  collectPlanNotes,
+  describeFreeze,
+  formatTime,
+  gatePolicy,
+  planHashOf,
+  toJsonValue,
+} from "./approval_hooks.ts";
+import type { GateRuntime } from "./approval_run.ts";
+
+/**
+ * Plans and persists a destructive request and posts its approval message.
+ * @throws {OpsError} (audited as `request.refused`) when a check refuses or the plan cannot be made
+ */
+export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<Reply> {
+  const { deps } = rt;
+  const inv = req.invoker;
+  try {
+    const op = getOperation(req.action);
+    if (!op) throw new InvalidInput(`Unknown operation "${req.action}"`);
+    if (!op.destructive) throw new Error(`Operation ${op.name} is not destructive: call it directly`);
+    checkWorkspace(deps.config, inv);
+    await requireOperator(deps.config, inv, deps.groupMembers, `Requesting ${op.name}`);
+    const policy = gatePolicy(deps.config, op.name);
+    if (inv.via === "slack" && policy.channels && !policy.channels.includes(inv.channelId ?? "")) {
+      throw new NotPermitted(
+        `${op.name} may only be requested in ${policy.channels.map((c) => `<#${c}>`).join(", ")}: ask there`,
+      );
+    }
+    const parsed = op.args.safeParse(req.args);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new InvalidInput(
+        `Bad arguments for ${op.name}: ${issue.path.join(".") || "arguments"}: ${issue.message}`,
+      );
+    }
+    const freeze = await store.readFreeze(deps.state);
+    if (freeze.frozen && !policy.allowed_during_freeze) throw frozenError(freeze, op.name);
+
+    const opDeps: OpDeps = { ...deps, actor: actorOf(inv) };
+    const plan = toJsonValue(await op.plan(parsed.data, opDeps)) as store.StoredPlan;
+    const target = plan.target ?? (parsed.data as { target?: string })?.target;
+    const ctx = { action: op.name, args: parsed.data, plan, target, deps: opDeps };
+    const refusal = await checkPreconditions({ ...ctx, phase: "request" });
+    if (refusal) throw new OpsError("conflict", `Cannot request ${op.name}: ${refusal}`);
+    const notes = await collectPlanNotes(ctx);
+
+    const now = deps.now();
+    const row = await store.insertRequest(deps.state, {
+      action: op.name,
+      target,
+      args: toJsonValue(parsed.data),
+      plan,
+      planHash: await planHashOf(plan),
+      notes,
+      requesterId: inv.userId,
+      requesterName: inv.userName,
+      via: inv.via,
+      askedIn: inv.channelId,
+      approvalsNeeded: policy.approvals,
+      policy,
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + policy.expiry_minutes * 60_000),
+    });
+    const base = { actor: actorOf(inv), actorName: inv.userName, target, requestId: row.id };
+    await deps.audit.append({
+      ...base,
+      action: "request.created",
+      outcome: "ok",
+      details: {
+        action: op.name,
+        args: row.args,
+        via: inv.via,
+        channel: inv.channelId,
+        approvals_needed: row.approvals_needed,
+        expires_at: row.expires_at.toISOString(),
+      },
+    });
+    await deps.audit.append({
+      ...base,
+      action: "request.planned",
+      outcome: "ok",
+      details: { plan_hash: row.plan_hash, plan, notes },
+    });
+    deps.metrics.inc("bisman_requests_total", { action: op.name }, 1, "Destructive requests created");
+
+    const where = req.thread
+      ? { channel: req.thread.channel, threadTs: req.thread.ts }
+      : { channel: deps.config.slack.ops_channel };
+    try {
+      const posted = await rt.notifier.post({ request: row, approvals: [] }, where);
+      await store.setMessage(deps.state, row.id, { ...posted, threadTs: where.threadTs });
+    } catch (err) {
+      deps.log.error("could not post the approval message", { request: row.id, error: err });
+      return reply(
+        `:warning: Request #${row.id} (${plan.summary}) was recorded, but its approval message could not be ` +
+          `posted, so nobody can approve it from Slack; it expires at ${formatTime(row.expires_at)}`,
+      );
+    }
+    const needs = row.approvals_needed === 1 ? "an approver" : `${row.approvals_needed} approvers`;
+    return reply(
+      `:memo: Request #${row.id} waits for ${needs} in <#${where.channel}>: ${plan.summary} ` +
+        `(plan ${row.plan_hash}, expires ${formatTime(row.expires_at)})`,
+    );
+  } catch (err) {
+    if (err instanceof OpsError) {
+      await auditQuietly(deps, {
+        actor: actorOf(inv),
+        actorName: inv.userName,
+        action: "request.refused",
+        outcome: "refused",
+        details: { action: req.action, code: err.code, reason: err.userMessage },
+      });
+    }
+    throw err;
+  }
+}
+
+export function frozenError(f: FreezeState, action: string): OpsError {
+  return new OpsError(
+    "frozen",
+    `Refused: ${
+      describeFreeze(f)
+    }. ${action} is not allowed during a freeze; \`/bisman unfreeze\` lifts it (needs approval)`,
+  );
+}
+
+function reply(text: string): Reply {
+  return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text } }], visibility: "ephemeral" };
+}
+
+/** Appends to the audit log; a failure is logged, not thrown (a refusal must still reach the asker). */
+export async function auditQuietly(
+  deps: Pick<AppDeps, "audit" | "log">,
+  entry: Parameters<AppDeps["audit"]["append"]>[0],
+): Promise<void> {
+  try {
+    await deps.audit.append(entry);
+  } catch (err) {
+    deps.log.error("audit append failed", { action: entry.action, error: err });
+  }
+}
