@@ -150,7 +150,17 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
   const roles: RolePlan[] = [];
   const states: Record<string, RoleState> = {};
   const missing: string[] = [];
+  const lockout: string[] = [];
   for (const [role, m] of wanted) {
+    // The bot's own login may be rotated only when it reads that very key from Vault: with its password
+    // in the environment, the rotation would lock the bot out of the target.
+    const own = deps.targets.members(target).find((x) =>
+      x.conn.user === role && x.conn.vault !== `${m.path}#${m.key}`
+    );
+    if (own) {
+      lockout.push(role);
+      continue;
+    }
     const state = await readRoleState(sql, role);
     if (!state.exists) {
       missing.push(role);
@@ -184,6 +194,22 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
     if (unchecked.length) {
       warnings.push(`Sessions of ${role} could not be counted on ${unchecked.join(", ")}`);
     }
+  }
+  if (lockout.length && args.role !== ALL_ROLES) {
+    throw new InvalidInput(
+      `Cannot rotate ${
+        lockout[0]
+      }: it is the bot's own login on ${target}, and the bot does not read its password from ` +
+        `Vault ${mount}/${wanted[0][1].path}#${
+          wanted[0][1].key
+        }; rotating it would lock the bot out. Set that connection's ` +
+        "`vault:` to this key first",
+    );
+  }
+  if (lockout.length) {
+    warnings.push(
+      `Left out, the bot's own login (its password is not read from this Vault key): ${lockout.join(", ")}`,
+    );
   }
   if (missing.length && args.role !== ALL_ROLES) {
     throw new NotConfigured(

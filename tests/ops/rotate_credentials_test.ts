@@ -480,6 +480,31 @@ Deno.test("rotate credentials on a real cluster and the Vault stand-in", async (
     );
 
     await t.step(
+      "the bot's own login is left out unless the bot reads its password from that Vault key",
+      async () => {
+        const deps = await setup(env, "own/db", { own_other: { key: "pw", password: "old-own-pw" } });
+        try {
+          const config = testConfig(cluster, (doc) => {
+            doc.targets.main.roles = {
+              own_other: { path: "own/db", key: "pw" },
+              postgres: { path: "own/db", key: "postgres_pw" },
+            };
+          });
+          const own = { ...deps, config };
+          await assert.rejects(
+            op.plan({ role: "postgres" }, own),
+            /bot's own login on main.*would lock the bot out/,
+          );
+          const p = await op.plan({ role: "all" }, own);
+          assert.deepEqual(p.roles.map((r) => r.role), ["own_other"]);
+          assert.ok(p.warnings?.some((w) => /Left out, the bot's own login .*: postgres/.test(w)));
+        } finally {
+          await deps.close();
+        }
+      },
+    );
+
+    await t.step(
       "reconcile() makes Vault's password the one that logs in, for each kill point",
       async (t2) => {
         const deps = await setup(env, "rec/db", { rec_r: { key: "pw", password: "old-rec-pw" } });
