@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
+import { registerStatusLine } from "./status.ts";
 import { InvalidInput, NotConfigured } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import type { AppDeps } from "../core/deps.ts";
@@ -68,3 +69,14 @@ export const rotateCommand = defineSubcommand({
     return ctx.deps.gate.request({ action: req.action, args: req.args, invoker: ctx.invoker });
   },
 });
+
+/** Vault's line in `/bisman status`: reachable, sealed, or not configured. */
+export async function vaultStatusLine(deps: AppDeps): Promise<string | undefined> {
+  if (!deps.vault) return "Vault: not configured (rotation and credential ages are off)";
+  const h = await deps.vault.health();
+  if (!h.reachable) return `Vault (${deps.vault.displayAddr}): NOT REACHABLE: ${h.error}`;
+  if (h.sealed) return `Vault (${deps.vault.displayAddr}): SEALED: unseal it before rotating`;
+  return `Vault (${deps.vault.displayAddr}): unsealed${h.version ? `, ${h.version}` : ""}`;
+}
+
+registerStatusLine(vaultStatusLine);

@@ -592,6 +592,10 @@ Deno.test("/bisman rotate through the approval gate: old password refused, Vault
       }, { what: "vault ok in /readyz" });
       assert.equal(body.status, "ready");
     });
+    await t.step("/bisman status shows Vault", async () => {
+      const a = await ask(tb, "status");
+      assert.match(a.text, /Vault \(http:\/\/127\.0\.0\.1:\d+\): unsealed, 1\.15\.0-standin/);
+    });
     await t.step("a bad role name is refused at once, listing the valid ones", async () => {
       const a = await ask(tb, `rotate "bisman_app; drop role bisman_app"`);
       assert.match(
@@ -666,6 +670,7 @@ Deno.test("/bisman rotate and /bisman creds answer that Vault is not configured 
   });
   const tb = await startTestBot(cluster, { config });
   try {
+    assert.match((await ask(tb, "status")).text, /Vault: not configured/);
     for (const cmd of ["rotate bisman_app", "rotate all", "rotate root", "creds"]) {
       const a = await ask(tb, cmd);
       assert.match(a.text, /Vault is not configured: set VAULT_ADDR/, cmd);
