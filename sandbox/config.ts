@@ -1,0 +1,151 @@
+/**
+ * The sandbox's bot configuration and environment, written into the data folder on every start (ports
+ * may change): `bisman.yaml` for the bot and the CLI, and `sandbox.env` so that `deno task ops` finds the
+ * running sandbox without any variable set. Both are rewritten each start; edit this file, not them.
+ *
+ * @module
+ */
+
+import { stringify } from "yaml";
+import { parseConfig } from "../core/config.ts";
+import type { PersistentCluster } from "../tests/support/cluster.ts";
+import { BOT_ROLE, SAMPLE_DB, STATE_DB } from "./seed.ts";
+import {
+  OPS_CHANNEL,
+  ROLE_SECRETS,
+  SANDBOX_USERS,
+  TEAM_ID,
+  VAULT_DB_CONNECTION,
+  VAULT_ROOT_ROLE,
+} from "./standins.ts";
+
+/** The sandbox's one target. */
+export const TARGET = "sandbox";
+/** The variable holding the bot role's password (never written into the YAML). */
+export const PASSWORD_ENV = "BISMAN_SANDBOX_DB_PASSWORD";
+
+const [alice, bob, carol] = SANDBOX_USERS.map((u) => u.id);
+
+/** Facts the config is built from. */
+export interface SandboxConfigInput {
+  cluster: PersistentCluster;
+  dataDir: string;
+  /** The folder of `pg_dump -Fc` files. */
+  dumpDir: string;
+  /** The pgBackRest stanza, where pgbackrest is installed. */
+  pgbackrest?: { stanza: string; configFile: string };
+  /** Alertmanager's URL, linked from alert threads. */
+  alertmanagerUrl?: string;
+}
+
+/** The YAML document of the sandbox's config. */
+export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unknown> {
+  const { cluster } = input;
+  const conn = (port: number) => ({
+    host: "127.0.0.1",
+    port,
+    database: SAMPLE_DB,
+    user: BOT_ROLE,
+    password_env: PASSWORD_ENV,
+    sslmode: "disable",
+    connect_timeout_seconds: 3,
+  });
+  return {
+    workspace: { team_id: TEAM_ID },
+    slack: { ops_channel: OPS_CHANNEL.id, command_channels: [] },
+    access: {
+      operators: { users: [alice, bob], groups: [] },
+      approvers: { users: [bob, carol], groups: [] },
+      // The break-glass CLI: `deno task ops --as alice …` (as root) acts as alice.
+      cli_operators: { alice, bob, carol },
+    },
+    policies: { default: { expiry_minutes: 15 } },
+    targets: {
+      [TARGET]: {
+        description: "The sandbox's local primary and streaming replica (deno task dev)",
+        primary: conn(cluster.primary.port),
+        replicas: cluster.replica ? [{ name: "replica1", ...conn(cluster.replica.port) }] : [],
+        vault: { kv_mount: "secret", database_connection: VAULT_DB_CONNECTION },
+        roles: ROLE_SECRETS,
+        credential_max_age_days: 90,
+        backups: {
+          dump_folder: {
+            path: input.dumpDir,
+            pattern: "bisman_*.dump",
+            max_age_hours: 26,
+            // A new sandbox has one dump: judging 30 days of retention would only ever warn.
+            retention_days: 0,
+          },
+          ...(input.pgbackrest
+            ? {
+              pgbackrest: {
+                stanza: input.pgbackrest.stanza,
+                config_file: input.pgbackrest.configFile,
+                ...(Deno.uid() === 0 ? { run_as: "postgres" } : {}),
+                retention_days: 0,
+              },
+            }
+            : {}),
+          wal_archiving: { max_age_minutes: 60 },
+          tools: { pg_restore: `${cluster.binDir}/pg_restore`, pgbackrest: "pgbackrest" },
+        },
+        security: {
+          // The sandbox's own superuser (its harness, the tables' owner) and Vault's database-engine role are
+          // expected logins; any other role outside the seed's policy is an "unexpected DB user".
+          other_roles: ["postgres", VAULT_ROOT_ROLE],
+          audit_reads: "replica",
+        },
+        // Restore tests go to the sandbox's primary as a separate "restore server" (the postgres superuser
+        // over loopback, trusted by pg_hba): a marked scratch database is created, verified and dropped.
+        restore_test: {
+          server: {
+            host: "127.0.0.1",
+            port: cluster.primary.port,
+            database: "postgres",
+            user: "postgres",
+            sslmode: "disable",
+          },
+          jobs: 2,
+        },
+      },
+    },
+    default_target: TARGET,
+    alerts: {
+      ...(input.alertmanagerUrl ? { alertmanager_url: input.alertmanagerUrl } : {}),
+      // Quicker than production's minute, so a paused replica shows up soon.
+      lag_check: { enabled: true, interval_seconds: 15 },
+    },
+  };
+}
+
+/** Writes `bisman.yaml`, validated with the bot's own schema first, and returns its path. */
+export async function writeSandboxConfig(input: SandboxConfigInput): Promise<string> {
+  const doc = sandboxConfigDoc(input);
+  parseConfig(doc, "sandbox config");
+  const path = `${input.dataDir}/bisman.yaml`;
+  await Deno.writeTextFile(
+    path,
+    `# Written by \`deno task dev\` on every start (sandbox/config.ts); changes here are overwritten.\n` +
+      stringify(doc),
+  );
+  return path;
+}
+
+/** Writes `sandbox.env` (mode 0600: it holds the stand-ins' tokens) for the CLI, and returns its path. */
+export async function writeSandboxEnv(dataDir: string, env: Record<string, string>): Promise<string> {
+  const path = `${dataDir}/sandbox.env`;
+  const lines = Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  await Deno.writeTextFile(
+    path,
+    `# The running sandbox's environment, for \`deno task ops\`; removed when the sandbox stops.\n${
+      lines.join("\n")
+    }\n`,
+    { mode: 0o600 },
+  );
+  return path;
+}
+
+/** The state database's URL (the postgres superuser over loopback TCP, which pg_hba trusts). */
+export function stateUrl(cluster: PersistentCluster): string {
+  return cluster.primary.url({ database: STATE_DB });
+}

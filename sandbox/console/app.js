@@ -1,0 +1,847 @@
+// The sandbox console: renders #ops from the Slack stand-in's state as the selected user sees it, and
+// sends slash commands, button clicks and modal submissions as that user. Plain JS, no build step.
+"use strict";
+
+const state = {
+  meta: null,
+  user: localStorage.getItem("bisman-sandbox-user") || "",
+  feed: { version: -1, entries: [], modals: [] },
+  thread: null, // ts of the open thread
+  completionIndex: 0,
+  shownModal: "", // key of the modal on screen, so typing is not lost on refresh
+  pollAbort: null,
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "html") node.innerHTML = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+// --- mrkdwn -----------------------------------------------------------------------------------
+
+// Slack draws emoji as images. This machine (and many servers) has no colour emoji font, so the emoji the
+// bot uses are drawn with CSS or with symbols that ordinary fonts have; others fall back to the Unicode
+// character (shown where an emoji font exists) or stay as :name:.
+const dot = (c, extra = "") => `<span class="emoji dot ${extra}" style="--c:${c}"></span>`;
+const glyph = (g, cls = "") => `<span class="emoji glyph ${cls}">${g}</span>`;
+const EMOJI_HTML = {
+  large_green_circle: dot("#2eb67d"),
+  red_circle: dot("#e01e5a"),
+  large_yellow_circle: dot("#ecb22e"),
+  large_orange_circle: dot("#f2952f"),
+  large_blue_circle: dot("#1d9bd1"),
+  white_circle: dot("#ffffff"),
+  black_circle: dot("#1d1c1d"),
+  rotating_light: dot("#e01e5a", "siren"),
+  white_check_mark: `<span class="emoji box">✔</span>`,
+  heavy_check_mark: glyph("✔", "ok"),
+  ballot_box_with_check: glyph("☑", "ok"),
+  x: glyph("✖", "bad"),
+  heavy_multiplication_x: glyph("✖"),
+  warning: glyph("⚠", "warn"),
+  no_entry: `<span class="emoji noentry"></span>`,
+  no_entry_sign: `<span class="emoji noentry"></span>`,
+  ice_cube: glyph("❄", "ice"),
+  hourglass_flowing_sand: glyph("⌛"),
+  hourglass: glyph("⌛"),
+  alarm_clock: glyph("⌛"),
+  gear: glyph("⚙"),
+  electric_plug: glyph("⚡", "warn"),
+  zap: glyph("⚡", "warn"),
+  grey_question: `<span class="emoji qmark">?</span>`,
+  question: `<span class="emoji qmark red">?</span>`,
+  exclamation: glyph("!", "bad"),
+  bangbang: glyph("‼", "bad"),
+  heavy_minus_sign: glyph("−"),
+  heavy_plus_sign: glyph("+"),
+  memo: glyph("✎"),
+  pencil2: glyph("✎"),
+  newspaper: glyph("☰"),
+  raised_hand: glyph("☝"),
+  information_source: glyph("ℹ", "info"),
+  recycle: glyph("♻", "ok"),
+  arrows_counterclockwise: glyph("↻"),
+  repeat: glyph("↻"),
+  arrow_right: glyph("➡"),
+  arrow_up: glyph("⬆"),
+  arrow_down: glyph("⬇"),
+  leftwards_arrow_with_hook: glyph("↩"),
+  anchor: glyph("⚓"),
+  crossed_swords: glyph("⚔"),
+  skull_and_crossbones: glyph("☠"),
+  radioactive_sign: glyph("☢"),
+  triangular_flag_on_post: glyph("⚑", "bad"),
+  checkered_flag: glyph("⚑"),
+  star: glyph("★", "warn"),
+  snowflake: glyph("❄", "ice"),
+  envelope: glyph("✉"),
+  airplane: glyph("✈"),
+  hammer_and_pick: glyph("⚒"),
+  hammer_and_wrench: glyph("⚒"),
+};
+const EMOJI = {
+  fire: "🔥",
+  lock: "🔒",
+  unlock: "🔓",
+  key: "🔑",
+  floppy_disk: "💾",
+  package: "📦",
+  stopwatch: "⏱️",
+  bell: "🔔",
+  mag: "🔍",
+  chart_with_upwards_trend: "📈",
+  bar_chart: "📊",
+  shield: "🛡️",
+  busts_in_silhouette: "👥",
+  bust_in_silhouette: "👤",
+  zzz: "💤",
+  calendar: "📅",
+  construction: "🚧",
+  boom: "💥",
+  thumbsup: "👍",
+  "+1": "👍",
+  eyes: "👀",
+  broom: "🧹",
+  wastebasket: "🗑️",
+  elephant: "🐘",
+  robot_face: "🤖",
+  link: "🔗",
+  clipboard: "📋",
+  dart: "🎯",
+  snail: "🐌",
+  sos: "🆘",
+  stop_sign: "🛑",
+  octagonal_sign: "🛑",
+  pushpin: "📌",
+  test_tube: "🧪",
+  sparkles: "✨",
+  tada: "🎉",
+};
+
+/** An emoji by name: drawn, or its character, or the name as typed. */
+function emoji(name, whole) {
+  if (EMOJI_HTML[name]) return EMOJI_HTML[name];
+  if (EMOJI[name]) return `<span class="emoji char">${EMOJI[name]}</span>`;
+  return whole;
+}
+
+function escapeHtml(s) {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+/** Slack's three escapes back to characters (Slack text arrives with &amp; &lt; &gt;). */
+function unescapeSlack(s) {
+  return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+function userName(id) {
+  const u = state.meta?.users.find((x) => x.id === id);
+  return u ? u.name : id;
+}
+
+/** Formats an escaped text run: bold, italic, strike, emoji. */
+function inline(s) {
+  return s
+    .replace(/(^|[\s(>\[])\*([^*\n]+?)\*(?=$|[\s.,;:!?)\]<])/g, "$1<b>$2</b>")
+    .replace(/(^|[\s(>\[])_([^_\n]+?)_(?=$|[\s.,;:!?)\]<])/g, "$1<i>$2</i>")
+    .replace(/(^|[\s(>\[])~([^~\n]+?)~(?=$|[\s.,;:!?)\]<])/g, "$1<s>$2</s>")
+    .replace(/:([a-z0-9_+\-]+):/g, (m, name) => emoji(name, m));
+}
+
+/** A `<…>` sequence: link, channel, user, special mention or date. */
+function special(inner) {
+  const [target, label] = inner.split("|", 2);
+  if (target.startsWith("#C") || target.startsWith("#G")) {
+    const name = label ||
+      (target.slice(1) === state.meta?.channel.id ? state.meta.channel.name : target.slice(1));
+    return `<span class="mention">#${escapeHtml(unescapeSlack(name))}</span>`;
+  }
+  if (target.startsWith("@U") || target.startsWith("@W")) {
+    return `<span class="mention">@${escapeHtml(label || userName(target.slice(1)))}</span>`;
+  }
+  if (target.startsWith("!subteam^")) {
+    return `<span class="mention">@${escapeHtml(unescapeSlack(label || target.slice(9)))}</span>`;
+  }
+  if (target.startsWith("!date^")) {
+    const [, secs] = target.split("^");
+    const when = new Date(Number(secs) * 1000);
+    return escapeHtml(Number.isNaN(when.getTime()) ? unescapeSlack(label || "") : when.toLocaleString());
+  }
+  if (target.startsWith("!")) return `<span class="mention">@${escapeHtml(target.slice(1))}</span>`;
+  const href = unescapeSlack(target);
+  const safe = /^(https?:|mailto:)/i.test(href) ? href : "#";
+  return `<a href="${escapeHtml(safe)}" target="_blank" rel="noopener">${
+    escapeHtml(unescapeSlack(label || target))
+  }</a>`;
+}
+
+/** Slack mrkdwn to HTML. Everything is escaped first; only known constructs become markup. */
+function mrkdwn(text) {
+  const out = [];
+  // Code blocks first: nothing inside them is formatted.
+  const parts = String(text).split(/```/);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      out.push(`<pre>${escapeHtml(unescapeSlack(part.replace(/^\n/, "")))}</pre>`);
+      return;
+    }
+    const lines = part.split("\n").map((line) => {
+      let quote = false;
+      if (line.startsWith("&gt; ") || line.startsWith("> ")) {
+        quote = true;
+        line = line.replace(/^(&gt;|>) /, "");
+      }
+      let html = "";
+      const re = /`([^`\n]+)`|<([^<>\n]+)>/g;
+      let last = 0;
+      let m;
+      while ((m = re.exec(line))) {
+        html += inline(escapeHtml(unescapeSlack(line.slice(last, m.index))));
+        html += m[1] !== undefined ? `<code>${escapeHtml(unescapeSlack(m[1]))}</code>` : special(m[2]);
+        last = re.lastIndex;
+      }
+      html += inline(escapeHtml(unescapeSlack(line.slice(last))));
+      return quote ? `<blockquote>${html}</blockquote>` : html;
+    });
+    out.push(lines.join("<br>").replace(/<\/blockquote><br>/g, "</blockquote>"));
+  });
+  return out.join("");
+}
+
+function textObject(t) {
+  if (!t) return el("span");
+  if (t.type === "mrkdwn") return el("div", { class: "mrkdwn", html: mrkdwn(t.text ?? "") });
+  const escaped = escapeHtml(t.text ?? "");
+  const plain = t.emoji === false ? escaped : escaped.replace(/:([a-z0-9_+\-]+):/g, (m, n) => emoji(n, m));
+  return el("span", { html: plain });
+}
+
+/** Plain text for places that take no markup (button labels, titles): emoji become their symbol. */
+function plainText(t) {
+  if (!t) return "";
+  return String(t.text ?? "").replace(/:([a-z0-9_+\-]+):/g, (m, n) => {
+    const html = emoji(n, m);
+    return html.startsWith("<") ? html.replace(/<[^>]*>/g, "") || "●" : html;
+  });
+}
+
+// --- Block Kit ----------------------------------------------------------------------------------
+
+/** Renders an interactive element; `ctx` knows where a click goes. */
+function element(e, ctx, blockId) {
+  if (e.type === "button") {
+    const b = el("button", {
+      type: "button",
+      class: `btn ${e.style ?? ""}`,
+      "data-action-id": e.action_id,
+      onclick: () => clickButton(e, ctx, blockId, b),
+    }, plainText(e.text));
+    if (e.url) {
+      b.title = e.url;
+    }
+    return b;
+  }
+  if (e.type === "static_select" || e.type === "overflow") {
+    const options = e.options ?? e.option_groups?.flatMap((g) => g.options) ?? [];
+    const select = el(
+      "select",
+      {
+        class: "element",
+        "data-action-id": e.action_id,
+        onchange: (ev) => {
+          const opt = options[Number(ev.target.value)];
+          if (opt) sendAction(ctx, { action_id: e.action_id, block_id: blockId, value: opt.value });
+        },
+      },
+      el("option", { value: "" }, e.type === "overflow" ? "⋯" : plainText(e.placeholder) || "Choose…"),
+      options.map((o, i) => el("option", { value: String(i) }, plainText(o.text))),
+    );
+    return select;
+  }
+  if (e.type === "image") return el("span", { class: "block-image" }, `[image: ${e.alt_text ?? ""}]`);
+  return el("span", { class: "muted" }, `[${e.type}]`);
+}
+
+function renderBlocks(blocks, ctx) {
+  const wrap = el("div", { class: "blocks" });
+  for (const b of blocks ?? []) {
+    let node;
+    switch (b.type) {
+      case "header":
+        node = el("div", { class: "block block-header" }, plainText(b.text));
+        break;
+      case "section": {
+        const main = el("div", { class: "section-main" });
+        if (b.text) main.append(textObject(b.text));
+        if (b.fields?.length) main.append(el("div", { class: "fields" }, b.fields.map(textObject)));
+        node = el("div", { class: "block block-section" }, main);
+        if (b.accessory) node.append(element(b.accessory, ctx, b.block_id));
+        break;
+      }
+      case "context":
+        node = el(
+          "div",
+          { class: "block block-context" },
+          (b.elements ?? []).map((e) =>
+            e.type === "image" ? el("span", {}, `[${e.alt_text ?? "image"}]`) : textObject(e)
+          ),
+        );
+        break;
+      case "divider":
+        node = el("hr", { class: "block-divider" });
+        break;
+      case "actions":
+        node = el(
+          "div",
+          { class: "block block-actions" },
+          (b.elements ?? []).map((e) => element(e, ctx, b.block_id)),
+        );
+        break;
+      case "image":
+        node = el("div", { class: "block block-image" }, `[image: ${b.alt_text ?? ""}]`);
+        break;
+      case "markdown":
+        node = el("div", { class: "block mrkdwn", html: mrkdwn(b.text ?? "") });
+        break;
+      case "rich_text":
+        node = el("div", { class: "block" }, richText(b));
+        break;
+      case "input":
+        node = inputBlock(b, ctx?.modalErrors ?? {});
+        break;
+      default:
+        node = el("div", { class: "block muted" }, `[${b.type} block]`);
+    }
+    wrap.append(node);
+  }
+  return wrap;
+}
+
+function richText(b) {
+  const text = (b.elements ?? []).map((sec) =>
+    (sec.elements ?? []).map((e) => e.text ?? (e.type === "user" ? `@${userName(e.user_id)}` : "")).join("")
+  ).join("\n");
+  return el("div", { class: "mrkdwn", html: escapeHtml(text).replace(/\n/g, "<br>") });
+}
+
+function inputBlock(b, errors) {
+  const e = b.element ?? {};
+  const id = `in-${b.block_id}`;
+  let field;
+  if (e.type === "plain_text_input") {
+    const attrs = {
+      id,
+      "data-block-id": b.block_id,
+      "data-action-id": e.action_id,
+      "data-type": e.type,
+      placeholder: plainText(e.placeholder),
+    };
+    field = e.multiline ? el("textarea", { ...attrs, rows: 3 }) : el("input", { ...attrs, type: "text" });
+    if (e.initial_value) field.value = e.initial_value;
+  } else if (e.type === "static_select") {
+    field = el(
+      "select",
+      { id, "data-block-id": b.block_id, "data-action-id": e.action_id, "data-type": e.type },
+      el("option", { value: "" }, plainText(e.placeholder) || "Choose…"),
+      (e.options ?? []).map((o) => el("option", { value: o.value }, plainText(o.text))),
+    );
+  } else {
+    field = el("div", { class: "muted" }, `[${e.type}]`);
+  }
+  return el(
+    "div",
+    { class: "input-block" },
+    el(
+      "label",
+      { for: id },
+      plainText(b.label),
+      b.optional ? el("span", { class: "muted" }, " (optional)") : "",
+    ),
+    field,
+    b.hint ? el("div", { class: "hint" }, plainText(b.hint)) : "",
+    errors[b.block_id] ? el("div", { class: "error" }, errors[b.block_id]) : "",
+  );
+}
+
+// --- messages -------------------------------------------------------------------------------
+
+const EYE = '<svg width="14" height="14" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" ' +
+  'd="M12 5C6.5 5 2.7 9.3 1.5 12c1.2 2.7 5 7 10.5 7s9.3-4.3 10.5-7C21.3 9.3 17.5 5 12 5zm0 11.5a4.5 4.5 0 1 1 0-9 ' +
+  '4.5 4.5 0 0 1 0 9zm0-2.5a2 2 0 1 0 0-4 2 2 0 0 0 0 4z"/></svg>';
+
+function colorOf(id) {
+  const u = state.meta?.users.find((x) => x.id === id);
+  return u?.color ?? "#4a154b";
+}
+
+function timeOf(ts) {
+  const d = new Date(Number(ts) * 1000);
+  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function renderEntry(entry, { inThread = false } = {}) {
+  const isBot = entry.author === "bot";
+  const name = isBot ? "bisman-ops" : userName(entry.author);
+  const avatar = el(
+    "div",
+    { class: "avatar", style: `background:${isBot ? "#4a154b" : colorOf(entry.author)}` },
+    isBot ? "B" : name.slice(0, 1).toUpperCase(),
+  );
+  const ctx = { source: entry.source, thread_ts: entry.thread_ts };
+  const body = el(
+    "div",
+    { class: "msg-body" },
+    el(
+      "div",
+      { class: "msg-meta" },
+      el("span", { class: "msg-name" }, name),
+      isBot ? el("span", { class: "app-badge" }, "APP") : "",
+      el("span", { class: "msg-time" }, timeOf(entry.ts)),
+      entry.edited ? el("span", { class: "edited" }, "(edited)") : "",
+    ),
+  );
+  if (entry.blocks?.length) body.append(renderBlocks(entry.blocks, ctx));
+  else body.append(el("div", { class: "msg-text mrkdwn", html: mrkdwn(entry.text ?? "") }));
+  if (entry.ephemeral) body.append(el("div", { class: "only-you", html: `${EYE} Only visible to you` }));
+  if (!inThread && entry.replies > 0) {
+    body.append(el("button", {
+      type: "button",
+      class: "replies",
+      "data-thread": entry.ts,
+      onclick: () => openThread(entry.ts),
+    }, `${entry.replies} ${entry.replies === 1 ? "reply" : "replies"}`));
+  }
+  const cls = ["msg", entry.ephemeral ? "ephemeral" : "", entry.kind === "command" ? "command" : ""].join(
+    " ",
+  );
+  return el("div", { class: cls, "data-ts": entry.ts, "data-key": entry.key }, avatar, body);
+}
+
+function renderFeed() {
+  const feed = $("#feed");
+  const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
+  const top = state.feed.entries.filter((e) => !e.thread_ts || e.thread_ts === e.ts);
+  feed.replaceChildren(
+    ...(top.length
+      ? top.map((e) => renderEntry(e))
+      : [el("div", { class: "empty" }, "Nothing here yet. Type /bisman help below, or make some trouble.")]),
+  );
+  if (atBottom || state.scrollToEnd) {
+    feed.scrollTop = feed.scrollHeight;
+    state.scrollToEnd = false;
+  }
+  renderThread();
+}
+
+function openThread(ts) {
+  state.thread = ts;
+  renderThread();
+}
+
+function renderThread() {
+  const pane = $("#thread");
+  if (!state.thread) {
+    pane.hidden = true;
+    return;
+  }
+  const parent = state.feed.entries.find((e) => e.ts === state.thread);
+  const replies = state.feed.entries.filter((e) => e.thread_ts === state.thread && e.ts !== state.thread);
+  pane.hidden = false;
+  const feed = $("#thread-feed");
+  const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
+  feed.replaceChildren(
+    ...(parent ? [renderEntry(parent, { inThread: true })] : []),
+    el("div", { class: "thread-divider" }, `${replies.length} ${replies.length === 1 ? "reply" : "replies"}`),
+    ...replies.map((e) => renderEntry(e, { inThread: true })),
+  );
+  if (atBottom) feed.scrollTop = feed.scrollHeight;
+}
+
+// --- actions ----------------------------------------------------------------------------------
+
+async function api(path, body) {
+  const res = await fetch(path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data;
+  try {
+    data = text ? JSON.parse(text) : {};
+  } catch {
+    data = { error: text };
+  }
+  if (!res.ok) throw new Error(data.error ?? `HTTP ${res.status}`);
+  return data;
+}
+
+function clickButton(e, ctx, blockId, button) {
+  const send = () => {
+    button.disabled = true;
+    sendAction(ctx, { action_id: e.action_id, block_id: blockId, value: e.value ?? "" })
+      .finally(() => (button.disabled = false));
+  };
+  if (e.confirm) confirmDialog(e.confirm, send);
+  else send();
+}
+
+async function sendAction(ctx, action) {
+  try {
+    await api("/api/action", { user: state.user, source: ctx.source, thread_ts: ctx.thread_ts, ...action });
+    poke();
+  } catch (err) {
+    flash(`Could not send the click: ${err.message}`);
+  }
+}
+
+function confirmDialog(c, onConfirm) {
+  const overlay = $("#overlay");
+  const close = () => {
+    overlay.hidden = true;
+    overlay.replaceChildren();
+  };
+  const dialog = el(
+    "div",
+    { class: "dialog", role: "dialog", "aria-modal": "true", "data-kind": "confirm" },
+    el("header", {}, plainText(c.title) || "Are you sure?"),
+    el("div", { class: "dialog-body" }, textObject(c.text)),
+    el(
+      "footer",
+      {},
+      el("button", { type: "button", class: "btn", onclick: close }, plainText(c.deny) || "Cancel"),
+      el("button", {
+        type: "button",
+        class: `btn ${c.style === "danger" ? "danger" : "primary"}`,
+        "data-confirm": "yes",
+        onclick: () => {
+          close();
+          onConfirm();
+        },
+      }, plainText(c.confirm) || "Yes"),
+    ),
+  );
+  overlay.replaceChildren(dialog);
+  overlay.hidden = false;
+}
+
+function renderModal() {
+  const overlay = $("#overlay");
+  const modal = state.feed.modals.at(-1);
+  if (overlay.querySelector('[data-kind="confirm"]')) return;
+  const key = modal ? `${modal.id}:${modal.hash}:${JSON.stringify(modal.errors ?? {})}` : "";
+  if (key === state.shownModal) return;
+  state.shownModal = key;
+  if (!modal) {
+    overlay.hidden = true;
+    overlay.replaceChildren();
+    return;
+  }
+  const v = modal.view;
+  const ctx = { source: { type: "view", id: modal.id }, modalErrors: modal.errors ?? {} };
+  const form = el("form", { class: "dialog", role: "dialog", "aria-modal": "true", "data-kind": "modal" });
+  form.append(
+    el(
+      "header",
+      {},
+      plainText(v.title) || "bisman-ops",
+      el("button", {
+        type: "button",
+        class: "btn link",
+        "aria-label": "Close",
+        onclick: () => closeModal(modal),
+      }, "×"),
+    ),
+    el("div", { class: "dialog-body" }, renderBlocks(v.blocks, ctx)),
+    el(
+      "footer",
+      {},
+      el(
+        "button",
+        { type: "button", class: "btn", onclick: () => closeModal(modal) },
+        plainText(v.close) || "Cancel",
+      ),
+      v.submit ? el("button", { type: "submit", class: "btn primary" }, plainText(v.submit)) : "",
+    ),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    submitModal(modal, form);
+  });
+  overlay.replaceChildren(form);
+  overlay.hidden = false;
+  form.querySelector("input,textarea,select")?.focus();
+}
+
+async function submitModal(modal, form) {
+  const values = {};
+  for (const f of form.querySelectorAll("[data-block-id]")) {
+    const block = f.getAttribute("data-block-id");
+    const action = f.getAttribute("data-action-id");
+    const type = f.getAttribute("data-type");
+    values[block] ??= {};
+    values[block][action] = type === "static_select"
+      ? {
+        type,
+        selected_option: f.value ? { value: f.value, text: { type: "plain_text", text: f.value } } : null,
+      }
+      : { type, value: f.value };
+  }
+  try {
+    await api("/api/view", { user: state.user, id: modal.id, values });
+    poke();
+  } catch (err) {
+    flash(`Could not submit: ${err.message}`);
+  }
+}
+
+async function closeModal(modal) {
+  await api("/api/view/close", { user: state.user, id: modal.id }).catch(() => {});
+  poke();
+}
+
+function flash(text) {
+  const f = el("div", { class: "flash" }, text);
+  $("#feed").append(f);
+  setTimeout(() => f.remove(), 6000);
+}
+
+// --- composer and completion -------------------------------------------------------------------
+
+function completions() {
+  const value = $("#command").value;
+  const subs = state.meta?.subcommands ?? [];
+  const m = /^\/(b(i(s(m(a(n)?)?)?)?)?)?$/.exec(value);
+  if (value.startsWith("/") && m) return [{ insert: "/bisman ", usage: "/bisman", summary: "bisman-ops" }];
+  const sm = /^\/bisman\s+([a-z-]*)$/.exec(value);
+  if (!sm) return [];
+  return subs
+    .filter((s) => s.name.startsWith(sm[1]) && s.name !== sm[1])
+    .map((s) => ({ insert: `/bisman ${s.name} `, usage: s.usage, summary: s.summary, tag: s.destructive }));
+}
+
+function renderCompletions() {
+  const list = completions();
+  const box = $("#completions");
+  if (!list.length) {
+    box.hidden = true;
+    return;
+  }
+  state.completionIndex = Math.min(state.completionIndex, list.length - 1);
+  box.replaceChildren(...list.map((c, i) =>
+    el(
+      "div",
+      {
+        class: `completion ${i === state.completionIndex ? "active" : ""}`,
+        role: "option",
+        onmousedown: (ev) => {
+          ev.preventDefault();
+          applyCompletion(c);
+        },
+      },
+      el("span", { class: "usage" }, c.usage),
+      c.tag ? el("span", { class: "tag" }, "needs approval") : "",
+      el("span", { class: "summary" }, c.summary),
+    )
+  ));
+  box.hidden = false;
+}
+
+function applyCompletion(c) {
+  const input = $("#command");
+  input.value = c.insert;
+  state.completionIndex = 0;
+  input.focus();
+  renderCompletions();
+}
+
+async function sendCommand(text) {
+  let line = text.trim();
+  if (!line) return;
+  if (!line.startsWith("/")) line = `/bisman ${line}`;
+  const m = /^\/bisman(?:\s+([\s\S]*))?$/.exec(line);
+  if (!m) {
+    flash(`Only /bisman is installed in this workspace.`);
+    return;
+  }
+  $("#command").value = "";
+  renderCompletions();
+  state.scrollToEnd = true;
+  try {
+    await api("/api/command", { user: state.user, text: (m[1] ?? "").trim() });
+    poke();
+  } catch (err) {
+    flash(`Could not send the command: ${err.message}`);
+  }
+}
+
+// --- users and trouble -------------------------------------------------------------------------
+
+function renderUsers() {
+  const list = $("#user-list");
+  list.replaceChildren(...state.meta.users.map((u) =>
+    el(
+      "button",
+      {
+        type: "button",
+        role: "radio",
+        "aria-checked": String(u.id === state.user),
+        class: `user-option ${u.id === state.user ? "selected" : ""}`,
+        "data-user": u.name,
+        onclick: () => selectUser(u.id),
+      },
+      el("span", { class: "avatar small", style: `background:${u.color}` }, u.name.slice(0, 1).toUpperCase()),
+      el("span", {}, u.name, el("span", { class: "role" }, u.role)),
+    )
+  ));
+  const me = state.meta.users.find((u) => u.id === state.user);
+  $("#acting-name").textContent = me?.name ?? "?";
+  $("#acting-role").textContent = me ? `(${me.role})` : "";
+}
+
+function selectUser(id) {
+  state.user = id;
+  localStorage.setItem("bisman-sandbox-user", id);
+  state.shownModal = "";
+  renderUsers();
+  state.feed.version = -1;
+  restartPoll();
+}
+
+function renderTrouble() {
+  const list = $("#trouble-list");
+  list.replaceChildren(...state.meta.trouble.map((t) =>
+    el(
+      "div",
+      { class: "trouble-item" },
+      el("button", {
+        type: "button",
+        "data-trouble": t.id,
+        disabled: !t.enabled,
+        title: t.description,
+        onclick: () => makeTrouble(t),
+      }, t.label),
+      t.enabled ? "" : el("div", { class: "why" }, t.reason),
+    )
+  ));
+}
+
+async function makeTrouble(t) {
+  const out = $("#trouble-result");
+  out.className = "trouble-result";
+  out.textContent = `${t.label}…`;
+  try {
+    const r = await api(`/api/trouble/${t.id}`, { user: state.user });
+    out.textContent = r.message;
+    if (r.meta) {
+      state.meta = r.meta;
+      renderTrouble();
+    }
+    poke();
+  } catch (err) {
+    out.className = "trouble-result error";
+    out.textContent = err.message;
+  }
+}
+
+// --- live updates: long poll -------------------------------------------------------------------
+
+let wake = null;
+function poke() {
+  wake?.();
+}
+
+function restartPoll() {
+  state.pollAbort?.abort();
+}
+
+async function pollLoop() {
+  for (;;) {
+    const ctrl = new AbortController();
+    state.pollAbort = ctrl;
+    try {
+      const res = await fetch(
+        `/api/feed?user=${encodeURIComponent(state.user)}&since=${state.feed.version}`,
+        {
+          signal: ctrl.signal,
+        },
+      );
+      if (res.ok) {
+        const data = await res.json();
+        if (data.version !== state.feed.version) {
+          state.feed = data;
+          renderFeed();
+          renderModal();
+          document.body.dataset.version = String(data.version);
+        }
+        continue;
+      }
+    } catch {
+      // aborted (user switched) or the sandbox is restarting: retry shortly
+    }
+    await new Promise((r) => {
+      wake = r;
+      setTimeout(r, 1000);
+    });
+  }
+}
+
+async function main() {
+  state.meta = await api("/api/meta");
+  if (!state.meta.users.some((u) => u.id === state.user)) state.user = state.meta.users[0].id;
+  $("#channel-name").textContent = state.meta.channel.name;
+  $("#channel-title").textContent = state.meta.channel.name;
+  renderUsers();
+  renderTrouble();
+  const input = $("#command");
+  input.addEventListener("input", () => {
+    state.completionIndex = 0;
+    renderCompletions();
+  });
+  input.addEventListener("keydown", (ev) => {
+    const list = completions();
+    if (ev.key === "Tab" && list.length) {
+      ev.preventDefault();
+      applyCompletion(list[state.completionIndex] ?? list[0]);
+    } else if (ev.key === "ArrowDown" && list.length) {
+      ev.preventDefault();
+      state.completionIndex = (state.completionIndex + 1) % list.length;
+      renderCompletions();
+    } else if (ev.key === "ArrowUp" && list.length) {
+      ev.preventDefault();
+      state.completionIndex = (state.completionIndex - 1 + list.length) % list.length;
+      renderCompletions();
+    } else if (ev.key === "Escape") {
+      $("#completions").hidden = true;
+    }
+  });
+  input.addEventListener("blur", () => setTimeout(() => ($("#completions").hidden = true), 100));
+  $("#composer").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sendCommand(input.value);
+  });
+  $("#thread-close").addEventListener("click", () => {
+    state.thread = null;
+    renderThread();
+  });
+  document.body.dataset.ready = "true";
+  input.focus();
+  pollLoop();
+}
+
+main().catch((err) => {
+  document.body.textContent = `The console could not start: ${err.message}`;
+});
