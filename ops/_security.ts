@@ -82,18 +82,19 @@ export function quoteIdent(name: string): string {
 export function displayIdent(name: string): string {
   return /^[a-z_][a-z0-9_]*$/.test(name) && !RESERVED.has(name) ? name : quoteIdent(name);
 }
-const RESERVED = new Set([
-  "all",
-  "user",
-  "group",
-  "role",
-  "public",
-  "select",
-  "table",
-  "grant",
-  "to",
-  "from",
-]);
+/** PostgreSQL 15's reserved and type-function keywords (pg_get_keywords() categories R and T): quoted when shown. */
+const RESERVED = new Set(
+  [
+    "all analyse analyze and any array as asc asymmetric authorization binary both case cast check",
+    "collate collation column concurrently constraint create cross current_catalog current_date",
+    "current_role current_schema current_time current_timestamp current_user default deferrable desc",
+    "distinct do else end except false fetch for foreign freeze from full grant group having ilike",
+    "in initially inner intersect into is isnull join lateral leading left like limit localtime",
+    "localtimestamp natural not notnull null offset on only or order outer overlaps placing primary",
+    "references returning right select session_user similar some symmetric table tablesample then to",
+    "trailing true union unique user using variadic verbose when where window with",
+  ].join(" ").split(" "),
+);
 
 /** The security settings of a target, plus the bot's own login on it. */
 export interface TargetSecurity extends SecurityConfig {

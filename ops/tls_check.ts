@@ -136,21 +136,27 @@ export async function checkTls(input: z.input<typeof tlsCheckArgs>, deps: OpDeps
         : "every TCP rule that accepts connections uses scram-sha-256",
       evidence: weakAuth.map(describeRule),
     });
-    const lastTcp = tcp.at(-1);
+    // The rules after the last one that accepts anything must reject every other address.
+    const lastAccepting = tcp.findLastIndex((r) => r.auth_method !== "reject");
+    const trailing = tcp.slice(lastAccepting + 1);
     const allDbUsers = (r: HbaRule) =>
       (r.database ?? []).includes("all") && (r.user_name ?? []).includes("all");
-    const finalReject = !!lastTcp && lastTcp.auth_method === "reject" && allDbUsers(lastTcp) &&
-      coversAll(lastTcp, 4);
-    const v6Reject = tcp.some((r) => r.auth_method === "reject" && allDbUsers(r) && coversAll(r, 6));
+    const v4Reject = trailing.some((r) => allDbUsers(r) && coversAll(r, 4));
+    const v6Reject = trailing.some((r) => allDbUsers(r) && coversAll(r, 6));
     checks.push({
       check: "hba_final_reject",
-      status: finalReject ? (v6Reject || lastTcp?.address === "all" ? "ok" : "warning") : "critical",
-      detail: finalReject
-        ? v6Reject || lastTcp?.address === "all"
-          ? `the last TCP rule rejects everything else (${describeRule(lastTcp!)})`
-          : "the last TCP rule rejects every other IPv4 address, but no rule rejects ::/0 for IPv6"
-        : "no final `hostssl all all 0.0.0.0/0 reject` (or host … reject): addresses no rule names fall through",
-      evidence: lastTcp ? [`last TCP rule: ${describeRule(lastTcp)}`] : [],
+      status: v4Reject ? (v6Reject ? "ok" : "warning") : "critical",
+      detail: v4Reject
+        ? v6Reject
+          ? `the last TCP rules reject every other address (${trailing.map(describeRule).join("; ")})`
+          : "the last TCP rules reject every other IPv4 address, but not ::/0 (IPv6)"
+        : "no final `hostssl all all 0.0.0.0/0 reject` (or host … reject) after the accepting rules: " +
+          "addresses no rule names fall through",
+      evidence: trailing.length
+        ? trailing.map((r) => `final rule: ${describeRule(r)}`)
+        : tcp.length
+        ? [`last TCP rule: ${describeRule(tcp.at(-1)!)}`]
+        : [],
     });
 
     const plain = await sql<
