@@ -8,7 +8,31 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { describeError } from "./errors.ts";
+
+/** Fields of the request being handled (its `request_id`), carried across awaits to every log line. */
+const requestContext = new AsyncLocalStorage<Record<string, unknown>>();
+
+/**
+ * Runs `fn` with `fields` (e.g. `{ request_id }`) added to every log line written while it, and any work
+ * it starts (a listener's work after its ack included), runs. Nested calls add to the outer fields.
+ * @example
+ * withLogContext({ request_id: newRequestId() }, () => handle(req));
+ */
+export function withLogContext<T>(fields: Record<string, unknown>, fn: () => T): T {
+  return requestContext.run({ ...requestContext.getStore(), ...fields }, fn);
+}
+
+/** The fields of the current request context, if any. */
+export function currentLogContext(): Record<string, unknown> | undefined {
+  return requestContext.getStore();
+}
+
+/** A short random id for one Slack request or alert delivery (not a secret). */
+export function newRequestId(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+}
 
 /** Values that must never be written anywhere. Shared by the logger and the audit log. */
 export class Secrets {
@@ -64,7 +88,13 @@ export function createLogger(
   const make = (bound: Record<string, unknown>): Logger => {
     const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
       if (levelRank[level] < min) return;
-      const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...bound };
+      const record: Record<string, unknown> = {
+        time: new Date().toISOString(),
+        level,
+        msg,
+        ...requestContext.getStore(),
+        ...bound,
+      };
       for (const [k, v] of Object.entries(fields ?? {})) {
         record[k] = v instanceof Error ? describeError(v) : v;
       }

@@ -7,7 +7,7 @@
 
 import { Hono } from "hono";
 import type { Metrics } from "../core/metrics.ts";
-import type { Logger } from "../core/log.ts";
+import { type Logger, newRequestId, withLogContext } from "../core/log.ts";
 import type { SlackEventsReceiver } from "../slack/receiver.ts";
 
 /** What `/readyz` reports. Only the state database and Slack's `auth.test` decide the status code. */
@@ -30,15 +30,32 @@ export function createHttpApp(opts: {
 }): Hono {
   const app = new Hono();
 
+  // Every request gets an id (a sane X-Request-ID from a proxy is kept) that every log line written while
+  // it is handled carries, the listener's work after a Slack ack included; the response echoes it.
   app.use("*", async (c, next) => {
-    await next();
+    const started = performance.now();
+    const given = c.req.header("x-request-id");
+    const requestId = given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : newRequestId();
+    await withLogContext({ request_id: requestId }, next);
+    c.header("x-request-id", requestId);
     const route = c.req.routePath === "/*" ? "other" : c.req.routePath;
+    const status = c.res.status;
     opts.metrics.inc(
       "bisman_http_requests_total",
-      { route, status: String(c.res.status) },
+      { route, status: String(status) },
       1,
       "HTTP requests by route and status",
     );
+    // One line per delivery (Slack requests, alerts); probes and scrapes would only be noise.
+    if (c.req.method !== "GET") {
+      opts.log.info("http request", {
+        request_id: requestId,
+        method: c.req.method,
+        route,
+        status,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+      });
+    }
   });
 
   app.onError((err, c) => {

@@ -18,7 +18,7 @@
 
 import { LogLevel, SocketModeClient } from "@slack/socket-mode";
 import type { App, Receiver, ReceiverEvent } from "@slack/bolt";
-import type { Logger } from "../core/log.ts";
+import { type Logger, withLogContext } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 
 /** How long an envelope id is remembered to recognise a redelivery (Slack retries within minutes). */
@@ -327,7 +327,8 @@ export class SocketModeEventsReceiver implements Receiver {
         return this.#send(args, id, payload);
       },
     };
-    const running = app.processEvent(event)
+    // The envelope id is the request id: every log line of this envelope's work carries it.
+    const running = withLogContext({ request_id: id }, () => app.processEvent(event))
       .catch((err) => log.error("slack listener failed", { error: err, kind, request_id: id }))
       .finally(() => {
         this.#inFlight.delete(running);

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { startCluster } from "../support/cluster.ts";
+import { OPS_CHANNEL, startTestBot, TEAM, USERS } from "../support/bot.ts";
+import { alertCase, slackCase, type SlackIds } from "./_cases.ts";
+import { describe, fuzzHttp, fuzzSocket, requestsPastPending, snapshot } from "./_run.ts";
+
+/** Fixed so the suite is reproducible; `FUZZ_SEED=<n>` tries other sequences (bench/fuzz.ts uses fresh ones). */
+const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20_251_126);
+const ALERTS_TOKEN = "fuzz-alerts-token-0123456789";
+
+Deno.test("fuzzed Slack requests, Socket Mode envelopes and Alertmanager bodies each get a 4xx or a clean answer, the bot stays up, and nothing runs", async (t) => {
+  await using cluster = await startCluster({ name: "fuzz" });
+  const tb = await startTestBot(cluster, { env: { ALERTS_TOKEN } });
+  const socketBot = await startTestBot(cluster, {
+    slack: tb.slack,
+    env: { SLACK_APP_TOKEN: tb.slack.appToken },
+    start: { socketMode: { clientPingTimeoutMs: 1500, retryBaseMs: 100 } },
+  });
+  const ids: SlackIds = {
+    team: TEAM,
+    channel: OPS_CHANNEL,
+    users: [USERS.alice, USERS.bob, USERS.carol, USERS.dave],
+    responseUrl: () => tb.slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
+  };
+  const target = cluster.primary.sql();
+  const before = await snapshot(tb, target);
+  try {
+    await t.step(`POST /slack/events: 300 cases (seed ${SEED})`, async () => {
+      const report = await fuzzHttp(tb.bot.url, 300, SEED, (r) => slackCase(r, tb.slack.signingSecret, ids));
+      console.log(describe("slack", report));
+      assert.deepEqual(report.wrong, []);
+      assert.equal(Object.keys(report.byKind).length, 7, "every kind of case was tried");
+    });
+
+    await t.step(`POST /alerts: 150 cases (seed ${SEED + 1})`, async () => {
+      const report = await fuzzHttp(tb.bot.url, 150, SEED + 1, (r) => alertCase(r, ALERTS_TOKEN));
+      console.log(describe("alerts", report));
+      assert.deepEqual(report.wrong, []);
+      assert.ok((report.byKind["bad-token"]?.["401"] ?? 0) > 0);
+    });
+
+    await t.step(`Socket Mode: 150 envelopes (seed ${SEED + 2}), every one acknowledged`, async () => {
+      await tb.slack.waitForSockets(1);
+      const report = await fuzzSocket(tb.slack, ids, 150, SEED + 2);
+      assert.deepEqual(report.failures, []);
+      assert.equal(report.acked, 150);
+    });
+
+    await t.step("both bots are alive and still answer", async () => {
+      assert.equal((await fetch(`${tb.bot.url}/healthz`)).status, 200);
+      const help = await tb.command("help");
+      assert.equal(help.status, 200);
+      assert.match(help.body.text, /status/);
+      const ack = await tb.slack.sendCommandSocket({ text: "help", user_id: USERS.alice, team_id: TEAM });
+      assert.match(String(ack.payload.text), /status/);
+    });
+
+    await t.step(
+      "nothing ran: no request past pending, freeze, roles and pg_hba as before, audit chain intact",
+      async () => {
+        await socketBot.bot.socket!.drain(10_000);
+        assert.deepEqual(await requestsPastPending(tb), []);
+        assert.deepEqual(await requestsPastPending(socketBot), []);
+        assert.deepEqual(await snapshot(tb, target), before);
+        for (const b of [tb, socketBot]) {
+          const verdict = await b.bot.deps.audit.verify();
+          assert.ok(verdict.ok, JSON.stringify(verdict));
+        }
+      },
+    );
+
+    await t.step(
+      "every log line is one JSON object, deliveries carry a request id, and no secret is written",
+      () => {
+        const secrets = [tb.slack.signingSecret, tb.slack.botToken, tb.slack.appToken, ALERTS_TOKEN];
+        let deliveries = 0;
+        for (const line of [...tb.logs, ...socketBot.logs]) {
+          const j = JSON.parse(line);
+          assert.ok(j.time && j.level && typeof j.msg === "string", line.slice(0, 200));
+          if (j.msg === "http request" || j.msg === "slack request") {
+            deliveries++;
+            assert.match(String(j.request_id), /^[A-Za-z0-9._:-]{1,64}$/, line.slice(0, 200));
+          }
+          for (const s of secrets) assert.ok(!line.includes(s), `a secret in the log: ${line.slice(0, 200)}`);
+        }
+        assert.ok(deliveries >= 450, `${deliveries} delivery lines`);
+      },
+    );
+  } finally {
+    await socketBot.stop();
+    await tb.stop();
+  }
+});
