@@ -128,5 +128,6 @@ Deno.test("rotate: the bot killed at each fault point and restarted leaves the p
     await bot?.stop();
     await slack.stop();
     await vault.stop();
+    await Deno.remove(configFile).catch(() => undefined);
   }
 });
