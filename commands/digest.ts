@@ -44,7 +44,10 @@ export const digestCommand = defineSubcommand({
   run: async (ctx, args) => {
     const deps = ctx.deps;
     if (args.preview) {
-      const digest = await buildDigest(deps, { targets: args.target ? [args.target] : undefined });
+      const digest = await buildDigest(deps, {
+        targets: args.target ? [args.target] : undefined,
+        services: deps.jobs?.services,
+      });
       const { main, thread } = renderDigest(digest);
       // A preview is one ephemeral message: with a thread, the per-target details are what the asker needs.
       const reply = thread.length && args.target ? thread[0] : main;

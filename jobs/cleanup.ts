@@ -19,6 +19,7 @@ import type { JobDefinition } from "./types.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { expireDue, listRequests } from "../core/approval_store.ts";
 import { gateHousekeeping } from "./approval_expiry.ts";
+import { cleanupRestoreScratch } from "./restore_cleanup.ts";
 
 /** One step as the plan shows it. */
 export interface CleanupItem {
@@ -76,10 +77,38 @@ const approvalsStep = {
 const scratchStep = {
   key: "scratch_databases" as const,
   title: "Drop orphaned restore-test scratch databases (marker-checked)",
-  unavailable: (_deps: OpDeps): string | undefined =>
-    "the restore-test cleanup (jobs/restore_cleanup.ts) is not in this build",
-  count: (_deps: OpDeps): Promise<string> => Promise.resolve("none"),
-  run: (_deps: OpDeps): Promise<string> => Promise.resolve("none"),
+  unavailable: (deps: OpDeps): string | undefined =>
+    Object.values(deps.config.targets).some((t) => t.restore_test)
+      ? undefined
+      : "no target has restore tests",
+  count: (deps: OpDeps): Promise<string> =>
+    Promise.resolve(
+      `marked scratch databases of ${
+        Object.entries(deps.config.targets).filter(([, t]) => t.restore_test).map(([n]) => n).join(", ")
+      } whose restore test is not running; unmarked ones are only reported`,
+    ),
+  run: async (deps: OpDeps) => {
+    const r = await cleanupRestoreScratch(deps);
+    const parts = [
+      `${r.dropped.length} dropped${
+        r.dropped.length ? ` (${r.dropped.map((d) => d.database).join(", ")})` : ""
+      }`,
+      ...(r.refused.length
+        ? [
+          `${r.refused.length} left alone (${r.refused.map((x) => `${x.database}: ${x.reason}`).join("; ")})`,
+        ]
+        : []),
+      ...(r.busy.length ? [`skipped while a test runs: ${r.busy.join(", ")}`] : []),
+      ...(r.interrupted.length ? [`${r.interrupted.length} interrupted test record(s) closed`] : []),
+    ];
+    if (r.errors.length) {
+      throw new StepFailed(
+        "scratch_databases",
+        [...parts, ...r.errors.map((e) => `${e.target}: ${e.message}`)].join("; "),
+      );
+    }
+    return parts.join("; ");
+  },
 };
 
 const jobRunsStep = {

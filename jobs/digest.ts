@@ -12,7 +12,7 @@
 import type { AppDeps } from "../core/deps.ts";
 import { OpsError } from "../core/errors.ts";
 import { readMemberStatus } from "../ops/server_status.ts";
-import type { JobDefinition, JobLevel } from "./types.ts";
+import type { JobDefinition, JobLevel, JobServices } from "./types.ts";
 import { digestChecks } from "./digest_sections.ts";
 import { renderDigest } from "../slack/render/digest.ts";
 
@@ -69,6 +69,8 @@ export interface CheckContext {
   since: Date;
   /** What this check remembered for the same target in the previous digest. */
   previous?: unknown;
+  /** Process services (the alert threads), when the digest runs inside the bot. */
+  services: JobServices;
   /** Stores state (JSON) for the next digest. */
   remember(value: unknown): void;
 }
@@ -80,7 +82,7 @@ export interface DigestCheck {
   /** `target`: run once per target; `global`: once for the deployment (approvals, alert threads, freeze). */
   scope: "target" | "global";
   /** Why it cannot run in this build or config, or undefined when it can. */
-  unavailable?(deps: AppDeps, target?: string): string | undefined;
+  unavailable?(deps: AppDeps, target: string | undefined, services: JobServices): string | undefined;
   /** The lines of the section, worst first or in any order (they are sorted). */
   run(ctx: CheckContext, target: string | undefined): Promise<DigestLine[]>;
 }
@@ -153,7 +155,7 @@ async function runCheck(
   remember: (v: unknown) => void,
 ): Promise<DigestSection> {
   const { deps } = base;
-  const why = check.unavailable?.(deps, target);
+  const why = check.unavailable?.(deps, target, base.services);
   if (why) return { key: check.key, title: check.title, result: { state: "unavailable", why } };
   try {
     const lines = await withTimeout(
@@ -189,6 +191,8 @@ export interface BuildOptions {
   targets?: string[];
   /** The checks (default: digest_sections.ts). */
   checks?: DigestCheck[];
+  /** Process services (the alert threads); without them the alert section is "not available". */
+  services?: JobServices;
 }
 
 /**
@@ -202,7 +206,7 @@ export async function buildDigest(deps: AppDeps, opts: BuildOptions = {}): Promi
   const checks = opts.checks ?? digestChecks;
   const names = opts.targets ?? deps.targets.names();
   const snapshots: Record<string, Record<string, unknown>> = {};
-  const base = { deps, now, since };
+  const base = { deps, now, since, services: opts.services ?? {} };
   const keep = (scope: string, key: string) => (v: unknown) => {
     (snapshots[scope] ??= {})[key] = v;
   };
@@ -262,7 +266,7 @@ export const digestJob: JobDefinition = {
       ? prev.slot
       : new Date(now.getTime() - 24 * 3600_000);
     const previous = (prev?.details?.snapshots ?? undefined) as Digest["snapshots"] | undefined;
-    const digest = await buildDigest(ctx.deps, { since, previous });
+    const digest = await buildDigest(ctx.deps, { since, previous, services: ctx.services });
     const { main, thread } = renderDigest(digest);
     const message = await ctx.post(main);
     for (const reply of thread) await ctx.post(reply, { threadTs: message.ts });

@@ -7,11 +7,18 @@
  */
 
 import type { DigestCheck, DigestLine, Status } from "./digest.ts";
+import { OpsError } from "../core/errors.ts";
 import { readVacuumStats } from "../ops/vacuum_stats.ts";
 import { formatBytes, formatSeconds, readReplicationLag } from "../ops/replication_lag.ts";
 import { readConnections } from "../ops/connections.ts";
 import { readSlowQueries, type SlowQuery } from "../ops/slow_queries.ts";
 import { listRequests, readFreeze } from "../core/approval_store.ts";
+import { readBackupStatus } from "../ops/backup_status.ts";
+import { lastProvenRestore, recentRestoreTests } from "../ops/restore_history.ts";
+import { humanAge } from "../ops/_findings.ts";
+import { readCredentialAges } from "../ops/credential_ages.ts";
+import { detectBypass } from "../ops/detect_bypass.ts";
+import { listSecurityEvents } from "../ops/security_events.ts";
 
 /** The operations judge "unknown" where they could not decide; the digest never shows that as fine. */
 function judged(s: "ok" | "warning" | "critical" | "unknown"): Status {
@@ -21,17 +28,6 @@ function judged(s: "ok" | "warning" | "critical" | "unknown"): Status {
 function oneLine(s: string, max = 90): string {
   const flat = s.replace(/\s+/g, " ").trim();
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
-}
-
-/** A check whose operation this build does not have yet: always "not available", with the reason. */
-function missing(key: string, title: string, scope: "target" | "global", why: string): DigestCheck {
-  return {
-    key,
-    title,
-    scope,
-    unavailable: () => why,
-    run: () => Promise.reject(new Error(`${key} is not available`)),
-  };
 }
 
 const autovacuum: DigestCheck = {
@@ -73,9 +69,11 @@ const replication: DigestCheck = {
   run: async (ctx, target) => {
     const r = await readReplicationLag(target!, ctx.deps);
     const lines: DigestLine[] = [];
+    // An unreachable primary is the target's own "could not check" line, not a finding of this section.
     if (!r.primary.reachable) {
-      lines.push({ status: "critical", text: `primary does not answer: ${r.primary.error ?? ""}` });
-    } else if (r.primary.inRecovery) {
+      throw new OpsError("unreachable", r.primary.error ?? "the primary does not answer");
+    }
+    if (r.primary.inRecovery) {
       lines.push({ status: "critical", text: "the configured primary is in recovery (a standby)" });
     }
     for (const rep of r.replicas) {
@@ -225,42 +223,181 @@ const approvals: DigestCheck = {
   },
 };
 
+const backups: DigestCheck = {
+  key: "backups",
+  title: "Backups",
+  scope: "target",
+  run: async (ctx, target) => {
+    const r = await readBackupStatus(target!, ctx.deps);
+    // Restore tests have their own section; here the dumps, pgBackRest and WAL archiving.
+    const findings = r.findings.filter((f) => f.source !== "restore_test");
+    const bad = findings.filter((f) => f.severity !== "ok");
+    // All well: the figures that prove it (newest backup, archiving), not every passing check.
+    const shown = bad.length
+      ? bad
+      : findings.filter((f) => /newest|archiv|stanza/i.test(f.check)).slice(0, 3);
+    const lines = shown.map((f) => ({ status: f.severity, text: `${f.check}: ${f.reason}` }));
+    return lines.length
+      ? lines
+      : [{ status: "ok", text: findings.map((f) => f.check).join(", ") || "checked" }];
+  },
+};
+
+const restoreTest: DigestCheck = {
+  key: "restore_test",
+  title: "Last restore test",
+  scope: "target",
+  run: async (ctx, target) => {
+    const rt = ctx.deps.config.targets[target!]?.restore_test;
+    if (!rt) {
+      return [{
+        status: "warning",
+        text: `restore tests are not configured: add targets.${target}.restore_test`,
+      }];
+    }
+    const [recent, proven] = await Promise.all([
+      recentRestoreTests(ctx.deps.state, target!, 6),
+      lastProvenRestore(ctx.deps.state, target!),
+    ]);
+    const now = ctx.now.getTime();
+    const maxMs = rt.max_age_days * 86_400_000;
+    const last = recent.find((r) => r.status !== "running");
+    if (!last) return [{ status: "warning", text: "no restore test has run yet" }];
+    const lines: DigestLine[] = [];
+    const ago = humanAge(now - (last.finishedAt ?? last.startedAt).getTime());
+    const passedOld = proven ? now - proven.at.getTime() : Infinity;
+    const ageStatus: Status = passedOld > 2 * maxMs ? "critical" : passedOld > maxMs ? "warning" : "ok";
+    if (last.status === "passed") {
+      // Trend: this restore's duration against the passing runs before it.
+      const before = recent.filter((r) => r.status === "passed" && r.id !== last.id && r.restoreMs);
+      const avg = before.length ? before.reduce((a, r) => a + r.restoreMs!, 0) / before.length : undefined;
+      const trend = avg && last.restoreMs
+        ? `, ${last.restoreMs >= avg ? "+" : ""}${
+          Math.round((last.restoreMs / avg - 1) * 100)
+        }% vs the ${before.length} before`
+        : "";
+      lines.push({
+        status: ageStatus,
+        text:
+          `passed ${ago} ago from ${last.backupFile}: restored in ${humanAge(last.restoreMs ?? 0)}${trend}` +
+          (ageStatus === "ok" ? "" : ` (policy: within ${rt.max_age_days} days)`),
+      });
+    } else {
+      lines.push({
+        status: passedOld > maxMs ? "critical" : "warning",
+        text: `failed ${ago} ago (${last.backupFile}): ${last.error ?? "see its report"}` +
+          (proven ? `; last pass ${humanAge(passedOld)} ago` : "; none has passed yet"),
+      });
+    }
+    return lines;
+  },
+};
+
+const credentials: DigestCheck = {
+  key: "credentials",
+  title: "Credential ages",
+  scope: "target",
+  run: async (ctx, target) => {
+    const ages = await readCredentialAges(target!, ctx.deps);
+    if (!ages.length) return [{ status: "ok", text: "no rotatable roles are mapped for this target" }];
+    const warnDays = ctx.deps.config.digest.credential_warning_days;
+    const lines: DigestLine[] = [];
+    const fine: string[] = [];
+    for (const a of ages) {
+      const age = a.ageDays === undefined ? "?" : `${Math.floor(a.ageDays)}${a.atLeast ? "+" : ""} days`;
+      if (a.error) lines.push({ status: "warning", text: `${a.role}: age unknown: ${a.error}` });
+      else if (a.overdue) {
+        lines.push({
+          status: "critical",
+          text:
+            `${a.role} is ${age} old (rotate every ${a.maxAgeDays}): \`/bisman rotate ${a.role} ${target}\``,
+        });
+      } else if ((a.ageDays ?? 0) >= a.maxAgeDays - warnDays) {
+        lines.push({
+          status: "warning",
+          text: `${a.role} is ${age} old, due within ${Math.ceil(a.maxAgeDays - a.ageDays!)} days`,
+        });
+      } else fine.push(`${a.role} ${age}`);
+    }
+    if (fine.length) {
+      lines.push({ status: "ok", text: `${fine.join(", ")} (limit ${ages[0].maxAgeDays} days)` });
+    }
+    return lines;
+  },
+};
+
+const security: DigestCheck = {
+  key: "security",
+  title: "Audit anomalies and security events",
+  scope: "target",
+  run: async (ctx, target) => {
+    const since = ctx.since.toISOString();
+    const [d, ev] = await Promise.all([
+      detectBypass({ target: target!, since }, ctx.deps),
+      listSecurityEvents({ target: target!, since, limit: 50 }, ctx.deps),
+    ]);
+    const lines: DigestLine[] = d.findings.slice(0, 4).map((f) => ({
+      status: f.severity,
+      text: f.title + (f.next ? ` (\`${f.next}\`)` : ""),
+    }));
+    if (d.findings.length > 4) {
+      lines.push({
+        status: d.findings[4].severity,
+        text: `${d.findings.length - 4} more: \`/bisman detect ${target}\``,
+      });
+    }
+    const bySeverity = (s: string) => ev.events.filter((e) => e.severity === s);
+    for (const sev of ["critical", "warning"] as const) {
+      const list = bySeverity(sev);
+      if (list.length) {
+        const types = [...new Set(list.map((e) => e.eventType))].join(", ");
+        lines.push({ status: sev, text: `${list.length} ${sev} security event(s): ${types}` });
+      }
+    }
+    const total = Object.values(ev.byType).reduce((a, n) => a + n, 0);
+    if (!lines.length) {
+      lines.push({
+        status: "ok",
+        text: `no anomalies in ${d.rowsInWindow} audited write(s); ${total} security event(s)` +
+          (total ? ` (${Object.entries(ev.byType).map(([t, n]) => `${t} ${n}`).join(", ")})` : ""),
+      });
+    }
+    if (d.skipped.length) lines.push({ status: "warning", text: `not checked: ${d.skipped.join("; ")}` });
+    return lines;
+  },
+};
+
+const alerts: DigestCheck = {
+  key: "alerts",
+  title: "Alert threads still firing",
+  scope: "global",
+  unavailable: (_deps, _target, services) =>
+    services.alerts ? undefined : "alert threads are not running in this process",
+  run: async (ctx) => {
+    const threads = ctx.services.alerts!;
+    const firing = [...await threads.firing("alertmanager"), ...await threads.firing("lag_check")];
+    if (!firing.length) return [{ status: "ok", text: "no alert is firing" }];
+    const lines: DigestLine[] = firing.slice(0, 10).map((a) => ({
+      status: a.labels.severity === "critical" ? "critical" : "warning",
+      text: `${a.labels.alertname ?? "alert"}${a.labels.target ? ` on ${a.labels.target}` : ""}` +
+        `${a.startsAt ? ` since ${hhmm(new Date(a.startsAt))}` : ""}: ${a.annotations.summary ?? ""}`,
+    }));
+    if (firing.length > 10) lines.push({ status: "warning", text: `${firing.length - 10} more firing` });
+    return lines;
+  },
+};
+
 /** Every check, target sections first in the issue's order, then the deployment-wide ones. */
 export const digestChecks: DigestCheck[] = [
-  missing(
-    "backups",
-    "Backups",
-    "target",
-    "the backup status check (ops/backup_status.ts) is not in this build",
-  ),
-  missing(
-    "restore_test",
-    "Last restore test",
-    "target",
-    "the restore-test history (ops/restore_history.ts) is not in this build",
-  ),
+  backups,
+  restoreTest,
   replication,
   connections,
   slowQueries,
   autovacuum,
-  missing(
-    "credentials",
-    "Credential ages",
-    "target",
-    "the credential-age check (ops/credential_ages.ts) is not in this build",
-  ),
-  missing(
-    "security",
-    "Audit anomalies and security events",
-    "target",
-    "bypass detection (ops/detect_bypass.ts) and security events (ops/security_events.ts) are not in this build",
-  ),
+  credentials,
+  security,
   freeze,
   approvals,
-  missing(
-    "alerts",
-    "Alert threads still firing",
-    "global",
-    "alert threads (alerts/threads.ts) are not in this build",
-  ),
+  alerts,
 ];

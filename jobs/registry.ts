@@ -1,7 +1,7 @@
 /**
  * Every scheduled job: name, default schedule (the seed's), whether a manual run needs approval, and its
- * work. A job whose operation this build does not have is still listed, as "not available", so `/bisman
- * jobs` and the config say the same thing in every build.
+ * work. A job that cannot run in this process or config (no Vault, no restore tests configured) is still
+ * listed, as "not available", with the reason.
  *
  * @module
  */
@@ -12,19 +12,8 @@ import { cleanupJob } from "./cleanup.ts";
 import { slowQueryReviewJob } from "./reviews.ts";
 import { approvalExpiryJob } from "./approval_expiry.ts";
 import { runLagCheck } from "./lag_check.ts";
+import { auditAnomalyJob, backupStatusJob, credentialAgeJob, restoreTestJob } from "./periodic.ts";
 import { intervalCron } from "./scheduler.ts";
-
-/** A job whose operation is not in this build yet: listed, never scheduled. */
-function notBuilt(name: string, summary: string, defaultCron: string, why: string): JobDefinition {
-  return {
-    name,
-    summary,
-    defaultCron,
-    destructive: false,
-    unavailable: () => why,
-    run: () => Promise.reject(new Error(`${name} is not available: ${why}`)),
-  };
-}
 
 /**
  * The seed's "check replication lag" (jobs/lag_check.ts) on the schedule: its cadence and switch default to
@@ -85,31 +74,11 @@ export function replaceJob(job: JobDefinition): void {
 registerJobs(
   digestJob,
   lagCheckJob,
-  notBuilt(
-    "backup_status",
-    "Newest backups and WAL archiving of every target; posts when it gets worse",
-    "0 * * * *",
-    "the backup status check (ops/backup_status.ts) is not in this build",
-  ),
-  notBuilt(
-    "restore_test",
-    "Restores the newest dump of every target into a scratch database and verifies it",
-    "0 3 1 * *",
-    "restore tests (ops/restore_test.ts) are not in this build",
-  ),
-  notBuilt(
-    "credential_age",
-    "Vault password ages of every rotatable role against the 90-day rule",
-    "0 8 * * *",
-    "the credential-age check (ops/credential_ages.ts) is not in this build",
-  ),
+  backupStatusJob,
+  restoreTestJob,
+  credentialAgeJob,
   slowQueryReviewJob,
-  notBuilt(
-    "audit_anomaly",
-    "Bypass detection and security events of every target; findings wait for an acknowledgement",
-    "0 * * * *",
-    "bypass detection (ops/detect_bypass.ts) is not in this build",
-  ),
+  auditAnomalyJob,
   cleanupJob,
   approvalExpiryJob,
 );

@@ -150,8 +150,13 @@ export class Scheduler implements JobService {
     }));
   }
 
-  get #services(): JobServices {
+  /** Process services jobs use (the alert threads). */
+  get services(): JobServices {
     return this.#opts.services ?? {};
+  }
+
+  get #services(): JobServices {
+    return this.services;
   }
 
   get #lease(): number {

@@ -125,6 +125,8 @@ export interface RunRecord {
 
 /** The scheduler as commands see it (`deps.jobs`). */
 export interface JobService {
+  /** Process services jobs use (the alert threads); the digest preview passes them on. */
+  readonly services: JobServices;
   schedules(): EffectiveSchedule[];
   /** Runs a job now, outside its schedule, recorded as a manual run; resolves when it has finished. */
   runNow(name: string, invoker: Invoker): Promise<RunRecord>;

@@ -158,3 +158,80 @@ export function renderSlowQueryReview(
   }`;
   return { text, blocks: capBlocks(blocks), visibility: "in_channel" };
 }
+
+/** A target whose judged state changed since the previous run. */
+export interface TargetChange {
+  target: string;
+  was: "ok" | "warning" | "critical";
+  now: "ok" | "warning" | "critical";
+  lines: { status: "ok" | "warning" | "critical"; text: string }[];
+}
+
+const mark = {
+  ok: ":large_green_circle:",
+  warning: ":large_yellow_circle:",
+  critical: ":red_circle:",
+} as const;
+
+/** Posted when targets got worse or recovered since a periodic check's previous run. */
+export function renderTargetChanges(title: string, changes: TargetChange[]): Reply {
+  const lines = changes.flatMap((c) => [
+    `${mark[c.now]} *${escapeMrkdwn(c.target)}*: ${c.was} → ${c.now}`,
+    ...c.lines.map((l) => `      ${mark[l.status]} ${escapeMrkdwn(truncate(l.text, 400))}`),
+  ]);
+  const blocks: Block[] = [header(title), ...chunkLines(lines).map(mrkdwnSection)];
+  const text = `${title}: ${changes.map((c) => `${c.target} ${c.was} → ${c.now}`).join(", ")}`;
+  return { text, blocks: capBlocks(blocks), visibility: "in_channel" };
+}
+
+/** The hourly audit-anomaly findings, with how to acknowledge them. */
+export function renderAuditAnomalies(
+  runId: number,
+  from: Date,
+  results: (
+    | {
+      target: string;
+      findings: { severity: "warning" | "critical"; title: string; next?: string; auditSearch?: string }[];
+      events: { severity: string; eventType: string; occurredAt: string; actor: string | null }[];
+      skipped: string[];
+    }
+    | { target: string; error: string }
+  )[],
+): Reply {
+  const lines: string[] = [];
+  for (const r of results) {
+    if ("error" in r) {
+      lines.push(`:white_circle: *${escapeMrkdwn(r.target)}*: could not check: ${escapeMrkdwn(r.error)}`);
+      continue;
+    }
+    if (!r.findings.length && !r.events.length) continue;
+    lines.push(`*${escapeMrkdwn(r.target)}*`);
+    for (const f of r.findings) {
+      const more = f.auditSearch ? ` \`${f.auditSearch}\`` : f.next ? ` \`${f.next}\`` : "";
+      lines.push(`${mark[f.severity]} ${escapeMrkdwn(truncate(f.title, 300))}${more}`);
+    }
+    for (const e of r.events) {
+      const sev = e.severity === "critical" ? "critical" : "warning";
+      lines.push(
+        `${mark[sev]} security event ${escapeMrkdwn(e.eventType)} at ${shortTime(new Date(e.occurredAt))}${
+          e.actor ? ` by ${escapeMrkdwn(e.actor)}` : ""
+        }`,
+      );
+    }
+  }
+  const blocks: Block[] = [
+    header("Audit anomalies"),
+    context(`Since ${shortTime(from)}`),
+    ...chunkLines(lines).map(mrkdwnSection),
+    context(
+      `Reviewed them? Acknowledge with \`/bisman jobs ack ${runId}\`: the checklist's "audit logs reviewed" waits for it.`,
+    ),
+  ];
+  return {
+    text: `Audit anomalies (run ${runId}): ${
+      lines.filter((l) => /^:(red|large_yellow)/.test(l)).length
+    } finding(s)`,
+    blocks: capBlocks(blocks),
+    visibility: "in_channel",
+  };
+}
