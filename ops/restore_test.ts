@@ -512,50 +512,62 @@ async function verify(
   onDone: (n: number) => void,
 ): Promise<Verification[]> {
   const timeoutMs = rt.statement_timeout_seconds * 1000;
-  const db = postgres({ ...connectionOptions({ ...conn, database: scratch }, password), max: 1 });
-  const out: Verification[] = [];
+  // One connection per query (up to 4): the counts of a big restore are the test's longest step after
+  // pg_restore itself, and they are independent of each other.
+  const db = postgres({
+    ...connectionOptions({ ...conn, database: scratch }, password),
+    max: Math.min(4, Math.max(1, rt.verify.length)),
+  });
+  let done = 0;
   try {
-    const source = plan.compareWith ? await deps.targets.pool(plan.target, plan.compareWith) : undefined;
-    for (const q of rt.verify) {
-      const v: Verification = { name: q.name, ok: false };
-      try {
-        v.restored = await verifyQuery(db, q.sql, timeoutMs);
-      } catch (err) {
-        v.reason = `failed on the restored database: ${errText(err, deps)}`;
-        out.push(v);
-        onDone(out.length);
-        continue;
-      }
-      const r = numeric(v.restored);
-      if (q.min !== undefined && (r === undefined || r < q.min)) {
-        v.reason = `restored value ${v.restored} is below the minimum ${q.min}`;
-      } else if (source && plan.compareWith) {
-        v.sourceMember = plan.compareWith;
-        try {
-          v.source = await verifyQuery(source, q.sql, timeoutMs);
-          const c = compareValues(v.restored, v.source, rt.tolerance_percent);
+    const member = plan.compareWith;
+    const source = member
+      ? await deps.targets.pool(plan.target, member).catch((err: unknown) =>
+        err instanceof Error ? err : new Error(String(err))
+      )
+      : undefined;
+    return await Promise.all(rt.verify.map(async (q) => {
+      const v: Verification = { name: q.name, ok: false, ...(member ? { sourceMember: member } : {}) };
+      // The restored database and the source answer at once: they are different servers in production.
+      const [restored, onSource] = await Promise.allSettled([
+        verifyQuery(db, q.sql, timeoutMs),
+        source === undefined
+          ? Promise.resolve(undefined)
+          : source instanceof Error
+          ? Promise.reject(source)
+          : verifyQuery(source, q.sql, timeoutMs),
+      ]);
+      if (restored.status === "rejected") {
+        v.reason = `failed on the restored database: ${errText(restored.reason, deps)}`;
+      } else {
+        v.restored = restored.value;
+        const r = numeric(v.restored);
+        if (q.min !== undefined && (r === undefined || r < q.min)) {
+          v.reason = `restored value ${v.restored} is below the minimum ${q.min}`;
+        } else if (!member) {
+          v.ok = true;
+        } else if (onSource.status === "rejected") {
+          v.reason = `could not run on ${member} to compare: ${errText(onSource.reason, deps)}`;
+        } else {
+          v.source = onSource.value;
+          const c = compareValues(v.restored, v.source!, rt.tolerance_percent);
           v.ok = c.ok;
           v.diffPercent = c.diffPercent;
           if (!c.ok) {
-            v.reason = `restored ${v.restored}, ${plan.compareWith} ${v.source}${
+            v.reason = `restored ${v.restored}, ${member} ${v.source}${
               c.diffPercent !== undefined
                 ? ` (${c.diffPercent}% apart; tolerance ${rt.tolerance_percent}%)`
                 : ""
             }`;
           }
-        } catch (err) {
-          v.reason = `could not run on ${plan.compareWith} to compare: ${errText(err, deps)}`;
         }
-      } else {
-        v.ok = true;
       }
-      out.push(v);
-      onDone(out.length);
-    }
+      onDone(++done);
+      return v;
+    }));
   } finally {
     await db.end({ timeout: 5 }).catch(() => undefined);
   }
-  return out;
 }
 
 /** Drops this run's scratch database (marker-checked), and confirms it is gone. */
