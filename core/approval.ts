@@ -139,11 +139,15 @@ export class ApprovalGate implements Gate {
     }
   }
 
-  /** Awaits a run while counting it as work in flight, so stop() and idle() wait for it. */
-  async #running(p: Promise<void>): Promise<void> {
+  /**
+   * Runs a decision (and the operation it may start) as work in flight, so stop() and idle() wait for it
+   * and a test that saw the state change also sees the message edit that follows.
+   */
+  async #busy<T>(fn: () => Promise<T>): Promise<T> {
+    const p = fn();
     this.#inflight.add(p);
     try {
-      await p;
+      return await p;
     } finally {
       this.#inflight.delete(p);
     }
@@ -190,11 +194,11 @@ export class ApprovalGate implements Gate {
    * @param opts.typed what the approver typed, when the policy demands typed confirmation
    * @param opts.planHash the plan hash the clicked button carried; a mismatch is refused
    */
-  async approve(
-    id: number,
-    inv: Invoker,
-    opts: { typed?: string; planHash?: string } = {},
-  ): Promise<Decision> {
+  approve(id: number, inv: Invoker, opts: { typed?: string; planHash?: string } = {}): Promise<Decision> {
+    return this.#busy(() => this.#approve(id, inv, opts));
+  }
+
+  async #approve(id: number, inv: Invoker, opts: { typed?: string; planHash?: string }): Promise<Decision> {
     const { deps } = this;
     const pre = await this.#precheck(id, inv, "approve");
     if ("refused" in pre) return pre.refused;
@@ -251,7 +255,7 @@ export class ApprovalGate implements Gate {
         now: deps.now(),
       });
       if (claimed) {
-        await this.#running(executeClaimed(this.#runtime, claimed, inv));
+        await executeClaimed(this.#runtime, claimed, inv);
         const final = await store.getRequest(deps.state, id);
         return { status: "done", message: `Request #${id} ${final?.state ?? "ran"}`, state: final?.state };
       }
@@ -274,7 +278,11 @@ export class ApprovalGate implements Gate {
   }
 
   /** Denies request `id` with a reason (eligible approvers only). */
-  async deny(id: number, inv: Invoker, reason: string): Promise<Decision> {
+  deny(id: number, inv: Invoker, reason: string): Promise<Decision> {
+    return this.#busy(() => this.#deny(id, inv, reason));
+  }
+
+  async #deny(id: number, inv: Invoker, reason: string): Promise<Decision> {
     const text = reason.trim().slice(0, 500);
     const pre = await this.#precheck(id, inv, "deny");
     if ("refused" in pre) return pre.refused;
@@ -304,7 +312,11 @@ export class ApprovalGate implements Gate {
   }
 
   /** Withdraws a pending request (its requester, or any operator). */
-  async cancel(id: number, inv: Invoker): Promise<Decision> {
+  cancel(id: number, inv: Invoker): Promise<Decision> {
+    return this.#busy(() => this.#cancel(id, inv));
+  }
+
+  async #cancel(id: number, inv: Invoker): Promise<Decision> {
     const { deps } = this;
     const row = await store.getRequest(deps.state, id);
     if (!row) return await this.#refuse(undefined, inv, "invalid_input", `There is no request #${id}`, id);

@@ -4,6 +4,7 @@ import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
 import { ACTIONS, INPUTS, VIEWS } from "../../slack/actions.ts";
+import { registerPlanNote, registerPrecondition } from "../../core/approval.ts";
 
 registerGateTest();
 
@@ -355,6 +356,91 @@ Deno.test("ApprovalGate: Deny asks for a reason in a modal, Cancel withdraws, ty
       });
     });
   } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("ApprovalGate: a policy's channels limit where an action may be asked; the approval still goes to the ops channel", async (t) => {
+  const { cluster } = await setUp();
+  try {
+    const cfg = testConfig(cluster, (doc) => {
+      doc.slack.command_channels = ["C0INCIDENT"];
+      doc.policies = { gate_test: { channels: ["C0INCIDENT"] } };
+    });
+    const tb = await startTestBot(cluster, { config: cfg });
+    try {
+      await t.step("asked in the ops channel, it is refused and names where to ask", async () => {
+        const r = await ask(tb, "gate-test c1");
+        assert.match(r.text, /gate_test may only be requested in <#C0INCIDENT>/);
+        assert.equal(r.id, undefined);
+      });
+      await t.step("asked in the allowed channel, it is planned and posted to the ops channel", async () => {
+        const r = await ask(tb, "gate-test c2", USERS.alice, { channel_id: "C0INCIDENT" });
+        assert.ok(r.id);
+        assert.equal(tb.approvalMessage(r.id)!.channel, "C0OPS");
+        assert.match(JSON.stringify(tb.approvalMessage(r.id)!.blocks), /in <#C0INCIDENT>/);
+      });
+    } finally {
+      await tb.stop();
+    }
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("ApprovalGate hooks: a precondition refuses at request time and again before running; plan notes show on the plan", async (t) => {
+  const { cluster, sql } = await setUp();
+  let restoreTested = true;
+  const dropCheck = registerPrecondition(({ action, phase }) =>
+    action === "gate_test" && !restoreTested
+      ? `no passing restore test within 7 days (checked at ${phase})`
+      : undefined
+  );
+  const dropNote = registerPlanNote(({ target }) => `last proven restore of ${target}: 3 days ago`);
+  const dropBroken = registerPlanNote(() => {
+    throw new Error("note source down");
+  });
+  try {
+    await withBot(cluster, {}, async (tb) => {
+      await t.step("the note is shown on the approval message; a failing note is left out", async () => {
+        const { id } = await ask(tb, "gate-test h1");
+        assert.match(
+          JSON.stringify(tb.approvalMessage(id!)!.blocks),
+          /last proven restore of main: 3 days ago/,
+        );
+        const notes = (await tb.bot.gate.view(id!))!.request.notes;
+        assert.ok(notes.includes("last proven restore of main: 3 days ago"), notes.join("; "));
+        assert.ok(!notes.some((n) => n.includes("note source down")));
+        assert.ok(tb.logs.some((l) => l.includes("plan note failed")), "the failing note is logged");
+      });
+      await t.step(
+        "a precondition that fails before the run stops it: nothing runs, the message says why",
+        async () => {
+          const id = tb.lastRequestId();
+          restoreTested = false;
+          await tb.click(ACTIONS.approve, id, USERS.carol);
+          await tb.waitForState(id, "stale");
+          assert.match(
+            tb.approvalMessage(id)!.text!,
+            /Not run: no passing restore test within 7 days \(checked at run\)/,
+          );
+          assert.equal(await runsOf(sql, "h1"), 0);
+        },
+      );
+      await t.step("a failing precondition refuses a new request, audited", async () => {
+        const r = await ask(tb, "gate-test h2");
+        assert.match(
+          r.text,
+          /Cannot request gate_test: no passing restore test within 7 days \(checked at request\)/,
+        );
+        const refused = (await tb.bot.deps.audit.rows()).filter((x) => x.action === "request.refused");
+        assert.equal(refused.at(-1)!.details.code, "conflict");
+      });
+    });
+  } finally {
+    dropCheck();
+    dropNote();
+    dropBroken();
     await cluster.stop();
   }
 });
