@@ -143,7 +143,11 @@ export const verifyQuerySchema = z.strictObject({
  * says otherwise: `requires_approval` defaults to false with a `server`, true with `allow_on_primary`.
  */
 export const restoreTestSchema = z.strictObject({
-  /** The restore server (a scratch cluster); the bot's role there needs CREATEDB. None: refuse, unless… */
+  /**
+   * The restore server (a scratch cluster); the bot's role there needs CREATEDB, and superuser when the
+   * dumps hold event triggers or untrusted extensions (the BISMAN audit SQL has a DDL event trigger).
+   * None: refuse, unless…
+   */
   server: connectionSchema.optional(),
   /** …this is true: then the scratch database is created on the target's primary. */
   allow_on_primary: z.boolean().default(false),

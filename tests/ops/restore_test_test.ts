@@ -32,6 +32,8 @@ registerGateTest();
 
 const ROWS = { clients: 5000, invoices: 5000, payment_requests: 15000, payments: 15000 };
 const HOUR = 3600_000;
+const RESTORE_PASSWORD = `restore-pw-${crypto.randomUUID()}`;
+Deno.env.set("BISMAN_TEST_RESTORE_PW", RESTORE_PASSWORD);
 
 async function pgDump(cluster: TestCluster, db: string, file: string): Promise<void> {
   const r = await cluster.run(
@@ -208,6 +210,33 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
           /the restore server is the production primary \(same system identifier\)/,
         );
         assert.deepEqual(await scratchDatabases(cluster), [], "nothing was created");
+      },
+    );
+
+    await t.step(
+      "a restore server reached with a password: pg_restore gets it, nothing shows it",
+      async () => {
+        // A superuser on the scratch server: the sample's DDL event trigger can only be restored by one.
+        await cluster.primary.psql(`create role restorer login superuser password '${RESTORE_PASSWORD}'`);
+        const withPassword = {
+          ...deps,
+          config: config((d) => {
+            d.targets.main.restore_test.server = {
+              ...server,
+              user: "restorer",
+              password_env: "BISMAN_TEST_RESTORE_PW",
+            };
+          }),
+        };
+        const res = await run(undefined, withPassword);
+        assert.equal(res.passed, true, JSON.stringify(res.error));
+        assert.deepEqual(await scratchDatabases(cluster), []);
+        const seen =
+          JSON.stringify([res, await deps.audit.rows(), await getRestoreTest(deps.state, res.id!)]) +
+          tb.logs.join("\n");
+        assert.ok(!seen.includes(RESTORE_PASSWORD), "the password appears in no result, audit row or log");
+        // Kept out of the history, so the next steps start with no proven restore.
+        await deps.state`delete from bisman_ops.restore_tests where id = ${res.id!}`;
       },
     );
 
