@@ -83,7 +83,8 @@ export const GENERIC_BUTTONS: readonly AlertButtonKey[] = [
 /** The buttons of `alertname`: `alerts.buttons.<name>`, then the runbook, then `alerts.buttons.default`, then generic. */
 export function buttonsFor(config: Config, alertname: string): readonly AlertButtonKey[] {
   const own = Object.hasOwn(config.alerts.buttons, alertname) ? config.alerts.buttons[alertname] : undefined;
-  return own ?? RUNBOOK_BUTTONS[alertname] ?? config.alerts.buttons.default ?? GENERIC_BUTTONS;
+  const runbook = Object.hasOwn(RUNBOOK_BUTTONS, alertname) ? RUNBOOK_BUTTONS[alertname] : undefined;
+  return own ?? runbook ?? config.alerts.buttons.default ?? GENERIC_BUTTONS;
 }
 
 /** The label shown on a button (the terminate button names its age limit). */
@@ -135,6 +136,18 @@ export function memberOf(
 
 const ipAddress = z.union([z.ipv4(), z.ipv6()]);
 
+/** Which subcommands and operations a build has (the registries; a test may describe another build). */
+export interface BuildContents {
+  hasSubcommand(name: string): boolean;
+  hasOperation(name: string): boolean;
+}
+
+/** This process's registries. */
+export const thisBuild: BuildContents = {
+  hasSubcommand: (name) => allSubcommands().some((s) => s.name === name),
+  hasOperation: (name) => getOperation(name) !== undefined,
+};
+
 /** What a click will do, decided from the alert's labels and what this build has. */
 export type ButtonAction =
   | { kind: "read"; text: string; subcommand: string }
@@ -145,14 +158,19 @@ export type ButtonAction =
  * Decides what button `key` does for the alert(s) of a thread (a storm lists several: the first one names the
  * target). Pure apart from looking up which subcommands and operations are registered.
  */
-export function resolveButton(config: Config, key: AlertButtonKey, alerts: AlertLabels[]): ButtonAction {
+export function resolveButton(
+  config: Config,
+  key: AlertButtonKey,
+  alerts: AlertLabels[],
+  built: BuildContents = thisBuild,
+): ButtonAction {
   const def = BUTTONS[key];
   const first = alerts[0];
   const { target, member } = first
     ? memberOf(config, first.labels)
     : { target: resolveTargetName(config, undefined) };
   if (def.kind === "read") {
-    if (!allSubcommands().some((s) => s.name === def.subcommand)) {
+    if (!built.hasSubcommand(def.subcommand!)) {
       return { kind: "unavailable", message: `"${def.label}" is not available yet in this bisman-ops build` };
     }
     return {
@@ -161,7 +179,7 @@ export function resolveButton(config: Config, key: AlertButtonKey, alerts: Alert
       text: target ? `${def.subcommand} ${target}` : def.subcommand!,
     };
   }
-  if (!getOperation(def.action!)) {
+  if (!built.hasOperation(def.action!)) {
     return { kind: "unavailable", message: `"${def.label}" is not available yet in this bisman-ops build` };
   }
   if (!target) {
@@ -214,12 +232,16 @@ export function resolveButton(config: Config, key: AlertButtonKey, alerts: Alert
   }
 }
 
+/** The alerts a button points at, and the thread they live in (unknown only while its parent is being posted). */
+export interface AlertLookupResult {
+  channel: string;
+  threadTs?: string;
+  alerts: AlertLabels[];
+}
+
 /** What the click listener needs from the alert store. */
 export interface AlertLookup {
-  /** The alerts a button points at, and the thread they live in. */
-  lookup(
-    ref: AlertButtonRef,
-  ): Promise<{ channel: string; threadTs: string; alerts: AlertLabels[] } | undefined>;
+  lookup(ref: AlertButtonRef): Promise<AlertLookupResult | undefined>;
 }
 
 /**
@@ -252,9 +274,13 @@ export function alertButtonRegistration(store: AlertLookup): BoltRegistration {
         const key = alertButtonOf(a.action_id);
         const ref = parseAlertButton(a.value);
         if (!key || !ref) throw new InvalidInput("This button is not one of bisman-ops' alert buttons");
-        const found = await store.lookup(ref);
-        if (!found) throw new InvalidInput("This alert is no longer known to bisman-ops: nothing was done");
-        threadTs = found.threadTs;
+        const hit = await store.lookup(ref);
+        if (!hit) throw new InvalidInput("This alert is no longer known to bisman-ops: nothing was done");
+        // The button sits on the thread's parent, so the clicked message is the thread when none is recorded yet.
+        const thread = hit.threadTs ?? b.container?.message_ts;
+        if (!thread) throw new InvalidInput("This alert has no thread yet: try again in a moment");
+        const found = { ...hit, threadTs: thread };
+        threadTs = thread;
         const what = resolveButton(deps.config, key, found.alerts);
         await auditClick(deps, inv, key, ref, what);
         if (what.kind === "unavailable") return await tellClicker(`:construction: ${what.message}`);

@@ -37,7 +37,7 @@ import {
   renderStormParent,
 } from "../slack/render/alerts.ts";
 import { buttonLabel, BUTTONS, buttonsFor } from "./buttons.ts";
-import type { AlertLabels, AlertLookup } from "./buttons.ts";
+import type { AlertLookup, AlertLookupResult } from "./buttons.ts";
 
 /** An alert as it enters: from Alertmanager's payload or from the bot's own checks. */
 export interface IncomingAlert {
@@ -670,32 +670,35 @@ export class AlertThreads implements AlertLookup {
     if (at > now) await sleep(at - now, signal);
   }
 
-  /** The alerts a button points at and their thread (see {@link AlertLookup}). */
-  async lookup(
-    ref: AlertButtonRef,
-  ): Promise<{ channel: string; threadTs: string; alerts: AlertLabels[] } | undefined> {
+  /**
+   * The alerts a button points at and their thread (see {@link AlertLookup}). The thread is unknown for the
+   * moment between Slack accepting a parent message and the poster recording its ts; the caller then uses the
+   * clicked message, which is that parent.
+   */
+  async lookup(ref: AlertButtonRef): Promise<AlertLookupResult | undefined> {
     const sql = this.deps.state;
     if ("fingerprint" in ref) {
       const [a] = await sql<
         { channel: string; thread_ts: string | null; alertname: string; labels: Record<string, string> }[]
       >`
-        select channel, thread_ts, alertname, labels from bisman_ops.alert_state where fingerprint = ${ref.fingerprint}`;
-      if (!a?.thread_ts) return undefined;
+        select channel, thread_ts, alertname, labels from bisman_ops.alert_state
+         where fingerprint = ${ref.fingerprint}`;
+      if (!a) return undefined;
       return {
         channel: a.channel,
-        threadTs: a.thread_ts,
+        threadTs: a.thread_ts ?? undefined,
         alerts: [{ alertname: a.alertname, labels: a.labels }],
       };
     }
     const [s] = await sql<{ channel: string; parent_ts: string | null }[]>`
       select channel, parent_ts from bisman_ops.alert_storms where id = ${ref.storm}`;
-    if (!s?.parent_ts) return undefined;
+    if (!s) return undefined;
     const alerts = await sql<{ alertname: string; labels: Record<string, string> }[]>`
       select alertname, labels from bisman_ops.alert_state where storm_id = ${ref.storm}
        order by first_seen_at, fingerprint limit 100`;
     return {
       channel: s.channel,
-      threadTs: s.parent_ts,
+      threadTs: s.parent_ts ?? undefined,
       alerts: alerts.map((a) => ({ alertname: a.alertname, labels: a.labels })),
     };
   }

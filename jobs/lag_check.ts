@@ -171,6 +171,7 @@ export async function runLagCheck(
       details: { opened, resolved },
     }).catch((err) => deps.log.error("audit append failed", { error: err }));
   }
+  deps.metrics.inc("bisman_lag_checks_total", {}, 1, "Scheduled replication-lag checks run");
   for (const r of reports) {
     if (!r) continue;
     for (const x of r.replicas) {

@@ -237,42 +237,53 @@ Deno.test("POST /alerts: Alertmanager's webhook opens one thread per alert with 
       await am.stop();
     }
 
-    await t.step("a button whose operation is not in this build answers not available yet", async () => {
-      const res = await fetch(alertsUrl, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
-        body: JSON.stringify(
-          payload([{
-            fingerprint: "bb01",
-            labels: { alertname: "UnexpectedDbUser", client_addr: "10.9.8.7" },
-          }]),
-        ),
-      });
-      assert.equal(res.status, 200);
-      assert.deepEqual(await res.json(), { status: "ok", received: 1, queued: 1 });
-      const m = await waitFor(() => parents().find((x) => /UnexpectedDbUser/.test(x.text ?? "")), {
-        what: "the parent",
-      });
-      const buttons = buttonsOf(m);
-      assert.deepEqual(buttons.map((b) => b.text), [
-        "Show audit trail",
-        "Rotate all credentials",
-        "Terminate sessions from this client address",
-      ]);
-      const term = buttons.find((b) => b.action_id === ALERT_ACTIONS.terminate_client)!;
-      const since = tb.slack.ephemerals.length;
-      const r = await tb.slack.sendBlockAction(tb.eventsUrl, {
-        user_id: USERS.alice,
-        team_id: TEAM,
-        action_id: term.action_id,
-        value: term.value,
-        channel_id: OPS_CHANNEL,
-        message_ts: m.ts,
-      });
-      await r.body?.cancel();
-      const text = await ephemeralTo(tb, USERS.alice, /not available yet/, since);
-      assert.match(text, /Terminate sessions from this client address/);
-    });
+    await t.step(
+      "the security buttons reach their operations through the gate (Terminate sessions from this client address)",
+      async () => {
+        const res = await fetch(alertsUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+          body: JSON.stringify(
+            payload([{
+              fingerprint: "bb01",
+              labels: { alertname: "UnexpectedDbUser", client_addr: "10.9.8.7" },
+            }]),
+          ),
+        });
+        assert.equal(res.status, 200);
+        assert.deepEqual(await res.json(), { status: "ok", received: 1, queued: 1 });
+        const m = await waitFor(() => parents().find((x) => /UnexpectedDbUser/.test(x.text ?? "")), {
+          what: "the parent",
+        });
+        const buttons = buttonsOf(m);
+        assert.deepEqual(buttons.map((b) => b.text), [
+          "Show audit trail",
+          "Rotate all credentials",
+          "Terminate sessions from this client address",
+        ]);
+        const term = buttons.find((b) => b.action_id === ALERT_ACTIONS.terminate_client)!;
+        const since = tb.slack.ephemerals.length;
+        const r = await tb.slack.sendBlockAction(tb.eventsUrl, {
+          user_id: USERS.alice,
+          team_id: TEAM,
+          action_id: term.action_id,
+          value: term.value,
+          channel_id: OPS_CHANNEL,
+          message_ts: m.ts,
+        });
+        await r.body?.cancel();
+        // The security engineer's terminate_client plans from the alert's client_addr; with no session from it
+        // the gate answers the clicker (no session to terminate) instead of posting a request.
+        const text = await ephemeralTo(tb, USERS.alice, /10\.9\.8\.7/, since);
+        assert.doesNotMatch(text, /not available yet|Internal error/);
+        const clicks = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "alert.button_clicked");
+        assert.deepEqual(clicks.at(-1)?.details, {
+          button: "terminate_client",
+          fingerprint: "bb01",
+          does: "terminate_client",
+        });
+      },
+    );
   } finally {
     await tb.stop();
   }
