@@ -96,8 +96,11 @@ Deno.test("/bisman help, unknown subcommands and /bisman status against a real p
     );
 
     await t.step("every command was recorded in the audit log", async () => {
-      const rows = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "command.received");
-      assert.ok(rows.length >= 9, `${rows.length} rows`);
+      // Commands are audited after their answer is sent, so wait for the last ones to land.
+      const rows = await waitFor(async () => {
+        const r = (await tb.bot.deps.audit.rows()).filter((x) => x.action === "command.received");
+        return r.length >= 10 ? r : undefined;
+      }, { what: "10 command.received audit rows" });
       assert.ok(rows.some((r) => r.outcome === "refused" && r.details.code === "unknown_subcommand"));
       assert.ok((await tb.bot.deps.audit.verify()).ok);
     });
