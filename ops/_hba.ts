@@ -42,12 +42,14 @@ function isRule(line: string): boolean {
 }
 
 /**
- * Inserts `lines` above the first rule of `content`.
+ * Inserts `lines` above the first rule of `content` (and above blocks added before, whose marker must stay
+ * right above its rule).
  * @returns the new content and the 1-based line number the rule will have
  */
 export function insertBlock(content: string, lines: string[]): { content: string; ruleLine: number } {
   const all = content.split("\n");
-  let at = all.findIndex(isRule);
+  // Above the first rule, and above earlier blocks' markers (a marker must stay right above its rule).
+  let at = all.findIndex((l) => isRule(l) || l.startsWith(HBA_MARKER));
   if (at < 0) at = all.length;
   const next = [...all.slice(0, at), ...lines, ...all.slice(at)];
   return { content: next.join("\n"), ruleLine: at + lines.length };

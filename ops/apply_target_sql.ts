@@ -103,9 +103,10 @@ export const applyTargetSqlOp: Operation<ApplyTargetSqlArgs, ApplyTargetSqlPlan,
   },
   async revalidate(plan) {
     const now = await fileHashes(plan.parts);
-    return JSON.stringify(now) === JSON.stringify(plan.fingerprint.files)
-      ? undefined
-      : "The files of sql/target/ changed since the plan (a new bot version?)";
+    // Compared key by key: the stored plan went through jsonb, which does not keep key order.
+    const same = Object.keys(now).length === Object.keys(plan.fingerprint.files).length &&
+      Object.entries(now).every(([k, v]) => plan.fingerprint.files[k] === v);
+    return same ? undefined : "The files of sql/target/ changed since the plan (a new bot version?)";
   },
   async run(plan, deps) {
     const m = deps.targets.member(plan.target, "primary");

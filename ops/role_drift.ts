@@ -132,6 +132,7 @@ export async function readRoleSnapshot(sql: Sql, schema: string): Promise<RoleSn
     select c.relname as name, pg_catalog.pg_get_userbyid(c.relowner) as owner
       from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
      where n.nspname = ${schema} and c.relkind in ('r', 'p', 'v', 'm', 'f') and not c.relispartition
+       and not exists (select 1 from pg_catalog.pg_depend d where d.objid = c.oid and d.deptype = 'e')
      order by c.relname`;
   const tableAcl = await sql<AclRow[]>`
     select c.relname as object, c.relkind::text as kind, pg_catalog.pg_get_userbyid(c.relowner) as owner,
@@ -140,7 +141,9 @@ export async function readRoleSnapshot(sql: Sql, schema: string): Promise<RoleSn
       from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
      cross join lateral aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
      where n.nspname = ${schema} and c.relkind in ('r', 'p', 'v', 'm', 'f') and not c.relispartition
-       and a.grantee <> c.relowner`;
+       and a.grantee <> c.relowner
+       -- Objects of extensions (pg_stat_statements' views) carry the extension's own grants.
+       and not exists (select 1 from pg_catalog.pg_depend d where d.objid = c.oid and d.deptype = 'e')`;
   const functions = await sql<{ signature: string; kind: "f" | "p"; owner: string }[]>`
     select p.oid::regprocedure::text as signature, p.prokind::text as kind,
            pg_catalog.pg_get_userbyid(p.proowner) as owner
