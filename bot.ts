@@ -30,6 +30,7 @@ import type { JobDefinition, JobServices } from "./jobs/types.ts";
 import { ApprovalGate } from "./core/approval.ts";
 import { SlackApprovalNotifier } from "./slack/approval_messages.ts";
 import { approvalHandlers } from "./slack/approval_handlers.ts";
+import { jobActionHandlers } from "./slack/job_handlers.ts";
 import "./ops/all.ts";
 import { VaultClient } from "./core/vault.ts";
 
@@ -225,7 +226,12 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const bolt = createBoltApp(deps, socket ?? receiver!, {
     token: env.slackBotToken,
     slackApiUrl: env.slackApiUrl,
-    registrations: [approvalHandlers(gate), alertButtonRegistration(alerts), ...(opts.registrations ?? [])],
+    registrations: [
+      approvalHandlers(gate),
+      alertButtonRegistration(alerts),
+      jobActionHandlers(),
+      ...(opts.registrations ?? []),
+    ],
   });
 
   let slackReady = false;

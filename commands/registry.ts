@@ -15,6 +15,7 @@ import { connectionsCommand, terminateIdleCommand } from "./connections.ts";
 import { slowQueriesCommand } from "./slow_queries.ts";
 import { jobsCommand, runCommand } from "./jobs.ts";
 import { digestCommand } from "./digest.ts";
+import { checklistCommand } from "./checklist.ts";
 import { rotateCommand } from "./rotate.ts";
 import { credsCommand } from "./creds.ts";
 import { freezeCommand, unfreezeCommand } from "./freeze.ts";
@@ -49,7 +50,7 @@ export function registerSubcommands(...list: Subcommand<any>[]): void {
 }
 
 registerSubcommands(helpCommand(allSubcommands), statusCommand);
-registerSubcommands(jobsCommand, runCommand, digestCommand);
+registerSubcommands(jobsCommand, runCommand, digestCommand, checklistCommand);
 registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsCommand);
 registerSubcommands(lagCommand, connectionsCommand, slowQueriesCommand, promoteCommand, terminateIdleCommand);
 registerSubcommands(backupsCommand, restoreTestCommand);

@@ -172,3 +172,89 @@ export function parseAlertButton(value: unknown): AlertButtonRef | undefined {
     return undefined;
   }
 }
+
+// --- scheduled jobs and the checklist (jobs/, issue 8) ---
+
+/** Action IDs of the jobs' and the checklist's buttons. */
+export const JOB_ACTIONS = {
+  /** Acknowledge a review run (the weekly slow-query review, audit-anomaly findings). */
+  ack: "bisman.job.ack",
+  /** Attest a checklist item the database cannot show (WAF rules, encryption at rest). */
+  attest: "bisman.checklist.attest",
+  /** Perform an incident-response runbook entry from the checklist (the alert runbook's buttons). */
+  runbook: "bisman.checklist.runbook",
+} as const;
+
+const ackButtonSchema = z.strictObject({ v: z.literal(1), run: z.number().int().positive() });
+
+/**
+ * Encodes an Acknowledge button's value: the job run it acknowledges.
+ * @example
+ * encodeAckButton(42); // '{"v":1,"run":42}'
+ */
+export function encodeAckButton(run: number): string {
+  return JSON.stringify({ v: 1, run });
+}
+
+/** Parses an Acknowledge button's value; undefined when it is not one of ours. */
+export function parseAckButton(value: unknown): number | undefined {
+  if (typeof value !== "string" || value.length > 100) return undefined;
+  try {
+    const r = ackButtonSchema.safeParse(JSON.parse(value));
+    return r.success ? r.data.run : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const checklistTarget = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/);
+const attestButtonSchema = z.strictObject({
+  v: z.literal(1),
+  t: checklistTarget,
+  i: z.enum(["waf_rules", "encryption_at_rest"]),
+  m: z.string().regex(/^[A-Za-z0-9 ._-]{1,40}$/),
+});
+
+/** What an attestation button carries: the target, the checklist item and the mechanism attested. */
+export type AttestButton = { target: string; item: "waf_rules" | "encryption_at_rest"; mechanism: string };
+
+/** Encodes an attestation button's value. */
+export function encodeAttestButton(b: AttestButton): string {
+  return JSON.stringify({ v: 1, t: b.target, i: b.item, m: b.mechanism });
+}
+
+/** Parses an attestation button's value; undefined when it is not one of ours. */
+export function parseAttestButton(value: unknown): AttestButton | undefined {
+  if (typeof value !== "string" || value.length > 300) return undefined;
+  try {
+    const r = attestButtonSchema.safeParse(JSON.parse(value));
+    return r.success ? { target: r.data.t, item: r.data.i, mechanism: r.data.m } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const runbookButtonSchema = z.strictObject({
+  v: z.literal(1),
+  t: checklistTarget,
+  k: z.string().regex(/^[a-z_]{1,40}$/),
+});
+
+/** What a checklist runbook button carries: the target and the alert-runbook button key it performs. */
+export type RunbookButton = { target: string; key: string };
+
+/** Encodes a checklist runbook button's value. */
+export function encodeRunbookButton(b: RunbookButton): string {
+  return JSON.stringify({ v: 1, t: b.target, k: b.key });
+}
+
+/** Parses a checklist runbook button's value; undefined when it is not one of ours. */
+export function parseRunbookButton(value: unknown): RunbookButton | undefined {
+  if (typeof value !== "string" || value.length > 200) return undefined;
+  try {
+    const r = runbookButtonSchema.safeParse(JSON.parse(value));
+    return r.success ? { target: r.data.t, key: r.data.k } : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -8,6 +8,29 @@
 import type { Block, Reply } from "../../core/reply.ts";
 import type { EffectiveSchedule, RunRecord } from "../../jobs/types.ts";
 import type { SlowQueriesReport } from "../../ops/slow_queries.ts";
+import { encodeAckButton, JOB_ACTIONS } from "../actions.ts";
+
+/** Content blocks cut to leave room for the Acknowledge button and its note, which must never be cut. */
+function roomForAck(blocks: Block[]): Block[] {
+  return blocks.length <= 48
+    ? blocks
+    : [...blocks.slice(0, 47), context(`…${blocks.length - 47} more blocks`)];
+}
+
+/** The Acknowledge button of a review run; the checklist counts the review once someone clicks it. */
+function ackButton(runId: number): Block {
+  return {
+    type: "actions",
+    block_id: `job.${runId}.ack`,
+    elements: [{
+      type: "button",
+      text: { type: "plain_text", text: "Acknowledge review" },
+      action_id: JOB_ACTIONS.ack,
+      value: encodeAckButton(runId),
+      style: "primary",
+    }],
+  };
+}
 import { capBlocks, chunkLines, context, escapeMrkdwn, header, mrkdwnSection, truncate } from "./blocks.ts";
 
 const outcomeMark: Record<RunRecord["outcome"], string> = {
@@ -148,15 +171,17 @@ export function renderSlowQueryReview(
       mrkdwnSection(`:white_circle: *${escapeMrkdwn(f.target)}*: could not check: ${escapeMrkdwn(f.error)}`),
     );
   }
-  blocks.push(
+  const all = [
+    ...roomForAck(blocks),
+    ackButton(runId),
     context(
-      `Reviewed it? Acknowledge with \`/bisman jobs ack ${runId}\`: the checklist's "slow queries reviewed this week" waits for it.`,
+      `Reviewed it? Acknowledge it (or \`/bisman jobs ack ${runId}\`): the checklist's "slow queries reviewed this week" waits for it.`,
     ),
-  );
+  ];
   const text = `Weekly slow-query review (run ${runId}): ${
     reports.map((r) => `${r.target} ${r.overThreshold} over ${r.thresholdMs} ms`).join(", ")
   }`;
-  return { text, blocks: capBlocks(blocks), visibility: "in_channel" };
+  return { text, blocks: all, visibility: "in_channel" };
 }
 
 /** A target whose judged state changed since the previous run. */
@@ -220,11 +245,14 @@ export function renderAuditAnomalies(
     }
   }
   const blocks: Block[] = [
-    header("Audit anomalies"),
-    context(`Since ${shortTime(from)}`),
-    ...chunkLines(lines).map(mrkdwnSection),
+    ...roomForAck([
+      header("Audit anomalies"),
+      context(`Since ${shortTime(from)}`),
+      ...chunkLines(lines).map(mrkdwnSection),
+    ]),
+    ackButton(runId),
     context(
-      `Reviewed them? Acknowledge with \`/bisman jobs ack ${runId}\`: the checklist's "audit logs reviewed" waits for it.`,
+      `Reviewed them? Acknowledge them (or \`/bisman jobs ack ${runId}\`): the checklist's "audit logs reviewed" waits for it.`,
     ),
   ];
   return {

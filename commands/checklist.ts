@@ -1,0 +1,39 @@
+/**
+ * `/bisman checklist [target]`: the seed's checklists evaluated live, each item with its evidence and the
+ * command that shows more.
+ *
+ * @module
+ */
+
+import { optionalTargetOnly, validateArgs } from "./args.ts";
+import { defineSubcommand } from "./types.ts";
+import { InvalidInput } from "../core/errors.ts";
+import { resolveTargetName } from "../core/config.ts";
+import { evaluateChecklist } from "../jobs/checklist.ts";
+import { renderChecklist } from "../slack/render/checklist.ts";
+
+const usage = "/bisman checklist [target]";
+
+export const checklistCommand = defineSubcommand({
+  name: "checklist",
+  summary: "The runbook's checklists evaluated live: pre-production, ongoing, incident response",
+  usage,
+  examples: ["/bisman checklist", "/bisman checklist prod"],
+  access: "anyone",
+  parse: (args, deps) => {
+    const a = validateArgs(optionalTargetOnly, args, usage);
+    const target = resolveTargetName(deps.config, a.positional[0]);
+    if (!target) {
+      throw new InvalidInput(
+        a.positional[0]
+          ? `Unknown target "${a.positional[0]}": configured targets are ${
+            Object.keys(deps.config.targets).join(", ")
+          }`
+          : `Name a target: ${usage} (configured: ${Object.keys(deps.config.targets).join(", ")})`,
+      );
+    }
+    return { target };
+  },
+  run: async (ctx, args) =>
+    renderChecklist(await evaluateChecklist(ctx.deps, args.target, ctx.deps.jobs?.services)),
+});
