@@ -4,7 +4,7 @@
  * test adds `pg_restore --list`, the marker, three verification counts on the restored database and on the
  * source, the drop and its history rows; the target is an overhead ratio of at most 1.10.
  *
- *   deno task bench restore_overhead        (ROWS_SCALE=2 doubles the rows, JOBS=4 sets -j)
+ *   deno task bench restore_overhead        (ROWS_SCALE=2 doubles the rows, JOBS=4 sets -j, ROUNDS=7)
  */
 
 import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
@@ -14,7 +14,7 @@ import { applyTargetSql } from "../tests/support/bisman_schema.ts";
 import { planRestoreTest, runRestoreTest } from "../ops/restore_test.ts";
 import { humanBytes } from "../ops/_findings.ts";
 
-const ROUNDS = 5;
+const ROUNDS = Number(Deno.env.get("ROUNDS") ?? "7");
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -88,8 +88,8 @@ export async function run(): Promise<void> {
     const bare: number[] = [];
     const bot: number[] = [];
     const botRestore: number[] = [];
-    // Alternating, so both see the same cache and load; a warm-up round of each is not counted.
-    for (let round = 0; round <= ROUNDS; round++) {
+    // A warm-up round of each is not counted.
+    const bareRun = async (round: number): Promise<number> => {
       const db = `bare_${round}`;
       const started = performance.now();
       await must(cluster, ["createdb", ...conn, "-T", "template0", db]);
@@ -105,15 +105,31 @@ export async function run(): Promise<void> {
         db,
         file,
       ]);
-      const bareMs = performance.now() - started;
+      const ms = performance.now() - started;
       await must(cluster, ["dropdb", ...conn, db]);
-
+      return ms;
+    };
+    const botRun = async () => {
       const plan = await planRestoreTest({ target: "main" }, deps);
       const phases: Record<string, number> = {};
       const result = await runRestoreTest(plan, deps, {
         onProgress: (p) => (phases[p.phase] ??= p.elapsedMs),
       });
       if (!result.passed) throw new Error(`the bot's restore test failed: ${JSON.stringify(result.error)}`);
+      return { result, phases };
+    };
+    // Each timed run starts after a checkpoint (the previous restore's dirty pages are not its cost), and
+    // the order alternates between rounds, so neither side always runs second.
+    const checkpoint = () => must(cluster, ["psql", ...conn, "-X", "-q", "-c", "checkpoint", "postgres"]);
+    for (let round = 0; round <= ROUNDS; round++) {
+      let bareMs = 0;
+      let bot_: Awaited<ReturnType<typeof botRun>> | undefined;
+      for (const side of round % 2 ? ["bare", "bot"] : ["bot", "bare"]) {
+        await checkpoint();
+        if (side === "bare") bareMs = await bareRun(round);
+        else bot_ = await botRun();
+      }
+      const { result, phases } = bot_!;
       const label = round === 0 ? "warm-up" : `round ${round}`;
       console.log(
         `${label}: bare createdb + pg_restore -j ${jobs} ${(bareMs / 1000).toFixed(2)} s; bot restore test ${
