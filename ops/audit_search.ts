@@ -11,7 +11,15 @@
 import type { PendingQuery, Row, Sql } from "postgres";
 import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
-import { clientAddress, onAuditReader, parseSince, roleName, sinceArg, targetName } from "./_security.ts";
+import {
+  clientAddress,
+  onAuditReader,
+  parseSince,
+  redactStatement,
+  roleName,
+  sinceArg,
+  targetName,
+} from "./_security.ts";
 
 /** Counting stops here: "10,000+ more rows" is enough to say "narrow the search". */
 export const MORE_ROWS_CAP = 10_000;
@@ -173,7 +181,7 @@ export async function searchAudit(
       serviceName: x.service_name,
       clientAddr: x.client_addr,
       applicationName: x.application_name,
-      query: x.query_text,
+      query: x.query_text === null ? null : redactStatement(x.query_text),
       changed: x.changed ?? [],
     })),
     more: Math.min(value.more, MORE_ROWS_CAP),

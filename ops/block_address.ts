@@ -50,6 +50,8 @@ export const blockAddressArgs = z.strictObject({
   terminate: z.boolean().default(true),
 });
 export type BlockAddressArgs = z.infer<typeof blockAddressArgs>;
+/** What callers may pass (defaults filled in by the schema). */
+export type BlockAddressInput = z.input<typeof blockAddressArgs>;
 
 export interface BlockAddressPlan extends PlanBase {
   target: string;
@@ -112,7 +114,7 @@ export async function managedHbaPath(deps: OpDeps, target: string): Promise<stri
   return sec.manage_hba.path;
 }
 
-async function planBlock(input: BlockAddressArgs, deps: OpDeps): Promise<BlockAddressPlan> {
+async function planBlock(input: BlockAddressInput, deps: OpDeps): Promise<BlockAddressPlan> {
   const args = blockAddressArgs.parse(input);
   checkBreadth(args.address);
   await refuseOwnAddress(deps, args.target, args.address, "block");
@@ -180,7 +182,7 @@ async function planBlock(input: BlockAddressArgs, deps: OpDeps): Promise<BlockAd
 }
 
 /** The operation. */
-export const blockAddress: Operation<BlockAddressArgs, BlockAddressPlan, BlockAddressResult> = {
+export const blockAddress: Operation<BlockAddressInput, BlockAddressPlan, BlockAddressResult> = {
   name: "block_address",
   destructive: true,
   args: blockAddressArgs,

@@ -30,7 +30,9 @@ import {
   targetSecurity,
   writerRoles,
 } from "./_security.ts";
-import { asTargetError } from "./_security.ts";
+import { asTargetError, redactStatement } from "./_security.ts";
+
+export { redactStatement };
 
 export const detectBypassArgs = z.strictObject({
   target: targetName,
@@ -81,11 +83,6 @@ export interface DetectBypassResult {
 function oneLine(s: string | null | undefined, max = 160): string {
   const t = (s ?? "").replace(/\s+/g, " ").trim();
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
-}
-
-/** Removes password literals from statement text (pg_stat_statements keeps utility statements verbatim). */
-export function redactStatement(text: string): string {
-  return text.replace(/(\bpassword\s+)('(?:[^']|'')*'|\S+)/gi, "$1'[redacted]'");
 }
 
 function iso(d: Date | string): string {

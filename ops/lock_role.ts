@@ -35,6 +35,8 @@ export const lockRoleArgs = z.strictObject({
   terminate: z.boolean().default(true),
 });
 export type LockRoleArgs = z.infer<typeof lockRoleArgs>;
+/** What callers may pass (defaults filled in by the schema). */
+export type LockRoleInput = z.input<typeof lockRoleArgs>;
 
 export interface LockRolePlan extends PlanBase {
   target: string;
@@ -104,7 +106,7 @@ export async function terminateOnTarget(
   return out;
 }
 
-async function planLock(input: LockRoleArgs, deps: OpDeps): Promise<LockRolePlan> {
+async function planLock(input: LockRoleInput, deps: OpDeps): Promise<LockRolePlan> {
   const args = lockRoleArgs.parse(input);
   const sec = targetSecurity(deps, args.target);
   if (args.role === sec.botRole) {
@@ -163,7 +165,7 @@ async function planLock(input: LockRoleArgs, deps: OpDeps): Promise<LockRolePlan
 }
 
 /** The operation. */
-export const lockRole: Operation<LockRoleArgs, LockRolePlan, LockRoleResult> = {
+export const lockRole: Operation<LockRoleInput, LockRolePlan, LockRoleResult> = {
   name: "lock_role",
   destructive: true,
   args: lockRoleArgs,

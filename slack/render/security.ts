@@ -80,7 +80,11 @@ export function renderDetect(r: DetectBypassResult): Reply {
     } (${r.rowsInWindow} audited write(s) checked)`;
   blocks.push(mrkdwnSection(summary + (r.note ? `\n:warning: ${esc(r.note)}` : "")));
   const text = [`detect on ${r.target} since ${r.since}: ${r.findings.length} finding(s)`];
-  for (const f of r.findings.slice(0, 15)) {
+  for (const [i, f] of r.findings.entries()) {
+    text.push(`[${f.severity}] ${f.kind}: ${f.title}`, ...f.evidence.map((e) => `  - ${truncate(e, 300)}`));
+    if (f.auditSearch) text.push(`  rows: ${f.auditSearch}`);
+    if (f.next) text.push(`  next: ${f.next}`);
+    if (i >= 15) continue;
     const body = [
       `${sev(f.severity)} *${esc(f.kind)}*: ${esc(f.title)}`,
       ...f.evidence.slice(0, 6).map((e) => `• ${esc(truncate(e, 300))}`),
@@ -89,9 +93,6 @@ export function renderDetect(r: DetectBypassResult): Reply {
       ...(f.next ? [`Next: \`${esc(f.next)}\``] : []),
     ].join("\n");
     blocks.push(mrkdwnSection(body));
-    text.push(`[${f.severity}] ${f.kind}: ${f.title}`, ...f.evidence.map((e) => `  - ${e}`));
-    if (f.auditSearch) text.push(`  rows: ${f.auditSearch}`);
-    if (f.next) text.push(`  next: ${f.next}`);
   }
   if (r.findings.length > 15) {
     blocks.push(context(`… ${r.findings.length - 15} more finding(s): use the CLI`));
