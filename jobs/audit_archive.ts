@@ -98,7 +98,17 @@ export async function archiveAuditRows(
         "grant it (as the seed grants bisman_admin) or remove the target from retention.audit_archive.targets",
     );
   }
-  await Deno.mkdir(a.dir, { recursive: true });
+  try {
+    await Deno.mkdir(a.dir, { recursive: true });
+  } catch (err) {
+    throw new StepFailed(
+      "archive",
+      `Cannot archive audit_logs_dml of ${target}: the folder ${a.dir} cannot be created: ${
+        (err as Error).message
+      }`,
+      { cause: err },
+    );
+  }
   const result: ArchiveResult = { target, rows: 0, files: [] };
   const stamp = deps.now().toISOString().replace(/[:.]/g, "-");
   for (let batch = 1; !signal?.aborted; batch++) {
