@@ -12,12 +12,38 @@ import {
   startAlertmanager,
 } from "../tests/support/alertmanager.ts";
 
+/**
+ * Stops an Alertmanager left running by a sandbox that was killed (SIGKILL leaves child processes behind):
+ * finds it by its storage folder on the command line, and removes the folder.
+ */
+export async function stopLeftoverAlertmanager(dir: string | undefined): Promise<boolean> {
+  if (!dir || !/^\/[A-Za-z0-9_./-]+$/.test(dir)) return false;
+  let stopped = false;
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+    const args = cmdline.split("\0");
+    if (args[0] === ALERTMANAGER_BIN && args.includes(`--storage.path=${dir}/data`)) {
+      try {
+        Deno.kill(Number(e.name), "SIGTERM");
+        stopped = true;
+      } catch {
+        // already gone
+      }
+    }
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  return stopped;
+}
+
 /** The alerts side of the sandbox. */
 export interface SandboxAlerts {
   /** "alertmanager" or "webhook" (posted directly). */
   readonly via: "alertmanager" | "webhook";
   /** Alertmanager's URL when it runs. */
   readonly url?: string;
+  /** Alertmanager's temp folder (storage, config, log) when it runs. */
+  readonly dir?: string;
   /** Fires the sandbox's HighReplicationLag alert; returns what happened, for the console. */
   fire(): Promise<string>;
   stop(): Promise<void>;
@@ -85,6 +111,7 @@ export async function startSandboxAlerts(opts: {
       return {
         via: "alertmanager",
         url: running.url,
+        dir: running.dir,
         fire: async () => {
           await running.push(alert.labels, alert.annotations);
           return "HighReplicationLag fired through Alertmanager (amtool alert add): its webhook reaches the " +

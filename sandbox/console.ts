@@ -122,14 +122,18 @@ const CONTENT_TYPES: Record<string, string> = {
   png: "image/png",
 };
 
+/** The console's app, and `close()` to end waiting feed requests at once (a server shutdown waits for them). */
+export type ConsoleApp = Hono & { close(): void };
+
 /** Creates the console's Hono app. */
-export function createConsoleApp(opts: ConsoleOptions): Hono {
+export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
   const { slack } = opts;
   const staticDir = fileURLToPath(new URL("./console/", import.meta.url));
   const local: LocalItem[] = [];
   const triggers = new Map<string, string>(); // trigger_id → user
   const modals: ModalState = { closed: new Set(), errors: new Map(), overrides: new Map() };
   let localVersion = 0;
+  let closed = false;
   let version = 0;
   let lastSignature = "";
   const longPollMs = opts.longPollMs ?? 20_000;
@@ -309,7 +313,7 @@ export function createConsoleApp(opts: ConsoleOptions): Hono {
     const user = checkUser(c.req.query("user"));
     const since = Number(c.req.query("since") ?? "-1");
     const deadline = Date.now() + longPollMs;
-    while (currentVersion() === since && Date.now() < deadline && !c.req.raw.signal.aborted) {
+    while (currentVersion() === since && Date.now() < deadline && !closed) {
       await new Promise((r) => setTimeout(r, 120));
     }
     return c.json({ version: currentVersion(), channel: opts.channel, ...feedFor(user) });
@@ -441,7 +445,7 @@ export function createConsoleApp(opts: ConsoleOptions): Hono {
   });
 
   app.notFound((c) => c.json({ error: "not found" }, 404));
-  return app;
+  return Object.assign(app, { close: () => void (closed = true) });
 }
 
 /** An answer with a status and a message for the page. */

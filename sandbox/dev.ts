@@ -20,7 +20,7 @@ import type { VaultStandIn } from "../tests/standins/vault.ts";
 import { MissingServerError, openSandboxCluster, type PersistentCluster } from "./clusters.ts";
 import { createConsoleApp } from "./console.ts";
 import { ensureDump, ensurePgBackRest, forgetSetupStatements, seedDatabases } from "./seed.ts";
-import { startSandboxAlerts } from "./alerts.ts";
+import { startSandboxAlerts, stopLeftoverAlertmanager } from "./alerts.ts";
 import { freePort } from "../tests/support/ports.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
 import { PASSWORD_ENV, stateUrl, writeSandboxConfig, writeSandboxEnv } from "./config.ts";
@@ -34,6 +34,8 @@ export interface SandboxOptions {
   port?: number;
   /** Rows generated on first start. */
   rows?: Partial<SampleRows>;
+  /** Set up pgBackRest where it is installed (default true; tests of other parts skip its ~5 s). */
+  pgbackrest?: boolean;
   /** Progress lines (default: stdout). */
   log?: (line: string) => void;
 }
@@ -56,6 +58,8 @@ const DEFAULT_PORT = 8080;
 
 interface SavedState {
   ports?: { primary?: number; replica?: number; console?: number };
+  /** Alertmanager's temp folder, so a run after a SIGKILL can stop the Alertmanager it left behind. */
+  alertmanagerDir?: string;
 }
 
 async function readState(dataDir: string): Promise<SavedState> {
@@ -141,9 +145,8 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
 
   try {
     const started = performance.now();
-    const pgbackrestInstalled = await Deno.stat("/usr/bin/pgbackrest").then((s) => s.isFile).catch(() =>
-      false
-    );
+    const pgbackrestInstalled = opts.pgbackrest !== false &&
+      await Deno.stat("/usr/bin/pgbackrest").then((s) => s.isFile).catch(() => false);
     const { cluster, note } = await openSandboxCluster({
       dataDir,
       ports: saved.ports,
@@ -159,7 +162,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     await seedDatabases(cluster, { rows: opts.rows, log, dataDir });
     const dumpDir = `${dataDir}/backups/dumps`;
     await ensureDump(cluster, dumpDir, log);
-    const pgbackrest = await ensurePgBackRest(cluster, log);
+    const pgbackrest = pgbackrestInstalled ? await ensurePgBackRest(cluster, log) : undefined;
 
     const { vault, botPassword } = await startVault(cluster);
     stops.push(() => vault.stop());
@@ -178,6 +181,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     // The bot's port is chosen first: Alertmanager's webhook points at it before the bot starts.
     const botPort = await freePort();
     const alertsToken = `sandbox-alerts-${crypto.randomUUID()}`;
+    if (await stopLeftoverAlertmanager(saved.alertmanagerDir)) {
+      log("Stopped the Alertmanager a killed sandbox left running");
+    }
     const alerts = await startSandboxAlerts({
       webhookUrl: `http://127.0.0.1:${botPort}/alerts`,
       token: alertsToken,
@@ -263,7 +269,10 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     const port = opts.port ??
       (portFree(DEFAULT_PORT) ? DEFAULT_PORT : portFree(saved.ports?.console) ? saved.ports.console : 0);
     const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, app.fetch);
-    stops.push(() => server.shutdown());
+    stops.push(() => {
+      app.close();
+      return server.shutdown();
+    });
     const url = `http://127.0.0.1:${server.addr.port}/`;
 
     await Deno.writeTextFile(
@@ -275,6 +284,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
             replica: cluster.replica?.port,
             console: server.addr.port,
           },
+          alertmanagerDir: alerts.dir,
         } satisfies SavedState,
         null,
         2,

@@ -117,7 +117,8 @@ export async function listDumps(dir: string): Promise<string[]> {
 
 /**
  * Makes a real `pg_dump -Fc` of the sample database into `dir` when it holds none yet (the seed's daily
- * full backup), as the postgres user, so the folder can also be read by restore tests run as postgres.
+ * full backup). It runs as the sandbox's own user over loopback TCP (pg_hba trusts postgres there), so the
+ * data folder need not be reachable by the postgres OS user.
  */
 export async function ensureDump(
   cluster: PersistentCluster,
@@ -130,14 +131,13 @@ export async function ensureDump(
     log(`pg_dump: ${existing.length} dump(s) in ${dir}, newest ${existing.at(-1)}`);
     return `${dir}/${existing.at(-1)}`;
   }
-  await cluster.run(["chown", "postgres:postgres", dir]);
   const file = `${dir}/${dumpName()}`;
   const started = performance.now();
   const res = await cluster.run([
     "pg_dump",
     "-Fc",
     "-h",
-    cluster.primary.socketDir,
+    "127.0.0.1",
     "-p",
     String(cluster.primary.port),
     "-U",
@@ -145,7 +145,7 @@ export async function ensureDump(
     "-f",
     file,
     SAMPLE_DB,
-  ], { asPostgres: true });
+  ]);
   if (res.code !== 0) throw new Error(`pg_dump failed (exit ${res.code}): ${res.stderr.trim()}`);
   const size = (await Deno.stat(file)).size;
   log(

@@ -773,19 +773,21 @@ async function pollLoop() {
     const ctrl = new AbortController();
     state.pollAbort = ctrl;
     try {
-      const res = await fetch(
-        `/api/feed?user=${encodeURIComponent(state.user)}&since=${state.feed.version}`,
-        {
-          signal: ctrl.signal,
-        },
-      );
+      const user = state.user;
+      const since = document.body.dataset.feedUser === user ? state.feed.version : -1;
+      const res = await fetch(`/api/feed?user=${encodeURIComponent(user)}&since=${since}`, {
+        signal: ctrl.signal,
+      });
       if (res.ok) {
         const data = await res.json();
-        if (data.version !== state.feed.version) {
+        if (user !== state.user) continue; // switched while waiting: ask again for the new user
+        if (data.version !== state.feed.version || document.body.dataset.feedUser !== user) {
           state.feed = data;
           renderFeed();
           renderModal();
           document.body.dataset.version = String(data.version);
+          // Whose view is on screen (the browser test waits on it after switching users).
+          document.body.dataset.feedUser = user;
         }
         continue;
       }
