@@ -413,7 +413,8 @@ const timeZone = z.string().refine((tz) => {
 export const jobScheduleSchema = z.strictObject({
   cron: cronPattern.optional(),
   timezone: timeZone.optional(),
-  enabled: z.boolean().default(true),
+  /** Default true (the lag check: `alerts.lag_check.enabled`). */
+  enabled: z.boolean().optional(),
 });
 export type JobScheduleConfig = z.infer<typeof jobScheduleSchema>;
 

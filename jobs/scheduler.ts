@@ -79,7 +79,7 @@ export function resolveSchedules(deps: Pick<AppDeps, "config">, jobs: JobDefinit
       summary: j.summary,
       cron: s?.cron ?? implied.cron ?? j.defaultCron,
       timezone: s?.timezone ?? config.scheduler.timezone,
-      enabled: s ? s.enabled : implied.enabled ?? true,
+      enabled: s?.enabled ?? implied.enabled ?? true,
       destructive: j.destructive,
     };
   });

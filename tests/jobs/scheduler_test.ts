@@ -8,6 +8,9 @@ import { migrate } from "../../core/migrate.ts";
 import { claimSlot, finishRun, readRuns, recordJobState } from "../../jobs/run_store.ts";
 import type { JobDefinition } from "../../jobs/types.ts";
 import { OpsError } from "../../core/errors.ts";
+import { type Config, ConfigError, parseConfig } from "../../core/config.ts";
+import { intervalCron, resolveSchedules } from "../../jobs/scheduler.ts";
+import { allJobs } from "../../jobs/registry.ts";
 
 /** Every second: fast enough for 20+ slots in a test, and croner's 6-field patterns take seconds first. */
 const EVERY_SECOND = "* * * * * *";
@@ -282,6 +285,72 @@ Deno.test("run_store claimSlot(): one claim per slot, skips while another run is
   } finally {
     await state.end({ timeout: 2 });
   }
+});
+
+Deno.test("resolveSchedules() and the config: defaults from the seed, overrides per job, errors that name the key", () => {
+  const doc = (patch: Record<string, unknown> = {}) => ({
+    workspace: { team_id: "T0TEST" },
+    slack: { ops_channel: "C0OPS" },
+    access: { operators: { users: [] }, approvers: { users: [] } },
+    targets: { main: { primary: { host: "127.0.0.1", user: "postgres" } } },
+    ...patch,
+  });
+  const jobs = allJobs();
+  const byName = (config: Config) =>
+    Object.fromEntries(resolveSchedules({ config }, jobs).map((s) => [s.name, s]));
+  const seed = byName(parseConfig(doc()));
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(seed).map(([n, s]) => [n, s.cron])),
+    {
+      digest: "0 9 * * *",
+      lag_check: "0 * * * * *",
+      backup_status: "0 * * * *",
+      restore_test: "0 3 1 * *",
+      credential_age: "0 8 * * *",
+      slow_query_review: "0 9 * * 1",
+      audit_anomaly: "0 * * * *",
+      cleanup: "30 3 * * *",
+      approval_expiry: "* * * * *",
+    },
+  );
+  assert.ok(Object.values(seed).every((s) => s.timezone === "UTC" && s.enabled));
+  assert.equal(seed.cleanup.destructive, true);
+
+  const custom = byName(parseConfig(doc({
+    scheduler: { timezone: "Europe/Berlin" },
+    schedules: { digest: { cron: "30 8 * * 1-5", timezone: "Asia/Almaty" }, cleanup: { enabled: false } },
+    alerts: { lag_check: { enabled: false, interval_seconds: 15 } },
+  })));
+  assert.deepEqual([custom.digest.cron, custom.digest.timezone], ["30 8 * * 1-5", "Asia/Almaty"]);
+  assert.equal(custom.backup_status.timezone, "Europe/Berlin");
+  assert.equal(custom.cleanup.enabled, false);
+  assert.deepEqual([custom.lag_check.cron, custom.lag_check.enabled], ["*/15 * * * * *", false]);
+
+  assert.throws(
+    () =>
+      resolveSchedules({ config: parseConfig(doc({ schedules: { digets: { cron: "0 9 * * *" } } })) }, jobs),
+    (e: Error) =>
+      e instanceof ConfigError && /schedules\.digets: no such job; the jobs are .*digest/.test(e.message),
+  );
+  assert.throws(
+    () => parseConfig(doc({ schedules: { digest: { cron: "every morning" } } })),
+    /schedules\.digest\.cron: a cron pattern/,
+  );
+  assert.throws(
+    () => parseConfig(doc({ schedules: { digest: { timezone: "Mars/Olympus" } } })),
+    /schedules\.digest\.timezone: an IANA time zone/,
+  );
+  assert.deepEqual([1, 5, 45, 60, 90, 300, 3600, 7200, 86400].map(intervalCron), [
+    "* * * * * *",
+    "*/5 * * * * *",
+    "*/30 * * * * *",
+    "0 * * * * *",
+    "0 * * * * *",
+    "0 */5 * * * *",
+    "0 0 * * * *",
+    "0 0 */2 * * *",
+    "0 0 0 * * *",
+  ]);
 });
 
 Deno.test("scheduler tests: stop the shared cluster", async () => {
