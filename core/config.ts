@@ -189,6 +189,7 @@ export const tablePrivilegeSchema = z.enum([
   "REFERENCES",
   "TRIGGER",
 ]);
+/** A table privilege name. */
 export type TablePrivilege = z.infer<typeof tablePrivilegeSchema>;
 
 /** One role of the least-privilege policy that `/bisman roles` compares the database against. */
@@ -223,6 +224,7 @@ export const rolePolicySchema = z.strictObject({
   )
     .optional(),
 });
+/** One role of the policy, defaults filled in. */
 export type RolePolicy = z.infer<typeof rolePolicySchema>;
 
 const DML = ["SELECT", "INSERT", "UPDATE", "DELETE"] as const;
@@ -295,6 +297,7 @@ export const securitySchema = z.strictObject({
     }
   }
 });
+/** A target's `security` block, defaults filled in. */
 export type SecurityConfig = z.infer<typeof securitySchema>;
 
 export const targetSchema = z.strictObject({

@@ -23,6 +23,7 @@ import {
 import { contentHash } from "./_hba.ts";
 import { asTargetError, primaryPool, roleName, targetName } from "./_security.ts";
 
+/** Arguments: target, parts, sample, and the bot_role.sql parameters. */
 export const applyTargetSqlArgs = z.strictObject({
   target: targetName,
   parts: z.array(z.enum(TARGET_SQL_PARTS)).min(1).default(["audit", "roles", "bot_role"]),
@@ -35,8 +36,10 @@ export const applyTargetSqlArgs = z.strictObject({
   /** bot_role.sql: the non-superuser owner of the app tables, granted to the bot for roles apply. */
   owner_role: roleName.optional(),
 });
+/** Validated arguments. */
 export type ApplyTargetSqlArgs = z.infer<typeof applyTargetSqlArgs>;
 
+/** The plan: the files, in order, with their hashes. */
 export interface ApplyTargetSqlPlan extends PlanBase {
   target: string;
   args: ApplyTargetSqlArgs;
@@ -44,6 +47,7 @@ export interface ApplyTargetSqlPlan extends PlanBase {
   fingerprint: { files: Record<string, string> };
 }
 
+/** The parts applied. */
 export interface ApplyTargetSqlOpResult {
   target: string;
   applied: string[];

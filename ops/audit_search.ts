@@ -47,6 +47,7 @@ export const auditSearchArgs = z.strictObject({
   until: sinceArg.optional(),
   limit: z.number().int().min(1).max(200).default(20),
 });
+/** Validated search arguments. */
 export type AuditSearchArgs = z.infer<typeof auditSearchArgs>;
 
 /** One audit row as shown: no row data, only the names of the columns an UPDATE changed. */

@@ -43,16 +43,19 @@ import {
 import { sessionsOnTarget, terminateOnTarget } from "./lock_role.ts";
 import { refuseOwnAddress } from "./terminate_client.ts";
 
+/** Arguments: target, address, and whether to terminate its open sessions. */
 export const blockAddressArgs = z.strictObject({
   target: targetName,
   address: clientAddress,
   /** Also terminate sessions already open from the address (default true). */
   terminate: z.boolean().default(true),
 });
+/** Validated arguments. */
 export type BlockAddressArgs = z.infer<typeof blockAddressArgs>;
 /** What callers may pass (defaults filled in by the schema). */
 export type BlockAddressInput = z.input<typeof blockAddressArgs>;
 
+/** The plan: the exact pg_hba.conf line and Kong entry, and the file's fingerprint when the bot edits it. */
 export interface BlockAddressPlan extends PlanBase {
   target: string;
   address: string;
@@ -65,6 +68,7 @@ export interface BlockAddressPlan extends PlanBase {
   fingerprint: { hbaSha256?: string; address: string };
 }
 
+/** What the block did. */
 export interface BlockAddressResult {
   target: string;
   address: string;

@@ -34,10 +34,12 @@ import { asTargetError, redactStatement } from "./_security.ts";
 
 export { redactStatement };
 
+/** Arguments: target and the window (default 24h). */
 export const detectBypassArgs = z.strictObject({
   target: targetName,
   since: sinceArg.default("24h"),
 });
+/** Validated arguments. */
 export type DetectBypassArgs = z.infer<typeof detectBypassArgs>;
 
 /** The kinds of finding, in the order they are reported. */
@@ -49,6 +51,7 @@ export const FINDING_KINDS = [
   "role_change_outside_bot",
   "unexpected_login",
 ] as const;
+/** One kind of finding. */
 export type FindingKind = typeof FINDING_KINDS[number];
 
 /** One finding. */
@@ -67,6 +70,7 @@ export interface BypassFinding {
   subject: Record<string, unknown>;
 }
 
+/** Every finding of one run, and the checks that could not run. */
 export interface DetectBypassResult {
   target: string;
   member: string;

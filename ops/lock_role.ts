@@ -28,16 +28,19 @@ import {
   terminateSessions,
 } from "./_security.ts";
 
+/** Arguments: target, role, and whether to terminate its sessions. */
 export const lockRoleArgs = z.strictObject({
   target: targetName,
   role: roleName,
   /** Also terminate the role's open sessions (default true). */
   terminate: z.boolean().default(true),
 });
+/** Validated arguments. */
 export type LockRoleArgs = z.infer<typeof lockRoleArgs>;
 /** What callers may pass (defaults filled in by the schema). */
 export type LockRoleInput = z.input<typeof lockRoleArgs>;
 
+/** The plan: the role, its sessions when planned, and the state it was made from. */
 export interface LockRolePlan extends PlanBase {
   target: string;
   role: string;
@@ -46,6 +49,7 @@ export interface LockRolePlan extends PlanBase {
   fingerprint: { oid: number; canLogin: boolean };
 }
 
+/** What the lock did. */
 export interface LockRoleResult {
   target: string;
   role: string;

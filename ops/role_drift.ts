@@ -25,7 +25,9 @@ import {
   targetSecurity,
 } from "./_security.ts";
 
+/** Arguments: the target. */
 export const roleDriftArgs = z.strictObject({ target: targetName });
+/** Validated arguments. */
 export type RoleDriftArgs = z.infer<typeof roleDriftArgs>;
 
 /** What kind of difference an item is. */

@@ -19,7 +19,9 @@ import { compareRoles, readRoleDrift, readRoleSnapshot, type RoleDriftResult } f
 import { contentHash } from "./_hba.ts";
 import { asTargetError, displayIdent, inTargetTransaction, targetName, targetSecurity } from "./_security.ts";
 
+/** Arguments: the target. */
 export const rolesApplyArgs = z.strictObject({ target: targetName });
+/** Validated arguments. */
 export type RolesApplyArgs = z.infer<typeof rolesApplyArgs>;
 
 /** The plan: the statements, in order. */

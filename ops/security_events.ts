@@ -9,6 +9,7 @@ import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { onAuditReader, parseSince, sinceArg, targetName } from "./_security.ts";
 
+/** Arguments: target, since (default 7d), optional event type, limit. */
 export const securityEventsArgs = z.strictObject({
   target: targetName,
   since: sinceArg.default("7d"),
@@ -16,6 +17,7 @@ export const securityEventsArgs = z.strictObject({
   type: z.string().max(63).regex(/^[a-z][a-z0-9_.]{0,62}$/, "an event type such as role_locked").optional(),
   limit: z.number().int().min(1).max(200).default(30),
 });
+/** Validated arguments. */
 export type SecurityEventsArgs = z.infer<typeof securityEventsArgs>;
 
 /** One event as shown. */
@@ -35,6 +37,7 @@ export interface SecurityEventView {
   details: Record<string, unknown>;
 }
 
+/** What the listing found, with counts per type in the window. */
 export interface SecurityEventsResult {
   target: string;
   member: string;

@@ -14,12 +14,14 @@ import { NotConfigured } from "../core/errors.ts";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { onAuditReader, parseSince, sinceArg, targetName, targetSecurity } from "./_security.ts";
 
+/** Arguments: target, service (name or role), window (default 30d). */
 export const serviceUsageArgs = z.strictObject({
   target: targetName,
   /** A service name (payments) or a service role (svc_payments). */
   service: z.string().max(63).regex(/^[a-z][a-z0-9_-]{0,62}$/, "a service name such as payments"),
   since: sinceArg.default("30d"),
 });
+/** Validated arguments. */
 export type ServiceUsageArgs = z.infer<typeof serviceUsageArgs>;
 
 const WRITE_PRIVS = ["INSERT", "UPDATE", "DELETE"] as const;
@@ -44,6 +46,7 @@ export interface TableUsage {
   verdicts: ("outside_policy" | "beyond_policy" | "unused_grant" | "ok")[];
 }
 
+/** The report for one service. */
 export interface ServiceUsageResult {
   target: string;
   member: string;

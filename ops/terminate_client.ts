@@ -24,9 +24,12 @@ import {
 } from "./_security.ts";
 import { sessionsOnTarget, terminateOnTarget } from "./lock_role.ts";
 
+/** Arguments: target and client address or network (the alert buttons' `{ address, target }`). */
 export const terminateClientArgs = z.strictObject({ target: targetName, address: clientAddress });
+/** Validated arguments. */
 export type TerminateClientArgs = z.infer<typeof terminateClientArgs>;
 
+/** The plan: the address and the sessions seen when planning. */
 export interface TerminateClientPlan extends PlanBase {
   target: string;
   address: string;
@@ -34,6 +37,7 @@ export interface TerminateClientPlan extends PlanBase {
   fingerprint: { address: string };
 }
 
+/** What the run terminated, and what is still open. */
 export interface TerminateClientResult {
   target: string;
   address: string;

@@ -14,7 +14,9 @@ import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { asTargetError, primaryPool, targetName, targetSecurity } from "./_security.ts";
 
+/** Arguments: the target. */
 export const tlsCheckArgs = z.strictObject({ target: targetName });
+/** Validated arguments. */
 export type TlsCheckArgs = z.infer<typeof tlsCheckArgs>;
 
 /** One check's outcome. */
@@ -28,6 +30,7 @@ export interface TlsCheck {
   evidence: string[];
 }
 
+/** Every check; `ok` when all pass. */
 export interface TlsCheckResult {
   target: string;
   checks: TlsCheck[];

@@ -20,9 +20,12 @@ import {
 import { applyHbaChange, blockRule, contentHash, findBlocks, removeBlock } from "./_hba.ts";
 import { kongDenyEntry, managedHbaPath } from "./block_address.ts";
 
+/** Arguments: target and address. */
 export const unblockAddressArgs = z.strictObject({ target: targetName, address: clientAddress });
+/** Validated arguments. */
 export type UnblockAddressArgs = z.infer<typeof unblockAddressArgs>;
 
+/** The plan: the bot's block lines that will go. */
 export interface UnblockAddressPlan extends PlanBase {
   target: string;
   address: string;
@@ -32,6 +35,7 @@ export interface UnblockAddressPlan extends PlanBase {
   fingerprint: { hbaSha256?: string; address: string };
 }
 
+/** What the unblock did. */
 export interface UnblockAddressResult {
   target: string;
   address: string;

@@ -22,9 +22,12 @@ import {
 } from "./_security.ts";
 import { readRole } from "./lock_role.ts";
 
+/** Arguments: target and role. */
 export const unlockRoleArgs = z.strictObject({ target: targetName, role: roleName });
+/** Validated arguments. */
 export type UnlockRoleArgs = z.infer<typeof unlockRoleArgs>;
 
+/** The plan, with who locked the role when security_events says so. */
 export interface UnlockRolePlan extends PlanBase {
   target: string;
   role: string;
@@ -33,6 +36,7 @@ export interface UnlockRolePlan extends PlanBase {
   lockedBy?: { at: string; actor: string | null };
 }
 
+/** What the unlock did. */
 export interface UnlockRoleResult {
   target: string;
   role: string;
