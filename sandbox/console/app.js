@@ -154,10 +154,13 @@ function userName(id) {
 
 /** Formats an escaped text run: bold, italic, strike, emoji. */
 function inline(s) {
+  // \u0001n\u0002 marks a code span or link put back afterwards: it counts as a word boundary here.
+  const open = "(^|[\\s(\\[\\u0002])";
+  const close = "(?=$|[\\s.,;:!?)\\]\\u0001])";
   return s
-    .replace(/(^|[\s(>\[])\*([^*\n]+?)\*(?=$|[\s.,;:!?)\]<])/g, "$1<b>$2</b>")
-    .replace(/(^|[\s(>\[])_([^_\n]+?)_(?=$|[\s.,;:!?)\]<])/g, "$1<i>$2</i>")
-    .replace(/(^|[\s(>\[])~([^~\n]+?)~(?=$|[\s.,;:!?)\]<])/g, "$1<s>$2</s>")
+    .replace(new RegExp(`${open}\\*([^*\\n]+?)\\*${close}`, "g"), "$1<b>$2</b>")
+    .replace(new RegExp(`${open}_([^\\n]+?)_${close}`, "g"), "$1<i>$2</i>")
+    .replace(new RegExp(`${open}~([^~\\n]+?)~${close}`, "g"), "$1<s>$2</s>")
     .replace(/:([a-z0-9_+\-]+):/g, (m, name) => emoji(name, m));
 }
 
@@ -204,16 +207,17 @@ function mrkdwn(text) {
         quote = true;
         line = line.replace(/^(&gt;|>) /, "");
       }
-      let html = "";
-      const re = /`([^`\n]+)`|<([^<>\n]+)>/g;
-      let last = 0;
-      let m;
-      while ((m = re.exec(line))) {
-        html += inline(escapeHtml(unescapeSlack(line.slice(last, m.index))));
-        html += m[1] !== undefined ? `<code>${escapeHtml(unescapeSlack(m[1]))}</code>` : special(m[2]);
-        last = re.lastIndex;
-      }
-      html += inline(escapeHtml(unescapeSlack(line.slice(last))));
+      // Code spans and <…> sequences are set aside, so formatting can span them (*bold `code` text*) but
+      // never reach inside them.
+      const kept = [];
+      const rest = line.replace(/`([^`\n]+)`|<([^<>\n]+)>/g, (_m, code, sp) => {
+        kept.push(code !== undefined ? `<code>${escapeHtml(unescapeSlack(code))}</code>` : special(sp));
+        return `\u0001${kept.length - 1}\u0002`;
+      });
+      const html = inline(escapeHtml(unescapeSlack(rest))).replace(
+        /\u0001(\d+)\u0002/g,
+        (_m, i) => kept[Number(i)],
+      );
       return quote ? `<blockquote>${html}</blockquote>` : html;
     });
     out.push(lines.join("<br>").replace(/<\/blockquote><br>/g, "</blockquote>"));
