@@ -41,7 +41,8 @@ const usage = "/bisman restore-test [target] [backup]";
  * and the final answer needs one of them: so at most `maxUpdates` (4) progress posts, the first after
  * `firstAfterMs` and each later one twice as far apart (3 s, 9 s, 21 s, 45 s into the run), always with
  * the newest state and a fresh elapsed time. Posts are chained, so the final answer (sent after `done()`)
- * can never be overtaken by a late progress post.
+ * can never be overtaken by a late progress post; a tick while a post is in flight is skipped, and a
+ * failed post stops progress updates (the run goes on).
  */
 export function throttleProgress(
   send: (reply: Reply) => Promise<void>,
@@ -53,6 +54,7 @@ export function throttleProgress(
   let latest: RestoreProgress | undefined;
   let count = 0;
   let closed = false;
+  let inFlight = false;
   let chain: Promise<void> = Promise.resolve();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const schedule = () => {
@@ -60,10 +62,18 @@ export function throttleProgress(
     timer = setTimeout(() => {
       timer = undefined;
       if (closed) return;
-      if (latest) {
+      // A post still in flight (Slack slow) makes this tick wait for the next: no queue of stale states.
+      if (latest && !inFlight) {
         const p = { ...latest, elapsedMs: performance.now() - started };
         count++;
-        chain = chain.then(() => send(renderRestoreProgress(p))).catch((err) => opts.onError?.(err));
+        inFlight = true;
+        chain = chain.then(() => send(renderRestoreProgress(p)))
+          .catch((err) => {
+            // An expired or used-up response_url stays so: stop sending progress, keep running.
+            closed = true;
+            opts.onError?.(err);
+          })
+          .finally(() => (inFlight = false));
       }
       gap *= 2;
       schedule();

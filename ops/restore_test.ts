@@ -22,7 +22,16 @@ import { type DumpFile, FolderUnreadable, listDumpFiles } from "./_dump_folder.t
 import { humanAge, humanBytes } from "./_findings.ts";
 import { libpqEnv, listDump, runTool, toolError } from "./_pg_tools.ts";
 import { createScratch, dropScratch, scratchName } from "./_scratch.ts";
-import { recordFinish, recordStart, type Verification, withRestoreLock } from "./restore_history.ts";
+import {
+  recordFinish,
+  recordStart,
+  restoreStopRequested,
+  type Verification,
+  withRestoreLock,
+} from "./restore_history.ts";
+import { compareValues, errText, verifyRestored } from "./_restore_verify.ts";
+
+export { compareValues };
 
 /** A dump file name as typed: no folder part, so it can only name a file in the configured folder. */
 export const backupFileArg = z.string().regex(
@@ -85,12 +94,27 @@ export interface RestoreTestResult {
   error?: { step: string; message: string };
   /** Things the reader must act on (a scratch database left behind). */
   notes: string[];
+  /** Set when someone stopped the run: who, in which phase, and how far the restore had got. */
+  cancelled?: { by: string; phase: RestorePhase; objectsDone: number; objectsTotal?: number };
 }
 
 /** Options of a run beyond its plan. */
 export interface RunOptions {
   onProgress?: (p: RestoreProgress) => void;
   trigger?: "command" | "schedule" | "approval" | "cli";
+  /** Stops the run at a safe point (default: `deps.signal`, the approval gate's Stop). */
+  signal?: AbortSignal;
+}
+
+/** How often a running test looks for a stop asked for on another replica (`/bisman cancel restore-test`). */
+const STOP_POLL_MS = 1000;
+
+/** Thrown inside a run when it was asked to stop. */
+class Stopped extends Error {
+  constructor(readonly by: string) {
+    super(`stopped by ${by}`);
+    this.name = "Stopped";
+  }
 }
 
 /** The target's restore-test config. @throws {NotConfigured} when it has none */
@@ -201,40 +225,6 @@ export async function pickDump(
   return hit;
 }
 
-/** Runs one fixed, admin-configured SELECT read-only with a statement timeout; returns its first value. */
-async function verifyQuery(sql: Sql, text: string, timeoutMs: number): Promise<string> {
-  return await sql.begin("read only", async (tx) => {
-    await tx`select set_config('statement_timeout', ${String(timeoutMs)}, true)`;
-    // The query text comes from the config file (an admin's fixed SELECT), never from a Slack user; the
-    // read-only transaction and the extended protocol (one statement only) bound what it can do.
-    const rows = await tx.unsafe(text);
-    if (!rows.length) throw new Error("the query returned no row");
-    const v = Object.values(rows[0] as Record<string, unknown>)[0];
-    return v === null || v === undefined ? "null" : v instanceof Date ? v.toISOString() : String(v);
-  });
-}
-
-const numeric = (s?: string) => (s !== undefined && /^-?\d+(\.\d+)?$/.test(s) ? Number(s) : undefined);
-
-/** Compares a restored value with the source's within a tolerance (in percent of the source). */
-export function compareValues(
-  restored: string,
-  source: string,
-  tolerancePercent: number,
-): { ok: boolean; diffPercent?: number } {
-  const r = numeric(restored);
-  const s = numeric(source);
-  if (r === undefined || s === undefined) return { ok: restored === source };
-  const diffPercent = (Math.abs(r - s) / Math.max(Math.abs(s), 1)) * 100;
-  return { ok: diffPercent <= tolerancePercent + 1e-9, diffPercent: Math.round(diffPercent * 100) / 100 };
-}
-
-function errText(err: unknown, deps: Pick<OpDeps, "secrets">): string {
-  const e = err as { message?: string; code?: string };
-  const msg = err instanceof OpsError ? err.userMessage : (e?.message ?? String(err)).split("\n")[0];
-  return deps.secrets.scrub(msg).slice(0, 400);
-}
-
 /** Plans a restore test: reads the dump folder and config only. */
 export async function planRestoreTest(args: RestoreTestArgs, deps: OpDeps): Promise<RestoreTestPlan> {
   const { t, rt } = restoreTestConfig(deps, args.target);
@@ -337,6 +327,27 @@ export async function runRestoreTest(
     const log = deps.log.child({ op: "restore_test", target: plan.target, run: id });
     log.info("restore test started", { backup: plan.backup.name, server: server.label, scratch });
 
+    // A stop comes from the gate (this process) or from `/bisman cancel restore-test` (any replica, polled).
+    const stopper = new AbortController();
+    let stoppedBy: string | undefined;
+    const stopNow = (by: string) => {
+      if (stopper.signal.aborted) return;
+      stoppedBy = by;
+      stopper.abort();
+    };
+    const external = opts.signal ?? deps.signal;
+    const onExternal = () => stopNow("the approval gate's Stop");
+    if (external?.aborted) onExternal();
+    external?.addEventListener("abort", onExternal, { once: true });
+    const poll = setInterval(() => {
+      restoreStopRequested(deps.state, id).then((by) => by && stopNow(by)).catch((err) =>
+        log.warn("could not check for a stop request", { error: err })
+      );
+    }, STOP_POLL_MS);
+    const checkStop = () => {
+      if (stopper.signal.aborted) throw new Stopped(stoppedBy ?? "someone");
+    };
+
     const password = await deps.targets.password(server.conn);
     let admin: Sql | undefined;
     let created = false;
@@ -359,10 +370,12 @@ export async function runRestoreTest(
       result.backup.createdAt = createdAt.toISOString();
       result.backup.dataAgeMs = startedAt.getTime() - createdAt.getTime();
 
+      checkStop();
       step = "connecting to the restore server";
       admin = postgres({ ...connectionOptions(server.conn, password), max: 1 });
       await refuseIfPrimary(admin, deps, plan.target, rt.allow_on_primary);
 
+      checkStop();
       step = "creating database";
       report({ phase: "creating database", objectsTotal: result.objectsTotal });
       const restoreStart = performance.now();
@@ -373,6 +386,7 @@ export async function runRestoreTest(
       });
       created = true;
 
+      checkStop();
       step = "restoring";
       report({ phase: "restoring" });
       const done = new Set<string>();
@@ -391,6 +405,7 @@ export async function runRestoreTest(
         {
           env: libpqEnv(server.conn, password),
           timeoutMs: rt.timeout_minutes * 60_000,
+          signal: stopper.signal,
           onStderrLine: (line) => {
             const m = /^pg_restore: (?:processing|finished) item (\d+) /.exec(line);
             if (m && !done.has(m[1])) {
@@ -400,6 +415,7 @@ export async function runRestoreTest(
           },
         },
       );
+      checkStop();
       if (restored.code !== 0) {
         throw new StepFailed(
           step,
@@ -413,11 +429,12 @@ export async function runRestoreTest(
 
       step = "verifying";
       report({ phase: "verifying" });
+      checkStop();
       const [{ bytes }] = await admin<
         { bytes: string }[]
       >`select pg_database_size(${scratch}::text) as bytes`;
       result.restoredBytes = Number(bytes);
-      result.verifications = await verify(
+      result.verifications = await verifyRestored(
         plan,
         rt,
         scratch,
@@ -431,14 +448,35 @@ export async function runRestoreTest(
         const bad = result.verifications.filter((v) => !v.ok).map((v) => v.name);
         result.error = { step: "verifying", message: `verification failed: ${bad.join(", ")}` };
       }
+      checkStop();
     } catch (err) {
       result.passed = false;
-      result.error = {
-        step: err instanceof StepFailed ? err.step : step,
-        message: err instanceof OpsError ? err.userMessage : `${step} failed: ${errText(err, deps)}`,
-      };
-      log.warn("restore test failed", { step, error: err });
+      if (err instanceof Stopped || stopper.signal.aborted) {
+        result.cancelled = {
+          by: stoppedBy ?? "someone",
+          phase: progress.phase,
+          objectsDone: progress.objectsDone,
+          objectsTotal: progress.objectsTotal ?? result.objectsTotal,
+        };
+        result.error = {
+          step: progress.phase,
+          message: `cancelled by ${result.cancelled.by} while ${progress.phase}${
+            result.cancelled.objectsTotal !== undefined
+              ? ` (${result.cancelled.objectsDone} of ${result.cancelled.objectsTotal} objects restored)`
+              : ""
+          }`,
+        };
+        log.info("restore test stopped", { step, by: result.cancelled.by });
+      } else {
+        result.error = {
+          step: err instanceof StepFailed ? err.step : step,
+          message: err instanceof OpsError ? err.userMessage : `${step} failed: ${errText(err, deps)}`,
+        };
+        log.warn("restore test failed", { step, error: err });
+      }
     } finally {
+      clearInterval(poll);
+      external?.removeEventListener("abort", onExternal);
       report({ phase: "dropping" });
       if (admin) {
         result.scratchDropped = await dropOwnScratch(admin, scratch, plan.target, id, created, result, deps);
@@ -446,7 +484,7 @@ export async function runRestoreTest(
       }
       result.totalMs = Math.round(performance.now() - t0);
       await recordFinish(deps.state, id, {
-        status: result.passed ? "passed" : "failed",
+        status: result.passed ? "passed" : result.cancelled ? "cancelled" : "failed",
         finishedAt: deps.now(),
         backupCreatedAt: result.backup.createdAt ? new Date(result.backup.createdAt) : undefined,
         objectsTotal: result.objectsTotal,
@@ -461,7 +499,7 @@ export async function runRestoreTest(
         actor,
         action: "restore_test.finished",
         target: plan.target,
-        outcome: result.passed ? "passed" : "failed",
+        outcome: result.passed ? "passed" : result.cancelled ? "cancelled" : "failed",
         details: {
           run: id,
           backup: plan.backup.name,
@@ -471,6 +509,7 @@ export async function runRestoreTest(
           restore_ms: result.restoreMs,
           total_ms: result.totalMs,
           error: result.error?.message,
+          ...(result.cancelled ? { cancelled: result.cancelled } : {}),
         },
       }).catch((err) => log.error("audit append failed", { error: err }));
       log.info("restore test finished", { passed: result.passed, total_ms: result.totalMs });
@@ -499,74 +538,6 @@ async function refuseIfPrimary(admin: Sql, deps: OpDeps, target: string, allowed
     throw new NotConfigured(
       `Refusing the restore test of ${target}: the restore server is the production primary (same system identifier). Point restore_test.server at a scratch server, or set allow_on_primary: true`,
     );
-  }
-}
-
-async function verify(
-  plan: RestoreTestPlan,
-  rt: RestoreTestConfig,
-  scratch: string,
-  conn: ConnectionConfig,
-  password: string | undefined,
-  deps: OpDeps,
-  onDone: (n: number) => void,
-): Promise<Verification[]> {
-  const timeoutMs = rt.statement_timeout_seconds * 1000;
-  // One connection per query (up to 4): the counts of a big restore are the test's longest step after
-  // pg_restore itself, and they are independent of each other.
-  const db = postgres({
-    ...connectionOptions({ ...conn, database: scratch }, password),
-    max: Math.min(4, Math.max(1, rt.verify.length)),
-  });
-  let done = 0;
-  try {
-    const member = plan.compareWith;
-    const source = member
-      ? await deps.targets.pool(plan.target, member).catch((err: unknown) =>
-        err instanceof Error ? err : new Error(String(err))
-      )
-      : undefined;
-    return await Promise.all(rt.verify.map(async (q) => {
-      const v: Verification = { name: q.name, ok: false, ...(member ? { sourceMember: member } : {}) };
-      // The restored database and the source answer at once: they are different servers in production.
-      const [restored, onSource] = await Promise.allSettled([
-        verifyQuery(db, q.sql, timeoutMs),
-        source === undefined
-          ? Promise.resolve(undefined)
-          : source instanceof Error
-          ? Promise.reject(source)
-          : verifyQuery(source, q.sql, timeoutMs),
-      ]);
-      if (restored.status === "rejected") {
-        v.reason = `failed on the restored database: ${errText(restored.reason, deps)}`;
-      } else {
-        v.restored = restored.value;
-        const r = numeric(v.restored);
-        if (q.min !== undefined && (r === undefined || r < q.min)) {
-          v.reason = `restored value ${v.restored} is below the minimum ${q.min}`;
-        } else if (!member) {
-          v.ok = true;
-        } else if (onSource.status === "rejected") {
-          v.reason = `could not run on ${member} to compare: ${errText(onSource.reason, deps)}`;
-        } else {
-          v.source = onSource.value;
-          const c = compareValues(v.restored, v.source!, rt.tolerance_percent);
-          v.ok = c.ok;
-          v.diffPercent = c.diffPercent;
-          if (!c.ok) {
-            v.reason = `restored ${v.restored}, ${member} ${v.source}${
-              c.diffPercent !== undefined
-                ? ` (${c.diffPercent}% apart; tolerance ${rt.tolerance_percent}%)`
-                : ""
-            }`;
-          }
-        }
-      }
-      onDone(++done);
-      return v;
-    }));
-  } finally {
-    await db.end({ timeout: 5 }).catch(() => undefined);
   }
 }
 
@@ -604,6 +575,8 @@ async function dropOwnScratch(
 export const restoreTest: Operation<RestoreTestArgs, RestoreTestPlan, RestoreTestResult> = {
   name: "restore_test",
   destructive: false,
+  // Stops safely: pg_restore is stopped, the marked scratch database dropped, the run recorded cancelled.
+  cancellable: true,
   args: restoreTestArgs,
   plan: planRestoreTest,
   revalidate: async (plan, deps) => {
@@ -621,7 +594,11 @@ export const restoreTest: Operation<RestoreTestArgs, RestoreTestPlan, RestoreTes
   },
   run: (plan, deps) => runRestoreTest(plan, deps),
   describeResult: (r) =>
-    r.passed
+    r.cancelled
+      ? `restore test of ${r.target} ${r.error?.message ?? "cancelled"}; scratch database ${
+        r.scratchDropped ? "dropped" : "LEFT BEHIND"
+      }`
+      : r.passed
       ? `restore test of ${r.target} passed: ${r.backup.name} restored in ${humanAge(r.restoreMs ?? 0)}`
       : `restore test of ${r.target} failed at ${r.error?.step}: ${r.error?.message}`,
 };
