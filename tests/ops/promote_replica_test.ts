@@ -1,21 +1,29 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../support/cluster.ts";
 import { testOpDeps } from "../support/op_deps.ts";
+import { startTestBot, testConfig, USERS } from "../support/bot.ts";
+import { ask } from "../support/gate.ts";
+import { waitFor } from "../support/wait.ts";
 import { promoteReplica } from "../../ops/promote_replica.ts";
-import { OpsError } from "../../core/errors.ts";
+import type { OpsError } from "../../core/errors.ts";
+import { ACTIONS } from "../../slack/actions.ts";
 
-// Promotion changes cluster-wide state: this file has its own cluster and runs its steps in order.
-Deno.test("promote_replica plans with a split-brain warning, refuses non-standbys, promotes, and reconciles", async (t) => {
-  await using cluster = await startCluster({ name: "promote-op", replica: true });
-  const deps = await testOpDeps(cluster);
+// Promotion changes cluster-wide state: this file has its own cluster, and its steps run in order.
+Deno.test("promote_replica: the plan warns of split brain, non-standbys are refused, two approvals promote, reconcile sees it", async (t) => {
+  await using cluster = await startCluster({ name: "promote", replica: true });
+  const config = testConfig(cluster, (doc) => {
+    doc.alerts = { lag_check: { enabled: false } };
+  });
+  const deps = await testOpDeps(cluster, { config });
+  const tb = await startTestBot(cluster, { config });
   const primary = cluster.primary.sql();
   try {
     await primary`create table promo_t (id int primary key)`;
     await primary`insert into promo_t values (1)`;
     await cluster.waitForReplay();
-    let plan: Awaited<ReturnType<typeof promoteReplica.plan>>;
+    let plan!: Awaited<ReturnType<typeof promoteReplica.plan>>;
 
-    await t.step("plan() refuses the primary and an unknown member", async () => {
+    await t.step("plan() refuses the primary, an unknown member and a malformed name", async () => {
       await assert.rejects(
         promoteReplica.plan({ target: "main", replica: "primary" }, deps),
         (e: OpsError) =>
@@ -29,15 +37,17 @@ Deno.test("promote_replica plans with a split-brain warning, refuses non-standby
     });
 
     await t.step(
-      "plan() shows lag, replay position, steps, and warns loudly that the old primary still answers",
+      "plan() shows lag, replay position and steps, and warns loudly that the old primary still answers",
       async () => {
         plan = await promoteReplica.plan({ target: "main", replica: "replica1" }, deps);
-        assert.equal(plan.replica, "replica1");
         assert.match(plan.replayLsn, /^[0-9A-F]+\/[0-9A-F]+$/);
         assert.equal(plan.timeline, 1);
         assert.equal(plan.lag.bytes, 0);
-        assert.equal(plan.oldPrimary.answers, true);
-        assert.equal(plan.oldPrimary.acceptsWrites, true);
+        assert.deepEqual(plan.oldPrimary, {
+          address: `127.0.0.1:${cluster.primary.port}`,
+          answers: true,
+          acceptsWrites: true,
+        });
         assert.ok(
           plan.warnings!.some((w) => /SPLIT BRAIN.*STILL ANSWERS.*Fence the old primary first/s.test(w)),
         );
@@ -50,35 +60,57 @@ Deno.test("promote_replica plans with a split-brain warning, refuses non-standby
         assert.ok(plan.steps.some((s) => s.includes("SELECT pg_promote(true, 60)")));
         assert.ok(plan.steps.some((s) => s.includes("pg_is_in_recovery() is false")));
         assert.ok(plan.steps.some((s) => /new timeline/.test(s)));
-        JSON.parse(JSON.stringify(plan)); // serialisable
         assert.equal(await promoteReplica.revalidate!(plan, deps), undefined);
+        assert.equal((await promoteReplica.reconcile!(plan, deps)).status, "not_done");
       },
     );
 
-    await t.step("reconcile() before running says not done", async () => {
-      const r = await promoteReplica.reconcile!(plan, deps);
-      assert.equal(r.status, "not_done");
+    await t.step(
+      "/bisman promote refuses the primary and an unknown replica before any request",
+      async () => {
+        assert.match((await ask(tb, "promote primary")).text, /target main has replicas replica1/);
+        assert.match((await ask(tb, "promote nosuch main")).text, /Cannot promote "nosuch"/);
+      },
+    );
+
+    let id = 0;
+    await t.step("the approval message shows the steps and the split-brain warning", async () => {
+      const r = await ask(tb, "promote replica1");
+      assert.ok(r.id, r.text);
+      id = r.id!;
+      const shown = JSON.stringify(tb.approvalMessage(id)!.blocks);
+      assert.match(shown, /Promote main\/replica1/);
+      assert.match(shown, /SPLIT BRAIN/);
+      assert.match(shown, /STILL ANSWERS/);
+      assert.match(shown, /pg_promote\(true, 60\)/);
+    });
+
+    await t.step("one approval is not enough: promote needs two by default", async () => {
+      await tb.click(ACTIONS.approve, id, USERS.bob);
+      await waitFor(async () => (await tb.bot.gate.view(id))!.approvals.length === 1, {
+        what: "bob's approval",
+      });
+      assert.equal((await tb.bot.gate.view(id))!.request.state, "pending");
+      const [r] = await cluster.replica!.sql()`select pg_is_in_recovery() as r`;
+      assert.equal(r.r, true, "still a standby");
     });
 
     await t.step(
-      "run() promotes: the replica leaves recovery, changes timeline and accepts writes",
+      "the second approval promotes: the replica leaves recovery, changes timeline and accepts writes",
       async () => {
-        const result = await promoteReplica.run(plan, deps);
-        assert.equal(result.promoted, true);
-        assert.equal(result.previousTimeline, 1);
-        assert.equal(result.timeline, 2);
+        await tb.click(ACTIONS.approve, id, USERS.carol);
+        await tb.waitForState(id, "succeeded", 90_000);
         const rsql = cluster.replica!.sql();
-        const [row] = await rsql`select pg_is_in_recovery() as r`;
-        assert.equal(row.r, false);
+        const [r] = await rsql`select pg_is_in_recovery() as r`;
+        assert.equal(r.r, false);
         await rsql`insert into promo_t values (2)`;
         const [{ n }] = await rsql`select count(*)::int as n from promo_t`;
         assert.equal(n, 2);
-        assert.match(promoteReplica.describeResult!(result), /timeline 1 → 2/);
       },
     );
 
     await t.step(
-      "afterwards the plan no longer holds, a new plan is refused, and reconcile() says done",
+      "afterwards the old plan no longer holds, a new plan is refused, and reconcile() says done",
       async () => {
         assert.match((await promoteReplica.revalidate!(plan, deps))!, /no longer a standby/);
         await assert.rejects(
@@ -87,10 +119,20 @@ Deno.test("promote_replica plans with a split-brain warning, refuses non-standby
         );
         const r = await promoteReplica.reconcile!(plan, deps);
         assert.equal(r.status, "done");
-        if (r.status === "done") assert.equal(r.result.timeline, 2);
+        if (r.status === "done") {
+          assert.equal(r.result.timeline, 2);
+          assert.match(promoteReplica.describeResult!(r.result), /timeline 1 → 2/);
+        }
       },
     );
+
+    await t.step("/bisman lag now reports replica1 as critical: it is no longer a standby", async () => {
+      const r = await ask(tb, "lag");
+      assert.match(r.text, /replica1 \S+: critical/);
+      assert.match(r.text, /not in recovery/);
+    });
   } finally {
+    await tb.stop();
     await deps.close();
   }
 });
