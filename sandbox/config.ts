@@ -36,6 +36,8 @@ export interface SandboxConfigInput {
   pgbackrest?: { stanza: string; configFile: string };
   /** Alertmanager's URL, linked from alert threads. */
   alertmanagerUrl?: string;
+  /** The OS login running the sandbox (not root), mapped to alice for the CLI. */
+  osLogin?: string;
 }
 
 /** The YAML document of the sandbox's config. */
@@ -56,8 +58,16 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
     access: {
       operators: { users: [alice, bob], groups: [] },
       approvers: { users: [bob, carol], groups: [] },
-      // The break-glass CLI: `deno task ops --as alice …` (as root) acts as alice.
-      cli_operators: { alice, bob, carol },
+      // The break-glass CLI: `deno task ops --as bob …` (as root) acts as bob; the login that runs the
+      // sandbox (when it is not root) acts as alice.
+      cli_operators: {
+        alice,
+        bob,
+        carol,
+        ...(input.osLogin && /^[a-z_][a-z0-9_.-]{0,31}$/.test(input.osLogin)
+          ? { [input.osLogin]: alice }
+          : {}),
+      },
     },
     policies: { default: { expiry_minutes: 15 } },
     targets: {

@@ -22,9 +22,16 @@ import { createConsoleApp } from "./console.ts";
 import { ensureDump, ensurePgBackRest, forgetSetupStatements, seedDatabases } from "./seed.ts";
 import { startSandboxAlerts, stopLeftoverAlertmanager } from "./alerts.ts";
 import { freePort } from "../tests/support/ports.ts";
+import { loginOfUid } from "../commands/cli_identity.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
 import { PASSWORD_ENV, stateUrl, writeSandboxConfig, writeSandboxEnv } from "./config.ts";
 import { createTroublePanel } from "./trouble.ts";
+
+/** The login of the user running the sandbox, from the real user ID (as the CLI resolves it). */
+function sandboxLogin(): string | undefined {
+  const uid = Deno.uid();
+  return uid === null ? undefined : loginOfUid(uid);
+}
 
 /** Options of {@link startSandbox}. */
 export interface SandboxOptions {
@@ -198,6 +205,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       dumpDir,
       pgbackrest,
       alertmanagerUrl: alerts.url,
+      osLogin: Deno.uid() === 0 ? undefined : sandboxLogin(),
     });
     // Targets read `password_env` from the process environment (as in production).
     Deno.env.set(PASSWORD_ENV, botPassword);
@@ -353,7 +361,9 @@ if (import.meta.main) {
       Deno.exit(0);
     } else {
       console.log(
-        `\n  Open ${sandbox.url}\n\n  (the #ops console; \`deno task ops help\` runs the CLI against this sandbox; Ctrl-C stops it)\n`,
+        `\n  Open ${sandbox.url}\n\n  That is the #ops console. The break-glass CLI works against this sandbox too:\n` +
+          `    deno task ops ${Deno.uid() === 0 ? "--as alice " : ""}status\n` +
+          `  Ctrl-C stops everything.\n`,
       );
     }
   } catch (err) {

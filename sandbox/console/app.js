@@ -154,9 +154,10 @@ function userName(id) {
 
 /** Formats an escaped text run: bold, italic, strike, emoji. */
 function inline(s) {
-  // \u0001n\u0002 marks a code span or link put back afterwards: it counts as a word boundary here.
-  const open = "(^|[\\s(\\[\\u0002])";
-  const close = "(?=$|[\\s.,;:!?)\\]\\u0001])";
+  // \uE000n\uE001 (private-use characters) marks a code span or link put back afterwards;
+  // it counts as a word boundary here.
+  const open = "(^|[\\s(\\[\\uE001])";
+  const close = "(?=$|[\\s.,;:!?)\\]\\uE000])";
   return s
     .replace(new RegExp(`${open}\\*([^*\\n]+?)\\*${close}`, "g"), "$1<b>$2</b>")
     .replace(new RegExp(`${open}_([^\\n]+?)_${close}`, "g"), "$1<i>$2</i>")
@@ -212,10 +213,10 @@ function mrkdwn(text) {
       const kept = [];
       const rest = line.replace(/`([^`\n]+)`|<([^<>\n]+)>/g, (_m, code, sp) => {
         kept.push(code !== undefined ? `<code>${escapeHtml(unescapeSlack(code))}</code>` : special(sp));
-        return `\u0001${kept.length - 1}\u0002`;
+        return `\uE000${kept.length - 1}\uE001`;
       });
       const html = inline(escapeHtml(unescapeSlack(rest))).replace(
-        /\u0001(\d+)\u0002/g,
+        /\uE000(\d+)\uE001/g,
         (_m, i) => kept[Number(i)],
       );
       return quote ? `<blockquote>${html}</blockquote>` : html;

@@ -25,7 +25,7 @@ function consoleDriver(page: Page, dir: string) {
       return path;
     },
     /** Waits until the element's text contains `needle`. */
-    waitText: async (selector: string, needle: string, timeout = 20_000) => {
+    waitText: async (selector: string, needle: string, timeout = 45_000) => {
       try {
         await page.waitForFunction(
           ([s, t]) => (document.querySelector(s)?.textContent ?? "").includes(t),
@@ -45,7 +45,7 @@ function consoleDriver(page: Page, dir: string) {
     actAs: async (name: string, id: string) => {
       await page.click(`[data-user="${name}"]`);
       // The feed is fetched again for the new user; wait until their view is on screen.
-      await page.waitForFunction((u) => document.body.dataset.feedUser === u, id, { timeout: 10_000 });
+      await page.waitForFunction((u) => document.body.dataset.feedUser === u, id, { timeout: 30_000 });
     },
     command: async (line: string) => {
       await page.fill("#command", line);
@@ -96,6 +96,8 @@ Deno.test({
         ],
       });
       const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      // The suite runs many clusters in parallel on two cores: give each wait room.
+      page.setDefaultTimeout(45_000);
       const pageErrors: string[] = [];
       page.on("pageerror", (e) => pageErrors.push(String(e)));
       const c = consoleDriver(page, shots);
@@ -177,7 +179,7 @@ Deno.test({
         await c.actAs("bob", "U0BOB");
         await approve().click();
         await page.click('[data-confirm="yes"]');
-        await c.waitText("#feed", "Succeeded: rotate on sandbox", 30_000);
+        await c.waitText("#feed", "Succeeded: rotate on sandbox", 60_000);
         assert.equal(await approve().count(), 0, "no Approve button is left");
         await c.shot("rotate-succeeded");
         // The password Vault now holds is the one that logs in.
@@ -202,11 +204,11 @@ Deno.test({
       await t.step("an Alertmanager alert opens a thread; a read-only button answers in it", async () => {
         await page.click('[data-trouble="fire-alert"]');
         await c.waitText("#trouble-result", "HighReplicationLag");
-        await c.waitText("#feed", "FIRING HighReplicationLag", 30_000);
+        await c.waitText("#feed", "FIRING HighReplicationLag", 60_000);
         await c.shot("alert-fired");
         await page.locator('#feed button[data-action-id="bisman.alert.show_lag"]').last().click();
         const replies = page.locator("#feed button.replies").last();
-        await replies.waitFor({ timeout: 20_000 });
+        await replies.waitFor({ timeout: 45_000 });
         await replies.click();
         await c.waitText("#thread-feed", "replica1");
         const thread = await c.text("#thread-feed");
