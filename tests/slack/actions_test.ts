@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
 import {
   ACTIONS,
+  ALERT_ACTION_PATTERN,
+  ALERT_ACTIONS,
+  alertButtonOf,
+  encodeAlertButton,
   encodeModalMetadata,
   encodeRequestButton,
   invokerOfInteraction,
+  parseAlertButton,
   parseModalMetadata,
   parseRequestButton,
   VIEWS,
@@ -83,4 +88,32 @@ Deno.test("slack/actions: no action_id or callback_id literal appears outside sl
   };
   await walk(root.replace(/\/$/, ""));
   assert.deepEqual(offenders, []);
+});
+
+Deno.test("slack/actions: alert button values round-trip, and each alert button has its own action ID", () => {
+  for (const ref of [{ fingerprint: "304ffdb0e058c0a1" }, { storm: 12 }]) {
+    const v = encodeAlertButton(ref);
+    assert.deepEqual(parseAlertButton(v), ref);
+    assert.ok(v.length < 2000);
+  }
+  for (
+    const bad of [
+      undefined,
+      "",
+      "{not json",
+      '{"v":1,"f":"NOT-HEX"}',
+      '{"v":1,"s":0}',
+      '{"v":1,"s":1.5}',
+      '{"v":1,"f":"ab","s":1}',
+      '{"v":2,"f":"ab"}',
+      "x".repeat(5000),
+    ]
+  ) {
+    assert.equal(parseAlertButton(bad), undefined, String(bad).slice(0, 40));
+  }
+  const ids = Object.values(ALERT_ACTIONS);
+  assert.equal(new Set(ids).size, ids.length);
+  for (const id of ids) assert.match(id, ALERT_ACTION_PATTERN);
+  assert.equal(alertButtonOf(ALERT_ACTIONS.promote_replica), "promote_replica");
+  assert.equal(alertButtonOf(ACTIONS.approve), undefined);
 });
