@@ -286,7 +286,8 @@ function renderBlocks(blocks, ctx) {
     let node;
     switch (b.type) {
       case "header":
-        node = el("div", { class: "block block-header" }, plainText(b.text));
+        // plain_text, with emoji drawn like Slack's (a header is where the state's emoji sits).
+        node = el("div", { class: "block block-header" }, textObject({ ...b.text, type: "plain_text" }));
         break;
       case "section": {
         const main = el("div", { class: "section-main" });
