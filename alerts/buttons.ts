@@ -136,6 +136,13 @@ export function memberOf(
 
 const ipAddress = z.union([z.ipv4(), z.ipv6()]);
 
+/** The client address an alert names (`client_addr`, `client_address` or `address` label), when it is an IP. */
+export function clientAddressOf(labels: Record<string, string> | undefined): string | undefined {
+  const raw = labels?.client_addr ?? labels?.client_address ?? labels?.address;
+  const r = ipAddress.safeParse(raw);
+  return r.success ? r.data : undefined;
+}
+
 /** Which subcommands and operations a build has (the registries; a test may describe another build). */
 export interface BuildContents {
   hasSubcommand(name: string): boolean;
@@ -173,11 +180,11 @@ export function resolveButton(
     if (!built.hasSubcommand(def.subcommand!)) {
       return { kind: "unavailable", message: `"${def.label}" is not available yet in this bisman-ops build` };
     }
-    return {
-      kind: "read",
-      subcommand: def.subcommand!,
-      text: target ? `${def.subcommand} ${target}` : def.subcommand!,
-    };
+    let text = target ? `${def.subcommand} ${target}` : def.subcommand!;
+    // The audit trail of a suspicious client is the trail of its address (validated: it goes into a command).
+    const address = key === "show_audit" ? clientAddressOf(first?.labels) : undefined;
+    if (address) text += ` address=${address}`;
+    return { kind: "read", subcommand: def.subcommand!, text };
   }
   if (!built.hasOperation(def.action!)) {
     return { kind: "unavailable", message: `"${def.label}" is not available yet in this bisman-ops build` };
@@ -217,15 +224,14 @@ export function resolveButton(
     case "rotate_all":
       return { kind: "gated", action: def.action!, args: { role: "all", target } };
     case "terminate_client": {
-      const raw = first?.labels.client_addr ?? first?.labels.client_address ?? first?.labels.address;
-      const address = ipAddress.safeParse(raw);
-      if (!address.success) {
+      const address = clientAddressOf(first?.labels);
+      if (!address) {
         return {
           kind: "unavailable",
           message: "This alert names no client address: it needs a `client_addr` label holding an IP address",
         };
       }
-      return { kind: "gated", action: def.action!, args: { address: address.data, target } };
+      return { kind: "gated", action: def.action!, args: { address, target } };
     }
     default:
       return { kind: "gated", action: def.action!, args: { target } };

@@ -73,6 +73,23 @@ Deno.test("resolveButton() finds the target and replica from the alert's labels,
     action: "terminate_client",
     args: { address: "10.1.2.3", target: "main" },
   });
+  assert.deepEqual(
+    resolveButton(config, "show_audit", [{ alertname: "X", labels: { client_addr: "10.1.2.3" } }]),
+    {
+      kind: "read",
+      subcommand: "audit",
+      text: "audit main address=10.1.2.3",
+    },
+  );
+  assert.deepEqual(
+    resolveButton(config, "show_audit", [{ alertname: "X", labels: { client_addr: "1 limit=9" } }]),
+    {
+      kind: "read",
+      subcommand: "audit",
+      text: "audit main",
+    },
+    "a label that is not an IP never reaches the command line",
+  );
   // A build without an operation or subcommand: the button says so instead of failing.
   const bare = { hasSubcommand: () => false, hasOperation: () => false };
   const gated = resolveButton(config, "rotate_all", [{ alertname: "X", labels: {} }], bare);
