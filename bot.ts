@@ -18,6 +18,7 @@ import { GroupCache } from "./core/access.ts";
 import type { AppDeps } from "./core/deps.ts";
 import { SlackEventsReceiver } from "./slack/receiver.ts";
 import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
+import { setStateDatabase } from "./core/errors.ts";
 import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
@@ -125,6 +126,8 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   resolveSchedules({ config }, jobList);
   const metrics = new Metrics();
 
+  // Failing to reach this database then reads "State database unavailable", not an internal error.
+  await setStateDatabase(env.databaseUrl);
   const state = connectState(env.databaseUrl);
   if (env.databaseMigrationUrl) {
     const owner = connectState(env.databaseMigrationUrl, { max: 1 });

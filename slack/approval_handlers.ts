@@ -7,6 +7,7 @@
 
 import type { ApprovalGate, Decision } from "../core/approval.ts";
 import type { AppDeps } from "../core/deps.ts";
+import { asOpsError } from "../core/errors.ts";
 import type { BoltRegistration } from "./bolt_app.ts";
 import {
   ACTIONS,
@@ -95,7 +96,8 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
           args.client,
           { channel: body.channel?.id ?? body.container?.channel_id },
           body.user?.id ?? "",
-          `:x: Internal error (reference ${ref}): see the bot's log`,
+          // "State database unavailable" when that is what failed; else "Internal error (reference …)".
+          `:x: ${asOpsError(err, ref).userMessage}`,
         );
       }
     };

@@ -1,8 +1,9 @@
 /**
  * A loopback TCP proxy in front of a real server (PostgreSQL, Vault), for fault tests: it can hold the
  * client's bytes (a stalled network: queries wait, nothing reaches the server), cut every connection (a
- * crash or a reset), and refuse new ones (the server is down). Nothing in the bot is touched: only the
- * address in its config or environment points here.
+ * crash or a reset), and go down (it stops listening, so connecting is refused as with a stopped server)
+ * and come back on the same port. Nothing in the bot is touched: only the address in its config or
+ * environment points here.
  */
 
 /** One proxied connection. */
@@ -22,13 +23,13 @@ export class TcpProxy {
   #listener: Deno.Listener;
   #pairs = new Set<Pair>();
   #held?: PromiseWithResolvers<void>;
-  #refusing = false;
+  #listening = true;
   #accepting: Promise<void>;
 
   private constructor(private readonly target: { hostname: string; port: number }) {
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.port = (this.#listener.addr as Deno.NetAddr).port;
-    this.#accepting = this.#accept();
+    this.#accepting = this.#accept(this.#listener);
   }
 
   /** Starts a proxy to `hostname:port` on a free loopback port. */
@@ -58,40 +59,36 @@ export class TcpProxy {
     for (const p of [...this.#pairs]) this.#kill(p);
   }
 
-  /** While on, new connections are closed as soon as they are accepted (the server is down). */
-  refuse(on: boolean): void {
-    this.#refusing = on;
-  }
-
-  /** The server is down: cut what is open and refuse new connections. */
-  down(): void {
-    this.refuse(true);
+  /** The server is down: open connections are cut and new ones refused (nothing listens on the port). */
+  async down(): Promise<void> {
+    if (this.#listening) {
+      this.#listening = false;
+      this.#listener.close();
+      await this.#accepting;
+    }
     this.cut();
   }
 
-  /** The server is back. */
+  /** The server is back, on the same port. */
   up(): void {
-    this.refuse(false);
+    if (this.#listening) return;
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: this.port });
+    this.#listening = true;
+    this.#accepting = this.#accept(this.#listener);
   }
 
   async close(): Promise<void> {
-    this.#listener.close();
-    this.cut();
+    await this.down();
     this.resume();
-    await this.#accepting;
   }
 
-  async #accept(): Promise<void> {
+  async #accept(listener: Deno.Listener): Promise<void> {
     for (;;) {
       let client: Deno.Conn;
       try {
-        client = await this.#listener.accept();
+        client = await listener.accept();
       } catch {
         return; // listener closed
-      }
-      if (this.#refusing) {
-        client.close();
-        continue;
       }
       let server: Deno.Conn;
       try {
