@@ -36,6 +36,8 @@ import {
   runRequestCommand,
 } from "./commands/cli_requests.ts";
 import { actorOf } from "./core/access.ts";
+import { parseAnchor } from "./core/audit.ts";
+import { exportToCli, verifyExportFile } from "./commands/audit_log.ts";
 
 const SANDBOX_ENV = fileURLToPath(new URL("./.data/sandbox.env", import.meta.url));
 
@@ -47,6 +49,9 @@ The break-glass CLI of bisman-ops: the /bisman subcommands without Slack.
   --env-file <file>   read BISMAN_CONFIG, DATABASE_URL, VAULT_* … from a KEY=value file
   --confirm <text>    approve: the typed confirmation some policies ask for
 Exit codes: 0 ok, 1 failed, 2 bad usage or refused, 3 not permitted.`;
+
+/** Flags handed to the subcommand as `key=value` (`audit-log export --since 7d --out f`, `verify --file f`). */
+const PASSED_ON_FLAGS = new Set(["--since", "--file", "--anchor", "--out"]);
 
 /** Global flags, taken from anywhere on the command line. */
 export interface CliFlags {
@@ -74,6 +79,8 @@ export function parseCommandLine(argv: string[]): { flags: CliFlags; text: strin
     else if (flag === "--env-file") flags.envFile = value();
     else if (flag === "--confirm") flags.confirm = value();
     else if (flag === "--help" || flag === "-h") flags.help = true;
+    // audit-log export/verify options, passed on to the subcommand as key=value.
+    else if (PASSED_ON_FLAGS.has(flag)) rest.push(`${flag.slice(2)}=${JSON.stringify(value())}`);
     else if (arg.startsWith("--")) throw new OpsError("invalid_input", `Unknown flag ${flag}\n${USAGE}`);
     // A word with spaces came quoted from the shell: keep it one argument for the router's parser.
     else rest.push(/\s/.test(arg) ? `"${arg.replaceAll('"', "")}"` : arg);
@@ -158,7 +165,9 @@ async function loadEnv(
 /** Runs one command line and returns what to print and the exit code. Never throws. */
 export async function runCli(
   argv: string[],
-  io: { report: (line: string) => void } = { report: (l) => console.error(l) },
+  io: { report: (line: string) => void; write?: (chunk: string) => Promise<void> } = {
+    report: (l) => console.error(l),
+  },
 ): Promise<CliOutcome & { json_mode: boolean }> {
   let flags: CliFlags = { json: false, help: false };
   let runtime: CliRuntime | undefined;
@@ -180,6 +189,21 @@ export async function runCli(
     }
     if (flags.help || !parsed.subcommand || (parsed.subcommand === "help" && !parsed.positional.length)) {
       return { text: helpText(), exit: EXIT.ok, json: { ok: true, text: helpText() }, json_mode: flags.json };
+    }
+    // Offline: an export is checked with no config, environment or database.
+    if (parsed.subcommand === "audit-log" && parsed.positional[0] === "verify" && parsed.named.file) {
+      const anchor = parsed.named.anchor ? parseAnchor(parsed.named.anchor) : undefined;
+      if (parsed.named.anchor && !anchor) {
+        const msg = "--anchor takes <row>:<hash> (64 hex digits), as the anchor message shows it";
+        return { text: msg, exit: EXIT.refused, json: { ok: false, error: msg }, json_mode: flags.json };
+      }
+      const v = await verifyExportFile(parsed.named.file, anchor);
+      return {
+        text: v.text,
+        exit: v.ok ? EXIT.ok : EXIT.failed,
+        json: { ok: v.ok, text: v.text },
+        json_mode: flags.json,
+      };
     }
     const env = await loadEnv(flags, io.report);
     runtime = await buildCliRuntime(env, { report: io.report });
@@ -224,6 +248,15 @@ export async function runCli(
           json_mode: flags.json,
         };
       }
+    }
+
+    if (parsed.subcommand === "audit-log" && parsed.positional[0] === "export") {
+      const write = io.write ??
+        ((chunk: string) => Deno.stdout.write(new TextEncoder().encode(chunk)).then(() => {}));
+      const rows = await exportToCli(deps, inv, { since: parsed.named.since, out: parsed.named.out, write });
+      const text = `${rows} audit-log row(s) exported${parsed.named.out ? ` to ${parsed.named.out}` : ""}`;
+      io.report(text);
+      return { text: "", exit: EXIT.ok, json: { ok: true, rows, text }, json_mode: flags.json };
     }
 
     const progress = (r: Reply) => {
@@ -273,7 +306,8 @@ export async function runCli(
 if (import.meta.main) {
   const out = await runCli(Deno.args);
   if (out.json_mode) console.log(JSON.stringify({ ...out.json, exit_code: out.exit }, null, 2));
-  else if (out.exit === EXIT.ok) console.log(out.text);
-  else console.error(out.text);
+  else if (out.exit === EXIT.ok) {
+    if (out.text) console.log(out.text);
+  } else console.error(out.text);
   Deno.exit(out.exit);
 }

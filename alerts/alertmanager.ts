@@ -71,6 +71,7 @@ export function alertsOf(p: WebhookPayload): IncomingAlert[] {
     endsAt: realTime(a.endsAt),
     generatorURL: a.generatorURL,
     groupKey: p.groupKey,
+    externalURL: p.externalURL || undefined,
   }));
 }
 

@@ -49,6 +49,8 @@ export interface IncomingAlert {
   endsAt: string | null;
   generatorURL?: string;
   groupKey: string;
+  /** Alertmanager's own URL as the delivery named it (silences use it when the config names none). */
+  externalURL?: string;
 }
 
 /** What changed for one alert, and so what the thread will show. */
@@ -94,6 +96,11 @@ interface StateRow {
   thread_ts: string | null;
   message_ts: string | null;
   storm_id: number | null;
+  owner: string | null;
+  owned_at: Date | null;
+  silence_id: string | null;
+  silence_until: Date | null;
+  silenced_by: string | null;
 }
 
 interface OutboxRow {
@@ -149,6 +156,31 @@ function eventOf(previous: "firing" | "resolved" | undefined, next: "firing" | "
   if (next === "resolved") return "resolved";
   if (previous === "resolved") return "refiring";
   return previous === undefined ? "firing" : "updated";
+}
+
+/**
+ * What an alert's parent shows besides the alert (issue 11): its runbook link (the `runbook_url` annotation,
+ * else `alerts.runbook_urls`), who took it, its silence, and whether it can be silenced (Alertmanager's own
+ * alerts only: the bot's lag check is not in Alertmanager).
+ */
+export function threadExtras(
+  config: AppDeps["config"],
+  a: AlertView,
+  s: Pick<StateRow, "owner" | "owned_at" | "silence_id" | "silence_until" | "silenced_by">,
+) {
+  const urls = config.alerts.runbook_urls;
+  const runbook = a.annotations.runbook_url ??
+    (Object.hasOwn(urls, a.alertname) ? urls[a.alertname] : undefined) ?? urls.default;
+  return {
+    runbookUrl: runbook,
+    owner: s.owner
+      ? { id: s.owner, at: s.owned_at ? new Date(s.owned_at).toISOString() : undefined }
+      : undefined,
+    silence: s.silence_id && s.silence_until
+      ? { id: s.silence_id, until: new Date(s.silence_until).toISOString(), by: s.silenced_by ?? undefined }
+      : undefined,
+    threadButtons: { silenceable: a.source === "alertmanager" },
+  };
 }
 
 /** Alert threads of one bot process: ingest, the per-channel poster, and lookups for buttons. */
@@ -239,6 +271,7 @@ export class AlertThreads implements AlertLookup {
         starts_at: a.startsAt,
         ends_at: a.endsAt,
         generator_url: a.generatorURL ?? null,
+        external_url: a.externalURL || null,
         content_hash: hash,
         first_seen_at: now,
         received_at: now,
@@ -258,6 +291,7 @@ export class AlertThreads implements AlertLookup {
           "starts_at",
           "ends_at",
           "generator_url",
+          "external_url",
           "content_hash",
           "first_seen_at",
           "received_at",
@@ -266,6 +300,7 @@ export class AlertThreads implements AlertLookup {
         on conflict (fingerprint) do update set
           status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
           starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
+          external_url = coalesce(excluded.external_url, bisman_ops.alert_state.external_url),
           content_hash = excluded.content_hash, received_at = excluded.received_at,
           group_key = excluded.group_key, alertname = excluded.alertname`;
       const outbox = changed.map(({ a, event }) => ({
@@ -376,7 +411,8 @@ export class AlertThreads implements AlertLookup {
     const fps = [...new Set(rows.map((r) => r.fingerprint))];
     const states = new Map(
       (await sql<StateRow[]>`
-        select fingerprint, channel, alertname, group_key, status, thread_ts, message_ts, storm_id::int as storm_id
+        select fingerprint, channel, alertname, group_key, status, thread_ts, message_ts, storm_id::int as storm_id,
+               owner, owned_at, silence_id, silence_until, silenced_by
           from bisman_ops.alert_state where fingerprint = any(${fps}::text[])`).map((
         s,
       ) => [s.fingerprint, s]),
@@ -475,6 +511,7 @@ export class AlertThreads implements AlertLookup {
     const sql = this.deps.state;
     const parent = renderAlertParent(r.snapshot, this.#buttons(r.snapshot.alertname), {
       alertmanagerUrl: this.deps.config.alerts.alertmanager_url,
+      ...threadExtras(this.deps.config, r.snapshot, s),
     });
     if (s.message_ts) {
       const edit = await this.#call(
@@ -703,6 +740,49 @@ export class AlertThreads implements AlertLookup {
       threadTs: s.parent_ts ?? undefined,
       alerts: alerts.map((a) => ({ alertname: a.alertname, labels: a.labels })),
     };
+  }
+
+  /**
+   * Redraws an alert's parent message from its stored state (after "I'm on it" or a silence changed it):
+   * queued as an `updated` notification, so it goes through the channel's one poster, in order with the
+   * alert's own notifications. Alerts listed in a storm have no parent of their own and are left alone.
+   */
+  async refreshParent(fingerprint: string): Promise<void> {
+    const [a] = await this.deps.state<
+      {
+        channel: string;
+        alertname: string;
+        status: "firing" | "resolved";
+        labels: Record<string, string>;
+        annotations: Record<string, string>;
+        starts_at: Date | null;
+        ends_at: Date | null;
+        generator_url: string | null;
+        source: "alertmanager" | "lag_check";
+        storm_id: number | null;
+      }[]
+    >`
+      select channel, alertname, status, labels, annotations, starts_at, ends_at, generator_url, source,
+             storm_id::int as storm_id
+        from bisman_ops.alert_state where fingerprint = ${fingerprint}`;
+    if (!a || a.storm_id !== null) return;
+    const snapshot: AlertView = {
+      fingerprint,
+      alertname: a.alertname,
+      status: a.status,
+      labels: a.labels,
+      annotations: a.annotations,
+      startsAt: a.starts_at ? new Date(a.starts_at).toISOString() : null,
+      endsAt: a.ends_at ? new Date(a.ends_at).toISOString() : null,
+      generatorURL: a.generator_url ?? "",
+      source: a.source,
+    };
+    await this.deps.state`
+      insert into bisman_ops.alert_outbox (channel, fingerprint, event, snapshot, enqueued_at)
+      values (${a.channel}, ${fingerprint}, 'updated', ${
+      this.deps.state.json(snapshot as never)
+    }, ${this.deps.now()})`;
+    this.kick(a.channel);
   }
 
   /** The thread of one fingerprint, as stored (tests, the lag check). */

@@ -10,12 +10,12 @@ import { z } from "zod";
 import { targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { auditSearchArgs, searchAudit } from "../ops/audit_search.ts";
-import { renderAuditSearch } from "../slack/render/audit.ts";
+import { auditSearchCsv, renderAuditSearch } from "../slack/render/audit.ts";
 import { targetOf } from "./security.ts";
 
 const USAGE =
   "/bisman audit [target] [table=clients] [user=bisman_app] [app_user=u42] [service=payments] [action=update] " +
-  "[address=10.0.1.0/24] [context=missing] [since=24h] [until=…] [limit=20]";
+  "[address=10.0.1.0/24] [context=missing] [since=24h] [until=…] [limit=20] [format=csv]";
 
 const s = auditSearchArgs.shape;
 const schema = z.object({
@@ -33,6 +33,8 @@ const schema = z.object({
     until: s.until,
     limit: z.string().regex(/^\d{1,3}$/, "a number from 1 to 200").transform(Number).pipe(s.limit.unwrap())
       .optional(),
+    // Everyday use (issue 11): the whole result, row data redacted, as a CSV file in a direct message.
+    format: z.literal("csv", { error: 'the only format is "csv"' }).optional(),
   }),
   rest: z.string(),
 });
@@ -50,7 +52,24 @@ export const auditCommand = defineSubcommand({
   access: "operator",
   parse: (args, deps) => {
     const a = validateArgs(schema, args, USAGE);
-    return { target: targetOf(deps.config, a.positional[0]), ...a.named };
+    const { format, ...named } = a.named;
+    return { search: { target: targetOf(deps.config, a.positional[0]), ...named }, csv: format === "csv" };
   },
-  run: async (ctx, args) => renderAuditSearch(await searchAudit(args, ctx.deps)),
+  run: async (ctx, args) => {
+    const { deps, invoker } = ctx;
+    const r = await searchAudit(args.search, deps);
+    const reply = renderAuditSearch(r);
+    // A result the message cannot hold (or one asked for as CSV) goes to the asker as a file too.
+    const cut = /more row\(s\); narrow the search/.test(reply.text) || r.more > 0;
+    if (!(args.csv || (cut && r.rows.length)) || !deps.slack || invoker.via !== "slack") return reply;
+    const name = `bisman-audit-${r.target}-${deps.now().toISOString().slice(0, 19).replace(/[:T]/g, "")}.csv`;
+    await deps.slack.sendFile({
+      user: invoker.userId,
+      filename: name,
+      title: `audit_logs_dml of ${r.target}: ${r.rows.length} rows`,
+      content: auditSearchCsv(r),
+      comment: `\`/bisman audit\` on ${r.target}: ${r.rows.length} row(s), sensitive columns redacted`,
+    });
+    return renderAuditSearch(r, { file: `${name}, sent to you in a direct message` });
+  },
 });

@@ -22,6 +22,10 @@ import { freezeCommand, unfreezeCommand } from "./freeze.ts";
 import { auditLogCommand } from "./audit_log.ts";
 import { resetStatsCommand } from "./reset_stats.ts";
 import { auditCommand } from "./audit.ts";
+import { requestsCommand } from "./requests.ts";
+import { cancelCommand } from "./cancel.ts";
+import { backupNowCommand } from "./backup_now.ts";
+import { configCommand } from "./config.ts";
 import {
   applyTargetSqlCommand,
   detectCommand,
@@ -58,3 +62,5 @@ registerSubcommands(rotateCommand, credsCommand);
 registerSubcommands(auditCommand, securityEventsCommand, detectCommand, usageCommand, rolesCommand, tlsCommand);
 registerSubcommands(lockRoleCommand, unlockRoleCommand, terminateCommand, blockCommand, unblockCommand);
 registerSubcommands(applyTargetSqlCommand);
+// Everyday use (issue 11).
+registerSubcommands(requestsCommand, cancelCommand, backupNowCommand, configCommand);

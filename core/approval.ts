@@ -22,6 +22,7 @@ import type { AppDeps, Gate, GateRequest } from "./deps.ts";
 import type { Reply } from "./reply.ts";
 import { actorOf, checkWorkspace, type Invoker, isMember, requireOperator } from "./access.ts";
 import { asOpsError, type ErrorCode } from "./errors.ts";
+import { getOperation } from "../ops/registry.ts";
 import * as store from "./approval_store.ts";
 import type { FreezeState, RequestRow, RequestState } from "./approval_store.ts";
 import { closedMessage, confirmTextOf, formatTime, gatePolicy } from "./approval_hooks.ts";
@@ -79,6 +80,7 @@ export class ApprovalGate implements Gate {
       notifier,
       refresh: (id) => this.#refresh(id),
       view: (id) => this.#view(id),
+      running: new Map(),
     };
   }
 
@@ -107,7 +109,7 @@ export class ApprovalGate implements Gate {
     const beat = setInterval(() => this.#track(this.#heartbeat()), this.opts.heartbeatMs ?? 5_000);
     // `sweep: false` when the scheduler's approval_expiry job sweeps instead (once per slot across replicas).
     const sweep = opts.sweep === false ? undefined : setInterval(
-      () => this.#track(this.sweep().then(() => this.recoverInterrupted())),
+      () => this.#track(this.sweep().then(() => this.remind()).then(() => this.recoverInterrupted())),
       opts.sweepIntervalMs ?? 30_000,
     );
     for (const t of sweep ? [beat, sweep] : [beat]) {
@@ -171,6 +173,12 @@ export class ApprovalGate implements Gate {
   async #heartbeat(): Promise<void> {
     await this.#assertLock();
     await store.heartbeat(this.deps.state, this.instanceId, this.deps.now());
+    // A stop asked for on another replica reaches the run here.
+    if (this.#runtime.running.size) {
+      for (const id of await store.stopsRequested(this.deps.state, this.instanceId)) {
+        this.#runtime.running.get(id)?.abort();
+      }
+    }
   }
 
   /** Creates a request: checks, plan, persist, post the approval message; returns the asker's answer. */
@@ -193,12 +201,21 @@ export class ApprovalGate implements Gate {
    * when the run has ended.
    * @param opts.typed what the approver typed, when the policy demands typed confirmation
    * @param opts.planHash the plan hash the clicked button carried; a mismatch is refused
+   * @param opts.backupFirst the backup step as the clicked message showed it; a mismatch is refused
    */
-  approve(id: number, inv: Invoker, opts: { typed?: string; planHash?: string } = {}): Promise<Decision> {
+  approve(
+    id: number,
+    inv: Invoker,
+    opts: { typed?: string; planHash?: string; backupFirst?: boolean } = {},
+  ): Promise<Decision> {
     return this.#busy(() => this.#approve(id, inv, opts));
   }
 
-  async #approve(id: number, inv: Invoker, opts: { typed?: string; planHash?: string }): Promise<Decision> {
+  async #approve(
+    id: number,
+    inv: Invoker,
+    opts: { typed?: string; planHash?: string; backupFirst?: boolean },
+  ): Promise<Decision> {
     const { deps } = this;
     const pre = await this.#precheck(id, inv, "approve");
     if ("refused" in pre) return pre.refused;
@@ -209,6 +226,16 @@ export class ApprovalGate implements Gate {
         inv,
         "state_changed",
         `This button belongs to another plan than request #${id}'s`,
+      );
+    }
+    if (opts.backupFirst !== undefined && row.pre_backup !== null && opts.backupFirst !== row.pre_backup) {
+      return await this.#refuse(
+        row,
+        inv,
+        "state_changed",
+        `The backup step of request #${id} was ${
+          row.pre_backup ? "kept" : "dropped"
+        } since you looked: look at the message again and approve`,
       );
     }
     if (row.policy.typed_confirmation) {
@@ -311,7 +338,10 @@ export class ApprovalGate implements Gate {
     return { status: "done", message: `Request #${id} denied`, state: "denied" };
   }
 
-  /** Withdraws a pending request (its requester, or any operator). */
+  /**
+   * Withdraws a pending request, or asks a running one to stop when its operation stops safely (its
+   * requester, or any operator).
+   */
   cancel(id: number, inv: Invoker): Promise<Decision> {
     return this.#busy(() => this.#cancel(id, inv));
   }
@@ -328,6 +358,7 @@ export class ApprovalGate implements Gate {
     } catch (err) {
       return await this.#refuse(row, inv, asOpsError(err).code, asOpsError(err).userMessage);
     }
+    if (row.state === "running") return await this.#stop(row, inv);
     const closed = await store.closePending(deps.state, id, {
       state: "cancelled",
       now: deps.now(),
@@ -335,12 +366,9 @@ export class ApprovalGate implements Gate {
       byName: inv.userName,
     });
     if (!closed) {
-      return await this.#refuse(
-        row,
-        inv,
-        "approval_closed",
-        closedMessage((await store.getRequest(deps.state, id))!),
-      );
+      const fresh = (await store.getRequest(deps.state, id))!;
+      if (fresh.state === "running") return await this.#stop(fresh, inv);
+      return await this.#refuse(fresh, inv, "approval_closed", closedMessage(fresh));
     }
     await deps.audit.append({
       actor: actorOf(inv),
@@ -352,6 +380,131 @@ export class ApprovalGate implements Gate {
     });
     await this.#refresh(id);
     return { status: "done", message: `Request #${id} cancelled`, state: "cancelled" };
+  }
+
+  /**
+   * Asks a running request to stop. Only operations that stop safely (`cancellable`) accept it: the
+   * instance running it aborts the run's signal (at once when that is this process, else on its next
+   * heartbeat), the operation cleans up, and the request ends `cancelled` with how far it got. Others say
+   * why they cannot stop.
+   */
+  async #stop(row: RequestRow, inv: Invoker): Promise<Decision> {
+    const { deps } = this;
+    const op = getOperation(row.action);
+    if (!op?.cancellable) {
+      return await this.#refuse(
+        row,
+        inv,
+        "conflict",
+        `Request #${row.id} (${row.action}) is running and cannot stop safely mid-way: it runs to its end`,
+      );
+    }
+    const asked = await store.requestStop(deps.state, row.id, {
+      id: inv.userId,
+      name: inv.userName,
+      now: deps.now(),
+    });
+    if (!asked) {
+      const fresh = (await store.getRequest(deps.state, row.id))!;
+      const msg = fresh.state === "running"
+        ? `Request #${row.id} is already stopping (asked by ${
+          fresh.cancel_requested_by_name ?? fresh.cancel_requested_by
+        })`
+        : closedMessage(fresh);
+      return await this.#refuse(fresh, inv, "approval_closed", msg);
+    }
+    await deps.audit.append({
+      actor: actorOf(inv),
+      actorName: inv.userName,
+      action: "request.stop_requested",
+      target: row.target ?? undefined,
+      requestId: row.id,
+      outcome: "ok",
+      details: { action: row.action, run_by: row.run_by },
+    });
+    this.#runtime.running.get(row.id)?.abort();
+    await this.#refresh(row.id);
+    return { status: "done", message: `Request #${row.id} is stopping`, state: "running" };
+  }
+
+  /**
+   * Keeps or drops the "take a backup first" step of a pending request (its requester or an eligible
+   * approver). Audited; the message is redrawn, and an Approve click made on the old drawing is refused.
+   */
+  setBackupFirst(id: number, inv: Invoker, keep: boolean): Promise<Decision> {
+    return this.#busy(async () => {
+      const { deps } = this;
+      const row = await store.getRequest(deps.state, id);
+      if (!row) return await this.#refuse(undefined, inv, "invalid_input", `There is no request #${id}`, id);
+      try {
+        checkWorkspace(deps.config, inv);
+        if (inv.userId !== row.requester_id) {
+          const policy = gatePolicy(deps.config, row.action);
+          if (!(await isMember(policy.approvers, inv.userId, deps.groupMembers))) {
+            return await this.#refuse(
+              row,
+              inv,
+              "not_permitted",
+              `Only the requester or an approver of ${row.action} may change its backup step`,
+            );
+          }
+        }
+      } catch (err) {
+        return await this.#refuse(row, inv, asOpsError(err).code, asOpsError(err).userMessage);
+      }
+      const changed = await store.setPreBackup(deps.state, id, keep);
+      if (!changed) {
+        const fresh = (await store.getRequest(deps.state, id))!;
+        return await this.#refuse(
+          fresh,
+          inv,
+          "approval_closed",
+          fresh.state === "pending" ? `Request #${id} offers no backup step` : closedMessage(fresh),
+        );
+      }
+      await deps.audit.append({
+        actor: actorOf(inv),
+        actorName: inv.userName,
+        action: keep ? "request.backup_first_kept" : "request.backup_first_dropped",
+        target: row.target ?? undefined,
+        requestId: id,
+        outcome: "ok",
+      });
+      await this.#refresh(id);
+      return {
+        status: "done",
+        message: `Request #${id}: the backup step is ${keep ? "kept" : "dropped"}`,
+        state: "pending",
+      };
+    });
+  }
+
+  /**
+   * Sends the one reminder of every pending request past two thirds of its time to expiry, in its thread
+   * (mentioning its approvers again). Claimed with a conditional UPDATE, so several replicas sweeping at
+   * once still send each reminder once. Returns how many this call sent.
+   */
+  async remind(): Promise<number> {
+    const due = await store.claimReminders(this.deps.state, this.deps.now());
+    for (const r of due) {
+      const view = await this.#view(r.id);
+      if (!view?.request.message_ts) continue;
+      const left = Math.max(1, Math.round((r.expires_at.getTime() - this.deps.now().getTime()) / 60_000));
+      try {
+        await this.notifier.remind?.(view, left);
+      } catch (err) {
+        this.deps.log.warn("could not post an approval reminder", { request: r.id, error: err });
+      }
+      await auditQuietly(this.deps, {
+        actor: SYSTEM_ACTOR,
+        action: "request.reminded",
+        target: r.target ?? undefined,
+        requestId: r.id,
+        outcome: "ok",
+        details: { minutes_left: left },
+      });
+    }
+    return due.length;
   }
 
   /** Marks every pending request past its expiry `expired` and edits its message; returns how many. */
@@ -407,7 +560,11 @@ export class ApprovalGate implements Gate {
   async #view(id: number): Promise<RequestView | undefined> {
     const request = await store.getRequest(this.deps.state, id);
     if (!request) return undefined;
-    return { request, approvals: await store.listApprovals(this.deps.state, id) };
+    return {
+      request,
+      approvals: await store.listApprovals(this.deps.state, id),
+      cancellable: getOperation(request.action)?.cancellable === true,
+    };
   }
 
   /** The checks shared by approve, deny and the pre-modal check; refusals are audited. */

@@ -22,7 +22,7 @@ import {
   planHashOf,
   toJsonValue,
 } from "./approval_hooks.ts";
-import type { GateRuntime } from "./approval_run.ts";
+import { BACKUP_FIRST_ACTIONS, type GateRuntime } from "./approval_run.ts";
 
 /**
  * Plans and persists a destructive request and posts its approval message.
@@ -77,6 +77,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
       policy,
       createdAt: now,
       expiresAt: new Date(now.getTime() + policy.expiry_minutes * 60_000),
+      preBackup: offersBackupFirst(deps, op.name, target) || undefined,
     });
     const base = { actor: actorOf(inv), actorName: inv.userName, target, requestId: row.id };
     await deps.audit.append({
@@ -130,6 +131,16 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
     }
     throw err;
   }
+}
+
+/**
+ * Whether a request's plan offers "take a backup first": promote and roles apply do, when the target has a
+ * backup source and this build has backup_now. The approver keeps or drops the step before approving.
+ */
+export function offersBackupFirst(deps: Pick<AppDeps, "config">, action: string, target?: string): boolean {
+  if (!BACKUP_FIRST_ACTIONS.has(action) || !target || !getOperation("backup_now")) return false;
+  const b = deps.config.targets[target]?.backups;
+  return !!(b?.pgbackrest || b?.dump_folder);
 }
 
 export function frozenError(f: FreezeState, action: string): OpsError {

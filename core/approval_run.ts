@@ -22,6 +22,8 @@ export const SYSTEM_ACTOR = "bisman-ops";
 export interface RequestView {
   request: RequestRow;
   approvals: ApprovalRow[];
+  /** Whether its operation can stop safely once running (the message offers Stop, or says it cannot). */
+  cancellable?: boolean;
 }
 
 /**
@@ -38,6 +40,8 @@ export interface ApprovalNotifier {
   update(view: RequestView): Promise<void>;
   /** Tells the channel something that needs attention (an interruption and what reconcile found). */
   announce(view: RequestView, text: string): Promise<void>;
+  /** The one reminder of a pending request, in its thread, mentioning its approvers again. */
+  remind?(view: RequestView, minutesLeft: number): Promise<void>;
 }
 
 /** What the running half needs from the gate that owns it. */
@@ -48,13 +52,36 @@ export interface GateRuntime {
   /** Redraws request `id`'s message from its current row (edits of one request never overlap). */
   refresh(id: number): Promise<void>;
   view(id: number): Promise<RequestView | undefined>;
+  /** Runs of this process that can be stopped, by request id. */
+  running: Map<number, AbortController>;
 }
+
+/** Operations whose plans offer "take a backup first" (when the target has a backup source). */
+export const BACKUP_FIRST_ACTIONS: ReadonlySet<string> = new Set(["promote_replica", "roles_apply"]);
+
+/** Progress lines reach the message at most this often (each one is a chat.update). */
+const PROGRESS_EVERY_MS = 3000;
 
 /**
  * Re-validates, runs and records a claimed request, editing its message at each step. Never throws for
  * the operation's own failures: they end the request as `failed`.
  */
 export async function executeClaimed(rt: GateRuntime, row: RequestRow, by: Invoker): Promise<void> {
+  const stop = new AbortController();
+  rt.running.set(row.id, stop);
+  try {
+    await runClaimed(rt, row, by, stop);
+  } finally {
+    rt.running.delete(row.id);
+  }
+}
+
+async function runClaimed(
+  rt: GateRuntime,
+  row: RequestRow,
+  by: Invoker,
+  stop: AbortController,
+): Promise<void> {
   const { deps } = rt;
   const op = getOperation(row.action);
   const base = {
@@ -63,7 +90,19 @@ export async function executeClaimed(rt: GateRuntime, row: RequestRow, by: Invok
     target: row.target ?? undefined,
     requestId: row.id,
   };
-  const opDeps: OpDeps = { ...deps, actor: row.requester_id };
+  let lastProgress = 0;
+  const opDeps: OpDeps = {
+    ...deps,
+    actor: row.requester_id,
+    signal: stop.signal,
+    progress: (line) => {
+      // Throttled: a long run reports often, and each shown line is a message edit.
+      if (Date.now() - lastProgress < PROGRESS_EVERY_MS) return;
+      lastProgress = Date.now();
+      void store.setProgress(deps.state, row.id, deps.secrets.scrub(line)).then(() => rt.refresh(row.id))
+        .catch((err) => deps.log.warn("could not record progress", { request: row.id, error: err }));
+    },
+  };
   const plan = row.plan;
   await rt.refresh(row.id);
   if (!op) {
@@ -82,6 +121,16 @@ export async function executeClaimed(rt: GateRuntime, row: RequestRow, by: Invok
     deps: opDeps,
   });
   let changed: string | undefined = refusal ? `Not run: ${refusal}` : undefined;
+  if (!changed && row.pre_backup) {
+    const failed = await backupFirst(rt, row, opDeps, base);
+    if (failed) {
+      await finish(rt, row, {
+        state: "failed",
+        error: `The backup taken first failed, so ${row.action} was not run: ${failed}`,
+      });
+      return;
+    }
+  }
   if (!changed && op.revalidate) {
     try {
       const what = await op.revalidate(plan, opDeps);
@@ -117,6 +166,28 @@ export async function executeClaimed(rt: GateRuntime, row: RequestRow, by: Invok
     durationMs / 1000,
     "Destructive operation run time",
   );
+  if (stop.signal.aborted && op.cancellable) {
+    const fresh = await store.getRequest(deps.state, row.id);
+    const how = result !== undefined ? safeDescribe(rt, op, result) : failure?.userMessage;
+    const text = `Stopped by ${fresh?.cancel_requested_by_name ?? fresh?.cancel_requested_by ?? "someone"}${
+      how ? `: ${how}` : ""
+    }`;
+    await auditAfter(rt.deps, {
+      ...base,
+      action: "op.cancelled",
+      outcome: "cancelled",
+      details: { duration_ms: durationMs, stopped_by: fresh?.cancel_requested_by, result: how },
+    });
+    await finish(rt, row, {
+      state: "cancelled",
+      result: result === undefined
+        ? undefined
+        : JSON.parse(deps.secrets.scrub(JSON.stringify(toJsonValue(result)))),
+      summary: `${text} (${durationMs} ms)`,
+      error: text,
+    });
+    return;
+  }
   if (failure) {
     const step = failure instanceof StepFailed ? failure.step : undefined;
     await auditAfter(rt.deps, {
@@ -129,12 +200,7 @@ export async function executeClaimed(rt: GateRuntime, row: RequestRow, by: Invok
     return;
   }
   const safe = JSON.parse(deps.secrets.scrub(JSON.stringify(toJsonValue(result) ?? null)));
-  let summary = "done";
-  try {
-    summary = op.describeResult?.(result as never) ?? "done";
-  } catch (err) {
-    deps.log.warn("describeResult failed", { action: row.action, error: err });
-  }
+  const summary = safeDescribe(rt, op, result);
   await auditAfter(rt.deps, {
     ...base,
     action: "op.succeeded",
@@ -144,10 +210,72 @@ export async function executeClaimed(rt: GateRuntime, row: RequestRow, by: Invok
   await finish(rt, row, { state: "succeeded", result: safe, summary: `${summary} (${durationMs} ms)` });
 }
 
+function safeDescribe(
+  rt: GateRuntime,
+  op: NonNullable<ReturnType<typeof getOperation>>,
+  result: unknown,
+): string {
+  try {
+    return op.describeResult?.(result as never) ?? "done";
+  } catch (err) {
+    rt.deps.log.warn("describeResult failed", { action: op.name, error: err });
+    return "done";
+  }
+}
+
+/**
+ * The "take a backup first" step: plans and runs `backup_now` of the request's target with the request's
+ * own dependencies, audited as its own step. @returns why it failed, or undefined when the backup is done
+ */
+async function backupFirst(
+  rt: GateRuntime,
+  row: RequestRow,
+  opDeps: OpDeps,
+  base: { actor: string; actorName?: string; target?: string; requestId: number },
+): Promise<string | undefined> {
+  const backup = getOperation("backup_now");
+  if (!backup || !row.target) return "backup_now is not available for this request";
+  const started = performance.now();
+  try {
+    const plan = await backup.plan(backup.args.parse({ target: row.target }), opDeps);
+    await rt.deps.audit.append({
+      ...base,
+      action: "op.backup_first",
+      outcome: "started",
+      details: { plan: plan.summary },
+    });
+    const result = await backup.run(plan, opDeps);
+    await auditAfter(rt.deps, {
+      ...base,
+      action: "op.backup_first",
+      outcome: "succeeded",
+      details: {
+        summary: backup.describeResult?.(result) ?? "done",
+        duration_ms: Math.round(performance.now() - started),
+      },
+    });
+    return undefined;
+  } catch (err) {
+    const e = userError(rt.deps, err);
+    await auditAfter(rt.deps, {
+      ...base,
+      action: "op.backup_first",
+      outcome: "failed",
+      details: { error: e.userMessage, duration_ms: Math.round(performance.now() - started) },
+    });
+    return e.userMessage;
+  }
+}
+
 async function finish(
   rt: GateRuntime,
   row: RequestRow,
-  end: { state: "succeeded" | "failed" | "stale"; result?: unknown; summary?: string; error?: string },
+  end: {
+    state: "succeeded" | "failed" | "stale" | "cancelled";
+    result?: unknown;
+    summary?: string;
+    error?: string;
+  },
 ): Promise<void> {
   const done = await store.finishRequest(rt.deps.state, row.id, rt.instanceId, {
     ...end,

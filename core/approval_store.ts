@@ -86,6 +86,16 @@ export interface RequestRow {
   run_by: string | null;
   heartbeat_at: Date | null;
   reconcile: ReconcileVerdict | null;
+  /** When the one reminder went to the thread (sql/0006). */
+  reminded_at: Date | null;
+  /** A stop asked for while it ran (operations that stop safely), and by whom. */
+  cancel_requested_at: Date | null;
+  cancel_requested_by: string | null;
+  cancel_requested_by_name: string | null;
+  /** "Take a backup first": null when not offered, true while kept, false when an approver dropped it. */
+  pre_backup: boolean | null;
+  /** The latest progress line of a running request. */
+  progress: string | null;
 }
 
 /** One approval. */
@@ -120,6 +130,8 @@ export interface NewRequest {
   policy: EffectivePolicy;
   createdAt: Date;
   expiresAt: Date;
+  /** Offer "take a backup first" (kept until an approver drops it). */
+  preBackup?: boolean;
 }
 
 /** Advisory-lock namespace (first int4 key) of instance liveness locks: an arbitrary constant, "bins". */
@@ -132,13 +144,13 @@ export async function insertRequest(sql: Sql, r: NewRequest): Promise<RequestRow
   const [row] = await sql<RequestRow[]>`
     insert into bisman_ops.requests
       (action, target, args, plan, plan_hash, notes, requester_id, requester_name, via, asked_in,
-       approvals_needed, policy, created_at, expires_at)
+       approvals_needed, policy, created_at, expires_at, pre_backup)
     values (${r.action}, ${r.target ?? null}, ${sql.json(r.args as Json)}, ${
     sql.json(r.plan as unknown as Json)
   },
             ${r.planHash}, ${sql.json(r.notes)}, ${r.requesterId}, ${r.requesterName ?? null}, ${r.via},
             ${r.askedIn ?? null}, ${r.approvalsNeeded}, ${sql.json(r.policy as unknown as Json)},
-            ${r.createdAt}, ${r.expiresAt})
+            ${r.createdAt}, ${r.expiresAt}, ${r.preBackup ?? null})
     returning *`;
   return row;
 }
@@ -230,7 +242,7 @@ export async function finishRequest(
   id: number,
   instance: string,
   end: {
-    state: "succeeded" | "failed" | "stale";
+    state: "succeeded" | "failed" | "stale" | "cancelled";
     now: Date;
     result?: unknown;
     summary?: string;
@@ -398,4 +410,97 @@ export async function clearFreeze(sql: Sql, frozenAt: Date | undefined): Promise
      where frozen and (${frozenAt ?? null}::timestamptz is null or frozen_at = ${frozenAt ?? null})
     returning 1`;
   return rows.length > 0;
+}
+
+// --- everyday use (issue 11): lists, reminders, stopping a running request, the backup-first step ---
+
+/** What `/bisman requests` asks for. */
+export interface RequestSearch {
+  /** Only these states (all when absent). */
+  states?: RequestState[];
+  /** Only requests by this Slack user. */
+  requester?: string;
+  /** Created at or after. */
+  since: Date;
+  limit: number;
+}
+
+/** Requests matching a search, newest first. */
+export async function searchRequests(sql: Sql, q: RequestSearch): Promise<RequestRow[]> {
+  return await sql<RequestRow[]>`
+    select * from bisman_ops.requests
+     where created_at >= ${q.since}
+       and (${q.states ?? null}::text[] is null or state = any(${q.states ?? null}::text[]))
+       and (${q.requester ?? null}::text is null or requester_id = ${q.requester ?? null})
+     order by id desc
+     limit ${q.limit}`;
+}
+
+/** How many approvals each of `ids` has. */
+export async function countApprovals(sql: Sql, ids: number[]): Promise<Map<number, number>> {
+  if (!ids.length) return new Map();
+  const rows = await sql<{ id: number; n: number }[]>`
+    select request_id::int as id, count(*)::int as n from bisman_ops.approvals
+     where request_id = any(${ids}::int[]) group by request_id`;
+  return new Map(rows.map((r) => [r.id, r.n]));
+}
+
+/**
+ * Claims the one reminder of every pending request that has passed two thirds of its time to expiry: the
+ * conditional UPDATE sets `reminded_at` once, so however many replicas sweep at once, each request's
+ * reminder is claimed (and posted) by exactly one of them.
+ * @returns the requests this call claimed
+ */
+export async function claimReminders(sql: Sql, now: Date): Promise<RequestRow[]> {
+  return await sql<RequestRow[]>`
+    update bisman_ops.requests
+       set reminded_at = ${now}
+     where state = 'pending' and reminded_at is null and expires_at > ${now}
+       and created_at + (expires_at - created_at) * 2 / 3 <= ${now}
+    returning *`;
+}
+
+/**
+ * Records a request to stop a running request (once: a second click finds it already asked).
+ * @returns the row, or undefined when it is not running or a stop was already asked for
+ */
+export async function requestStop(
+  sql: Sql,
+  id: number,
+  by: { id: string; name?: string; now: Date },
+): Promise<RequestRow | undefined> {
+  const [row] = await sql<RequestRow[]>`
+    update bisman_ops.requests
+       set cancel_requested_at = ${by.now}, cancel_requested_by = ${by.id},
+           cancel_requested_by_name = ${by.name ?? null}
+     where id = ${id} and state = 'running' and cancel_requested_at is null
+    returning *`;
+  return row;
+}
+
+/** Requests run by `instance` that someone asked to stop (the heartbeat polls this). */
+export async function stopsRequested(sql: Sql, instance: string): Promise<number[]> {
+  const rows = await sql<{ id: number }[]>`
+    select id from bisman_ops.requests
+     where run_by = ${instance} and state = 'running' and cancel_requested_at is not null`;
+  return rows.map((r) => r.id);
+}
+
+/** Stores the latest progress line of a running request. */
+export async function setProgress(sql: Sql, id: number, text: string): Promise<void> {
+  await sql`update bisman_ops.requests set progress = ${
+    text.slice(0, 300)
+  } where id = ${id} and state = 'running'`;
+}
+
+/**
+ * Keeps or drops the offered "take a backup first" step of a pending request.
+ * @returns the row, or undefined when it is no longer pending or the step was never offered
+ */
+export async function setPreBackup(sql: Sql, id: number, keep: boolean): Promise<RequestRow | undefined> {
+  const [row] = await sql<RequestRow[]>`
+    update bisman_ops.requests set pre_backup = ${keep}
+     where id = ${id} and state = 'pending' and pre_backup is not null
+    returning *`;
+  return row;
 }

@@ -222,3 +222,235 @@ export async function verifyChain(
   }
   return { ok: true, checked, head: rows.length ? { seq: rows.at(-1)!.seq, hash: prev } : undefined };
 }
+
+// --- everyday use (issue 11): search, export, anchors ---
+
+/** What `/bisman audit-log` searches for; every field narrows. */
+export interface AuditSearch {
+  actor?: string;
+  /** An exact action, or a prefix when it ends with `*` (`request.*`). */
+  action?: string;
+  target?: string;
+  requestId?: number;
+  since?: Date;
+  until?: Date;
+  limit: number;
+}
+
+/** A row the chain holds at a known position: posted to the ops channel so later deletions show. */
+export interface Anchor {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * Parses `<row>:<hash>` (the form the anchor job posts).
+ * @example
+ * parseAnchor("12:" + "ab".repeat(32)); // { seq: 12, hash: "abab…" }
+ */
+export function parseAnchor(text: string): Anchor | undefined {
+  const m = /^#?([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(text.trim().toLowerCase());
+  return m ? { seq: Number(m[1]), hash: m[2] } : undefined;
+}
+
+/** The outcome of checking an anchor against the chain. */
+export type AnchorVerdict =
+  | { ok: true; seq: number; head: Anchor; checked: number }
+  | { ok: false; seq: number; problem: string; head?: Anchor; checked: number };
+
+/**
+ * Checks an anchor against the row the chain holds at its position (`row` undefined: no such row). Pure.
+ * A chain that verifies but no longer reaches the anchor's row lost its newest rows: the chain alone cannot
+ * see that, the anchor can.
+ */
+export function checkAnchor(anchor: Anchor, row: Pick<AuditRow, "seq" | "hash"> | undefined, head?: Anchor) {
+  if (!row) {
+    return {
+      ok: false as const,
+      problem: head
+        ? `row ${anchor.seq} is gone: the log now ends at row ${head.seq}, so rows ${
+          head.seq + 1
+        }…${anchor.seq} (at least) were deleted`
+        : `row ${anchor.seq} is gone: the log is empty`,
+    };
+  }
+  if (row.hash !== anchor.hash) {
+    return {
+      ok: false as const,
+      problem: `row ${anchor.seq}'s hash is now ${row.hash.slice(0, 16)}…, the anchor says ${
+        anchor.hash.slice(0, 16)
+      }…: the log was rewritten from that row back`,
+    };
+  }
+  return { ok: true as const };
+}
+
+/** Searches the bot's own audit log, newest first. */
+export async function searchAuditLog(sql: Sql, q: AuditSearch): Promise<AuditRow[]> {
+  const prefix = q.action?.endsWith("*") ? q.action.slice(0, -1) : undefined;
+  const exact = q.action && !prefix ? q.action : undefined;
+  const rows = await sql<AuditRow[]>`
+    select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
+           details, prev_hash, hash
+      from bisman_ops.audit_log
+     where (${q.actor ?? null}::text is null or actor = ${q.actor ?? null})
+       and (${exact ?? null}::text is null or action = ${exact ?? null})
+       and (${prefix ?? null}::text is null or starts_with(action, ${prefix ?? null}))
+       and (${q.target ?? null}::text is null or target = ${q.target ?? null})
+       and (${q.requestId ?? null}::bigint is null or request_id = ${q.requestId ?? null})
+       and (${q.since ?? null}::timestamptz is null or at >= ${q.since ?? null})
+       and (${q.until ?? null}::timestamptz is null or at < ${q.until ?? null})
+     order by seq desc
+     limit ${q.limit}`;
+  return rows.map((r) => ({ ...r, at: new Date(r.at).toISOString() }));
+}
+
+/** The newest row's position and hash (what an anchor records), or undefined for an empty log. */
+export async function auditHead(sql: Sql): Promise<Anchor | undefined> {
+  const [r] = await sql<{ seq: number; hash: string }[]>`
+    select seq::int as seq, hash from bisman_ops.audit_log order by seq desc limit 1`;
+  return r ? { seq: r.seq, hash: r.hash } : undefined;
+}
+
+/** One row by position. */
+export async function auditRowAt(sql: Sql, seq: number): Promise<AuditRow | undefined> {
+  const [r] = await sql<AuditRow[]>`
+    select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
+           details, prev_hash, hash
+      from bisman_ops.audit_log where seq = ${seq}`;
+  return r ? { ...r, at: new Date(r.at).toISOString() } : undefined;
+}
+
+/**
+ * Proves the log still holds the anchor's row with the anchor's hash, and that the chain up to the head is
+ * unbroken. Names what is wrong otherwise.
+ */
+export async function verifyAnchor(log: AuditLog, sql: Sql, anchor: Anchor): Promise<AnchorVerdict> {
+  const chain = await log.verify();
+  if (!chain.ok) {
+    return { ok: false, seq: chain.seq, problem: chain.problem, checked: chain.checked };
+  }
+  const head = chain.head;
+  const row = await auditRowAt(sql, anchor.seq);
+  const c = checkAnchor(anchor, row, head);
+  if (!c.ok) return { ok: false, seq: anchor.seq, problem: c.problem, head, checked: chain.checked };
+  return { ok: true, seq: anchor.seq, head: head!, checked: chain.checked };
+}
+
+/** Rows in chain order from `sinceSeq` (or from the first row at or after `since`), in batches. */
+export async function* exportAuditRows(
+  sql: Sql,
+  opts: { since?: Date; batch?: number } = {},
+): AsyncGenerator<AuditRow[]> {
+  let from = 1;
+  if (opts.since) {
+    const [r] = await sql<{ seq: number | null }[]>`
+      select min(seq)::int as seq from bisman_ops.audit_log where at >= ${opts.since}`;
+    if (r.seq === null) return;
+    from = r.seq;
+  }
+  const batch = opts.batch ?? 5000;
+  for (;;) {
+    const rows = await sql<AuditRow[]>`
+      select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
+             details, prev_hash, hash
+        from bisman_ops.audit_log where seq >= ${from} order by seq limit ${batch}`;
+    if (!rows.length) return;
+    yield rows.map((r) => ({ ...r, at: new Date(r.at).toISOString() }));
+    from = rows.at(-1)!.seq + 1;
+  }
+}
+
+/** One exported row as a JSON line: its content, its hash and its predecessor's. */
+export function exportLine(r: AuditRow): string {
+  return JSON.stringify({
+    seq: r.seq,
+    at: r.at,
+    actor: r.actor,
+    actor_name: r.actor_name,
+    action: r.action,
+    target: r.target,
+    request_id: r.request_id,
+    outcome: r.outcome,
+    details: r.details,
+    prev_hash: r.prev_hash,
+    hash: r.hash,
+  });
+}
+
+/** The outcome of verifying an exported file offline. */
+export type ExportVerdict =
+  | { ok: true; rows: number; first?: number; head?: Anchor; anchor?: "held" }
+  | { ok: false; rows: number; seq?: number; line?: number; problem: string };
+
+/**
+ * Verifies an export (JSON lines from {@link exportLine}) without the database: every line parses, rows are
+ * consecutive, each points at its predecessor's hash and matches its own, and, when given, the anchor's row
+ * is present with the anchor's hash. An export that starts later than row 1 is checked from its first row's
+ * stated predecessor; an anchor then proves that start too. Names the row (and line) that fails. Pure.
+ */
+export async function verifyExport(text: string, anchor?: Anchor): Promise<ExportVerdict> {
+  const lines = text.split("\n");
+  const rows: AuditRow[] = [];
+  let lineNo = 0;
+  for (const raw of lines) {
+    lineNo++;
+    if (!raw.trim()) continue;
+    const expected = rows.length ? rows.at(-1)!.seq + 1 : undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      return {
+        ok: false,
+        rows: rows.length,
+        line: lineNo,
+        seq: expected,
+        problem: `line ${lineNo}${
+          expected ? ` (row ${expected})` : ""
+        } is not valid JSON: the file was altered`,
+      };
+    }
+    const r = parsed as AuditRow;
+    if (
+      typeof r !== "object" || r === null || typeof r.seq !== "number" || typeof r.hash !== "string" ||
+      typeof r.prev_hash !== "string"
+    ) {
+      return {
+        ok: false,
+        rows: rows.length,
+        line: lineNo,
+        seq: expected,
+        problem: `line ${lineNo}${expected ? ` (row ${expected})` : ""} is not an audit row`,
+      };
+    }
+    rows.push(r);
+  }
+  if (!rows.length) {
+    return anchor
+      ? { ok: false, rows: 0, seq: anchor.seq, problem: `the file holds no rows, so not row ${anchor.seq}` }
+      : { ok: true, rows: 0 };
+  }
+  const first = rows[0];
+  const v = await verifyChain(rows, first.prev_hash, first.seq);
+  if (!v.ok) {
+    const line = lines.findIndex((l) => l.includes(`"seq":${v.seq},`)) + 1;
+    return { ok: false, rows: v.checked, seq: v.seq, line: line || undefined, problem: v.problem };
+  }
+  if (anchor) {
+    if (anchor.seq < first.seq) {
+      return {
+        ok: false,
+        rows: rows.length,
+        seq: anchor.seq,
+        problem:
+          `the file starts at row ${first.seq}, after the anchor's row ${anchor.seq}: export from an earlier time`,
+      };
+    }
+    const row = rows.find((r) => r.seq === anchor.seq);
+    const c = checkAnchor(anchor, row, v.head);
+    if (!c.ok) return { ok: false, rows: rows.length, seq: anchor.seq, problem: c.problem };
+    return { ok: true, rows: rows.length, first: first.seq, head: v.head, anchor: "held" };
+  }
+  return { ok: true, rows: rows.length, first: first.seq, head: v.head };
+}

@@ -114,6 +114,19 @@ export const backupsSchema = z.strictObject({
   tools: z.strictObject({
     pg_restore: programPath.default("pg_restore"),
     pgbackrest: programPath.default("pgbackrest"),
+    // Everyday use (issue 11): `/bisman backup now` with a dump folder runs pg_dump -Fc.
+    pg_dump: programPath.default("pg_dump"),
+  }).prefault({}),
+  // --- everyday use (issue 11): `/bisman backup now` (through the approval gate, policies.backup_now) ---
+  on_demand: z.strictObject({
+    /** Which source an on-demand backup uses; default: pgBackRest when configured, else the dump folder. */
+    source: z.enum(["pgbackrest", "dump_folder"]).optional(),
+    /** pgBackRest backup type when none is typed (the seed's daily backup is full). */
+    type: z.enum(["full", "diff", "incr"]).default("full"),
+    /** On-demand dumps are named <prefix><YYYYMMDD>_<HHMMSS>.dump, which must match dump_folder.pattern. */
+    dump_prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,60}$/, "letters, digits, _ . -").default("bisman_"),
+    /** The backup is stopped and fails after this long. */
+    timeout_minutes: z.number().int().min(1).max(24 * 60).default(240),
   }).prefault({}),
 });
 export type BackupsConfig = z.infer<typeof backupsSchema>;
@@ -387,6 +400,15 @@ export const alertsSchema = z.strictObject({
   slack_per_channel_per_second: z.number().positive().max(100).default(1),
   /** New alerts of one group waiting together at least this many times are listed in one parent message. */
   storm_group_at: z.number().int().min(2).default(5),
+  // --- everyday use (issue 11): runbook links on alert threads ---
+  /**
+   * A runbook URL per alert name (and `default`), linked from the alert's thread when the alert carries no
+   * `runbook_url` annotation of its own.
+   */
+  runbook_urls: z.record(
+    z.string().regex(/^[A-Za-z_:][A-Za-z0-9_:]*$/, "an alert name"),
+    z.url({ protocol: /^https?$/ }),
+  ).default({}),
 }).prefault({});
 export type AlertsConfig = z.infer<typeof alertsSchema>;
 
@@ -501,6 +523,29 @@ export const retentionSchema = z.strictObject({
 }).prefault({});
 export type RetentionConfig = z.infer<typeof retentionSchema>;
 
+// --- everyday use (issue 11): what the bot never shows of row data ---
+
+/**
+ * Columns whose values are replaced by `mark` wherever row data is shown or exported (`/bisman audit` old
+ * and new values, its CSV). A column is sensitive when its name contains one of these, case-insensitively.
+ */
+export const DEFAULT_SENSITIVE_COLUMNS = [
+  "password",
+  "passwd",
+  "token",
+  "secret",
+  "api_key",
+  "iban",
+  "card_number",
+  "cvv",
+];
+
+export const redactionSchema = z.strictObject({
+  sensitive_columns: z.array(z.string().regex(/^[A-Za-z0-9_]{2,63}$/, "a column name or part of one"))
+    .default(DEFAULT_SENSITIVE_COLUMNS),
+  mark: z.string().min(1).max(40).default("[redacted]"),
+}).prefault({});
+
 export const configSchema = z.strictObject({
   workspace: z.strictObject({
     team_id: z.string().regex(/^T[A-Z0-9]{2,}$/, "a Slack team ID such as T012ABCDEF"),
@@ -533,6 +578,7 @@ export const configSchema = z.strictObject({
   digest: digestSchema,
   checklist: checklistSchema,
   retention: retentionSchema,
+  redaction: redactionSchema,
 });
 export type Config = z.infer<typeof configSchema>;
 

@@ -36,6 +36,25 @@ export interface Gate {
   request(req: GateRequest): Promise<Reply>;
 }
 
+/** A file to send to one person (slack/files.ts: Slack's external upload flow, shared in a direct message). */
+export interface FileToSend {
+  /** The Slack user who gets it. */
+  user: string;
+  filename: string;
+  title: string;
+  content: string;
+  /** The message that goes with it. */
+  comment?: string;
+}
+
+/** Slack calls that commands need beyond their reply (slack/files.ts); absent where Slack is not used. */
+export interface SlackApi {
+  /** A message's permalink (chat.getPermalink), or undefined when Slack cannot give one. */
+  permalink(channel: string, ts: string): Promise<string | undefined>;
+  /** Uploads a file and shares it with `user` privately; returns its file ID. */
+  sendFile(file: FileToSend): Promise<{ fileId: string; channel: string }>;
+}
+
 /** Shared services of one bot process. */
 export interface AppDeps {
   config: Config;
@@ -54,4 +73,6 @@ export interface AppDeps {
   jobs?: JobService;
   /** The Vault client; absent when `VAULT_ADDR` is not set (Vault features answer "not configured"). */
   vault?: VaultClient;
+  /** Permalinks and file uploads (set by bot.ts); absent in the CLI. */
+  slack?: SlackApi;
 }

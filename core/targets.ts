@@ -59,7 +59,7 @@ export class Targets {
   #pools = new Map<string, Sql>();
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly secrets: Secrets,
     private readonly readVault?: VaultSecretReader,
     private readonly env: (name: string) => string | undefined = (n) => Deno.env.get(n),
@@ -137,6 +137,33 @@ export class Targets {
     const sql = this.#pools.get(key);
     this.#pools.delete(key);
     await sql?.end({ timeout: 2 }).catch(() => undefined);
+  }
+
+  /**
+   * Takes a reloaded config (core/config_reload.ts): every pool whose member's connection settings changed,
+   * or whose member is gone, is closed, so the next use connects with the new settings. Others are kept.
+   * @returns the pools it reset (`target/member`)
+   */
+  async applyConfig(next: Config): Promise<string[]> {
+    const reset: string[] = [];
+    for (const key of [...this.#pools.keys()]) {
+      const [target, name] = key.split("/");
+      const conn = (c: Config) => {
+        const t = c.targets[target];
+        if (!t) return undefined;
+        const m = name === "primary" ? t.primary : t.replicas.find((r) => r.name === name);
+        return m ? JSON.stringify({ ...m, name: undefined, kv_mount: t.vault.kv_mount }) : undefined;
+      };
+      const before = conn(this.config);
+      const after = conn(next);
+      if (after === undefined || before !== after) reset.push(key);
+    }
+    this.config = next;
+    for (const key of reset) {
+      const [target, name] = key.split("/");
+      await this.reset(target, name);
+    }
+    return reset;
   }
 
   /** Closes every pool. */

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { auditHead } from "../core/audit.ts";
+import { renderAnchor } from "../slack/render/audit_log.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { OpsError } from "../core/errors.ts";
 import { readMemberStatus } from "../ops/server_status.ts";
@@ -270,6 +272,9 @@ export const digestJob: JobDefinition = {
     const { main, thread } = renderDigest(digest);
     const message = await ctx.post(main);
     for (const reply of thread) await ctx.post(reply, { threadTs: message.ts });
+    // The audit log's head, kept outside the database with every digest (jobs/audit_anchor.ts says why).
+    const head = await auditHead(ctx.deps.state).catch(() => undefined);
+    if (head) await ctx.post(renderAnchor(head, now), { threadTs: message.ts });
     const c = countTargets(digest);
     const level: JobLevel = c.critical ? "critical" : c.warning || c.unknown ? "warning" : "ok";
     ctx.deps.metrics.observe(
@@ -282,7 +287,7 @@ export const digestJob: JobDefinition = {
       summary: `${digest.targets.length} target(s): ${c.critical} critical, ${c.unknown} could not check, ` +
         `${c.warning} warning, ${c.ok} ok; built in ${Math.round(digest.ms)} ms`,
       level,
-      details: { snapshots: digest.snapshots, counts: c, thread_replies: thread.length },
+      details: { snapshots: digest.snapshots, counts: c, thread_replies: thread.length, anchor: head },
       message,
     };
   },

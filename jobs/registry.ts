@@ -14,6 +14,7 @@ import { approvalExpiryJob } from "./approval_expiry.ts";
 import { runLagCheck } from "./lag_check.ts";
 import { auditAnomalyJob, backupStatusJob, credentialAgeJob, restoreTestJob } from "./periodic.ts";
 import { intervalCron } from "./scheduler.ts";
+import { auditAnchorJob } from "./audit_anchor.ts";
 
 /**
  * The seed's "check replication lag" (jobs/lag_check.ts) on the schedule: its cadence and switch default to
@@ -82,3 +83,5 @@ registerJobs(
   cleanupJob,
   approvalExpiryJob,
 );
+// Everyday use (issue 11): the audit log's daily anchor.
+registerJobs(auditAnchorJob);

@@ -52,11 +52,22 @@ export async function runTool(
     env: Record<string, string>;
     timeoutMs?: number;
     onStderrLine?: (line: string) => void;
+    /** Called for each line of stdout as it arrives (pgBackRest reports its progress there). */
+    onStdoutLine?: (line: string) => void;
+    /** Stops the program (SIGTERM) when aborted; the result then has code 130. */
+    signal?: AbortSignal;
   },
 ): Promise<ToolResult> {
   const started = performance.now();
   const controller = new AbortController();
   let timedOut = false;
+  let stopped = false;
+  const onStop = () => {
+    stopped = true;
+    controller.abort();
+  };
+  if (opts.signal?.aborted) onStop();
+  opts.signal?.addEventListener("abort", onStop, { once: true });
   const timer = opts.timeoutMs
     ? setTimeout(() => {
       timedOut = true;
@@ -64,6 +75,7 @@ export async function runTool(
     }, opts.timeoutMs)
     : undefined;
   try {
+    if (stopped) return { code: 130, stdout: "", stderr: "stopped before it started", ms: 0 };
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(argv[0], {
@@ -104,13 +116,19 @@ export async function runTool(
       return text;
     };
     const [stdout, stderr, status] = await Promise.all([
-      readAll(child.stdout),
+      readAll(child.stdout, opts.onStdoutLine),
       readAll(child.stderr, opts.onStderrLine),
       child.status,
     ]);
-    return { code: timedOut ? 124 : status.code, stdout, stderr, ms: performance.now() - started };
+    return {
+      code: timedOut ? 124 : stopped ? 130 : status.code,
+      stdout,
+      stderr,
+      ms: performance.now() - started,
+    };
   } finally {
     clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onStop);
   }
 }
 

@@ -34,6 +34,7 @@ import { resetStatements } from "./reset_statements.ts";
 import { unfreeze } from "./unfreeze.ts";
 import { vacuumStats } from "./vacuum_stats.ts";
 import { cleanupOperation } from "../jobs/cleanup.ts";
+import { backupNow } from "./backup_now.ts";
 
 registerOperations(
   resetStatements,
@@ -48,3 +49,5 @@ registerOperations(auditSearch, securityEvents, detectBypassOp, serviceUsage, ro
 registerOperations(rolesApply, lockRole, unlockRole, terminateClient, blockAddress, unblockAddress, applyTargetSqlOp);
 // Backups and restore tests (issue 5).
 registerOperations(backupStatus, restoreTest, restoreTestGated);
+// Everyday use (issue 11): on-demand backups.
+registerOperations(backupNow);

@@ -11,6 +11,7 @@
 import type { PendingQuery, Row, Sql } from "postgres";
 import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
+import { type Redaction, redactionOf, redactRow } from "../core/redact.ts";
 import {
   clientAddress,
   onAuditReader,
@@ -50,7 +51,11 @@ export const auditSearchArgs = z.strictObject({
 /** Validated search arguments. */
 export type AuditSearchArgs = z.infer<typeof auditSearchArgs>;
 
-/** One audit row as shown: no row data, only the names of the columns an UPDATE changed. */
+/**
+ * One audit row as shown. Row data is redacted (core/redact.ts: sensitive columns named in config become the
+ * mark) before it leaves this module: for an UPDATE only the changed columns' old and new values, for an
+ * INSERT the new row, for a DELETE the old one.
+ */
 export interface AuditRowView {
   id: number;
   occurredAt: string;
@@ -66,6 +71,10 @@ export interface AuditRowView {
   /** First 300 characters of the statement. */
   query: string | null;
   changed: string[];
+  /** Old values (UPDATE: the changed columns only; DELETE: the row), redacted. */
+  oldData?: Record<string, unknown> | null;
+  /** New values (UPDATE: the changed columns only; INSERT: the row), redacted. */
+  newData?: Record<string, unknown> | null;
 }
 
 /** What a search found. */
@@ -124,7 +133,7 @@ function rowsQuery(sql: Sql, r: Resolved): PendingQuery<Row[]> {
   return sql`
     select id, occurred_at, table_schema, table_name, action, row_id, db_user, session_user_name,
            app_user_id, service_name, host(client_addr) as client_addr, application_name,
-           left(query_text, 300) as query_text,
+           left(query_text, 300) as query_text, old_data, new_data,
            case when action = 'UPDATE' then
              array(select n.key from jsonb_each(new_data) n where old_data -> n.key is distinct from n.value
                     order by n.key)
@@ -159,6 +168,7 @@ export async function searchAudit(
     const more = rows.length < args.limit ? 0 : Math.max(0, (await countQuery(sql, r))[0].n - rows.length);
     return { rows, more };
   });
+  const redaction = redactionOf(deps.config);
   const filters: Record<string, string> = {};
   for (const k of ["table", "user", "app_user", "service", "action", "address", "context"] as const) {
     if (args[k] !== undefined) filters[k] = String(args[k]);
@@ -184,11 +194,28 @@ export async function searchAudit(
       applicationName: x.application_name,
       query: x.query_text === null ? null : redactStatement(x.query_text),
       changed: x.changed ?? [],
+      ...rowData(x.action, x.old_data, x.new_data, x.changed ?? [], redaction),
     })),
     more: Math.min(value.more, MORE_ROWS_CAP),
     moreCapped: value.more >= MORE_ROWS_CAP,
     ms: Math.round(performance.now() - started),
   };
+}
+
+/** The row data a search shows: only what changed for an UPDATE, the whole row otherwise; redacted. */
+function rowData(
+  action: string,
+  oldData: Record<string, unknown> | null,
+  newData: Record<string, unknown> | null,
+  changed: string[],
+  redaction: Redaction,
+): { oldData: Record<string, unknown> | null; newData: Record<string, unknown> | null } {
+  const pick = (d: Record<string, unknown> | null) =>
+    d ? Object.fromEntries(changed.filter((c) => c in d).map((c) => [c, d[c]])) : null;
+  if (action === "UPDATE") {
+    return { oldData: redactRow(pick(oldData), redaction), newData: redactRow(pick(newData), redaction) };
+  }
+  return { oldData: redactRow(oldData ?? null, redaction), newData: redactRow(newData ?? null, redaction) };
 }
 
 /** The plan PostgreSQL chooses for a search, and the indexes it names. */

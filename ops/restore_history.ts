@@ -37,7 +37,7 @@ export interface RestoreTestRecord {
   target: string;
   trigger: string;
   requestedBy: string;
-  status: "running" | "passed" | "failed";
+  status: "running" | "passed" | "failed" | "cancelled";
   startedAt: Date;
   finishedAt?: Date;
   backupFile: string;
@@ -141,7 +141,7 @@ export async function recordFinish(
   state: Sql,
   id: number,
   r: {
-    status: "passed" | "failed";
+    status: "passed" | "failed" | "cancelled";
     finishedAt: Date;
     backupCreatedAt?: Date;
     objectsTotal?: number;
@@ -160,6 +160,30 @@ export async function recordFinish(
       restored_bytes = ${r.restoredBytes ?? null}, verifications = ${state.json(r.verifications as never)},
       error = ${r.error ?? null}, scratch_dropped = ${r.scratchDropped}
     where id = ${id}`;
+}
+
+/**
+ * Asks the running restore test of `target` to stop (whichever replica runs it polls for this).
+ * @returns the run's id, or undefined when none is running
+ */
+export async function requestRestoreStop(
+  state: Sql,
+  target: string,
+  by: string,
+  now: Date,
+): Promise<number | undefined> {
+  const [row] = await state<{ id: string }[]>`
+    update bisman_ops.restore_tests set cancel_requested_at = ${now}, cancel_requested_by = ${by}
+     where target = ${target} and status = 'running' and cancel_requested_at is null
+    returning id`;
+  return row ? Number(row.id) : undefined;
+}
+
+/** Who asked run `id` to stop, or undefined while nobody has. */
+export async function restoreStopRequested(state: Sql, id: number): Promise<string | undefined> {
+  const [row] = await state<{ by: string | null; at: Date | null }[]>`
+    select cancel_requested_by as by, cancel_requested_at as at from bisman_ops.restore_tests where id = ${id}`;
+  return row?.at ? (row.by ?? "someone") : undefined;
 }
 
 /** The last passing restore test of `target`, or undefined when none ever passed. */

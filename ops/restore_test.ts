@@ -22,7 +22,13 @@ import { type DumpFile, FolderUnreadable, listDumpFiles } from "./_dump_folder.t
 import { humanAge, humanBytes } from "./_findings.ts";
 import { libpqEnv, listDump, runTool, toolError } from "./_pg_tools.ts";
 import { createScratch, dropScratch, scratchName } from "./_scratch.ts";
-import { recordFinish, recordStart, type Verification, withRestoreLock } from "./restore_history.ts";
+import {
+  recordFinish,
+  recordStart,
+  restoreStopRequested,
+  type Verification,
+  withRestoreLock,
+} from "./restore_history.ts";
 import { compareValues, errText, verifyRestored } from "./_restore_verify.ts";
 
 export { compareValues };
@@ -88,12 +94,27 @@ export interface RestoreTestResult {
   error?: { step: string; message: string };
   /** Things the reader must act on (a scratch database left behind). */
   notes: string[];
+  /** Set when someone stopped the run: who, in which phase, and how far the restore had got. */
+  cancelled?: { by: string; phase: RestorePhase; objectsDone: number; objectsTotal?: number };
 }
 
 /** Options of a run beyond its plan. */
 export interface RunOptions {
   onProgress?: (p: RestoreProgress) => void;
   trigger?: "command" | "schedule" | "approval" | "cli";
+  /** Stops the run at a safe point (default: `deps.signal`, the approval gate's Stop). */
+  signal?: AbortSignal;
+}
+
+/** How often a running test looks for a stop asked for on another replica (`/bisman cancel restore-test`). */
+const STOP_POLL_MS = 1000;
+
+/** Thrown inside a run when it was asked to stop. */
+class Stopped extends Error {
+  constructor(readonly by: string) {
+    super(`stopped by ${by}`);
+    this.name = "Stopped";
+  }
 }
 
 /** The target's restore-test config. @throws {NotConfigured} when it has none */
@@ -306,6 +327,27 @@ export async function runRestoreTest(
     const log = deps.log.child({ op: "restore_test", target: plan.target, run: id });
     log.info("restore test started", { backup: plan.backup.name, server: server.label, scratch });
 
+    // A stop comes from the gate (this process) or from `/bisman cancel restore-test` (any replica, polled).
+    const stopper = new AbortController();
+    let stoppedBy: string | undefined;
+    const stopNow = (by: string) => {
+      if (stopper.signal.aborted) return;
+      stoppedBy = by;
+      stopper.abort();
+    };
+    const external = opts.signal ?? deps.signal;
+    const onExternal = () => stopNow("the approval gate's Stop");
+    if (external?.aborted) onExternal();
+    external?.addEventListener("abort", onExternal, { once: true });
+    const poll = setInterval(() => {
+      restoreStopRequested(deps.state, id).then((by) => by && stopNow(by)).catch((err) =>
+        log.warn("could not check for a stop request", { error: err })
+      );
+    }, STOP_POLL_MS);
+    const checkStop = () => {
+      if (stopper.signal.aborted) throw new Stopped(stoppedBy ?? "someone");
+    };
+
     const password = await deps.targets.password(server.conn);
     let admin: Sql | undefined;
     let created = false;
@@ -328,10 +370,12 @@ export async function runRestoreTest(
       result.backup.createdAt = createdAt.toISOString();
       result.backup.dataAgeMs = startedAt.getTime() - createdAt.getTime();
 
+      checkStop();
       step = "connecting to the restore server";
       admin = postgres({ ...connectionOptions(server.conn, password), max: 1 });
       await refuseIfPrimary(admin, deps, plan.target, rt.allow_on_primary);
 
+      checkStop();
       step = "creating database";
       report({ phase: "creating database", objectsTotal: result.objectsTotal });
       const restoreStart = performance.now();
@@ -342,6 +386,7 @@ export async function runRestoreTest(
       });
       created = true;
 
+      checkStop();
       step = "restoring";
       report({ phase: "restoring" });
       const done = new Set<string>();
@@ -360,6 +405,7 @@ export async function runRestoreTest(
         {
           env: libpqEnv(server.conn, password),
           timeoutMs: rt.timeout_minutes * 60_000,
+          signal: stopper.signal,
           onStderrLine: (line) => {
             const m = /^pg_restore: (?:processing|finished) item (\d+) /.exec(line);
             if (m && !done.has(m[1])) {
@@ -369,6 +415,7 @@ export async function runRestoreTest(
           },
         },
       );
+      checkStop();
       if (restored.code !== 0) {
         throw new StepFailed(
           step,
@@ -382,6 +429,7 @@ export async function runRestoreTest(
 
       step = "verifying";
       report({ phase: "verifying" });
+      checkStop();
       const [{ bytes }] = await admin<
         { bytes: string }[]
       >`select pg_database_size(${scratch}::text) as bytes`;
@@ -400,14 +448,35 @@ export async function runRestoreTest(
         const bad = result.verifications.filter((v) => !v.ok).map((v) => v.name);
         result.error = { step: "verifying", message: `verification failed: ${bad.join(", ")}` };
       }
+      checkStop();
     } catch (err) {
       result.passed = false;
-      result.error = {
-        step: err instanceof StepFailed ? err.step : step,
-        message: err instanceof OpsError ? err.userMessage : `${step} failed: ${errText(err, deps)}`,
-      };
-      log.warn("restore test failed", { step, error: err });
+      if (err instanceof Stopped || stopper.signal.aborted) {
+        result.cancelled = {
+          by: stoppedBy ?? "someone",
+          phase: progress.phase,
+          objectsDone: progress.objectsDone,
+          objectsTotal: progress.objectsTotal ?? result.objectsTotal,
+        };
+        result.error = {
+          step: progress.phase,
+          message: `cancelled by ${result.cancelled.by} while ${progress.phase}${
+            result.cancelled.objectsTotal !== undefined
+              ? ` (${result.cancelled.objectsDone} of ${result.cancelled.objectsTotal} objects restored)`
+              : ""
+          }`,
+        };
+        log.info("restore test stopped", { step, by: result.cancelled.by });
+      } else {
+        result.error = {
+          step: err instanceof StepFailed ? err.step : step,
+          message: err instanceof OpsError ? err.userMessage : `${step} failed: ${errText(err, deps)}`,
+        };
+        log.warn("restore test failed", { step, error: err });
+      }
     } finally {
+      clearInterval(poll);
+      external?.removeEventListener("abort", onExternal);
       report({ phase: "dropping" });
       if (admin) {
         result.scratchDropped = await dropOwnScratch(admin, scratch, plan.target, id, created, result, deps);
@@ -415,7 +484,7 @@ export async function runRestoreTest(
       }
       result.totalMs = Math.round(performance.now() - t0);
       await recordFinish(deps.state, id, {
-        status: result.passed ? "passed" : "failed",
+        status: result.passed ? "passed" : result.cancelled ? "cancelled" : "failed",
         finishedAt: deps.now(),
         backupCreatedAt: result.backup.createdAt ? new Date(result.backup.createdAt) : undefined,
         objectsTotal: result.objectsTotal,
@@ -430,7 +499,7 @@ export async function runRestoreTest(
         actor,
         action: "restore_test.finished",
         target: plan.target,
-        outcome: result.passed ? "passed" : "failed",
+        outcome: result.passed ? "passed" : result.cancelled ? "cancelled" : "failed",
         details: {
           run: id,
           backup: plan.backup.name,
@@ -440,6 +509,7 @@ export async function runRestoreTest(
           restore_ms: result.restoreMs,
           total_ms: result.totalMs,
           error: result.error?.message,
+          ...(result.cancelled ? { cancelled: result.cancelled } : {}),
         },
       }).catch((err) => log.error("audit append failed", { error: err }));
       log.info("restore test finished", { passed: result.passed, total_ms: result.totalMs });
@@ -505,6 +575,8 @@ async function dropOwnScratch(
 export const restoreTest: Operation<RestoreTestArgs, RestoreTestPlan, RestoreTestResult> = {
   name: "restore_test",
   destructive: false,
+  // Stops safely: pg_restore is stopped, the marked scratch database dropped, the run recorded cancelled.
+  cancellable: true,
   args: restoreTestArgs,
   plan: planRestoreTest,
   revalidate: async (plan, deps) => {
@@ -522,7 +594,11 @@ export const restoreTest: Operation<RestoreTestArgs, RestoreTestPlan, RestoreTes
   },
   run: (plan, deps) => runRestoreTest(plan, deps),
   describeResult: (r) =>
-    r.passed
+    r.cancelled
+      ? `restore test of ${r.target} ${r.error?.message ?? "cancelled"}; scratch database ${
+        r.scratchDropped ? "dropped" : "LEFT BEHIND"
+      }`
+      : r.passed
       ? `restore test of ${r.target} passed: ${r.backup.name} restored in ${humanAge(r.restoreMs ?? 0)}`
       : `restore test of ${r.target} failed at ${r.error?.step}: ${r.error?.message}`,
 };

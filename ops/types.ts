@@ -14,6 +14,13 @@ export type OpDeps =
   & {
     /** Who asked, for `app.user_id` on target connections and for security_events rows. */
     actor?: string;
+    /**
+     * Aborted when someone stops a running request. Only operations marked `cancellable` look at it; they
+     * stop at a safe point, clean up, and return (or throw) as usual.
+     */
+    signal?: AbortSignal;
+    /** Reports progress of a long run (the gate shows the latest line on the approval message). */
+    progress?: (line: string) => void;
   };
 
 /** What reconcile() found after a crash. */
@@ -40,6 +47,11 @@ export interface Operation<A, P extends PlanBase, R> {
   /** Same as the file name. */
   readonly name: string;
   readonly destructive: boolean;
+  /**
+   * True when run() can stop safely mid-way when `deps.signal` aborts (a restore test: stop pg_restore,
+   * drop its scratch database). Operations without it are shown as unable to stop once running.
+   */
+  readonly cancellable?: boolean;
   readonly args: z.ZodType<A>;
   /** Reads state only and describes exactly what run() would do. */
   plan(args: A, deps: OpDeps): Promise<P>;

@@ -16,6 +16,8 @@ export const ACTIONS = {
   approve: "bisman.request.approve",
   deny: "bisman.request.deny",
   cancel: "bisman.request.cancel",
+  /** Keep or drop the offered "take a backup first" step (the value's `b` is the wanted state). */
+  backupFirst: "bisman.request.backup_first",
 } as const;
 export type ActionId = typeof ACTIONS[keyof typeof ACTIONS];
 
@@ -40,10 +42,15 @@ const requestButtonSchema = z.strictObject({
   v: z.literal(1),
   request: z.number().int().positive(),
   plan: z.string().regex(/^[0-9a-f]{12}$/),
+  b: z.boolean().optional(),
 });
 
-/** What an Approve / Deny / Cancel button carries: the request and the plan hash the clicker saw. */
-export type RequestButton = { request: number; plan: string };
+/**
+ * What an Approve / Deny / Cancel button carries: the request and the plan hash the clicker saw, and, where
+ * the plan offers "take a backup first", whether the step was kept as they saw it (on the keep/drop button:
+ * the state it asks for).
+ */
+export type RequestButton = { request: number; plan: string; backup?: boolean };
 
 /**
  * Encodes a request button's value.
@@ -51,7 +58,12 @@ export type RequestButton = { request: number; plan: string };
  * encodeRequestButton({ request: 12, plan: "0123456789ab" }); // '{"v":1,"request":12,"plan":"0123456789ab"}'
  */
 export function encodeRequestButton(b: RequestButton): string {
-  return JSON.stringify({ v: 1, request: b.request, plan: b.plan });
+  return JSON.stringify({
+    v: 1,
+    request: b.request,
+    plan: b.plan,
+    ...(b.backup === undefined ? {} : { b: b.backup }),
+  });
 }
 
 /** Parses a request button's value; undefined when it is not one of ours. */
@@ -59,7 +71,13 @@ export function parseRequestButton(value: unknown): RequestButton | undefined {
   if (typeof value !== "string" || value.length > 200) return undefined;
   try {
     const r = requestButtonSchema.safeParse(JSON.parse(value));
-    return r.success ? { request: r.data.request, plan: r.data.plan } : undefined;
+    return r.success
+      ? {
+        request: r.data.request,
+        plan: r.data.plan,
+        ...(r.data.b === undefined ? {} : { backup: r.data.b }),
+      }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -254,6 +272,73 @@ export function parseRunbookButton(value: unknown): RunbookButton | undefined {
   try {
     const r = runbookButtonSchema.safeParse(JSON.parse(value));
     return r.success ? { target: r.data.t, key: r.data.k } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// --- alert threads: ownership and silences (alerts/ownership.ts, issue 11) ---
+
+/** Action IDs of the "I'm on it" and silence buttons on an alert's parent message. */
+export const THREAD_ACTIONS = {
+  take: "bisman.thread.take",
+  silence: "bisman.thread.silence",
+  unsilence: "bisman.thread.unsilence",
+} as const;
+
+/** Matches every thread button's action ID (one Bolt listener serves them all). */
+export const THREAD_ACTION_PATTERN = /^bisman\.thread\.[a-z]+$/;
+
+/** The silence lengths offered, in hours. */
+export const SILENCE_HOURS = [1, 4, 24] as const;
+
+const threadButtonSchema = z.strictObject({
+  v: z.literal(1),
+  f: z.string().regex(/^[0-9a-f]{1,64}$/),
+  h: z.union([z.literal(1), z.literal(4), z.literal(24)]).optional(),
+});
+
+/** What a thread button carries: the alert's fingerprint and, on a silence button, its length in hours. */
+export type ThreadButton = { fingerprint: string; hours?: 1 | 4 | 24 };
+
+/**
+ * Encodes a thread button's value.
+ * @example
+ * encodeThreadButton({ fingerprint: "304ffdb0e058c0a1", hours: 4 }); // '{"v":1,"f":"304ffdb0e058c0a1","h":4}'
+ */
+export function encodeThreadButton(b: ThreadButton): string {
+  return JSON.stringify({ v: 1, f: b.fingerprint, ...(b.hours ? { h: b.hours } : {}) });
+}
+
+/** Parses a thread button's value; undefined when it is not one of ours. */
+export function parseThreadButton(value: unknown): ThreadButton | undefined {
+  if (typeof value !== "string" || value.length > 200) return undefined;
+  try {
+    const r = threadButtonSchema.safeParse(JSON.parse(value));
+    return r.success ? { fingerprint: r.data.f, ...(r.data.h ? { hours: r.data.h } : {}) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// --- query results shared to the channel (slack/share.ts, issue 11) ---
+
+/** Action ID of the "Post to channel" button on an ephemeral query result. */
+export const SHARE_ACTION = "bisman.reply.share";
+
+const shareButtonSchema = z.strictObject({ v: z.literal(1), s: z.number().int().positive() });
+
+/** Encodes a "Post to channel" button's value: the stored reply's id. */
+export function encodeShareButton(id: number): string {
+  return JSON.stringify({ v: 1, s: id });
+}
+
+/** Parses a "Post to channel" button's value; undefined when it is not one of ours. */
+export function parseShareButton(value: unknown): number | undefined {
+  if (typeof value !== "string" || value.length > 100) return undefined;
+  try {
+    const r = shareButtonSchema.safeParse(JSON.parse(value));
+    return r.success ? r.data.s : undefined;
   } catch {
     return undefined;
   }

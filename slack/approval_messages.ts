@@ -11,7 +11,7 @@
 import type { WebClient } from "@slack/web-api";
 import type { ApprovalNotifier, RequestView } from "../core/approval.ts";
 import type { Secrets } from "../core/log.ts";
-import { renderApproval } from "./render/approval.ts";
+import { renderApproval, renderReminder } from "./render/approval.ts";
 
 /** `metadata.event_type` of approval messages, so tools (and tests) find a request's message. */
 export const REQUEST_EVENT_TYPE = "bisman_request";
@@ -50,6 +50,19 @@ export class SlackApprovalNotifier implements ApprovalNotifier {
     const r = view.request;
     if (!r.channel || !r.message_ts) return;
     await this.client.chat.update({ channel: r.channel, ts: r.message_ts, ...this.#message(view) });
+  }
+
+  async remind(view: RequestView, minutesLeft: number): Promise<void> {
+    const r = view.request;
+    const thread = r.thread_ts ?? r.message_ts;
+    if (!r.channel || !thread) return;
+    const m = this.#scrub(renderReminder(view, minutesLeft));
+    await this.client.chat.postMessage({
+      channel: r.channel,
+      thread_ts: thread,
+      text: m.text,
+      blocks: m.blocks as never,
+    });
   }
 
   async announce(view: RequestView, text: string): Promise<void> {

@@ -12,6 +12,7 @@ import type { Logger } from "../core/log.ts";
 import { auditCommand, prepareCommand, runPrepared, toUserError } from "../commands/router.ts";
 import type { Reply } from "../commands/types.ts";
 import { renderError } from "./render/error.ts";
+import { withShareButton } from "./share.ts";
 
 const { App, LogLevel } = bolt;
 export type BoltApp = InstanceType<typeof App>;
@@ -113,7 +114,12 @@ export function createBoltApp(
     try {
       const progress = (r: Reply) =>
         respond(toSlackResponse(r, { replace_original: true })).then(() => undefined);
-      const reply = await runPrepared(prepared, inv, deps, progress);
+      const reply = await withShareButton(
+        await runPrepared(prepared, inv, deps, progress),
+        prepared.sub,
+        inv,
+        deps,
+      );
       await respond(toSlackResponse(reply, { replace_original: true }));
       await auditCommand(deps, inv, text, "ok");
     } catch (err) {

@@ -28,6 +28,7 @@ const SCOPES: Record<string, string[]> = {
   "files.completeUploadExternal": ["files:write"],
   "conversations.info": ["channels:read", "groups:read"],
   "conversations.replies": ["channels:history", "groups:history"],
+  "conversations.open": ["im:write", "mpim:write", "channels:manage", "groups:write"],
   "reactions.add": ["reactions:write"],
   "pins.add": ["pins:write"],
 };

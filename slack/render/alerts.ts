@@ -9,7 +9,14 @@
 
 import type { Block, Reply } from "../../commands/types.ts";
 import type { AlertButtonKey } from "../../core/config.ts";
-import { ALERT_ACTIONS, type AlertButtonRef, encodeAlertButton } from "../actions.ts";
+import {
+  ALERT_ACTIONS,
+  type AlertButtonRef,
+  encodeAlertButton,
+  encodeThreadButton,
+  SILENCE_HOURS,
+  THREAD_ACTIONS,
+} from "../actions.ts";
 import {
   capBlocks,
   chunkLines,
@@ -89,11 +96,59 @@ function when(iso: string | null): string {
   return iso ? iso.replace(/\.\d+Z$/, "Z") : "?";
 }
 
+/** What a parent message shows besides the alert itself (issue 11: ownership, silences, runbook link). */
+export interface ThreadExtras {
+  /** The alert's runbook (its runbook_url annotation, else alerts.runbook_urls). */
+  runbookUrl?: string;
+  /** Who took it with "I'm on it", and when (ISO). */
+  owner?: { id: string; at?: string };
+  /** The silence the bot made for it. */
+  silence?: { id: string; until: string; by?: string };
+  /** Draw "I'm on it" (and, when silenceable, the silence buttons) while it fires. */
+  threadButtons?: { silenceable: boolean };
+}
+
+function userMention(id: string): string {
+  return /^[UW][A-Z0-9]+$/.test(id) ? `<@${id}>` : escapeMrkdwn(id);
+}
+
+/** The "I'm on it" and silence buttons of an alert's parent. */
+export function threadButtonsBlock(fingerprint: string, x: ThreadExtras, now = new Date()): Block {
+  const silenced = x.silence && Date.parse(x.silence.until) > now.getTime();
+  const elements: Block[] = [{
+    type: "button",
+    action_id: THREAD_ACTIONS.take,
+    text: { type: "plain_text", text: x.owner ? "I'm on it (take over)" : "I'm on it" },
+    value: encodeThreadButton({ fingerprint }),
+    ...(x.owner ? {} : { style: "primary" }),
+  }];
+  if (x.threadButtons?.silenceable) {
+    if (silenced) {
+      elements.push({
+        type: "button",
+        action_id: THREAD_ACTIONS.unsilence,
+        text: { type: "plain_text", text: "Expire silence" },
+        value: encodeThreadButton({ fingerprint }),
+      });
+    } else {
+      for (const h of SILENCE_HOURS) {
+        elements.push({
+          type: "button",
+          action_id: THREAD_ACTIONS.silence,
+          text: { type: "plain_text", text: `Silence ${h} h` },
+          value: encodeThreadButton({ fingerprint, hours: h }),
+        });
+      }
+    }
+  }
+  return { type: "actions", block_id: "bisman.thread.buttons", elements };
+}
+
 /** The parent message of one alert's thread. Buttons are shown while it fires. */
 export function renderAlertParent(
   a: AlertView,
   buttons: ButtonView[],
-  opts: { alertmanagerUrl?: string } = {},
+  opts: { alertmanagerUrl?: string } & ThreadExtras = {},
 ): MessageBody {
   const blocks: Block[] = [
     mrkdwnSection(`${mark(a.status)} *${escapeMrkdwn(truncate(a.alertname, 150))}*`),
@@ -116,9 +171,25 @@ export function renderAlertParent(
     ? `firing since ${when(a.startsAt)}`
     : `resolved at ${when(a.endsAt)} (fired since ${when(a.startsAt)})`;
   const links = [
+    opts.runbookUrl && /^https?:\/\/[^\s|<>]+$/.test(opts.runbookUrl)
+      ? `<${opts.runbookUrl}|Runbook>`
+      : undefined,
     a.generatorURL && /^https?:\/\//.test(a.generatorURL) ? `<${a.generatorURL}|source>` : undefined,
     opts.alertmanagerUrl ? `<${opts.alertmanagerUrl}|Alertmanager>` : undefined,
   ].filter(Boolean).join(" · ");
+  const who = [
+    opts.owner
+      ? `:technologist: Owner: ${userMention(opts.owner.id)}${
+        opts.owner.at ? ` since ${when(opts.owner.at)}` : ""
+      }`
+      : undefined,
+    opts.silence && Date.parse(opts.silence.until) > Date.now()
+      ? `:no_bell: Silenced until ${when(opts.silence.until)}${
+        opts.silence.by ? ` by ${userMention(opts.silence.by)}` : ""
+      } (silence \`${escapeMrkdwn(truncate(opts.silence.id, 40))}\`)`
+      : undefined,
+  ].filter(Boolean);
+  if (who.length) blocks.push(mrkdwnSection(who.join("\n")));
   blocks.push(
     context(
       `${time} · fingerprint \`${a.fingerprint}\` · ${
@@ -129,6 +200,7 @@ export function renderAlertParent(
   if (a.status === "firing") {
     const actions = buttonsBlock(buttons, { fingerprint: a.fingerprint });
     if (actions) blocks.push(actions);
+    if (opts.threadButtons) blocks.push(threadButtonsBlock(a.fingerprint, opts));
   }
   return {
     text: `${a.status === "firing" ? "FIRING" : "RESOLVED"}: ${alertOneLine(a)}`,

@@ -63,10 +63,15 @@ export function stateLine(v: RequestView): string {
       return `*Waiting for approval*: ${v.approvals.length} of ${r.approvals_needed}` +
         (approvers ? ` (approved by ${approvers})` : "") + `. Expires ${slackDate(r.expires_at)}.`;
     case "approved":
-    case "running":
+    case "running": {
+      const stopping = r.cancel_requested_at
+        ? ` *Stopping*: asked by ${mention(r.cancel_requested_by)}.`
+        : "";
+      const progress = r.progress ? `\n${escapeMrkdwn(r.progress)}` : "";
       return `*Running*: approved by ${approvers || by}, started ${
         r.started_at ? slackDate(r.started_at) : "now"
-      }.`;
+      }.${stopping}${progress}`;
+    }
     case "succeeded":
       return `*Succeeded*: ${escapeMrkdwn(r.summary ?? "done")}. Approved by ${approvers || by}.`;
     case "failed":
@@ -78,7 +83,9 @@ export function stateLine(v: RequestView): string {
         slackDate(r.expires_at)
       } without enough approvals: request it again if still needed.`;
     case "cancelled":
-      return `*Cancelled* by ${by}.`;
+      return r.started_at
+        ? `*Stopped* while running: ${escapeMrkdwn(r.summary ?? r.error ?? "")}`
+        : `*Cancelled* by ${by}.`;
     case "stale":
       return `*Not run*: ${
         escapeMrkdwn(r.error ?? "the state changed")
@@ -93,6 +100,29 @@ export function stateLine(v: RequestView): string {
   }
 }
 
+/**
+ * The eligible approvers of a request as Slack mentions (`<@U…>`, `<!subteam^S…>`), the requester left
+ * out: the approval message pings them once when posted, and the one reminder once more.
+ */
+export function approverMentions(r: RequestRow): string {
+  const p = r.policy.approvers ?? { users: [], groups: [] };
+  const users = (p.users ?? []).filter((u) => u !== r.requester_id && /^[UW][A-Z0-9]+$/.test(u));
+  const groups = (p.groups ?? []).filter((g) => /^S[A-Z0-9]+$/.test(g));
+  return [...users.map((u) => `<@${u}>`), ...groups.map((g) => `<!subteam^${g}>`)].join(" ");
+}
+
+/** The reminder posted in a request's thread when two thirds of its time to expiry have passed. */
+export function renderReminder(v: RequestView, minutesLeft: number): { text: string; blocks: Block[] } {
+  const r = v.request;
+  const who = approverMentions(r);
+  const text = `:bell: ${who ? `${who}: ` : ""}request #${r.id} (${r.action}${
+    r.target ? ` on ${r.target}` : ""
+  }) still needs ${
+    r.approvals_needed - v.approvals.length
+  } approval(s); it expires in about ${minutesLeft} min`;
+  return { text, blocks: [mrkdwnSection(text)] };
+}
+
 /** The plain-text fallback (notifications, screen readers, the CLI): complete on its own. */
 export function approvalText(v: RequestView): string {
   const r = v.request;
@@ -105,7 +135,7 @@ export function approvalText(v: RequestView): string {
     failed: `failed: ${r.error ?? ""}`,
     denied: `denied by ${r.decided_by_name ?? r.decided_by}: ${r.deny_reason ?? ""}`,
     expired: "expired",
-    cancelled: "cancelled",
+    cancelled: r.started_at ? `stopped while running: ${r.summary ?? r.error ?? ""}` : "cancelled",
     stale: `not run: ${r.error ?? "the state changed"}`,
     interrupted: `interrupted${r.reconcile ? `; reconcile: ${r.reconcile.status}: ${r.reconcile.note}` : ""}`,
   };
@@ -145,9 +175,45 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
   );
   const blocks: Block[] = [...head, ...warnings];
   const tail: Block[] = [];
+  if (r.pre_backup !== null && r.pre_backup !== undefined) tail.push(...backupFirstBlocks(r));
   tail.push(mrkdwnSection(stateLine(v)));
   if (r.state === "pending") {
+    const mentions = approverMentions(r);
+    if (mentions) tail.push(context(`Approvers: ${mentions}`));
+  }
+  if (r.state === "running" && !r.cancel_requested_at) {
     const value = encodeRequestButton({ request: r.id, plan: r.plan_hash });
+    tail.push(
+      v.cancellable
+        ? {
+          type: "actions",
+          block_id: actionsBlockId(r.id),
+          elements: [{
+            type: "button",
+            action_id: ACTIONS.cancel,
+            text: { type: "plain_text", text: "Stop" },
+            style: "danger",
+            value,
+            confirm: {
+              title: { type: "plain_text", text: "Stop this run?" },
+              text: {
+                type: "plain_text",
+                text: `${r.action} stops at a safe point and cleans up after itself.`,
+              },
+              confirm: { type: "plain_text", text: "Stop" },
+              deny: { type: "plain_text", text: "Back" },
+            },
+          }],
+        }
+        : context(`${escapeMrkdwn(r.action)} cannot stop safely mid-way: it runs to its end.`),
+    );
+  }
+  if (r.state === "pending") {
+    const value = encodeRequestButton({
+      request: r.id,
+      plan: r.plan_hash,
+      ...(r.pre_backup === null || r.pre_backup === undefined ? {} : { backup: r.pre_backup }),
+    });
     const typed = r.policy.typed_confirmation;
     tail.push({
       type: "actions",
@@ -203,6 +269,27 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
     context(`…${steps.length - budget + 1} more sections of steps: the whole plan is in the audit log`),
   ];
   return { text: approvalText(v), blocks: [...blocks, ...shown, ...extras, ...tail] };
+}
+
+/** The offered "take a backup first" step: kept or dropped, with its toggle while the request is pending. */
+function backupFirstBlocks(r: RequestRow): Block[] {
+  const kept = r.pre_backup === true;
+  const line = kept
+    ? `*Step 0, take a backup first*: kept. A \`backup_now\` of ${
+      escapeMrkdwn(r.target ?? "the target")
+    } runs before the steps below; if it fails, nothing else runs.`
+    : `*Step 0, take a backup first*: dropped; the steps below run without a fresh backup.`;
+  if (r.state !== "pending") return [context(line)];
+  return [{
+    type: "section",
+    text: { type: "mrkdwn", text: truncate(line, LIMITS.sectionText) },
+    accessory: {
+      type: "button",
+      action_id: ACTIONS.backupFirst,
+      text: { type: "plain_text", text: kept ? "Drop the backup step" : "Keep the backup step" },
+      value: encodeRequestButton({ request: r.id, plan: r.plan_hash, backup: !kept }),
+    },
+  }];
 }
 
 /** The modal that asks a denier for the reason. */

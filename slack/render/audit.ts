@@ -1,7 +1,9 @@
 /**
  * Block Kit for `/bisman audit`: the matching audit_logs_dml rows as a compact monospace table, newest
- * first, within Slack's limits (3,000 characters a section, 50 blocks). Row data is never shown, only
- * the names of the columns an UPDATE changed; rows that do not fit are counted, with a hint to narrow.
+ * first, within Slack's limits (3,000 characters a section, 50 blocks). Under each row its data as the
+ * search returned it, already redacted (sensitive columns show the mark): the changed values of an UPDATE,
+ * the row of an INSERT or DELETE. Rows that do not fit are counted, with a hint to narrow, and the whole
+ * result can come as a CSV ({@link auditSearchCsv}).
  *
  * @module
  */
@@ -9,6 +11,7 @@
 import type { Block, Reply } from "../../commands/types.ts";
 import type { AuditRowView, AuditSearchResult } from "../../ops/audit_search.ts";
 import { capBlocks, context, escapeMrkdwn, header, LIMITS, mrkdwnSection, truncate } from "./blocks.ts";
+import { toCsv } from "../files.ts";
 
 /** Most table sections one message carries (each up to ~2,900 characters), leaving room for the rest. */
 const MAX_TABLE_SECTIONS = 40;
@@ -31,6 +34,69 @@ export function auditRowLine(r: AuditRowView): string {
   }${escapeMrkdwn(changed.replace(/`/g, "'"))}`;
 }
 
+/** A value in a data line: JSON, cut short. */
+function short(v: unknown): string {
+  const s = typeof v === "string" ? v : JSON.stringify(v);
+  return truncate(s ?? "null", 40);
+}
+
+/** The row data under a row: `col: old → new` for an UPDATE, `+{…}`/`-{…}` for an INSERT/DELETE. */
+export function auditDataLine(r: AuditRowView): string | undefined {
+  let text: string | undefined;
+  if (r.action === "UPDATE" && (r.oldData || r.newData)) {
+    const cols = [...new Set([...Object.keys(r.oldData ?? {}), ...Object.keys(r.newData ?? {})])];
+    if (cols.length) {
+      text = cols.map((c) => `${c}: ${short(r.oldData?.[c])} → ${short(r.newData?.[c])}`).join("; ");
+    }
+  } else if (r.action === "INSERT" && r.newData) {
+    text = `+${Object.entries(r.newData).map(([k, v]) => `${k}=${short(v)}`).join(", ")}`;
+  } else if (r.action === "DELETE" && r.oldData) {
+    text = `-${Object.entries(r.oldData).map(([k, v]) => `${k}=${short(v)}`).join(", ")}`;
+  }
+  if (!text) return undefined;
+  return `    ${escapeMrkdwn(truncate(text.replace(/`/g, "'").replace(/\s+/g, " "), 220))}`;
+}
+
+/** The whole search result as CSV, row data (redacted) as JSON columns. */
+export function auditSearchCsv(r: AuditSearchResult): string {
+  return toCsv(
+    [
+      "id",
+      "occurred_at",
+      "table",
+      "action",
+      "row_id",
+      "db_user",
+      "session_user",
+      "app_user_id",
+      "service_name",
+      "client_addr",
+      "application_name",
+      "changed",
+      "old_data",
+      "new_data",
+      "query",
+    ],
+    r.rows.map((x) => [
+      x.id,
+      x.occurredAt,
+      x.table,
+      x.action,
+      x.rowId,
+      x.dbUser,
+      x.sessionUser,
+      x.appUserId,
+      x.serviceName,
+      x.clientAddr,
+      x.applicationName,
+      x.changed.join(" "),
+      x.oldData,
+      x.newData,
+      x.query,
+    ]),
+  );
+}
+
 const HEAD = `${"time (UTC)".padEnd(19)} ${"action".padEnd(6)} ${"table#row".padEnd(26)} ${
   "db user".padEnd(16)
 } ${"app user/service".padEnd(22)} ${"client".padEnd(15)}`;
@@ -40,8 +106,8 @@ function filtersLine(r: AuditSearchResult): string {
   return [...f, `since ${r.since}`, ...(r.until ? [`until ${r.until}`] : [])].join(", ");
 }
 
-/** `/bisman audit`. */
-export function renderAuditSearch(r: AuditSearchResult): Reply {
+/** `/bisman audit`. `opts.file` says where the whole result went as CSV. */
+export function renderAuditSearch(r: AuditSearchResult, opts: { file?: string } = {}): Reply {
   const blocks: Block[] = [
     header(`Audit: ${r.target}`),
     mrkdwnSection(
@@ -50,7 +116,10 @@ export function renderAuditSearch(r: AuditSearchResult): Reply {
       }), ${r.ms} ms` + (r.note ? `\n:warning: ${escapeMrkdwn(r.note)}` : ""),
     ),
   ];
-  const lines = r.rows.map(auditRowLine);
+  const lines = r.rows.map((x) => {
+    const data = auditDataLine(x);
+    return data ? `${auditRowLine(x)}\n${data}` : auditRowLine(x);
+  });
   const budget = LIMITS.sectionText - 10; // the code fences
   const sections: string[][] = [];
   let cur: string[] = [HEAD];
@@ -82,11 +151,18 @@ export function renderAuditSearch(r: AuditSearchResult): Reply {
       ),
     );
   }
+  if (opts.file) {
+    blocks.push(context(`All ${r.rows.length} row(s) with their data are in ${escapeMrkdwn(opts.file)}`));
+  }
   const text = [
     `audit ${r.target} (${r.member}; ${filtersLine(r)}): ${r.rows.length} row(s)`,
     HEAD,
     ...r.rows.slice(0, shown).map((x) =>
-      auditRowLine(x).replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&")
+      [auditRowLine(x), auditDataLine(x)].filter(Boolean).join("\n").replace(/&lt;/g, "<").replace(
+        /&gt;/g,
+        ">",
+      )
+        .replace(/&amp;/g, "&")
     ),
     ...(notShown > 0 ? [`${notShown}${r.moreCapped ? "+" : ""} more rows; narrow the search`] : []),
   ].join("\n");

@@ -41,6 +41,7 @@ export function renderRestoreProgress(p: RestoreProgress): Reply {
             humanAge(p.elapsedMs)
           }`,
       ),
+      context(`\`/bisman cancel restore-test ${p.target}\` stops it and drops its scratch database`),
     ],
     visibility: "ephemeral",
   };
@@ -60,6 +61,8 @@ function verificationLine(v: Verification): string {
 export function renderRestoreResult(r: RestoreTestResult): Reply {
   const title = r.passed
     ? `:white_check_mark: Restore test of ${r.target} passed`
+    : r.cancelled
+    ? `:octagonal_sign: Restore test of ${r.target} cancelled`
     : `:x: Restore test of ${r.target} failed`;
   const fields = [
     `*Backup*\n\`${escapeMrkdwn(r.backup.name)}\` (${humanBytes(r.backup.size)})`,
@@ -79,7 +82,13 @@ export function renderRestoreResult(r: RestoreTestResult): Reply {
   ];
   blocks.push(...fieldsSection(fields));
   if (r.error) {
-    blocks.push(mrkdwnSection(`*Failed at ${escapeMrkdwn(r.error.step)}*: ${escapeMrkdwn(r.error.message)}`));
+    blocks.push(
+      mrkdwnSection(
+        `*${r.cancelled ? "Stopped" : "Failed"} at ${escapeMrkdwn(r.error.step)}*: ${
+          escapeMrkdwn(r.error.message)
+        }`,
+      ),
+    );
   }
   if (r.verifications.length) {
     for (const chunk of chunkLines(["*Verification*", ...r.verifications.map(verificationLine)])) {
@@ -108,7 +117,7 @@ export function renderRestoreResult(r: RestoreTestResult): Reply {
     `server ${r.server}, scratch database ${r.scratchDatabase} ${
       r.scratchDropped ? "dropped" : "NOT dropped"
     }`,
-    ...(r.error ? [`failed at ${r.error.step}: ${r.error.message}`] : []),
+    ...(r.error ? [`${r.cancelled ? "stopped" : "failed"} at ${r.error.step}: ${r.error.message}`] : []),
     ...r.verifications.map((v) =>
       `  ${v.ok ? "ok" : "FAILED"} ${v.name}: ${v.restored ?? "-"}${
         v.source !== undefined ? ` vs ${v.sourceMember} ${v.source}` : ""

@@ -311,6 +311,7 @@ Deno.test("resolveSchedules() and the config: defaults from the seed, overrides 
       audit_anomaly: "0 * * * *",
       cleanup: "30 3 * * *",
       approval_expiry: "* * * * *",
+      audit_anchor: "0 6 * * *",
     },
   );
   assert.ok(Object.values(seed).every((s) => s.timezone === "UTC" && s.enabled));

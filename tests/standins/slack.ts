@@ -9,7 +9,13 @@
  *   https://docs.slack.dev/apis/web-api/
  * - Per-method arguments, answers and error names: https://docs.slack.dev/reference/methods/<method>
  *   (chat.postMessage, chat.update, chat.postEphemeral, chat.getPermalink, users.info,
- *   usergroups.users.list, views.open, views.update, conversations.info, auth.test).
+ *   usergroups.users.list, views.open, views.update, conversations.info, conversations.open, auth.test,
+ *   files.getUploadURLExternal, files.completeUploadExternal).
+ * - File uploads: https://docs.slack.dev/messaging/working-with-files#uploading_files —
+ *   files.getUploadURLExternal(filename, length) answers `upload_url` and `file_id`; the bytes are POSTed
+ *   to upload_url (raw body or multipart `file`; 200 "OK - <length>"); files.completeUploadExternal(files:
+ *   [{id, title}], channel_id?, initial_comment?, thread_ts?) shares them (without channel_id the file stays
+ *   private). An upload whose byte count differs from `length`, or a completion before the upload, fails.
  * - Rate limits: HTTP 429 with `Retry-After: <seconds>`; chat.postMessage allows about one message
  *   per second per channel. https://docs.slack.dev/apis/web-api/rate-limits
  * - Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks (50 blocks per message, 100
@@ -49,6 +55,21 @@ export interface RecordedCall {
   status: number;
   /** The `error` of an `{ok:false}` answer. */
   error?: string;
+}
+
+/** A file uploaded with files.getUploadURLExternal + POST + files.completeUploadExternal. */
+export interface StoredFile {
+  id: string;
+  filename: string;
+  length: number;
+  title?: string;
+  /** The uploaded bytes, decoded as UTF-8 (undefined until the upload). */
+  content?: string;
+  /** Set by files.completeUploadExternal. */
+  completed: boolean;
+  channel?: string;
+  initial_comment?: string;
+  thread_ts?: string;
 }
 
 export interface StoredMessage {
@@ -318,7 +339,7 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
 }
 
 /** Fields that Slack takes as JSON-encoded strings inside form posts. */
-const JSON_FIELDS = new Set(["blocks", "attachments", "metadata", "view", "unfurls"]);
+const JSON_FIELDS = new Set(["blocks", "attachments", "metadata", "view", "unfurls", "files"]);
 
 class ArgError extends Error {
   constructor(readonly slackError: string) {
@@ -381,6 +402,8 @@ export class SlackStandIn {
   ephemerals: StoredMessage[] = [];
   responses: { url: string; body: Record<string, unknown>; at: number }[] = [];
   views: { trigger_id: string; view: unknown }[] = [];
+  /** Files uploaded through the external upload flow, with their bytes as text and where they were shared. */
+  files: StoredFile[] = [];
 
   private readonly base: string;
   private readonly users: Record<string, { name: string; real_name?: string; is_bot?: boolean }>;
@@ -848,6 +871,9 @@ export class SlackStandIn {
     if (url.pathname.startsWith("/response/") && req.method === "POST") {
       return await this.handleResponseUrl(req, url.pathname.slice("/response/".length));
     }
+    if (url.pathname.startsWith("/upload/") && req.method === "POST") {
+      return await this.handleUpload(req, url.pathname.slice("/upload/".length));
+    }
     return new Response("Not Found", { status: 404 });
   }
 
@@ -1188,6 +1214,46 @@ export class SlackStandIn {
       };
     },
 
+    "conversations.open": (args) => {
+      const users = str(args.users)?.split(",").map((u) => u.trim()).filter(Boolean) ?? [];
+      if (!users.length) return fail("users_list_not_supplied");
+      if (users.length > 1) return fail("not_implemented"); // multi-person DMs are not needed here
+      if (!this.users[users[0]]) return fail("user_not_found");
+      const id = `D${users[0].slice(1)}`;
+      this.channels[id] ??= { name: `dm-${users[0]}`, is_private: true };
+      return { body: { ok: true, channel: { id, is_im: true, user: users[0] } } };
+    },
+
+    "files.getUploadURLExternal": (args) => {
+      const filename = str(args.filename);
+      const length = Number(args.length);
+      if (!filename) return fail("invalid_arguments");
+      if (!Number.isInteger(length) || length < 0) return fail("invalid_arguments");
+      const id = randomId("F");
+      this.files.push({ id, filename, length, completed: false });
+      return { body: { ok: true, upload_url: `${this.base}/upload/${id}`, file_id: id } };
+    },
+
+    "files.completeUploadExternal": (args) => {
+      const list = args.files;
+      if (!Array.isArray(list) || !list.length) return fail("invalid_arguments");
+      const channel = str(args.channel_id);
+      if (channel && !this.channels[channel]) return fail("channel_not_found");
+      const done: Json[] = [];
+      for (const item of list) {
+        const f = isObj(item) ? this.files.find((x) => x.id === item.id) : undefined;
+        if (!f) return fail("file_not_found");
+        if (f.content === undefined) return fail("file_upload_not_complete");
+        f.completed = true;
+        if (isObj(item) && typeof item.title === "string") f.title = item.title;
+        if (channel) f.channel = channel;
+        if (typeof args.initial_comment === "string") f.initial_comment = args.initial_comment;
+        if (typeof args.thread_ts === "string") f.thread_ts = args.thread_ts;
+        done.push({ id: f.id, title: f.title ?? f.filename, name: f.filename, size: f.length });
+      }
+      return { body: { ok: true, files: done } };
+    },
+
     "views.open": (args) => {
       const trigger = str(args.trigger_id);
       const t = trigger ? this.triggers.get(trigger) : undefined;
@@ -1285,6 +1351,27 @@ export class SlackStandIn {
       ...(m.metadata !== undefined ? { metadata: m.metadata } : {}),
       ...(m.edits ? { edited: { user: this.botUserId, ts: this.nextTs() } } : {}),
     };
+  }
+
+  // --- file uploads (the upload URL of files.getUploadURLExternal) ---
+
+  private async handleUpload(req: Request, id: string): Promise<Response> {
+    const f = this.files.find((x) => x.id === id);
+    if (!f) return new Response("file not found", { status: 404 });
+    const type = req.headers.get("content-type") ?? "";
+    let bytes: Uint8Array;
+    if (type.includes("multipart/form-data")) {
+      const part = (await req.formData()).get("file");
+      if (!part || typeof part === "string") return new Response("no file part", { status: 400 });
+      bytes = new Uint8Array(await part.arrayBuffer());
+    } else {
+      bytes = new Uint8Array(await req.arrayBuffer());
+    }
+    if (bytes.length !== f.length) {
+      return new Response(`length mismatch: announced ${f.length}, got ${bytes.length}`, { status: 400 });
+    }
+    f.content = new TextDecoder().decode(bytes);
+    return new Response(`OK - ${bytes.length}`, { status: 200 });
   }
 
   // --- response_url ---
