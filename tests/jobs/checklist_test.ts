@@ -167,6 +167,24 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
         const b = buttons(blocks);
         assert.ok(b.has("Attest: LUKS") && b.has("Attest: cloud KMS"));
         assert.ok(b.has("Rotate all credentials") && b.has("Promote replica") && b.has("Show connections"));
+        // A runbook button performs its entry as the alert threads' button does: a read-only one answers the clicker.
+        const show = b.get("Show connections")!;
+        assert.equal(show.action_id, JOB_ACTIONS.runbook);
+        await (await tb.slack.sendBlockAction(tb.eventsUrl, {
+          action_id: show.action_id,
+          value: show.value,
+          user_id: USERS.alice,
+          channel_id: OPS_CHANNEL,
+          message_ts: "1700000000.000050",
+        })).body?.cancel();
+        const answer = await waitFor(
+          () =>
+            tb.slack.ephemerals.find((e) =>
+              e.ephemeral_user === USERS.alice && /^main: \d+\/100 connections/.test(e.text ?? "")
+            ),
+          { what: "the Show connections answer" },
+        );
+        assert.ok(answer.ts, "answered the clicker only");
       },
     );
 
