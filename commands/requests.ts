@@ -16,7 +16,8 @@ import { renderRequestList } from "../slack/render/requests.ts";
 const USAGE = "/bisman requests [pending|mine|all] [since=7d] [limit=30]";
 
 const schema = z.object({
-  positional: z.union([z.tuple([]), z.tuple([z.enum(["pending", "mine", "all"])])]),
+  positional: z.array(z.enum(["pending", "mine", "all"], { error: "pending, mine or all" }))
+    .max(1, "give at most one of pending, mine, all"),
   named: z.strictObject({
     since: sinceArg.optional(),
     limit: z.string().regex(/^\d{1,3}$/, "a number from 1 to 100").transform(Number)

@@ -1,6 +1,7 @@
 /**
  * The approval gate's housekeeping on the schedule: expire pending requests past their deadline (editing
- * their messages) and recover requests a dead replica left running. Scheduled once per slot across replicas
+ * their messages), send the one reminder of pending requests past two thirds of their expiry, and recover
+ * requests a dead replica left running. Scheduled once per slot across replicas
  * instead of a timer in every replica; the gate's own conditional updates make each expiry happen once.
  *
  * @module
@@ -13,6 +14,8 @@ import type { JobDefinition } from "./types.ts";
 interface GateHousekeeping {
   sweep(): Promise<number>;
   recoverInterrupted(): Promise<number>;
+  /** The one reminder of pending requests past two thirds of their expiry (issue 11); older gates lack it. */
+  remind?(): Promise<number>;
 }
 
 /** The gate's housekeeping methods, when this process has the gate. */
@@ -32,10 +35,12 @@ export const approvalExpiryJob: JobDefinition = {
   run: async (ctx) => {
     const gate = gateHousekeeping(ctx.deps)!;
     const expired = await gate.sweep();
+    const reminded = (await gate.remind?.()) ?? 0;
     const recovered = await gate.recoverInterrupted();
     return {
-      summary: `${expired} request(s) expired, ${recovered} interrupted run(s) recovered`,
-      details: { expired, recovered },
+      summary:
+        `${expired} request(s) expired, ${reminded} reminded, ${recovered} interrupted run(s) recovered`,
+      details: { expired, reminded, recovered },
     };
   },
 };
