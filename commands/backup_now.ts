@@ -18,11 +18,11 @@ const USAGE = "/bisman backup now [target] [full|diff|incr]";
 const type = z.enum(["full", "diff", "incr"]);
 
 const schema = z.object({
-  positional: z.union([
-    z.tuple([z.literal("now", { error: 'say "now": /bisman backup now [target] [full|diff|incr]' })]),
-    z.tuple([z.literal("now"), z.union([type, targetArg])]),
-    z.tuple([z.literal("now"), targetArg, type]),
-  ]),
+  positional: z.tuple([
+    z.literal("now", { error: 'say "now": /bisman backup now [target] [full|diff|incr]' }),
+  ])
+    .rest(z.union([type, targetArg], { error: "a target name, or full, diff or incr" }))
+    .refine((a) => a.length <= 3, "at most a target and a backup type after now"),
   named: z.strictObject({}),
   rest: z.string(),
 });

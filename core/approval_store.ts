@@ -86,16 +86,17 @@ export interface RequestRow {
   run_by: string | null;
   heartbeat_at: Date | null;
   reconcile: ReconcileVerdict | null;
-  /** When the one reminder went to the thread (sql/0006). */
-  reminded_at: Date | null;
+  // The fields below came with sql/0006 (issue 11); optional so rows built by older code still type-check.
+  /** When the one reminder went to the thread. */
+  reminded_at?: Date | null;
   /** A stop asked for while it ran (operations that stop safely), and by whom. */
-  cancel_requested_at: Date | null;
-  cancel_requested_by: string | null;
-  cancel_requested_by_name: string | null;
+  cancel_requested_at?: Date | null;
+  cancel_requested_by?: string | null;
+  cancel_requested_by_name?: string | null;
   /** "Take a backup first": null when not offered, true while kept, false when an approver dropped it. */
-  pre_backup: boolean | null;
+  pre_backup?: boolean | null;
   /** The latest progress line of a running request. */
-  progress: string | null;
+  progress?: string | null;
 }
 
 /** One approval. */

@@ -280,15 +280,15 @@ function backupFirstBlocks(r: RequestRow): Block[] {
     } runs before the steps below; if it fails, nothing else runs.`
     : `*Step 0, take a backup first*: dropped; the steps below run without a fresh backup.`;
   if (r.state !== "pending") return [context(line)];
-  return [{
-    type: "section",
-    text: { type: "mrkdwn", text: truncate(line, LIMITS.sectionText) },
-    accessory: {
+  return [mrkdwnSection(line), {
+    type: "actions",
+    block_id: `${actionsBlockId(r.id)}.backup`,
+    elements: [{
       type: "button",
       action_id: ACTIONS.backupFirst,
       text: { type: "plain_text", text: kept ? "Drop the backup step" : "Keep the backup step" },
       value: encodeRequestButton({ request: r.id, plan: r.plan_hash, backup: !kept }),
-    },
+    }],
   }];
 }
 
