@@ -19,7 +19,7 @@ import type { AppDeps } from "./core/deps.ts";
 import { SlackEventsReceiver } from "./slack/receiver.ts";
 import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { setStateDatabase } from "./core/errors.ts";
-import { type BoltApp, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
+import { type BoltApp, boltLogger, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpApp, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
 import { AlertThreads } from "./alerts/threads.ts";
@@ -80,6 +80,8 @@ export interface StartOptions {
   sweepIntervalMs?: number;
   /** This process's identity in the requests it runs (default: a random UUID). */
   instanceId?: string;
+  /** Slack Web API request timeout (ms, default 10 s): an unanswered call is retried, never waited on forever. */
+  slackTimeoutMs?: number;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
   socketMode?: { clientPingTimeoutMs?: number; retryBaseMs?: number };
 }
@@ -143,10 +145,13 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     await migrate(state);
   }
 
+  const slackTimeoutMs = opts.slackTimeoutMs ?? 10_000;
   const slack = new WebClient(env.slackBotToken, {
     slackApiUrl: env.slackApiUrl,
     retryConfig: { retries: 5, factor: 2, minTimeout: 200, maxTimeout: 5000 },
-    logger: undefined,
+    timeout: slackTimeoutMs,
+    // The SDK's own warnings (a retried call, a timeout) as JSON lines, not console text.
+    logger: boltLogger(log.child({ component: "slack-web-api" })) as never,
   });
   const groups = new GroupCache(async (usergroup) => {
     const r = await slack.usergroups.users.list({ usergroup });
@@ -194,6 +199,8 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       slackApiUrl: env.slackApiUrl,
       rejectRateLimitedCalls: true,
       retryConfig: { retries: 0 },
+      timeout: slackTimeoutMs,
+      logger: boltLogger(log.child({ component: "slack-web-api" })) as never,
     }),
   });
   alerts.start();
@@ -229,6 +236,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const bolt = createBoltApp(deps, socket ?? receiver!, {
     token: env.slackBotToken,
     slackApiUrl: env.slackApiUrl,
+    timeoutMs: slackTimeoutMs,
     registrations: [
       approvalHandlers(gate),
       alertButtonRegistration(alerts),

@@ -17,8 +17,8 @@ import { withShareButton } from "./share.ts";
 const { App, LogLevel } = bolt;
 export type BoltApp = InstanceType<typeof App>;
 
-/** Adapts our JSON logger to Bolt's Logger interface. */
-function boltLogger(log: Logger) {
+/** Adapts our JSON logger to the Logger interface of Bolt and the Slack SDK (so their lines are JSON too). */
+export function boltLogger(log: Logger) {
   const l = log.child({ component: "bolt" });
   let level = LogLevel.WARN;
   const text = (msgs: unknown[]) =>
@@ -44,6 +44,48 @@ export function toSlackResponse(reply: Reply, extra: Record<string, unknown> = {
   };
 }
 
+/** Delays between attempts of a response_url post that Slack did not take (5xx, 429, no answer). */
+const RESPOND_RETRY_MS = [500, 1000, 2000];
+
+/**
+ * Bolt's `respond()` posts to the response_url once, with plain `fetch` and no timeout: a Slack 5xx, a
+ * dropped connection or a hung request would lose the answer. The bot's answers replace the original
+ * message, so posting one again is harmless: each attempt gets `timeoutMs`, and a 5xx, 429, network error
+ * or timeout is retried with backoff. A 4xx (an expired or used-up response_url) is final.
+ */
+export function respondReliably<M>(
+  respond: (message: M) => Promise<unknown>,
+  deps: Pick<AppDeps, "log" | "metrics">,
+  opts: { delaysMs?: readonly number[]; timeoutMs?: number } = {},
+): (message: M) => Promise<void> {
+  const delays = opts.delaysMs ?? RESPOND_RETRY_MS;
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  return async (message) => {
+    for (let attempt = 0;; attempt++) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([
+          respond(message),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]);
+        return;
+      } catch (err) {
+        // Bolt's RespondError carries the HTTP status; a network failure or a timeout has none.
+        const status = (err as { statusCode?: number })?.statusCode;
+        const retryable = status === undefined || status >= 500 || status === 429;
+        if (!retryable || attempt >= delays.length) throw err;
+        deps.metrics.inc("bisman_slack_respond_retries_total", {}, 1, "response_url posts sent again");
+        deps.log.warn("response_url post failed; retrying", { status, attempt: attempt + 1, error: err });
+        await new Promise((r) => setTimeout(r, delays[attempt]));
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  };
+}
+
 /** Hooks that feature modules register on the Bolt app (actions, views). */
 export type BoltRegistration = (app: BoltApp, deps: AppDeps) => void;
 
@@ -60,6 +102,8 @@ export function createBoltApp(
     botId?: string;
     botUserId?: string;
     registrations?: BoltRegistration[];
+    /** Web API request timeout (default 10 s): a call Slack does not answer is retried, not waited on forever. */
+    timeoutMs?: number;
   },
 ): BoltApp {
   const app = new App({
@@ -72,10 +116,14 @@ export function createBoltApp(
     clientOptions: {
       slackApiUrl: opts.slackApiUrl,
       retryConfig: { retries: 5, factor: 2, minTimeout: 200, maxTimeout: 5000 },
+      timeout: opts.timeoutMs ?? 10_000,
     },
   });
 
-  app.command("/bisman", async ({ command, ack, respond }) => {
+  app.command("/bisman", async ({ command, ack, respond: respondOnce }) => {
+    // The final answer must not be lost to one Slack 5xx; progress updates are not retried (each post
+    // spends one of the response_url's five uses).
+    const respond = respondReliably(respondOnce, deps, { timeoutMs: opts.timeoutMs });
     const inv: Invoker = {
       userId: command.user_id,
       userName: command.user_name,
@@ -113,7 +161,7 @@ export function createBoltApp(
     });
     try {
       const progress = (r: Reply) =>
-        respond(toSlackResponse(r, { replace_original: true })).then(() => undefined);
+        respondOnce(toSlackResponse(r, { replace_original: true })).then(() => undefined);
       const reply = await withShareButton(
         await runPrepared(prepared, inv, deps, progress),
         prepared.sub,
