@@ -40,7 +40,8 @@ function payload(
 function buttonsOf(m: StoredMessage): { action_id: string; text: string; value: string }[] {
   const out = [];
   for (const b of (m.blocks ?? []) as any[]) {
-    if (b.type !== "actions") continue;
+    // The runbook buttons only: "I'm on it" and the silences are their own row (alerts/ownership.ts).
+    if (b.type !== "actions" || b.block_id === "bisman.thread.buttons") continue;
     for (const e of b.elements) out.push({ action_id: e.action_id, text: e.text.text, value: e.value });
   }
   return out;

@@ -50,6 +50,8 @@ export interface RunningAlertmanager {
   resolve(labels: Record<string, string>, annotations?: Record<string, string>): Promise<void>;
   /** Alerts Alertmanager holds (v2 API). */
   alerts(): Promise<{ labels: Record<string, string>; fingerprint: string; status: { state: string } }[]>;
+  /** Runs amtool against this Alertmanager (`--alertmanager.url` is added); returns stdout, throws on failure. */
+  amtool(...args: string[]): Promise<string>;
   /** Alertmanager's own log so far. */
   log(): Promise<string>;
   stop(): Promise<void>;
@@ -90,6 +92,9 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
       `--config.file=${dir}/alertmanager.yml`,
       `--storage.path=${dir}/data`,
       `--web.listen-address=127.0.0.1:${port}`,
+      // The externalURL every notification carries: the bot creates silences there when its config names
+      // no alerts.alertmanager_url (Alertmanager's own default is http://<hostname>:<port>/).
+      `--web.external-url=${url}`,
       "--cluster.listen-address=",
       "--log.level=debug",
     ],
@@ -166,6 +171,19 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
     alerts: async () => {
       const res = await fetch(`${url}/api/v2/alerts`);
       return await res.json();
+    },
+    amtool: async (...args) => {
+      const out = await new Deno.Command(AMTOOL_BIN, {
+        args: [`--alertmanager.url=${url}`, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (out.code !== 0) {
+        throw new Error(
+          `amtool ${args.join(" ")} failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`,
+        );
+      }
+      return new TextDecoder().decode(out.stdout);
     },
     log: readLog,
     stop,
