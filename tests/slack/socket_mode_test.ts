@@ -2,12 +2,21 @@ import assert from "node:assert/strict";
 import { startCluster } from "../support/cluster.ts";
 import { waitFor } from "../support/wait.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, type TestBot, USERS } from "../support/bot.ts";
+import type { StoredMessage } from "../standins/slack.ts";
+import { ACTIONS } from "../../slack/actions.ts";
 
 /** Socket Mode with timings short enough for a test: a dead socket is noticed and replaced within a second. */
 const socketEnv = (appToken: string) => ({ SLACK_APP_TOKEN: appToken });
 /** The Slack stand-in's default app-level token. */
 const STANDIN_APP_TOKEN = "xapp-1-A0STANDIN-test-app-token";
 const socketTimings = { socketMode: { clientPingTimeoutMs: 1500, retryBaseMs: 100 } };
+
+function buttonValue(m: StoredMessage, actionId: string): string {
+  for (const b of (m.blocks ?? []) as { elements?: { action_id?: string; value?: string }[] }[]) {
+    for (const e of b.elements ?? []) if (e.action_id === actionId && e.value) return e.value;
+  }
+  throw new Error(`no ${actionId} button on message ${m.ts}`);
+}
 
 async function auditedCommands(tb: TestBot, text: string): Promise<number> {
   return (await tb.bot.deps.audit.rows()).filter((r) =>
@@ -16,8 +25,9 @@ async function auditedCommands(tb: TestBot, text: string): Promise<number> {
     .length;
 }
 
-Deno.test("Socket Mode serves /bisman over the socket, survives dropped sockets and disconnect messages, and runs nothing twice", async (t) => {
-  await using cluster = await startCluster({ name: "socket-mode" });
+Deno.test("Socket Mode serves /bisman and approval clicks over the socket like HTTP, survives dropped sockets, disconnect messages and a wrong token, and runs nothing twice", async (t) => {
+  await using cluster = await startCluster({ name: "socket-mode", preload: ["pg_stat_statements"] });
+  await cluster.primary.sql()`create extension if not exists pg_stat_statements`;
   const tb = await startTestBot(cluster, { env: socketEnv(STANDIN_APP_TOKEN), start: socketTimings });
   const cmd = (text: string, user: string = USERS.alice) => ({
     text,
@@ -128,29 +138,84 @@ Deno.test("Socket Mode serves /bisman over the socket, survives dropped sockets 
       const after = (await tb.bot.deps.audit.rows()).slice(before);
       assert.ok(after.every((r) => r.outcome === "refused"), JSON.stringify(after));
     });
-  } finally {
-    await tb.stop();
-  }
-});
 
-Deno.test("Socket Mode with a wrong app token keeps retrying, logs why, and keeps /healthz and /metrics up", async () => {
-  await using cluster = await startCluster({ name: "socket-mode-token" });
-  const tb = await startTestBot(cluster, { env: socketEnv("xapp-1-wrong"), start: socketTimings });
-  try {
-    await waitFor(
-      () =>
-        tb.slack.calls.filter((c) => c.method === "apps.connections.open" && c.error === "invalid_auth")
-          .length >= 2,
-      { what: "apps.connections.open retried" },
+    await t.step(
+      "the main flows through HTTP and through Socket Mode: /bisman reset-stats, then Approve, run once through the gate",
+      async () => {
+        const http = await startTestBot(cluster, { slack: tb.slack });
+        try {
+          for (const via of ["http", "socket", "socket, its click's ack lost with the socket"] as const) {
+            const bot = via === "http" ? http : tb;
+            const before = tb.slack.responses.length;
+            const ack = via === "http"
+              ? (await http.command("reset-stats")).body.text
+              : String((await tb.slack.sendCommandSocket(cmd("reset-stats"))).payload.text);
+            assert.match(ack, /Working on `\/bisman reset-stats`/, via);
+            const answer = await waitFor(
+              () =>
+                tb.slack.responses.slice(before).map((r) => String(r.body.text ?? "")).find((x) =>
+                  /Request #\d+/.test(x)
+                ),
+              { what: `the request's number (${via})` },
+            );
+            const id = Number(/Request #(\d+)/.exec(answer)![1]);
+            await waitFor(() => bot.approvalMessage(id), {
+              what: `request #${id}'s approval message (${via})`,
+            });
+            if (via === "http") {
+              assert.equal(await http.click(ACTIONS.approve, id, USERS.carol), 200);
+            } else {
+              const m = bot.approvalMessage(id)!;
+              const click = await tb.slack.sendBlockActionSocket({
+                user_id: USERS.carol,
+                team_id: TEAM,
+                action_id: ACTIONS.approve,
+                value: buttonValue(m, ACTIONS.approve),
+                channel_id: m.channel,
+                message_ts: m.ts,
+              }, { loseAcks: via === "socket" ? 0 : 1 });
+              assert.equal(click.deliveries, via === "socket" ? 1 : 2);
+            }
+            await bot.waitForState(id, "succeeded");
+            await bot.bot.gate.idle();
+            const rows = await bot.bot.deps.audit.rows({ requestId: id });
+            assert.equal(rows.filter((r) => r.action === "op.started").length, 1, `ran once (${via})`);
+            assert.equal(
+              rows.filter((r) => r.action === "request.approved").length,
+              1,
+              `approved once (${via})`,
+            );
+            assert.match(bot.approvalMessage(id)!.text ?? "", /succeeded/i, via);
+          }
+        } finally {
+          await http.stop();
+        }
+      },
     );
-    assert.equal(tb.slack.socketCount(), 0);
-    assert.ok(
-      tb.logs.some((l) => /socket mode connection failed; retrying/.test(l) && /invalid_auth/.test(l)),
+    await t.step(
+      "a wrong app token is retried with backoff and logged, never fatal; /healthz stays up",
+      async () => {
+        const tb = await startTestBot(cluster, { env: socketEnv("xapp-1-wrong"), start: socketTimings });
+        try {
+          await waitFor(
+            () =>
+              tb.slack.calls.filter((c) => c.method === "apps.connections.open" && c.error === "invalid_auth")
+                .length >= 2,
+            { what: "apps.connections.open retried" },
+          );
+          assert.equal(tb.slack.socketCount(), 0);
+          assert.ok(
+            tb.logs.some((l) => /socket mode connection failed; retrying/.test(l) && /invalid_auth/.test(l)),
+          );
+          assert.ok(!tb.logs.some((l) => l.includes("xapp-1-wrong")), "the app token never reaches the log");
+          assert.equal((await fetch(`${tb.bot.url}/healthz`)).status, 200);
+          const ready = await (await fetch(`${tb.bot.url}/readyz`)).json();
+          assert.equal(ready.socket_mode, "connecting");
+        } finally {
+          await tb.stop();
+        }
+      },
     );
-    assert.ok(!tb.logs.some((l) => l.includes("xapp-1-wrong")), "the app token never reaches the log");
-    assert.equal((await fetch(`${tb.bot.url}/healthz`)).status, 200);
-    const ready = await (await fetch(`${tb.bot.url}/readyz`)).json();
-    assert.equal(ready.socket_mode, "connecting");
   } finally {
     await tb.stop();
   }
