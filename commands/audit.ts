@@ -62,7 +62,9 @@ export const auditCommand = defineSubcommand({
     // A result the message cannot hold (or one asked for as CSV) goes to the asker as a file too.
     const cut = /more row\(s\); narrow the search/.test(reply.text) || r.more > 0;
     if (!(args.csv || (cut && r.rows.length)) || !deps.slack || invoker.via !== "slack") return reply;
-    const name = `bisman-audit-${r.target}-${deps.now().toISOString().slice(0, 19).replace(/[:T]/g, "")}.csv`;
+    const name = `bisman-audit-${r.target}-${
+      deps.now().toISOString().slice(0, 19).replace(/[-:T]/g, "")
+    }.csv`;
     await deps.slack.sendFile({
       user: invoker.userId,
       filename: name,

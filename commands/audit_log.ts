@@ -208,7 +208,7 @@ async function runSearch(
   ].filter(Boolean).join(" ");
   let file: string | undefined;
   if (rows.length > AUDIT_LOG_ROWS_SHOWN && deps.slack && inv.via === "slack") {
-    const name = `bisman-audit-log-${now.toISOString().slice(0, 19).replace(/[:T]/g, "")}.csv`;
+    const name = `bisman-audit-log-${now.toISOString().slice(0, 19).replace(/[-:T]/g, "")}.csv`;
     await deps.slack.sendFile({
       user: inv.userId,
       filename: name,
@@ -265,7 +265,7 @@ export const auditLogCommand = defineSubcommand({
         );
       }
       const { text, rows } = await exportText(deps, req.since);
-      const name = `bisman-audit-log-${deps.now().toISOString().slice(0, 19).replace(/[:T]/g, "")}.jsonl`;
+      const name = `bisman-audit-log-${deps.now().toISOString().slice(0, 19).replace(/[-:T]/g, "")}.jsonl`;
       await deps.slack.sendFile({
         user: invoker.userId,
         filename: name,

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { startCluster } from "../support/cluster.ts";
+import { OPS_CHANNEL, startTestBot, USERS } from "../support/bot.ts";
+import { ask } from "../support/gate.ts";
+import { checkAnchor, parseAnchor } from "../../core/audit.ts";
+
+Deno.test("checkAnchor() and parseAnchor(): a missing anchor row and a rewritten one are named", () => {
+  const hash = "a".repeat(64);
+  assert.deepEqual(parseAnchor(`12:${hash}`), { seq: 12, hash });
+  assert.deepEqual(parseAnchor(` #12:${hash.toUpperCase()} `), { seq: 12, hash });
+  assert.equal(parseAnchor(`12:${hash.slice(1)}`), undefined);
+  assert.equal(parseAnchor(`0:${hash}`), undefined);
+  assert.deepEqual(checkAnchor({ seq: 12, hash }, { seq: 12, hash }), { ok: true });
+  const gone = checkAnchor({ seq: 12, hash }, undefined, { seq: 9, hash: "b".repeat(64) });
+  assert.equal(gone.ok, false);
+  assert.match(!gone.ok ? gone.problem : "", /row 12 is gone: the log now ends at row 9, so rows 10…12/);
+  const rewritten = checkAnchor({ seq: 12, hash }, { seq: 12, hash: "c".repeat(64) });
+  assert.match(
+    !rewritten.ok ? rewritten.problem : "",
+    /row 12's hash is now cccccccccccccccc…, the anchor says aaaaaaaaaaaaaaaa…/,
+  );
+});
+
+Deno.test("audit_anchor posts the chain's head; verify anchor=… finds newest rows a superuser deleted, which the chain alone cannot", async (t) => {
+  await using cluster = await startCluster({ name: "anchor" });
+  const stateDb = await cluster.createDatabase("anchorstate");
+  const superuser = cluster.primary.sql(stateDb);
+  const tb = await startTestBot(cluster, { stateDb });
+  try {
+    for (let i = 0; i < 4; i++) await ask(tb, "help");
+    let anchor = "";
+    await t.step(
+      "the job posts the head's row number and full hash to the ops channel, and records it",
+      async () => {
+        const head = (await tb.bot.deps.audit.verify()) as { head: { seq: number; hash: string } };
+        const run = await tb.bot.scheduler.runNow("audit_anchor", {
+          userId: USERS.bob,
+          via: "slack",
+          teamId: "T0TEST",
+        });
+        assert.equal(run.outcome, "ok");
+        const msg = tb.slack.messages.findLast((m) =>
+          m.channel === OPS_CHANNEL && /Audit log anchor/.test(m.text ?? "")
+        )!;
+        const m = /row (\d+), hash ([0-9a-f]{64})/.exec(msg.text!)!;
+        assert.equal(Number(m[1]), head.head.seq);
+        assert.equal(m[2], head.head.hash);
+        anchor = `${m[1]}:${m[2]}`;
+        assert.match(msg.text!, new RegExp(`/bisman audit-log verify anchor=${anchor}`));
+        const rows = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "audit.anchored");
+        assert.equal(rows[0].details.hash, m[2]);
+      },
+    );
+
+    await t.step("while the rows are there, the anchor holds", async () => {
+      for (let i = 0; i < 3; i++) await ask(tb, "help");
+      const r = await ask(tb, `audit-log verify anchor=${anchor}`, USERS.bob);
+      assert.match(r.text, new RegExp(`Audit log holds the anchor: row ${anchor.split(":")[0]} has hash`));
+    });
+
+    await t.step(
+      "a superuser deletes the newest rows: the anchor check names the gap, plain verify cannot",
+      async () => {
+        const seq = Number(anchor.split(":")[0]);
+        await superuser.begin(async (tx) => {
+          await tx`alter table bisman_ops.audit_log disable trigger audit_log_no_update_delete`;
+          await tx`delete from bisman_ops.audit_log where seq >= ${seq - 1}`;
+          await tx`alter table bisman_ops.audit_log enable trigger audit_log_no_update_delete`;
+        });
+        const r = await ask(tb, `audit-log verify anchor=${anchor}`, USERS.bob);
+        assert.match(
+          r.text,
+          new RegExp(
+            `does not hold the anchor row ${seq}: row ${seq} is gone: the log now ends at row ${seq - 2}`,
+          ),
+        );
+        assert.equal(r.visibility, "in_channel", "a broken log is said in the channel");
+        const plain = await ask(tb, "audit-log verify", USERS.bob);
+        assert.match(plain.text, /Audit log intact/, "a shortened chain is still a valid chain");
+        const again = await ask(tb, `audit-log verify anchor=${anchor}`, USERS.bob);
+        assert.match(again.text, /does not hold the anchor row/, "rows written since do not bring it back");
+      },
+    );
+
+    await t.step("the digest posts the head too, in its thread", async () => {
+      const run = await tb.bot.scheduler.runNow("digest", {
+        userId: USERS.bob,
+        via: "slack",
+        teamId: "T0TEST",
+      });
+      const digest = tb.slack.messages.find((m) =>
+        m.ts === (run.details as { message?: { ts: string } }).message?.ts
+      ) ??
+        tb.slack.messages.findLast((m) => /^Daily digest/.test(m.text ?? ""))!;
+      const reply = tb.slack.messages.find((m) =>
+        m.thread_ts === digest.ts && /Audit log anchor/.test(m.text ?? "")
+      );
+      assert.ok(reply, "an anchor reply in the digest's thread");
+      assert.match(reply.text!, /row \d+, hash [0-9a-f]{64}/);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
