@@ -72,7 +72,8 @@ export function renderConfigCheck(c: ConfigCheck & { reset?: string[] }, applied
     ...(c.reset?.length ? [context(`Connection pools reset: ${c.reset.join(", ")}`)] : []),
     ...(!applied && c.changes.length ? [context("`/bisman config reload` (or SIGHUP) applies it")] : []),
   ];
-  return { text: truncate([head, ...lines].join("\n"), 38_000), blocks, visibility: "ephemeral" };
+  const reset = c.reset?.length ? [`Connection pools reset: ${c.reset.join(", ")}`] : [];
+  return { text: truncate([head, ...lines, ...reset].join("\n"), 38_000), blocks, visibility: "ephemeral" };
 }
 
 export const configCommand = defineSubcommand({
