@@ -55,6 +55,16 @@ export const webhookSchema = z.object({
 });
 export type WebhookPayload = z.infer<typeof webhookSchema>;
 
+/** True when a string anywhere in `v` (keys included) is not storable text (NUL, lone surrogates). */
+function hasUnstorableText(v: unknown, depth = 0): boolean {
+  if (typeof v === "string") return v.includes("\u0000") || !v.isWellFormed();
+  if (depth > 64 || v === null || typeof v !== "object") return false;
+  for (const [k, x] of Object.entries(v)) {
+    if (hasUnstorableText(k, depth + 1) || hasUnstorableText(x, depth + 1)) return true;
+  }
+  return false;
+}
+
 /** Alertmanager's zero time (Go's time.Time{}) as it appears in endsAt of a firing alert. */
 function realTime(t: string | undefined): string | null {
   return !t || t.startsWith("0001-01-01") ? null : t;
@@ -118,6 +128,10 @@ export function alertmanagerRoute(threads: AlertThreads, deps: AppDeps): RouteRe
         json = JSON.parse(raw);
       } catch {
         return refuse(c, 400, "malformed_body", "The body is not JSON");
+      }
+      // PostgreSQL refuses NUL and broken surrogate pairs in text and jsonb: such a body is malformed, not a 500.
+      if (hasUnstorableText(json)) {
+        return refuse(c, 400, "malformed_body", "The body holds NUL characters or broken Unicode");
       }
       const parsed = webhookSchema.safeParse(json);
       if (!parsed.success) {

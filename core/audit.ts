@@ -87,13 +87,26 @@ export async function chainHash(prevHash: string, content: string): Promise<stri
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Deep-copies `value` with every string scrubbed of registered secrets. */
+/**
+ * Text as PostgreSQL stores it and hands it back unchanged: NUL (which text and jsonb refuse) and lone
+ * surrogate halves (which jsonb refuses) become U+FFFD. Without this a hostile string in a command would
+ * keep its row out of the log, or make a stored row hash differently from the one written.
+ * @example
+ * storableText("a\u0000b"); // "a\uFFFDb"
+ */
+export function storableText(s: string): string {
+  return s.toWellFormed().replaceAll("\u0000", "\uFFFD");
+}
+
+/** Deep-copies `value` with every string (keys too) scrubbed of registered secrets and made storable. */
 function scrubDeep(value: unknown, secrets: Secrets): unknown {
-  if (typeof value === "string") return secrets.scrub(value);
+  if (typeof value === "string") return storableText(secrets.scrub(value));
   if (Array.isArray(value)) return value.map((v) => scrubDeep(v, secrets));
   if (value && typeof value === "object") {
     if (value instanceof Date) return value.toISOString();
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrubDeep(v, secrets)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [storableText(secrets.scrub(k)), scrubDeep(v, secrets)]),
+    );
   }
   if (typeof value === "bigint") return Number(value);
   return value;
@@ -113,6 +126,8 @@ export class AuditLog {
    */
   async append(entry: AuditEntry): Promise<{ seq: number; hash: string }> {
     const details = scrubDeep(entry.details ?? {}, this.secrets) as Record<string, unknown>;
+    const text = (v: unknown) =>
+      storableText(this.secrets.scrub(typeof v === "string" ? v : String(v ?? "")));
     return await this.sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${AUDIT_LOCK})`;
       const [last] = await tx<{ seq: string; hash: string }[]>`
@@ -124,12 +139,13 @@ export class AuditLog {
       const row = {
         seq,
         at,
-        actor: this.secrets.scrub(entry.actor),
-        actor_name: entry.actorName ? this.secrets.scrub(entry.actorName) : null,
-        action: entry.action,
-        target: entry.target ?? null,
+        // Every column is a string as the hash saw it, whatever a malformed request put in the entry.
+        actor: text(entry.actor) || "unknown",
+        actor_name: typeof entry.actorName === "string" && entry.actorName ? text(entry.actorName) : null,
+        action: text(entry.action),
+        target: entry.target === undefined || entry.target === null ? null : text(entry.target),
         request_id: entry.requestId === undefined ? null : Number(entry.requestId),
-        outcome: entry.outcome,
+        outcome: text(entry.outcome),
         details,
       };
       const hash = await chainHash(prev, rowContent(row));

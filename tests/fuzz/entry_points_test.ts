@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../support/cluster.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, USERS } from "../support/bot.ts";
+import { waitFor } from "../support/wait.ts";
 import { alertCase, slackCase, type SlackIds } from "./_cases.ts";
 import { describe, fuzzHttp, fuzzSocket, requestsPastPending, snapshot } from "./_run.ts";
 
@@ -45,6 +46,52 @@ Deno.test("fuzzed Slack requests, Socket Mode envelopes and Alertmanager bodies 
       assert.deepEqual(report.failures, []);
       assert.equal(report.acked, 150);
     });
+
+    await t.step(
+      "hostile text (NUL, broken surrogates, non-string names) is audited as storable text and never breaks the chain",
+      async () => {
+        const hostile = "help \u0000 \ud800 end";
+        const res = await tb.command(hostile);
+        assert.equal(res.status, 200);
+        await tb.slack.sendEnvelope("slash_commands", {
+          command: "/bisman",
+          text: "status \u0000",
+          user_id: USERS.alice,
+          user_name: [1, { a: 2 }],
+          team_id: TEAM,
+          channel_id: OPS_CHANNEL,
+          response_url: ids.responseUrl(),
+        }, true);
+        await socketBot.bot.socket!.drain(10_000);
+        const rows = await waitFor(async () => {
+          const r = (await tb.bot.deps.audit.rows()).filter((x) =>
+            x.details.text === "help \uFFFD \uFFFD end"
+          );
+          return r.length ? r : undefined;
+        }, { what: "the hostile command's audit row" });
+        assert.equal(rows[0].details.text, "help \uFFFD \uFFFD end");
+        const socketRows = await waitFor(async () => {
+          const r = (await socketBot.bot.deps.audit.rows()).filter((x) => x.details.text === "status \uFFFD");
+          return r.length ? r : undefined;
+        }, { what: "the socket command's audit row" });
+        assert.equal(socketRows[0].actor_name, null);
+        const body = JSON.stringify({
+          version: "4",
+          groupKey: "g",
+          status: "firing",
+          receiver: "r",
+          alerts: [],
+        })
+          .replace('"r"', '"r\\u0000"');
+        const alert = await fetch(`${tb.bot.url}/alerts`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ALERTS_TOKEN}`, "content-type": "application/json" },
+          body,
+        });
+        assert.equal(alert.status, 400, await alert.text());
+        for (const b of [tb, socketBot]) assert.ok((await b.bot.deps.audit.verify()).ok);
+      },
+    );
 
     await t.step("both bots are alive and still answer", async () => {
       assert.equal((await fetch(`${tb.bot.url}/healthz`)).status, 200);
