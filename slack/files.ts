@@ -42,25 +42,39 @@ export async function sendFile(
   if (bytes.length > MAX_FILE_BYTES) {
     throw new UploadFailed("size check", `${bytes.length} bytes is more than ${MAX_FILE_BYTES}`);
   }
-  const dm = await client.conversations.open({ users: file.user });
+  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof UploadFailed) throw err;
+      const e = err as { data?: { error?: string }; message?: string };
+      throw new UploadFailed(name, e.data?.error ?? e.message?.split("\n")[0] ?? String(err));
+    }
+  };
+  const dm = await step("conversations.open", () => client.conversations.open({ users: file.user }));
   const channel = dm.channel?.id;
   if (!channel) throw new UploadFailed("conversations.open", "no direct-message channel came back");
-  const url = await client.files.getUploadURLExternal({ filename: file.filename, length: bytes.length });
+  const url = await step(
+    "files.getUploadURLExternal",
+    () => client.files.getUploadURLExternal({ filename: file.filename, length: bytes.length }),
+  );
   if (!url.upload_url || !url.file_id) {
     throw new UploadFailed("files.getUploadURLExternal", "no upload_url or file_id came back");
   }
-  const res = await (opts.fetch ?? fetch)(url.upload_url, {
-    method: "POST",
-    headers: { "content-type": "application/octet-stream" },
-    body: bytes,
-  });
+  const res = await step("the upload", () =>
+    (opts.fetch ?? fetch)(url.upload_url!, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: bytes,
+    }));
   await res.body?.cancel();
   if (!res.ok) throw new UploadFailed("the upload", `HTTP ${res.status}`);
-  const done = await client.files.completeUploadExternal({
-    files: [{ id: url.file_id, title: file.title }],
-    channel_id: channel,
-    ...(file.comment ? { initial_comment: secrets.scrub(file.comment) } : {}),
-  });
+  const done = await step("files.completeUploadExternal", () =>
+    client.files.completeUploadExternal({
+      files: [{ id: url.file_id!, title: file.title }],
+      channel_id: channel,
+      ...(file.comment ? { initial_comment: secrets.scrub(file.comment) } : {}),
+    }));
   if (!done.ok) throw new UploadFailed("files.completeUploadExternal", String(done.error ?? "not ok"));
   return { fileId: url.file_id, channel };
 }
