@@ -76,9 +76,7 @@ Deno.test("audit_anchor posts the chain's head; verify anchor=… finds newest r
           r.text,
           // Usually "gone"; a row another job appended meanwhile can already sit at that position.
           new RegExp(
-            `does not hold the anchor row ${seq}: row ${seq} (is gone: the log now ends at row ${
-              seq - 2
-            }|'s hash is now)`,
+            `does not hold the anchor row ${seq}: row ${seq} (is gone: the log now ends at row \\d+|'s hash is now)`,
           ),
         );
         assert.equal(r.visibility, "in_channel", "a broken log is said in the channel");
