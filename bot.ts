@@ -34,6 +34,11 @@ import { approvalHandlers } from "./slack/approval_handlers.ts";
 import { jobActionHandlers } from "./slack/job_handlers.ts";
 import "./ops/all.ts";
 import { VaultClient } from "./core/vault.ts";
+import { slackApiOf } from "./slack/files.ts";
+import { shareRegistration } from "./slack/share.ts";
+import { alertThreadRegistration } from "./alerts/ownership.ts";
+import { reloadConfig } from "./core/config_reload.ts";
+import { scheduleCheck } from "./commands/config.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -177,6 +182,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     groupMembers: (g) => groups.members(g),
     now,
     vault,
+    slack: slackApiOf(slack, secrets),
   };
 
   // The approval gate: always built, so every destructive subcommand and alert button reaches it.
@@ -240,6 +246,8 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     registrations: [
       approvalHandlers(gate),
       alertButtonRegistration(alerts),
+      alertThreadRegistration(alerts),
+      shareRegistration(),
       jobActionHandlers(),
       ...(opts.registrations ?? []),
     ],
@@ -308,6 +316,17 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   });
   socket?.connect();
 
+  // SIGHUP reloads the config file without a restart; an invalid file is refused and logged (the running
+  // config stays). Only where signals can be listened to (not on Windows) and the config came from a file.
+  let onHup: (() => void) | undefined;
+  if (!opts.config && Deno.build.os !== "windows") {
+    onHup = () =>
+      void reloadConfig(deps, { actor: "sighup" }, scheduleCheck(jobList.map((j) => j.name))).catch((err) =>
+        log.error("config reload on SIGHUP failed", { error: err })
+      );
+    Deno.addSignalListener("SIGHUP", onHup);
+  }
+
   return {
     deps,
     bolt,
@@ -322,6 +341,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     stop: async (stopOpts = {}) => {
       if (stopped) return { unfinished: 0 };
       stopped = true;
+      if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
       const graceMs = stopOpts.graceMs ?? 10_000;
       clearInterval(probeTimer);
       await scheduler.stop();

@@ -108,7 +108,7 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
         await ack();
         const { where, inv, value } = await button(body, client);
         if (!value) return;
-        const d = await gate.approve(value.request, inv, { planHash: value.plan });
+        const d = await gate.approve(value.request, inv, { planHash: value.plan, backupFirst: value.backup });
         if (d.status === "confirm") {
           const view = await gate.view(value.request);
           if (!view || !where.channel) return;
@@ -156,6 +156,19 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
         const { where, inv, value } = await button(body, client);
         if (!value) return;
         await answer(client, where, inv.userId, await gate.cancel(value.request, inv));
+      }),
+    );
+
+    app.action(
+      ACTIONS.backupFirst,
+      guarded("backup first", async ({ ack, body, client }) => {
+        await ack();
+        const { where, inv, value } = await button(body, client);
+        if (!value) return;
+        if (value.backup === undefined) {
+          return await tell(client, where, inv.userId, ":no_entry: This button says neither keep nor drop");
+        }
+        await answer(client, where, inv.userId, await gate.setBackupFirst(value.request, inv, value.backup));
       }),
     );
 
