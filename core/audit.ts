@@ -14,6 +14,17 @@ import type { Secrets } from "./log.ts";
 
 /** Advisory lock key for appends: constant across replicas. */
 const AUDIT_LOCK = 0x61756469; // "audi"
+/** Most rows written in one append transaction. */
+const MAX_BATCH = 200;
+
+/** An entry waiting to be written, and its caller's promise. */
+interface PendingAppend {
+  entry: AuditEntry;
+  details: Record<string, unknown>;
+  resolve(r: { seq: number; hash: string }): void;
+  reject(e: unknown): void;
+}
+
 /** The predecessor hash of the first row. */
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -120,41 +131,111 @@ export class AuditLog {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
+  /** Entries waiting for the next batch, in arrival order. */
+  #queue: PendingAppend[] = [];
+  #draining?: Promise<void>;
+
   /**
-   * Appends one entry and returns its sequence number and hash.
+   * Appends one entry and returns its sequence number and hash, once its row is committed.
+   *
+   * Appends are grouped: entries that arrive while a batch is being written go into the next one, which
+   * takes the advisory lock once, reads the head once and inserts all its rows in one statement. Under a
+   * burst of commands (each audited after its ack) one transaction per entry queued up behind the lock,
+   * holding connections and memory; a batch keeps the log in step with the commands. Entries keep their
+   * arrival order in the chain; an entry the database refuses fails alone (its batch is retried one by one).
    * @throws whatever the database throws; callers that must not fail on audit trouble log and continue
    */
-  async append(entry: AuditEntry): Promise<{ seq: number; hash: string }> {
+  append(entry: AuditEntry): Promise<{ seq: number; hash: string }> {
+    // Scrubbed now: the entry is recorded as it was when appended.
     const details = scrubDeep(entry.details ?? {}, this.secrets) as Record<string, unknown>;
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ entry, details, resolve, reject });
+      this.#kick();
+    });
+  }
+
+  #kick(): void {
+    if (this.#draining) return;
+    this.#draining = this.#drain().finally(() => {
+      this.#draining = undefined;
+      // An entry that arrived after the last batch was taken, but before this callback, still gets written.
+      if (this.#queue.length) this.#kick();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length) {
+      const batch = this.#queue.splice(0, MAX_BATCH);
+      try {
+        const written = await this.#write(batch);
+        batch.forEach((p, i) => p.resolve(written[i]));
+      } catch (err) {
+        if (batch.length === 1) {
+          batch[0].reject(err);
+          continue;
+        }
+        for (const p of batch) {
+          try {
+            p.resolve((await this.#write([p]))[0]);
+          } catch (e) {
+            p.reject(e);
+          }
+        }
+      }
+    }
+  }
+
+  /** Writes `batch` as consecutive rows in one transaction under the append lock. */
+  async #write(batch: PendingAppend[]): Promise<{ seq: number; hash: string }[]> {
     const text = (v: unknown) =>
       storableText(this.secrets.scrub(typeof v === "string" ? v : String(v ?? "")));
     return await this.sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${AUDIT_LOCK})`;
       const [last] = await tx<{ seq: string; hash: string }[]>`
         select seq, hash from bisman_ops.audit_log order by seq desc limit 1`;
-      const seq = last ? Number(last.seq) + 1 : 1;
-      const prev = last?.hash ?? GENESIS_HASH;
-      // Millisecond precision: what JavaScript's Date can represent, so a re-read row hashes the same.
-      const at = new Date(Math.floor(this.now().getTime())).toISOString();
-      const row = {
-        seq,
-        at,
-        // Every column is a string as the hash saw it, whatever a malformed request put in the entry.
-        actor: text(entry.actor) || "unknown",
-        actor_name: typeof entry.actorName === "string" && entry.actorName ? text(entry.actorName) : null,
-        action: text(entry.action),
-        target: entry.target === undefined || entry.target === null ? null : text(entry.target),
-        request_id: entry.requestId === undefined ? null : Number(entry.requestId),
-        outcome: text(entry.outcome),
-        details,
-      };
-      const hash = await chainHash(prev, rowContent(row));
+      let seq = last ? Number(last.seq) : 0;
+      let prev = last?.hash ?? GENESIS_HASH;
+      const rows: Record<string, unknown>[] = [];
+      const written: { seq: number; hash: string }[] = [];
+      for (const { entry, details } of batch) {
+        seq++;
+        // Millisecond precision: what JavaScript's Date can represent, so a re-read row hashes the same.
+        const at = new Date(Math.floor(this.now().getTime())).toISOString();
+        const row = {
+          seq,
+          at,
+          // Every column is a string as the hash saw it, whatever a malformed request put in the entry.
+          actor: text(entry.actor) || "unknown",
+          actor_name: typeof entry.actorName === "string" && entry.actorName ? text(entry.actorName) : null,
+          action: text(entry.action),
+          target: entry.target === undefined || entry.target === null ? null : text(entry.target),
+          request_id: entry.requestId === undefined ? null : Number(entry.requestId),
+          outcome: text(entry.outcome),
+          details,
+        };
+        const hash = await chainHash(prev, rowContent(row));
+        rows.push({ ...row, details: tx.json(details as never), prev_hash: prev, hash });
+        written.push({ seq, hash });
+        prev = hash;
+      }
       await tx`
-        insert into bisman_ops.audit_log
-          (seq, at, actor, actor_name, action, target, request_id, outcome, details, prev_hash, hash)
-        values (${seq}, ${at}, ${row.actor}, ${row.actor_name}, ${row.action}, ${row.target},
-                ${row.request_id}, ${row.outcome}, ${tx.json(details as never)}, ${prev}, ${hash})`;
-      return { seq, hash };
+        insert into bisman_ops.audit_log ${
+        tx(
+          rows as never,
+          "seq",
+          "at",
+          "actor",
+          "actor_name",
+          "action",
+          "target",
+          "request_id",
+          "outcome",
+          "details",
+          "prev_hash",
+          "hash",
+        )
+      }`;
+      return written;
     });
   }
 

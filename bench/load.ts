@@ -1,0 +1,364 @@
+/**
+ * Ack latency under load, in one run, beside Bolt's own baseline, while a restore test runs inside the bot's
+ * process; and the bot's memory.
+ *
+ * - The bot is `deno run -A main.ts` (a real process, as in production), against a throwaway cluster and the
+ *   Slack stand-in. A loop of `/bisman restore-test main` keeps a real restore (pg_restore -j 2 of a dump
+ *   of a few hundred thousand rows, then verification counts) running inside the bot during its load.
+ * - The baseline is a plain @slack/bolt 5.1 app with Bolt's own HTTPReceiver under Node.js
+ *   (bench/baseline/bolt_baseline.mjs), acking `/bisman` with the same reply. Its modules are installed
+ *   once with npm into bench/out/bolt-baseline (package.json pins bolt 5.1.0 and undici 7: the copy in
+ *   node_modules/.deno brings undici 8, which needs Node 22, and this machine has Node 20). It is measured
+ *   while the same restore loop runs in the (otherwise idle) bot, so both see the same machine load.
+ * - Both get the same 2,000 signed `/bisman help` slash commands at concurrency 50 from this process, over
+ *   50 keep-alive connections with a lean HTTP/1.1 client (bench/_http_load.ts: `fetch` would spend more
+ *   of the two cores than either server); latency is from the first byte sent to the last byte of the
+ *   response (the ack; Slack's 3-second clock).
+ *
+ *   deno task bench load              (REQUESTS=2000 CONCURRENCY=50 ROWS_SCALE=1)
+ */
+
+import { createHmac } from "node:crypto";
+import { stringify as toYaml } from "yaml";
+import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
+import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
+import { type BotProcess, spawnBot } from "../tests/support/bot_process.ts";
+import { applyTargetSql } from "../tests/support/bisman_schema.ts";
+import { SlackStandIn } from "../tests/standins/slack.ts";
+import { waitFor } from "../tests/support/wait.ts";
+import { percentile } from "./_stats.ts";
+import { httpRequest, loadRaw } from "./_http_load.ts";
+
+const REQUESTS = Number(Deno.env.get("REQUESTS") ?? "2000");
+const CONCURRENCY = Number(Deno.env.get("CONCURRENCY") ?? "50");
+const WARMUP = 200;
+const TARGET_P99_MS = 50;
+
+interface LoadResult {
+  ms: number[];
+  errors: number;
+  seconds: number;
+}
+
+/** Signed `/bisman help` bodies, made before the clock starts so the client's own work is not measured. */
+function signedCommands(n: number, secret: string, responseUrl: () => string) {
+  const ts = Math.floor(Date.now() / 1000);
+  return Array.from({ length: n }, (_, i) => {
+    const body = new URLSearchParams({
+      token: "test-verification-token",
+      team_id: TEAM,
+      team_domain: "bisman-standin",
+      channel_id: OPS_CHANNEL,
+      channel_name: "ops",
+      user_id: USERS.alice,
+      user_name: "alice",
+      command: "/bisman",
+      text: "help",
+      api_app_id: "A0STANDIN",
+      response_url: responseUrl(),
+      trigger_id: `${ts}.${i}.bench`,
+    }).toString();
+    const sig = `v0=${createHmac("sha256", secret).update(`v0:${ts}:${body}`).digest("hex")}`;
+    return {
+      body,
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-slack-signature": sig,
+        "x-slack-request-timestamp": String(ts),
+      },
+    };
+  });
+}
+
+/** Sends the requests over keep-alive connections (a lean client: see _http_load.ts) and times each. */
+async function load(
+  url: string,
+  reqs: { body: string; headers: Record<string, string> }[],
+  concurrency: number,
+): Promise<LoadResult> {
+  const wire = reqs.map((r) => httpRequest(url, r.headers, r.body));
+  const { ms, responses, seconds } = await loadRaw(url, wire, concurrency);
+  const errors = responses.filter((r) => r.status !== 200 || !r.body.includes("status")).length;
+  return { ms, errors, seconds };
+}
+
+function line(name: string, r: LoadResult): string {
+  const f = (v: number) => `${v.toFixed(1)} ms`;
+  return `${name.padEnd(34)} p50 ${f(percentile(r.ms, 50)).padStart(9)}  p90 ${
+    f(percentile(r.ms, 90)).padStart(9)
+  }  p99 ${f(percentile(r.ms, 99)).padStart(9)}  max ${f(Math.max(...r.ms)).padStart(9)}  ${
+    (r.ms.length / r.seconds).toFixed(0)
+  } req/s  errors ${r.errors}`;
+}
+
+/** Resident set size of a process, from /proc (MiB). */
+async function rssMiB(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+/** Installs the baseline's modules once (npm); returns their folder, or why the baseline cannot run. */
+async function baselineModules(): Promise<{ dir: string } | { skip: string }> {
+  const dir = new URL("./out/bolt-baseline/", import.meta.url).pathname;
+  try {
+    await Deno.stat(`${dir}node_modules/@slack/bolt/package.json`);
+    return { dir };
+  } catch { /* not installed yet */ }
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.copyFile(new URL("./baseline/package.json", import.meta.url).pathname, `${dir}package.json`);
+  try {
+    const r = await new Deno.Command("npm", {
+      args: ["install", "--no-audit", "--no-fund", "--omit=dev", "--loglevel=error"],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (r.code !== 0) {
+      return { skip: `npm install failed: ${new TextDecoder().decode(r.stderr).slice(0, 300)}` };
+    }
+  } catch (err) {
+    return { skip: `npm is not available: ${err instanceof Error ? err.message : err}` };
+  }
+  return { dir };
+}
+
+/** Starts the Node.js baseline; resolves with its URL and a stop function. */
+async function startBaseline(modules: string, secret: string, replyFile: string) {
+  const child = new Deno.Command("node", {
+    args: [new URL("./baseline/bolt_baseline.mjs", import.meta.url).pathname],
+    env: { BOLT_MODULES: modules, SIGNING_SECRET: secret, REPLY_FILE: replyFile },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the Node.js baseline exited before listening: ${out}`);
+    out += value;
+  }
+  const { port } = JSON.parse(out.split("\n")[0]);
+  return {
+    pid: child.pid,
+    url: `http://127.0.0.1:${port}/slack/events`,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+      reader.releaseLock();
+      await child.stdout.cancel().catch(() => undefined);
+    },
+  };
+}
+
+/** Keeps `/bisman restore-test main` running in the bot until stopped; counts finished runs. */
+function restoreLoop(slack: SlackStandIn, bot: BotProcess, state: ReturnType<TestCluster["primary"]["sql"]>) {
+  let stopping = false;
+  let finished = 0;
+  const count = async () =>
+    (await state<
+      { n: number }[]
+    >`select count(*)::int as n from bisman_ops.restore_tests where status <> 'running'`)[0]
+      .n;
+  const done = (async () => {
+    while (!stopping) {
+      const before = await count();
+      const res = await slack.sendCommand(bot.eventsUrl, {
+        text: "restore-test main",
+        user_id: USERS.alice,
+        team_id: TEAM,
+        channel_id: OPS_CHANNEL,
+      });
+      const ack = await res.text();
+      await waitFor(async () => (await count()) > before, {
+        what: `the restore test to finish (ack ${ack.slice(0, 200)}; last reply ${
+          JSON.stringify(slack.responses.at(-1)?.body ?? {}).slice(0, 300)
+        })`,
+        timeoutMs: Number(Deno.env.get("RESTORE_TIMEOUT_MS") ?? 300_000),
+        intervalMs: 200,
+      });
+      finished++;
+    }
+  })();
+  return {
+    /** Resolves once a restore is under way (a connection to the scratch database of a running test). */
+    restoring: () =>
+      waitFor(async () =>
+        (await state<{ n: number }[]>`
+          select count(*)::int as n
+            from pg_stat_activity a join bisman_ops.restore_tests r on a.datname = r.scratch_database
+           where r.status = 'running'`)[0].n > 0, {
+        what: "a restore under way in the bot",
+        timeoutMs: 60_000,
+        intervalMs: 20,
+      }),
+    stop: async () => {
+      stopping = true;
+      await done;
+      return finished;
+    },
+  };
+}
+
+export async function run(): Promise<void> {
+  const scale = Number(Deno.env.get("ROWS_SCALE") ?? "1");
+  const modules = await baselineModules();
+  await using cluster = await startCluster({ name: "bench-load" });
+  const src = await cluster.createDatabase("bisman");
+  let t = performance.now();
+  const rows = {
+    clients: 60_000 * scale,
+    invoices: 60_000 * scale,
+    payment_requests: 120_000 * scale,
+    payments: 120_000 * scale,
+  };
+  await applyTargetSql(cluster.primary.sql(src), { parts: ["sample_schema", "audit"], sample: true, rows });
+  const dumps = `${cluster.dir}/dumps`;
+  await Deno.mkdir(dumps);
+  const dump = await cluster.run([
+    "pg_dump",
+    "-Fc",
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(cluster.primary.port),
+    "-U",
+    "postgres",
+    "-f",
+    `${dumps}/bisman_bench.dump`,
+    src,
+  ]);
+  if (dump.code !== 0) throw new Error(`pg_dump failed: ${dump.stderr}`);
+  console.log(
+    `restore-test data: ${
+      Object.values(rows).reduce((a, b) => a + b, 0).toLocaleString("en")
+    } rows, seeded and dumped in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
+
+  const slack = await SlackStandIn.start({ teamId: TEAM, users: { [USERS.alice]: { name: "alice" } } });
+  const stateDb = await cluster.createDatabase("state");
+  const state = cluster.primary.sql(stateDb);
+  const doc = testConfigDoc(cluster, (d) => {
+    d.targets.main.primary.database = src;
+    d.targets.main.backups = {
+      dump_folder: { path: dumps, pattern: "bisman_*.dump" },
+      tools: { pg_restore: `${cluster.binDir}/pg_restore` },
+    };
+    d.targets.main.restore_test = {
+      server: {
+        host: "127.0.0.1",
+        port: cluster.primary.port,
+        database: "postgres",
+        user: "postgres",
+        sslmode: "disable",
+      },
+      allow_on_primary: true,
+      requires_approval: false,
+      jobs: 2,
+      verify: [
+        { name: "clients", sql: "SELECT COUNT(*) FROM clients", min: 1 },
+        { name: "payment_requests", sql: "SELECT COUNT(*) FROM payment_requests" },
+        { name: "payments", sql: "SELECT COUNT(*) FROM payments" },
+      ],
+    };
+  });
+  const configFile = await Deno.makeTempFile({ prefix: "bisman-bench-", suffix: ".yaml" });
+  await Deno.writeTextFile(configFile, toYaml(doc));
+  const replyFile = await Deno.makeTempFile({ prefix: "bisman-reply-", suffix: ".json" });
+
+  const bot = await spawnBot({
+    configFile,
+    env: {
+      SLACK_SIGNING_SECRET: slack.signingSecret,
+      SLACK_BOT_TOKEN: slack.botToken,
+      SLACK_API_URL: slack.apiUrl,
+      DATABASE_URL: cluster.primary.url({ database: stateDb }),
+      // Production's level: one JSON line per request is part of the bot's cost.
+      LOG_LEVEL: "info",
+    },
+  });
+  let baseline: Awaited<ReturnType<typeof startBaseline>> | undefined;
+  try {
+    const responseUrl = () => slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL });
+    const make = (n: number) => signedCommands(n, slack.signingSecret, responseUrl);
+
+    // The bot's own reply to /bisman help is what the baseline acks with.
+    const first = make(1)[0];
+    const helpRes = await fetch(bot.eventsUrl, { method: "POST", headers: first.headers, body: first.body });
+    await Deno.writeTextFile(replyFile, await helpRes.text());
+
+    await load(bot.eventsUrl, make(WARMUP), CONCURRENCY);
+    const rssIdle = await rssMiB(bot.pid);
+    const botQuiet = await load(bot.eventsUrl, make(REQUESTS), CONCURRENCY);
+
+    if ("dir" in modules) {
+      baseline = await startBaseline(modules.dir, slack.signingSecret, replyFile);
+      await load(baseline.url, make(WARMUP), CONCURRENCY);
+    }
+    const baseQuiet = baseline ? await load(baseline.url, make(REQUESTS), CONCURRENCY) : undefined;
+
+    t = performance.now();
+    const restores = restoreLoop(slack, bot, state);
+    let botBusy: LoadResult, rssAfter: number, baseBusy: LoadResult | undefined;
+    let restoresDone = 0;
+    try {
+      await restores.restoring();
+      botBusy = await load(bot.eventsUrl, make(REQUESTS), CONCURRENCY);
+      rssAfter = await rssMiB(bot.pid);
+      await restores.restoring();
+      baseBusy = baseline ? await load(baseline.url, make(REQUESTS), CONCURRENCY) : undefined;
+    } finally {
+      restoresDone = await restores.stop();
+    }
+    const rssEnd = await rssMiB(bot.pid);
+    const baseRss = baseline ? await rssMiB(baseline.pid) : undefined;
+    const [last] = await state<
+      { restore_ms: number; total_ms: number; status: string; error: string | null }[]
+    >`
+      select restore_ms::int, total_ms::int, status, error from bisman_ops.restore_tests order by id desc limit 1`;
+
+    console.log(
+      `\n${
+        REQUESTS.toLocaleString("en")
+      } signed /bisman help at concurrency ${CONCURRENCY}, ack latency (send → full HTTP response):`,
+    );
+    console.log(line("bot, quiet", botQuiet));
+    if (baseQuiet) console.log(line("Bolt baseline (Node 20), quiet", baseQuiet));
+    console.log(line("bot, restore test running", botBusy));
+    if (baseBusy) console.log(line("Bolt baseline, restore test running", baseBusy));
+    else if ("skip" in modules) console.log(`Bolt baseline skipped: ${modules.skip}`);
+    if (baseBusy) {
+      const r = (p: number) => (percentile(botBusy.ms, p) / percentile(baseBusy.ms, p)).toFixed(2);
+      console.log(`ratio bot / baseline with a restore running: p50 ${r(50)}x, p99 ${r(99)}x`);
+    }
+    const p99 = percentile(botBusy.ms, 99);
+    console.log(
+      `target p99 < ${TARGET_P99_MS} ms while restoring: ${p99 < TARGET_P99_MS ? "met" : "NOT met"} (${
+        p99.toFixed(1)
+      } ms); Slack's limit is 3,000 ms`,
+    );
+    console.log(
+      `restore tests in the bot during the run: ${restoresDone} finished (last ${last?.status}: restore ${
+        ((last?.restore_ms ?? 0) / 1000).toFixed(1)
+      } s, total ${((last?.total_ms ?? 0) / 1000).toFixed(1)} s${
+        last?.error ? `, ${last.error}` : ""
+      }), over ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
+    console.log(
+      `bot resident memory: idle ${rssIdle.toFixed(0)} MiB, after the load ${
+        rssAfter.toFixed(0)
+      } MiB, after the restores ${rssEnd.toFixed(0)} MiB${
+        baseRss ? `; Bolt baseline ${baseRss.toFixed(0)} MiB` : ""
+      }`,
+    );
+    if (botBusy.errors || botQuiet.errors) throw new Error("the bot answered some requests wrongly");
+  } finally {
+    await baseline?.stop();
+    await bot.stop(30_000);
+    await slack.stop();
+    await Deno.remove(configFile).catch(() => undefined);
+    await Deno.remove(replyFile).catch(() => undefined);
+  }
+}
+
+if (import.meta.main) await run();
