@@ -110,6 +110,8 @@ export function createBoltApp(
     token: opts.token,
     receiver,
     tokenVerificationEnabled: false,
+    // No conversation state is kept: Bolt's default store would add a middleware pass to every request.
+    convoStore: false,
     botId: opts.botId ?? "B0BISMANOPS",
     botUserId: opts.botUserId ?? "U0BISMANOPS",
     logger: boltLogger(deps.log) as never,
