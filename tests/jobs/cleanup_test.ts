@@ -39,7 +39,8 @@ Deno.test("cleanup archives old audit rows to verified files before deleting the
       job_runs_days: 30,
       audit_archive: { older_than_days: 30, dir, batch_rows: 100, targets: ["main"] },
     };
-    doc.schedules = { cleanup: { enabled: false } };
+    // The minute-by-minute expiry sweep would expire the test's overdue request before cleanup sees it.
+    doc.schedules = { cleanup: { enabled: false }, approval_expiry: { enabled: false } };
   });
   const tb = await startTestBot(cluster, { config });
   const deps: OpDeps = tb.bot.deps;

@@ -351,7 +351,8 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
         assert.equal(res.error?.step, "restoring");
         assert.match(
           res.error!.message,
-          /pg_restore failed \(exit 1\): pg_restore:.* error: (could not read from input file|could not find block ID \d+ in archive -- possibly corrupt archive)/,
+          // With -j, the failing worker's line may come without the "pg_restore:" prefix.
+          /pg_restore failed \(exit 1\): (pg_restore: )?.*error: (could not read from input file|could not find block ID \d+ in archive -- possibly corrupt archive)/,
         );
         assert.equal(res.restoreMs, undefined);
         assert.equal(res.scratchDropped, true);
