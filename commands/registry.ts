@@ -34,7 +34,13 @@ import {
   tlsCommand,
   usageCommand,
 } from "./security.ts";
-import { blockCommand, lockRoleCommand, terminateCommand, unblockCommand, unlockRoleCommand } from "./incident.ts";
+import {
+  blockCommand,
+  lockRoleCommand,
+  terminateCommand,
+  unblockCommand,
+  unlockRoleCommand,
+} from "./incident.ts";
 
 const subcommands: Subcommand<any>[] = [];
 
@@ -59,7 +65,14 @@ registerSubcommands(freezeCommand, unfreezeCommand, auditLogCommand, resetStatsC
 registerSubcommands(lagCommand, connectionsCommand, slowQueriesCommand, promoteCommand, terminateIdleCommand);
 registerSubcommands(backupsCommand, restoreTestCommand);
 registerSubcommands(rotateCommand, credsCommand);
-registerSubcommands(auditCommand, securityEventsCommand, detectCommand, usageCommand, rolesCommand, tlsCommand);
+registerSubcommands(
+  auditCommand,
+  securityEventsCommand,
+  detectCommand,
+  usageCommand,
+  rolesCommand,
+  tlsCommand,
+);
 registerSubcommands(lockRoleCommand, unlockRoleCommand, terminateCommand, blockCommand, unblockCommand);
 registerSubcommands(applyTargetSqlCommand);
 // Everyday use (issue 11).

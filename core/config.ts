@@ -689,7 +689,10 @@ const builtInActionPolicy: Record<string, PolicyConfig> = {
 };
 
 /** Operations whose policy may also be written under the name people say (`policies.promote`). */
-const policyAliases: Record<string, string> = { promote_replica: "promote", restore_test_gated: "restore_test" };
+const policyAliases: Record<string, string> = {
+  promote_replica: "promote",
+  restore_test_gated: "restore_test",
+};
 
 /** The effective policy of one action, every field resolved. */
 export interface EffectivePolicy {

@@ -46,7 +46,15 @@ registerOperations(vacuumStats, cleanupOperation);
 registerOperations(replicationLag, promoteReplica, connections, terminateIdle, slowQueries);
 // Audit and security (issue 7).
 registerOperations(auditSearch, securityEvents, detectBypassOp, serviceUsage, roleDrift, tlsCheck);
-registerOperations(rolesApply, lockRole, unlockRole, terminateClient, blockAddress, unblockAddress, applyTargetSqlOp);
+registerOperations(
+  rolesApply,
+  lockRole,
+  unlockRole,
+  terminateClient,
+  blockAddress,
+  unblockAddress,
+  applyTargetSqlOp,
+);
 // Backups and restore tests (issue 5).
 registerOperations(backupStatus, restoreTest, restoreTestGated);
 // Everyday use (issue 11): on-demand backups.

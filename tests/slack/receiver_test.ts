@@ -17,7 +17,9 @@ Deno.test("POST /slack/events refuses forged, stale, unsigned and altered reques
       await res.body?.cancel();
     });
     // The control command is audited after its ack: wait for that row so it is not counted below.
-    const before = await waitFor(async () => (await commandsRun()) === 1 && 1, { what: "the control command's audit row" });
+    const before = await waitFor(async () => (await commandsRun()) === 1 && 1, {
+      what: "the control command's audit row",
+    });
     const callsBefore = tb.slack.calls.length;
 
     await t.step("a signature made with the wrong secret gets 401", async () => {
