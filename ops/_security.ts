@@ -206,7 +206,7 @@ export function asTargetError(m: TargetMember, err: unknown, what: string): OpsE
     return new OpsError(
       "step_failed",
       `Cannot ${what} on ${m.target}/${m.name}: permission denied to the bot's role. ` +
-        "Apply sql/target/bot_role.sql (docs/least_privilege.md)",
+        "Apply sql/target/bot_role.sql (the README explains each line)",
       { cause: err },
     );
   }

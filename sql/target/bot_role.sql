@@ -1,5 +1,5 @@
 -- The runtime role of bisman-ops on a BISMAN target, with the least privileges its commands need.
--- docs/least_privilege.md explains each line. Run as a superuser, after audit.sql, in the target database
+-- The README section "The bot's own role on a BISMAN target" explains each line. Run as a superuser, after audit.sql, in the target database
 -- (grants on pg_catalog functions are per database). No password here: set it from Vault.
 --
 -- Parameters, as session settings set before running this file (apply-target-sql sets them):
