@@ -31,6 +31,17 @@ Deno.test("fuzzed Slack requests, Socket Mode envelopes and Alertmanager bodies 
       console.log(describe("slack", report));
       assert.deepEqual(report.wrong, []);
       assert.equal(Object.keys(report.byKind).length, 7, "every kind of case was tried");
+      // Every refusal is counted; only a bounded number per minute is written to the audit log, so a flood of
+      // forged requests cannot flood the database.
+      const metrics = await (await fetch(`${tb.bot.url}/metrics`)).text();
+      const refused = [...metrics.matchAll(/^bisman_slack_rejected_total\{[^}]*\} (\d+)$/gm)]
+        .reduce((n, m) => n + Number(m[1]), 0);
+      assert.ok(refused > 60, `${refused} refusals`);
+      const audited = await waitFor(async () => {
+        const n = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "slack.request_refused").length;
+        return n >= 60 ? n : undefined;
+      }, { what: "the refusals' audit rows" });
+      assert.equal(audited, 60, "at most 60 refusals a minute are audited one by one");
     });
 
     await t.step(`POST /alerts: 150 cases (seed ${SEED + 1})`, async () => {
