@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster } from "../support/cluster.ts";
 import { testConfigDoc, USERS } from "../support/bot.ts";
 import {
   approveVia,
@@ -10,6 +9,7 @@ import {
   writeConfigFile,
 } from "../support/bot_process.ts";
 import { waitFor } from "../support/wait.ts";
+import { login, seedRotatableRoles } from "../support/rotation.ts";
 import { SlackStandIn } from "../standins/slack.ts";
 import { VaultStandIn } from "../standins/vault.ts";
 import { getRequest } from "../../core/approval_store.ts";
@@ -18,26 +18,6 @@ import { getRequest } from "../../core/approval_store.ts";
 const KILL_POINTS = ["rotate.after_alter", "rotate.after_vault_write", "rotate.after_commit"] as const;
 const RUNS = KILL_POINTS.flatMap((k) => [k, k, k]);
 
-async function login(cluster: TestCluster, role: string, password: string): Promise<true | string> {
-  const sql = postgres({
-    host: "127.0.0.1",
-    port: cluster.primary.port,
-    database: "postgres",
-    username: role,
-    password,
-    max: 1,
-    onnotice: () => {},
-  });
-  try {
-    await sql`select 1`;
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  } finally {
-    await sql.end({ timeout: 2 });
-  }
-}
-
 Deno.test("rotate: the bot killed at each fault point and restarted leaves the password in Vault working", async (t) => {
   await using cluster = await startCluster({ name: "rotate-crash" });
   const vault = await VaultStandIn.start();
@@ -45,13 +25,13 @@ Deno.test("rotate: the bot killed at each fault point and restarted leaves the p
     teamId: "T0TEST",
     users: { [USERS.alice]: { name: "alice" }, [USERS.bob]: { name: "bob" } },
   });
-  const sql = cluster.primary.sql();
-  await sql`create role crash_app login password 'crash-initial-pw'`;
-  vault.kvPut("bisman/db", { app_password: "crash-initial-pw", readonly_password: "unrelated-ro-pw" });
+  const roles = await seedRotatableRoles(cluster, vault, "bisman/db", {
+    crash_app: { key: "app_password", password: "crash-initial-pw" },
+  }, { readonly_password: "unrelated-ro-pw" });
   const stateDb = await cluster.createDatabase("state");
   const state = cluster.primary.sql(stateDb);
   const configFile = await writeConfigFile(testConfigDoc(cluster, (doc) => {
-    doc.targets.main.roles = { crash_app: { path: "bisman/db", key: "app_password" } };
+    doc.targets.main.roles = roles;
   }));
   const env = (failpoint?: string) => ({
     SLACK_SIGNING_SECRET: slack.signingSecret,

@@ -5,6 +5,7 @@ import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { type TestOpDeps, testOpDeps } from "../support/op_deps.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../support/wait.ts";
+import { login, type RotatableRole, seedRotatableRoles } from "../support/rotation.ts";
 import { VaultStandIn } from "../standins/vault.ts";
 import { serveLoopback } from "../standins/http.ts";
 import { VaultClient } from "../../core/vault.ts";
@@ -74,27 +75,6 @@ class HoldingProxy {
   }
 }
 
-/** Logs in as `role` with `password`: true, or the SQLSTATE of the refusal. */
-async function login(cluster: TestCluster, role: string, password: string, port = cluster.primary.port) {
-  const sql = postgres({
-    host: "127.0.0.1",
-    port,
-    database: "postgres",
-    username: role,
-    password,
-    max: 1,
-    onnotice: () => {},
-  });
-  try {
-    await sql`select 1`;
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  } finally {
-    await sql.end({ timeout: 2 });
-  }
-}
-
 /** The ALTER ROLE a rotation holds open in its transaction, as pg_stat_activity shows it. */
 async function openAlter(cluster: TestCluster, role: string) {
   return await waitFor(async () => {
@@ -118,20 +98,13 @@ interface Env {
 async function setup(
   env: Env,
   path: string,
-  roles: Record<string, { key: string; password: string }>,
+  roles: Record<string, RotatableRole>,
 ): Promise<TestOpDeps> {
-  const sql = env.cluster.primary.sql();
-  for (const [role, r] of Object.entries(roles)) {
-    await sql`create role ${sql(role)} login password ${sql.unsafe(`'${r.password}'`)}`.simple();
-  }
-  env.vault.kvPut(path, {
-    ...Object.fromEntries(Object.values(roles).map((r) => [r.key, r.password])),
+  const mapped = await seedRotatableRoles(env.cluster, env.vault, path, roles, {
     unrelated: "keep-this-value",
   });
   const config = testConfig(env.cluster, (doc) => {
-    doc.targets.main.roles = Object.fromEntries(
-      Object.entries(roles).map(([role, r]) => [role, { path, key: r.key }]),
-    );
+    doc.targets.main.roles = mapped;
   });
   const deps = await testOpDeps(env.cluster, { config, migrate: true });
   deps.vault = new VaultClient({ addr: env.proxy.url, token: env.vault.rootToken, secrets: deps.secrets });

@@ -1,33 +1,13 @@
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster } from "../support/cluster.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { ask } from "../support/gate.ts";
+import { login } from "../support/rotation.ts";
 import { VaultStandIn } from "../standins/vault.ts";
 import { VaultClient, VaultError } from "../../core/vault.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { rotateRoot as op } from "../../ops/rotate_root.ts";
-
-async function login(cluster: TestCluster, role: string, password: string): Promise<true | string> {
-  const sql = postgres({
-    host: "127.0.0.1",
-    port: cluster.primary.port,
-    database: "postgres",
-    username: role,
-    password,
-    max: 1,
-    onnotice: () => {},
-  });
-  try {
-    await sql`select 1`;
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  } finally {
-    await sql.end({ timeout: 2 });
-  }
-}
 
 Deno.test("rotate_root asks Vault to rotate its database connection's password, which then only Vault knows", async (t) => {
   await using cluster = await startCluster({ name: "rotate-root" });
