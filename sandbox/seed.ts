@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { PersistentCluster } from "../tests/support/cluster.ts";
 import { applyTargetSql, type SampleRows } from "../ops/_target_sql.ts";
 import { setupStanza } from "../tests/support/pgbackrest.ts";
+import { pgDumpArgv } from "../tests/support/dumps.ts";
 
 /** The sample database on the sandbox's primary. */
 export const SAMPLE_DB = "bisman";
@@ -133,19 +134,7 @@ export async function ensureDump(
   }
   const file = `${dir}/${dumpName()}`;
   const started = performance.now();
-  const res = await cluster.run([
-    "pg_dump",
-    "-Fc",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(cluster.primary.port),
-    "-U",
-    "postgres",
-    "-f",
-    file,
-    SAMPLE_DB,
-  ]);
+  const res = await cluster.run(pgDumpArgv(cluster, SAMPLE_DB, file));
   if (res.code !== 0) throw new Error(`pg_dump failed (exit ${res.code}): ${res.stderr.trim()}`);
   const size = (await Deno.stat(file)).size;
   log(

@@ -3,6 +3,7 @@ import { startCluster, type TestCluster } from "../support/cluster.ts";
 import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
 import { waitFor } from "../support/wait.ts";
+import { pgDump } from "../support/dumps.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { getRestoreTest } from "../../ops/restore_history.ts";
 
@@ -30,20 +31,7 @@ async function slowDump(cluster: TestCluster): Promise<{ folder: string; db: str
   );
   const folder = `${cluster.dir}/dumps`;
   await Deno.mkdir(folder, { recursive: true });
-  const r = await cluster.run([
-    "pg_dump",
-    "-Fc",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(cluster.primary.port),
-    "-U",
-    "postgres",
-    "-f",
-    `${folder}/bisman_slow.dump`,
-    db,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
+  await pgDump(cluster, db, `${folder}/bisman_slow.dump`);
   return { folder, db };
 }
 

@@ -4,8 +4,8 @@
  * restore-test history in the bot's state database. Helpers seed the problems the digest must report.
  */
 
-import assert from "node:assert/strict";
 import type { TestCluster } from "../support/cluster.ts";
+import { pgDump, setAge } from "../support/dumps.ts";
 import { createBismanDatabase } from "../support/bisman_schema.ts";
 import type { VaultStandIn } from "../standins/vault.ts";
 import type { Sql } from "postgres";
@@ -21,30 +21,6 @@ export interface FixtureTarget {
   dumps: string;
   /** The KV path holding its role passwords. */
   vaultPath: string;
-}
-
-/** Runs pg_dump of `db` into `file`. */
-export async function pgDump(cluster: TestCluster, db: string, file: string): Promise<void> {
-  const r = await cluster.run([
-    "pg_dump",
-    "-Fc",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(cluster.primary.port),
-    "-U",
-    "postgres",
-    "-f",
-    file,
-    db,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-}
-
-/** Sets a file's modification time `ageMs` in the past (the dump folder check judges file times). */
-export async function setAge(path: string, ageMs: number): Promise<void> {
-  const t = new Date(Date.now() - ageMs);
-  await Deno.utime(path, t, t);
 }
 
 /**

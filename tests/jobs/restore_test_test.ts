@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../support/cluster.ts";
+import { pgDump } from "../support/dumps.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import type { AppDeps } from "../../core/deps.ts";
@@ -20,22 +21,7 @@ Deno.test("backup_status and restore_test jobs: post when backups get worse, res
   const dumps = `${cluster.dir}/dumps`;
   await Deno.mkdir(dumps);
   const dump = `${dumps}/bisman_20260101.dump`;
-  const r = await cluster.run(
-    [
-      "pg_dump",
-      "-Fc",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(cluster.primary.port),
-      "-U",
-      "postgres",
-      "-f",
-      dump,
-      src,
-    ],
-  );
-  assert.equal(r.code, 0, r.stderr);
+  await pgDump(cluster, src, dump);
 
   const server = { host: "127.0.0.1", port: cluster.primary.port, database: "postgres", user: "postgres" };
   const config = testConfig(cluster, (doc) => {

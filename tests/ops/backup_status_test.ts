@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster } from "../support/cluster.ts";
+import { pgDump, setAge } from "../support/dumps.ts";
 import { setupStanza } from "../support/pgbackrest.ts";
 import { startTestBot, testConfig } from "../support/bot.ts";
 import { waitFor } from "../support/wait.ts";
@@ -19,28 +20,6 @@ function finding(findings: Finding[], source: Finding["source"], check: string):
     `one "${check}" finding from ${source}; got ${JSON.stringify(findings, null, 1)}`,
   );
   return hits[0];
-}
-
-async function setAge(path: string, ageMs: number): Promise<void> {
-  const t = new Date(Date.now() - ageMs);
-  await Deno.utime(path, t, t);
-}
-
-async function pgDump(cluster: TestCluster, db: string, file: string): Promise<void> {
-  const r = await cluster.run([
-    "pg_dump",
-    "-Fc",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(cluster.primary.port),
-    "-U",
-    "postgres",
-    "-f",
-    file,
-    db,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
 }
 
 Deno.test("backup_status judges a dump folder, a pgBackRest stanza and pg_stat_archiver against the policy", async (t) => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { pgDump, setAge } from "../support/dumps.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
 import type { Config } from "../../core/config.ts";
@@ -34,30 +35,6 @@ const ROWS = { clients: 5000, invoices: 5000, payment_requests: 15000, payments:
 const HOUR = 3600_000;
 const RESTORE_PASSWORD = `restore-pw-${crypto.randomUUID()}`;
 Deno.env.set("BISMAN_TEST_RESTORE_PW", RESTORE_PASSWORD);
-
-async function pgDump(cluster: TestCluster, db: string, file: string): Promise<void> {
-  const r = await cluster.run(
-    [
-      "pg_dump",
-      "-Fc",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(cluster.primary.port),
-      "-U",
-      "postgres",
-      "-f",
-      file,
-      db,
-    ],
-  );
-  assert.equal(r.code, 0, r.stderr);
-}
-
-async function setAge(path: string, ageMs: number): Promise<void> {
-  const t = new Date(Date.now() - ageMs);
-  await Deno.utime(path, t, t);
-}
 
 async function scratchDatabases(cluster: TestCluster): Promise<string[]> {
   const out = await cluster.primary.psql(
