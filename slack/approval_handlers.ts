@@ -102,130 +102,134 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
       }
     };
 
-    app.action(
-      ACTIONS.approve,
-      guarded("approve", async ({ ack, body, client }) => {
-        await ack();
-        const { where, inv, value } = await button(body, client);
-        if (!value) return;
-        const d = await gate.approve(value.request, inv, { planHash: value.plan, backupFirst: value.backup });
-        if (d.status === "confirm") {
-          const view = await gate.view(value.request);
-          if (!view || !where.channel) return;
-          const meta: ModalMetadata = {
-            request: value.request,
-            plan: value.plan,
-            channel: where.channel,
-            ...(where.thread ? { thread: where.thread } : {}),
-            expected: d.expected,
-          };
-          await client.views.open({
-            trigger_id: body.trigger_id,
-            view: renderTypedConfirmationModal(meta, view),
-          });
-          return;
-        }
-        await answer(client, where, inv.userId, d);
-      }),
-    );
+    /** A button listener: acknowledged at once, then `fn` runs only for a request button we understand. */
+    const onButton = (
+      id: string,
+      what: string,
+      fn: (b: {
+        body: ButtonBody;
+        client: Client;
+        where: { channel?: string; thread?: string };
+        inv: ReturnType<typeof invokerOfInteraction>;
+        value: NonNullable<ReturnType<typeof parseRequestButton>>;
+      }) => Promise<void>,
+    ) => {
+      app.action(
+        id,
+        guarded(what, async ({ ack, body, client }) => {
+          await ack();
+          const { where, inv, value } = await button(body, client);
+          if (!value) return;
+          await fn({ body, client, where, inv, value });
+        }),
+      );
+    };
 
-    app.action(
-      ACTIONS.deny,
-      guarded("deny", async ({ ack, body, client }) => {
-        await ack();
-        const { where, inv, value } = await button(body, client);
-        if (!value) return;
-        const d = await gate.checkDecider(value.request, inv, "deny");
-        if (d.status === "refused") return await answer(client, where, inv.userId, d);
+    /** What a modal carries back to its submission: the request, its plan and where to answer. */
+    const modalMeta = (
+      value: { request: ModalMetadata["request"]; plan: ModalMetadata["plan"] },
+      where: { channel: string; thread?: string },
+      expected?: string,
+    ): ModalMetadata => ({
+      request: value.request,
+      plan: value.plan,
+      channel: where.channel,
+      ...(where.thread ? { thread: where.thread } : {}),
+      ...(expected !== undefined ? { expected } : {}),
+    });
+
+    /**
+     * A modal submission: a payload that is not ours is refused and audited; `problem` may keep the modal
+     * open with an error under the input; otherwise the gate's `decide` is answered to the submitter.
+     */
+    const onSubmit = (
+      id: string,
+      what: string,
+      input: { block: string; action: string },
+      problem: (text: string, meta: ModalMetadata) => string | undefined,
+      decide: (
+        meta: ModalMetadata,
+        inv: ReturnType<typeof invokerOfInteraction>,
+        text: string,
+      ) => Promise<Decision>,
+    ) => {
+      app.view(
+        id,
+        guarded(what, async ({ ack, body, client }) => {
+          const b = body as ViewBody;
+          const meta = parseModalMetadata(b.view?.private_metadata);
+          const text = b.view?.state?.values?.[input.block]?.[input.action]?.value ?? "";
+          if (!meta) {
+            await ack();
+            await refuseMalformed(deps, b.user?.id ?? "", id);
+            return;
+          }
+          const error = problem(text, meta);
+          if (error !== undefined) {
+            await ack({ response_action: "errors", errors: { [input.block]: error } });
+            return;
+          }
+          await ack();
+          const inv = invokerOfInteraction(b, meta.channel);
+          const where = { channel: meta.channel, thread: meta.thread };
+          await answer(client, where, inv.userId, await decide(meta, inv, text));
+        }),
+      );
+    };
+
+    onButton(ACTIONS.approve, "approve", async ({ body, client, where, inv, value }) => {
+      const d = await gate.approve(value.request, inv, { planHash: value.plan, backupFirst: value.backup });
+      if (d.status === "confirm") {
         const view = await gate.view(value.request);
         if (!view || !where.channel) return;
-        const meta: ModalMetadata = {
-          request: value.request,
-          plan: value.plan,
-          channel: where.channel,
-          ...(where.thread ? { thread: where.thread } : {}),
-        };
-        await client.views.open({ trigger_id: body.trigger_id, view: renderDenyModal(meta, view) });
-      }),
-    );
+        const meta = modalMeta(value, { channel: where.channel, thread: where.thread }, d.expected);
+        await client.views.open({
+          trigger_id: body.trigger_id,
+          view: renderTypedConfirmationModal(meta, view),
+        });
+        return;
+      }
+      await answer(client, where, inv.userId, d);
+    });
 
-    app.action(
-      ACTIONS.cancel,
-      guarded("cancel", async ({ ack, body, client }) => {
-        await ack();
-        const { where, inv, value } = await button(body, client);
-        if (!value) return;
-        await answer(client, where, inv.userId, await gate.cancel(value.request, inv));
-      }),
-    );
+    onButton(ACTIONS.deny, "deny", async ({ body, client, where, inv, value }) => {
+      const d = await gate.checkDecider(value.request, inv, "deny");
+      if (d.status === "refused") return await answer(client, where, inv.userId, d);
+      const view = await gate.view(value.request);
+      if (!view || !where.channel) return;
+      const meta = modalMeta(value, { channel: where.channel, thread: where.thread });
+      await client.views.open({ trigger_id: body.trigger_id, view: renderDenyModal(meta, view) });
+    });
 
-    app.action(
-      ACTIONS.backupFirst,
-      guarded("backup first", async ({ ack, body, client }) => {
-        await ack();
-        const { where, inv, value } = await button(body, client);
-        if (!value) return;
-        if (value.backup === undefined) {
-          return await tell(client, where, inv.userId, ":no_entry: This button says neither keep nor drop");
-        }
-        await answer(client, where, inv.userId, await gate.setBackupFirst(value.request, inv, value.backup));
-      }),
-    );
+    onButton(ACTIONS.cancel, "cancel", async ({ client, where, inv, value }) => {
+      await answer(client, where, inv.userId, await gate.cancel(value.request, inv));
+    });
 
-    app.view(
+    onButton(ACTIONS.backupFirst, "backup first", async ({ client, where, inv, value }) => {
+      if (value.backup === undefined) {
+        return await tell(client, where, inv.userId, ":no_entry: This button says neither keep nor drop");
+      }
+      await answer(client, where, inv.userId, await gate.setBackupFirst(value.request, inv, value.backup));
+    });
+
+    onSubmit(
       VIEWS.denyReason,
-      guarded("deny reason", async ({ ack, body, client }) => {
-        const b = body as ViewBody;
-        const meta = parseModalMetadata(b.view?.private_metadata);
-        const reason = b.view?.state?.values?.[INPUTS.reason.block]?.[INPUTS.reason.action]?.value ?? "";
-        if (!meta) {
-          await ack();
-          await refuseMalformed(deps, b.user?.id ?? "", VIEWS.denyReason);
-          return;
-        }
-        if (reason.trim().length < 3) {
-          await ack({
-            response_action: "errors",
-            errors: { [INPUTS.reason.block]: "Say why, in at least 3 characters" },
-          });
-          return;
-        }
-        await ack();
-        const inv = invokerOfInteraction(b, meta.channel);
-        const where = { channel: meta.channel, thread: meta.thread };
-        await answer(client, where, inv.userId, await gate.deny(meta.request, inv, reason));
-      }),
+      "deny reason",
+      INPUTS.reason,
+      (reason) => reason.trim().length < 3 ? "Say why, in at least 3 characters" : undefined,
+      (meta, inv, reason) => gate.deny(meta.request, inv, reason),
     );
 
-    app.view(
+    onSubmit(
       VIEWS.typedConfirmation,
-      guarded("typed confirmation", async ({ ack, body, client }) => {
-        const b = body as ViewBody;
-        const meta = parseModalMetadata(b.view?.private_metadata);
-        const typed = b.view?.state?.values?.[INPUTS.typed.block]?.[INPUTS.typed.action]?.value ?? "";
-        if (!meta) {
-          await ack();
-          await refuseMalformed(deps, b.user?.id ?? "", VIEWS.typedConfirmation);
-          return;
-        }
-        // Checked here too, so a typo is answered inside the modal; the gate checks again against the row.
-        if (meta.expected !== undefined && typed.trim() !== meta.expected) {
-          await ack({
-            response_action: "errors",
-            errors: { [INPUTS.typed.block]: `Type ${meta.expected} exactly to approve` },
-          });
-          return;
-        }
-        await ack();
-        const inv = invokerOfInteraction(b, meta.channel);
-        const where = { channel: meta.channel, thread: meta.thread };
-        await answer(
-          client,
-          where,
-          inv.userId,
-          await gate.approve(meta.request, inv, { typed, planHash: meta.plan }),
-        );
-      }),
+      "typed confirmation",
+      INPUTS.typed,
+      // Checked here too, so a typo is answered inside the modal; the gate checks again against the row.
+      (typed, meta) =>
+        meta.expected !== undefined && typed.trim() !== meta.expected
+          ? `Type ${meta.expected} exactly to approve`
+          : undefined,
+      (meta, inv, typed) => gate.approve(meta.request, inv, { typed, planHash: meta.plan }),
     );
   };
 }
