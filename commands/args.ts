@@ -8,6 +8,7 @@
  */
 
 import { z } from "zod";
+import { type Config, resolveTargetName } from "../core/config.ts";
 import { InvalidInput } from "../core/errors.ts";
 
 /** The tokens of one command line. */
@@ -97,9 +98,26 @@ export const targetArg = z.string().regex(
   "a target name (lower-case letters, digits, _)",
 );
 
+/** An optional `[target]` as the only positional argument. */
+export const optionalTarget = z.tuple([targetArg]).or(z.tuple([]));
+
 /** `[target]`: no positional arguments but an optional target. */
 export const optionalTargetOnly = z.object({
-  positional: z.tuple([targetArg]).or(z.tuple([])),
+  positional: optionalTarget,
   named: z.strictObject({}),
   rest: z.string(),
 });
+
+/**
+ * The target a `[target]` argument means (the only one configured when none is named), or a clear error
+ * naming the configured ones.
+ */
+export function resolveTarget(config: Config, named: string | undefined): string {
+  const target = resolveTargetName(config, named);
+  if (target) return target;
+  throw new InvalidInput(
+    `${named ? `Unknown target "${named}"` : "Name a target"}: configured targets are ${
+      Object.keys(config.targets).join(", ")
+    }`,
+  );
+}

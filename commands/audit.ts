@@ -7,11 +7,10 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { auditSearchArgs, searchAudit } from "../ops/audit_search.ts";
 import { auditSearchCsv, renderAuditSearch } from "../slack/render/audit.ts";
-import { targetOf } from "./security.ts";
 
 const USAGE =
   "/bisman audit [target] [table=clients] [user=bisman_app] [app_user=u42] [service=payments] [action=update] " +
@@ -53,7 +52,10 @@ export const auditCommand = defineSubcommand({
   parse: (args, deps) => {
     const a = validateArgs(schema, args, USAGE);
     const { format, ...named } = a.named;
-    return { search: { target: targetOf(deps.config, a.positional[0]), ...named }, csv: format === "csv" };
+    return {
+      search: { target: resolveTarget(deps.config, a.positional[0]), ...named },
+      csv: format === "csv",
+    };
   },
   run: async (ctx, args) => {
     const { deps, invoker } = ctx;

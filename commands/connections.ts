@@ -8,32 +8,13 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { optionalTarget, optionalTargetOnly, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { readConnections } from "../ops/connections.ts";
 import { renderConnections } from "../slack/render/connections.ts";
-import { type Config, resolveTargetName } from "../core/config.ts";
-import { InvalidInput } from "../core/errors.ts";
 
 const USAGE = "/bisman connections [target]";
 const TERMINATE_USAGE = "/bisman terminate-idle [target] [minutes=N]";
-
-/** The target a `[target]` argument means, or a clear error naming the configured ones. */
-export function oneTarget(config: Config, named: string | undefined): string {
-  const target = resolveTargetName(config, named);
-  if (target) return target;
-  throw new InvalidInput(
-    `${named ? `Unknown target "${named}"` : "Name a target"}: configured targets are ${
-      Object.keys(config.targets).join(", ")
-    }`,
-  );
-}
-
-const connectionsSchema = z.object({
-  positional: z.tuple([targetArg]).or(z.tuple([])),
-  named: z.strictObject({}),
-  rest: z.string(),
-});
 
 export const connectionsCommand = defineSubcommand({
   name: "connections",
@@ -42,13 +23,13 @@ export const connectionsCommand = defineSubcommand({
   examples: ["/bisman connections", "/bisman connections prod"],
   access: "operator",
   parse: (args, deps) => ({
-    target: oneTarget(deps.config, validateArgs(connectionsSchema, args, USAGE).positional[0]),
+    target: resolveTarget(deps.config, validateArgs(optionalTargetOnly, args, USAGE).positional[0]),
   }),
   run: async (ctx, args) => renderConnections(await readConnections(args.target, ctx.deps)),
 });
 
 const terminateSchema = z.object({
-  positional: z.tuple([targetArg]).or(z.tuple([])),
+  positional: optionalTarget,
   named: z.strictObject({
     minutes: z.string().regex(/^\d{1,4}(\.\d{1,2})?$/, "minutes, e.g. 10 or 0.5").transform(Number)
       .pipe(z.number().positive().max(24 * 60)).optional(),
@@ -66,7 +47,7 @@ export const terminateIdleCommand = defineSubcommand({
   parse: (args, deps) => {
     const a = validateArgs(terminateSchema, args, TERMINATE_USAGE);
     return {
-      target: oneTarget(deps.config, a.positional[0]),
+      target: resolveTarget(deps.config, a.positional[0]),
       older_than_minutes: a.named.minutes ?? deps.config.thresholds.idle_in_transaction_minutes,
     };
   },

@@ -14,10 +14,10 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand, type Subcommand } from "./types.ts";
 import { clientAddress, roleName } from "../ops/_security.ts";
-import { requestApproval, targetOf } from "./security.ts";
+import { requestApproval } from "./security.ts";
 
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 
@@ -37,7 +37,7 @@ function roleCommand(name: string, action: string, summary: string): Subcommand<
     destructive: true,
     parse: (args, deps) => {
       const a = validateArgs(schema, args, usage);
-      return { role: a.positional[0], target: targetOf(deps.config, a.positional[1]), ...a.named };
+      return { role: a.positional[0], target: resolveTarget(deps.config, a.positional[1]), ...a.named };
     },
     run: (ctx, args) => requestApproval(ctx.deps, { action, args, invoker: ctx.invoker }),
   });
@@ -64,7 +64,7 @@ function addressCommand(
     destructive: true,
     parse: (args, deps) => {
       const a = validateArgs(schema, args, usage);
-      return { address: a.positional[0], target: targetOf(deps.config, a.positional[1]), ...a.named };
+      return { address: a.positional[0], target: resolveTarget(deps.config, a.positional[1]), ...a.named };
     },
     run: (ctx, args) => requestApproval(ctx.deps, { action, args, invoker: ctx.invoker }),
   });

@@ -7,9 +7,8 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
-import { oneTarget } from "./connections.ts";
 import { InvalidInput } from "../core/errors.ts";
 
 const USAGE = "/bisman promote <replica> [target]";
@@ -30,7 +29,7 @@ export const promoteCommand = defineSubcommand({
   parse: (args, deps) => {
     const a = validateArgs(schema, args, USAGE);
     const [replica, named] = a.positional;
-    const target = oneTarget(deps.config, named);
+    const target = resolveTarget(deps.config, named);
     const replicas = deps.config.targets[target].replicas.map((r) => r.name);
     if (!replicas.includes(replica)) {
       throw new InvalidInput(

@@ -5,10 +5,8 @@
  * @module
  */
 
-import { optionalTargetOnly, validateArgs } from "./args.ts";
+import { optionalTargetOnly, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
-import { resolveTargetName } from "../core/config.ts";
-import { InvalidInput } from "../core/errors.ts";
 
 const USAGE = "/bisman reset-stats [target]";
 
@@ -21,17 +19,7 @@ export const resetStatsCommand = defineSubcommand({
   destructive: true,
   parse: (args, deps) => {
     const a = validateArgs(optionalTargetOnly, args, USAGE);
-    const target = resolveTargetName(deps.config, a.positional[0]);
-    if (!target) {
-      throw new InvalidInput(
-        a.positional[0]
-          ? `Unknown target "${a.positional[0]}": configured targets are ${
-            Object.keys(deps.config.targets).join(", ")
-          }`
-          : `Name a target: configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
-      );
-    }
-    return { target };
+    return { target: resolveTarget(deps.config, a.positional[0]) };
   },
   run: (ctx, args) => ctx.deps.gate!.request({ action: "reset_statements", args, invoker: ctx.invoker }),
 });

@@ -7,13 +7,19 @@
  */
 
 import { z } from "zod";
-import { type ParsedArgs, targetArg, validateArgs } from "./args.ts";
+import {
+  optionalTarget,
+  optionalTargetOnly,
+  type ParsedArgs,
+  resolveTarget,
+  targetArg,
+  validateArgs,
+} from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import type { Reply } from "./types.ts";
 import type { Config } from "../core/config.ts";
-import { resolveTargetName } from "../core/config.ts";
 import type { AppDeps, GateRequest } from "../core/deps.ts";
-import { InvalidInput, NotConfigured } from "../core/errors.ts";
+import { NotConfigured } from "../core/errors.ts";
 import { listSecurityEvents, securityEventsArgs } from "../ops/security_events.ts";
 import { detectBypass } from "../ops/detect_bypass.ts";
 import { readServiceUsage, serviceUsageArgs } from "../ops/service_usage.ts";
@@ -29,17 +35,6 @@ import {
   renderUsage,
 } from "../slack/render/security.ts";
 
-/** The target a `[target]` argument means, or a clear error naming the configured ones. */
-export function targetOf(config: Config, named: string | undefined): string {
-  const target = resolveTargetName(config, named);
-  if (target) return target;
-  throw new InvalidInput(
-    `${named ? `Unknown target "${named}"` : "Name a target"}: configured targets are ${
-      Object.keys(config.targets).join(", ")
-    }`,
-  );
-}
-
 /** Hands a destructive request to the approval gate (the only way such a subcommand acts). */
 export function requestApproval(deps: AppDeps, req: GateRequest): Promise<Reply> {
   if (!deps.gate) {
@@ -48,11 +43,9 @@ export function requestApproval(deps: AppDeps, req: GateRequest): Promise<Reply>
   return deps.gate.request(req);
 }
 
-const optTarget = z.tuple([targetArg]).or(z.tuple([]));
-
 const eventsUsage = "/bisman security-events [target] [since=7d] [type=role_locked] [limit=30]";
 const eventsSchema = z.object({
-  positional: optTarget,
+  positional: optionalTarget,
   named: z.strictObject({
     since: sinceArg.optional(),
     type: securityEventsArgs.shape.type,
@@ -72,14 +65,14 @@ export const securityEventsCommand = defineSubcommand({
   access: "operator",
   parse: (args, deps) => {
     const a = validateArgs(eventsSchema, args, eventsUsage);
-    return { target: targetOf(deps.config, a.positional[0]), ...a.named };
+    return { target: resolveTarget(deps.config, a.positional[0]), ...a.named };
   },
   run: async (ctx, args) => renderSecurityEvents(await listSecurityEvents(args, ctx.deps)),
 });
 
 const detectUsage = "/bisman detect [target] [since=24h]";
 const detectSchema = z.object({
-  positional: optTarget,
+  positional: optionalTarget,
   named: z.strictObject({ since: sinceArg.optional() }),
   rest: z.string(),
 });
@@ -93,7 +86,7 @@ export const detectCommand = defineSubcommand({
   access: "operator",
   parse: (args, deps) => {
     const a = validateArgs(detectSchema, args, detectUsage);
-    return { target: targetOf(deps.config, a.positional[0]), ...a.named };
+    return { target: resolveTarget(deps.config, a.positional[0]), ...a.named };
   },
   run: async (ctx, args) => renderDetect(await detectBypass(args, ctx.deps)),
 });
@@ -115,7 +108,7 @@ export const usageCommand = defineSubcommand({
   access: "operator",
   parse: (args, deps) => {
     const a = validateArgs(usageSchema, args, usageUsage);
-    return { service: a.positional[0], target: targetOf(deps.config, a.positional[1]), ...a.named };
+    return { service: a.positional[0], target: resolveTarget(deps.config, a.positional[1]), ...a.named };
   },
   run: async (ctx, args) => renderUsage(await readServiceUsage(args, ctx.deps)),
 });
@@ -136,7 +129,7 @@ const rolesSchema = z.object({
 function parseRoles(args: ParsedArgs, config: Config): { apply: boolean; target: string } {
   const a = validateArgs(rolesSchema, args, rolesUsage);
   const apply = a.positional[0] === "apply";
-  return { apply, target: targetOf(config, apply ? a.positional[1] : a.positional[0]) };
+  return { apply, target: resolveTarget(config, apply ? a.positional[1] : a.positional[0]) };
 }
 
 export const rolesCommand = defineSubcommand({
@@ -165,12 +158,8 @@ export const tlsCommand = defineSubcommand({
   examples: ["/bisman tls", "/bisman tls prod"],
   access: "anyone",
   parse: (args, deps) => {
-    const a = validateArgs(
-      z.object({ positional: optTarget, named: z.strictObject({}), rest: z.string() }),
-      args,
-      tlsUsage,
-    );
-    return { target: targetOf(deps.config, a.positional[0]) };
+    const a = validateArgs(optionalTargetOnly, args, tlsUsage);
+    return { target: resolveTarget(deps.config, a.positional[0]) };
   },
   run: async (ctx, args) => renderTls(await checkTls(args, ctx.deps)),
 });
@@ -203,7 +192,7 @@ export const applyTargetSqlCommand = defineSubcommand({
   destructive: true,
   parse: (args, deps) => {
     const a = validateArgs(applySchema, args, applyUsage);
-    return { target: targetOf(deps.config, a.positional[0]), ...a.named };
+    return { target: resolveTarget(deps.config, a.positional[0]), ...a.named };
   },
   run: (ctx, args) => requestApproval(ctx.deps, { action: "apply_target_sql", args, invoker: ctx.invoker }),
 });

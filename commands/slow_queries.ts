@@ -6,17 +6,15 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { optionalTarget, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { readSlowQueries } from "../ops/slow_queries.ts";
 import { renderSlowQueries } from "../slack/render/connections.ts";
-import { resolveTargetName } from "../core/config.ts";
-import { InvalidInput } from "../core/errors.ts";
 
 const USAGE = "/bisman slow-queries [target] [limit=N]";
 
 const schema = z.object({
-  positional: z.tuple([targetArg]).or(z.tuple([])),
+  positional: optionalTarget,
   named: z.strictObject({
     limit: z.string().regex(/^\d{1,2}$/, "a number from 1 to 50").transform(Number).pipe(
       z.number().int().min(1).max(50),
@@ -34,14 +32,7 @@ export const slowQueriesCommand = defineSubcommand({
   access: "operator",
   parse: (args, deps) => {
     const a = validateArgs(schema, args, USAGE);
-    const target = resolveTargetName(deps.config, a.positional[0]);
-    if (!target) {
-      throw new InvalidInput(
-        `${
-          a.positional[0] ? `Unknown target "${a.positional[0]}"` : "Name a target"
-        }: configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
-      );
-    }
+    const target = resolveTarget(deps.config, a.positional[0]);
     return { target, limit: a.named.limit ?? 10 };
   },
   run: async (ctx, args) => renderSlowQueries(await readSlowQueries(args.target, ctx.deps, args.limit)),
