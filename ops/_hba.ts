@@ -90,6 +90,18 @@ export async function contentHash(content: string): Promise<string> {
 }
 
 /**
+ * `revalidate()` of an operation that edits pg_hba.conf: undefined while the file still has the content the
+ * plan fingerprinted (or the bot does not edit it), else why the plan no longer holds.
+ */
+export async function hbaChangedSincePlan(
+  plan: { hbaPath?: string; fingerprint: { hbaSha256?: string } },
+): Promise<string | undefined> {
+  if (!plan.hbaPath) return undefined;
+  const now = await contentHash(await Deno.readTextFile(plan.hbaPath));
+  return now === plan.fingerprint.hbaSha256 ? undefined : `${plan.hbaPath} changed since the plan was made`;
+}
+
+/**
  * Replaces `path` with `content` atomically (a temp file in the same folder, renamed over it), keeping the
  * original's mode, owner and group, so the server (another OS user) can still read it.
  */

@@ -36,6 +36,7 @@ import {
   blockRule,
   contentHash,
   findBlocks,
+  hbaChangedSincePlan,
   insertBlock,
   samePath,
   serverHbaFile,
@@ -191,11 +192,7 @@ export const blockAddress: Operation<BlockAddressInput, BlockAddressPlan, BlockA
   destructive: true,
   args: blockAddressArgs,
   plan: planBlock,
-  async revalidate(plan) {
-    if (!plan.hbaPath) return undefined;
-    const now = await contentHash(await Deno.readTextFile(plan.hbaPath));
-    return now === plan.fingerprint.hbaSha256 ? undefined : `${plan.hbaPath} changed since the plan was made`;
-  },
+  revalidate: hbaChangedSincePlan,
   async run(plan, deps) {
     const m = deps.targets.member(plan.target, "primary");
     const address = parseAddress(plan.address)!;

@@ -17,7 +17,14 @@ import {
   recordSecurityEvent,
   targetName,
 } from "./_security.ts";
-import { applyHbaChange, blockRule, contentHash, findBlocks, removeBlock } from "./_hba.ts";
+import {
+  applyHbaChange,
+  blockRule,
+  contentHash,
+  findBlocks,
+  hbaChangedSincePlan,
+  removeBlock,
+} from "./_hba.ts";
 import { kongDenyEntry, managedHbaPath } from "./block_address.ts";
 
 /** Arguments: target and address. */
@@ -97,11 +104,7 @@ export const unblockAddress: Operation<UnblockAddressArgs, UnblockAddressPlan, U
   destructive: true,
   args: unblockAddressArgs,
   plan: planUnblock,
-  async revalidate(plan) {
-    if (!plan.hbaPath) return undefined;
-    const now = await contentHash(await Deno.readTextFile(plan.hbaPath));
-    return now === plan.fingerprint.hbaSha256 ? undefined : `${plan.hbaPath} changed since the plan was made`;
-  },
+  revalidate: hbaChangedSincePlan,
   async run(plan, deps) {
     const m = deps.targets.member(plan.target, "primary");
     const address = parseAddress(plan.address)!;
