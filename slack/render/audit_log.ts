@@ -22,36 +22,24 @@ export function auditLogLine(r: AuditRow): string {
   }${r.request_id !== null ? ` req#${r.request_id}` : ""} ${r.outcome} ${truncate(details, 160)}`;
 }
 
+/** The audit log's columns, in table order: the CSV's header and each row's cells, so the two cannot drift. */
+const AUDIT_COLUMNS = [
+  "seq",
+  "at",
+  "actor",
+  "actor_name",
+  "action",
+  "target",
+  "request_id",
+  "outcome",
+  "details",
+  "prev_hash",
+  "hash",
+] as const satisfies readonly (keyof AuditRow)[];
+
 /** The search result as CSV: every column, details as JSON. */
 export function auditLogCsv(rows: AuditRow[]): string {
-  return toCsv(
-    [
-      "seq",
-      "at",
-      "actor",
-      "actor_name",
-      "action",
-      "target",
-      "request_id",
-      "outcome",
-      "details",
-      "prev_hash",
-      "hash",
-    ],
-    rows.map((r) => [
-      r.seq,
-      r.at,
-      r.actor,
-      r.actor_name,
-      r.action,
-      r.target,
-      r.request_id,
-      r.outcome,
-      r.details,
-      r.prev_hash,
-      r.hash,
-    ]),
-  );
+  return toCsv([...AUDIT_COLUMNS], rows.map((r) => AUDIT_COLUMNS.map((c) => r[c])));
 }
 
 /** `/bisman audit-log` search. `file` says where the full result went when it did not fit. */
