@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster } from "../support/cluster.ts";
+import { login, seedRotatableRoles } from "../support/rotation.ts";
 import { waitFor } from "../support/wait.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
@@ -8,40 +8,19 @@ import { VaultStandIn } from "../standins/vault.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { TcpProxy } from "./_tcp_proxy.ts";
 
-/** Logs in as `role` with `password`: true, or the SQLSTATE of the refusal. */
-async function login(cluster: TestCluster, role: string, password: string): Promise<true | string> {
-  const sql = postgres({
-    host: "127.0.0.1",
-    port: cluster.primary.port,
-    database: "postgres",
-    username: role,
-    password,
-    max: 1,
-    onnotice: () => {},
-  });
-  try {
-    await sql`select 1`;
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  } finally {
-    await sql.end({ timeout: 2 });
-  }
-}
-
 Deno.test("Vault sealed or unreachable: rotation is refused or fails with a clear message, the old password keeps working, Vault is unchanged, and rotation works once Vault is back", async (t) => {
   await using cluster = await startCluster({ name: "fault-vault" });
-  const sql = cluster.primary.sql();
-  await sql`create role fault_app login password 'old-fault-app-pw'`;
   const vault = await VaultStandIn.start();
-  vault.kvPut("bisman/db", { app_password: "old-fault-app-pw" });
+  const roles = await seedRotatableRoles(cluster, vault, "bisman/db", {
+    fault_app: { key: "app_password", password: "old-fault-app-pw" },
+  });
   // The bot reaches Vault through a proxy that can play an unreachable Vault.
   const proxy = TcpProxy.start(Number(new URL(vault.addr).port));
   const tb = await startTestBot(cluster, {
     env: { VAULT_ADDR: `http://127.0.0.1:${proxy.port}`, VAULT_TOKEN: vault.rootToken },
     start: { probeIntervalMs: 300 },
     config: testConfig(cluster, (doc) => {
-      doc.targets.main.roles = { fault_app: { path: "bisman/db", key: "app_password" } };
+      doc.targets.main.roles = roles;
     }),
   });
   const vaultOnReadyz = async () => (await (await fetch(`${tb.bot.url}/readyz`)).json()).vault;
