@@ -110,14 +110,14 @@ export const optionalTargetOnly = z.object({
 
 /**
  * The target a `[target]` argument means (the only one configured when none is named), or a clear error
- * naming the configured ones.
+ * naming the configured ones (and, when none was named and `usage` is given, the usage).
  */
-export function resolveTarget(config: Config, named: string | undefined): string {
+export function resolveTarget(config: Config, named: string | undefined, usage?: string): string {
   const target = resolveTargetName(config, named);
   if (target) return target;
+  const names = Object.keys(config.targets).join(", ");
+  if (!named && usage) throw new InvalidInput(`Name a target: ${usage} (configured: ${names})`);
   throw new InvalidInput(
-    `${named ? `Unknown target "${named}"` : "Name a target"}: configured targets are ${
-      Object.keys(config.targets).join(", ")
-    }`,
+    `${named ? `Unknown target "${named}"` : "Name a target"}: configured targets are ${names}`,
   );
 }

@@ -8,10 +8,9 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
-import { InvalidInput, NotConfigured } from "../core/errors.ts";
-import { resolveTargetName } from "../core/config.ts";
+import { NotConfigured } from "../core/errors.ts";
 import { backupSource } from "../ops/backup_now.ts";
 
 const USAGE = "/bisman backup now [target] [full|diff|incr]";
@@ -42,16 +41,7 @@ export const backupNowCommand = defineSubcommand({
       if (type.safeParse(p).success && !deps.config.targets[p]) kind = p as typeof kind;
       else target = p;
     }
-    const resolved = resolveTargetName(deps.config, target);
-    if (!resolved) {
-      throw new InvalidInput(
-        target
-          ? `Unknown target "${target}": configured targets are ${
-            Object.keys(deps.config.targets).join(", ")
-          }`
-          : `Name a target: ${USAGE} (configured: ${Object.keys(deps.config.targets).join(", ")})`,
-      );
-    }
+    const resolved = resolveTarget(deps.config, target, USAGE);
     backupSource(deps, resolved); // NotConfigured at once when the target has no backup source
     return { target: resolved, ...(kind ? { type: kind } : {}) };
   },

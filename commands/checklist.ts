@@ -5,10 +5,8 @@
  * @module
  */
 
-import { optionalTargetOnly, validateArgs } from "./args.ts";
+import { optionalTargetOnly, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
-import { InvalidInput } from "../core/errors.ts";
-import { resolveTargetName } from "../core/config.ts";
 import { evaluateChecklist } from "../jobs/checklist.ts";
 import { renderChecklist } from "../slack/render/checklist.ts";
 
@@ -22,17 +20,7 @@ export const checklistCommand = defineSubcommand({
   access: "anyone",
   parse: (args, deps) => {
     const a = validateArgs(optionalTargetOnly, args, usage);
-    const target = resolveTargetName(deps.config, a.positional[0]);
-    if (!target) {
-      throw new InvalidInput(
-        a.positional[0]
-          ? `Unknown target "${a.positional[0]}": configured targets are ${
-            Object.keys(deps.config.targets).join(", ")
-          }`
-          : `Name a target: ${usage} (configured: ${Object.keys(deps.config.targets).join(", ")})`,
-      );
-    }
-    return { target };
+    return { target: resolveTarget(deps.config, a.positional[0], usage) };
   },
   run: async (ctx, args) =>
     renderChecklist(await evaluateChecklist(ctx.deps, args.target, ctx.deps.jobs?.services)),

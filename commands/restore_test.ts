@@ -12,11 +12,10 @@
  */
 
 import { z } from "zod";
-import { targetArg, validateArgs } from "./args.ts";
+import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand, type Reply } from "./types.ts";
 import { InvalidInput, NotConfigured } from "../core/errors.ts";
 import { actorOf } from "../core/access.ts";
-import { resolveTargetName } from "../core/config.ts";
 import {
   backupFileArg,
   planRestoreTest,
@@ -126,16 +125,7 @@ export const restoreTestCommand = defineSubcommand({
         );
       }
     }
-    const resolved = resolveTargetName(deps.config, target);
-    if (!resolved) {
-      throw new InvalidInput(
-        target
-          ? `Unknown target "${target}": configured targets are ${
-            Object.keys(deps.config.targets).join(", ")
-          }`
-          : `Name a target: ${usage} (configured: ${Object.keys(deps.config.targets).join(", ")})`,
-      );
-    }
+    const resolved = resolveTarget(deps.config, target, usage);
     restoreTestConfig(deps, resolved); // NotConfigured at once when the target has no restore tests
     return { target: resolved, backup };
   },
