@@ -370,6 +370,42 @@ export async function terminateSessions(
   return out;
 }
 
+/** Sessions of `role` (or from an address) on every reachable member of the target. */
+export async function sessionsOnTarget(
+  deps: OpDeps,
+  target: string,
+  filter: { role?: string; address?: string },
+): Promise<SessionInfo[]> {
+  const sec = targetSecurity(deps, target);
+  const out: SessionInfo[] = [];
+  for (const m of deps.targets.members(target)) {
+    try {
+      const sql = await deps.targets.pool(target, m.name);
+      out.push(...await listSessions(sql, m.name, { ...filter, botRole: sec.botRole }));
+    } catch (err) {
+      if (m.role === "primary") throw asTargetError(m, err, "list sessions");
+      deps.log.warn("cannot list sessions on a replica", { target, member: m.name, error: err });
+    }
+  }
+  return out;
+}
+
+/** Terminates sessions member by member. */
+export async function terminateOnTarget(
+  deps: OpDeps,
+  target: string,
+  sessions: SessionInfo[],
+): Promise<TerminateOutcome> {
+  const out: TerminateOutcome = { terminated: [], failed: [] };
+  for (const member of new Set(sessions.map((s) => s.member))) {
+    const sql = await deps.targets.pool(target, member);
+    const r = await terminateSessions(sql, sessions.filter((s) => s.member === member));
+    out.terminated.push(...r.terminated);
+    out.failed.push(...r.failed);
+  }
+  return out;
+}
+
 /** One line per session, for plans and results. */
 export function describeSession(s: SessionInfo): string {
   return `${s.member} pid ${s.pid} ${s.user ?? "?"} from ${s.address ?? "local socket"} to ${

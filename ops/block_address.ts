@@ -41,7 +41,7 @@ import {
   samePath,
   serverHbaFile,
 } from "./_hba.ts";
-import { sessionsOnTarget, terminateOnTarget } from "./lock_role.ts";
+import { sessionsOnTarget, terminateOnTarget } from "./_security.ts";
 import { refuseOwnAddress } from "./terminate_client.ts";
 
 /** Arguments: target, address, and whether to terminate its open sessions. */

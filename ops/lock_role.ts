@@ -17,15 +17,15 @@ import {
   describeSession,
   displayIdent,
   inTargetTransaction,
-  listSessions,
   primaryPool,
   recordSecurityEvent,
   roleName,
   type SessionInfo,
+  sessionsOnTarget,
   targetName,
   targetSecurity,
+  terminateOnTarget,
   type TerminateOutcome,
-  terminateSessions,
 } from "./_security.ts";
 
 /** Arguments: target, role, and whether to terminate its sessions. */
@@ -72,42 +72,6 @@ export async function readRole(deps: OpDeps, target: string, role: string): Prom
   const [r] = await sql<RoleRow[]>`
     select oid::int as oid, rolcanlogin, rolsuper from pg_catalog.pg_roles where rolname = ${role}`;
   return r;
-}
-
-/** Sessions of `role` (or from an address) on every reachable member of the target. */
-export async function sessionsOnTarget(
-  deps: OpDeps,
-  target: string,
-  filter: { role?: string; address?: string },
-): Promise<SessionInfo[]> {
-  const sec = targetSecurity(deps, target);
-  const out: SessionInfo[] = [];
-  for (const m of deps.targets.members(target)) {
-    try {
-      const sql = await deps.targets.pool(target, m.name);
-      out.push(...await listSessions(sql, m.name, { ...filter, botRole: sec.botRole }));
-    } catch (err) {
-      if (m.role === "primary") throw asTargetError(m, err, "list sessions");
-      deps.log.warn("cannot list sessions on a replica", { target, member: m.name, error: err });
-    }
-  }
-  return out;
-}
-
-/** Terminates sessions member by member. */
-export async function terminateOnTarget(
-  deps: OpDeps,
-  target: string,
-  sessions: SessionInfo[],
-): Promise<TerminateOutcome> {
-  const out: TerminateOutcome = { terminated: [], failed: [] };
-  for (const member of new Set(sessions.map((s) => s.member))) {
-    const sql = await deps.targets.pool(target, member);
-    const r = await terminateSessions(sql, sessions.filter((s) => s.member === member));
-    out.terminated.push(...r.terminated);
-    out.failed.push(...r.failed);
-  }
-  return out;
 }
 
 async function planLock(input: LockRoleInput, deps: OpDeps): Promise<LockRolePlan> {

@@ -22,7 +22,7 @@ import {
   targetName,
   type TerminateOutcome,
 } from "./_security.ts";
-import { sessionsOnTarget, terminateOnTarget } from "./lock_role.ts";
+import { sessionsOnTarget, terminateOnTarget } from "./_security.ts";
 
 /** Arguments: target and client address or network (the alert buttons' `{ address, target }`). */
 export const terminateClientArgs = z.strictObject({ target: targetName, address: clientAddress });
