@@ -163,21 +163,32 @@ function restoreLoop(slack: SlackStandIn, bot: BotProcess, state: ReturnType<Tes
   const done = (async () => {
     while (!stopping) {
       const before = await count();
+      // A reply address of its own, to tell this command's answer from the others'.
+      const responseUrl = slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL });
       const res = await slack.sendCommand(bot.eventsUrl, {
         text: "restore-test main",
         user_id: USERS.alice,
         team_id: TEAM,
         channel_id: OPS_CHANNEL,
+        response_url: responseUrl,
       });
       const ack = await res.text();
-      await waitFor(async () => (await count()) > before, {
-        what: `the restore test to finish (ack ${ack.slice(0, 200)}; last reply ${
-          JSON.stringify(slack.responses.at(-1)?.body ?? {}).slice(0, 300)
+      const outcome = await waitFor(async () => {
+        if ((await count()) > before) return "finished";
+        // The previous test can still hold the restore lock for a moment after its row is final.
+        const refused = slack.responses.some((r) =>
+          r.url === responseUrl && /already running/.test(String(r.body.text ?? ""))
+        );
+        return refused ? "refused" : undefined;
+      }, {
+        what: `the restore test to finish (ack ${ack.slice(0, 200)}; the bot's last log lines:\n${
+          bot.stderr.slice(-8).join("\n")
         })`,
         timeoutMs: Number(Deno.env.get("RESTORE_TIMEOUT_MS") ?? 300_000),
-        intervalMs: 200,
+        intervalMs: 100,
       });
-      finished++;
+      if (outcome === "finished") finished++;
+      else await new Promise((r) => setTimeout(r, 200));
     }
   })();
   return {
