@@ -11,7 +11,7 @@ import { type BotEnv, readEnv } from "./core/env.ts";
 import { createLogger, type LogSink, Secrets } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import { connectState, stateReachable } from "./core/state_db.ts";
-import { grantRuntimeAccess, migrate } from "./core/migrate.ts";
+import { migrateState } from "./core/migrate.ts";
 import { AuditLog } from "./core/audit.ts";
 import { Targets } from "./core/targets.ts";
 import { GroupCache } from "./core/access.ts";
@@ -136,19 +136,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   // Failing to reach this database then reads "State database unavailable", not an internal error.
   await setStateDatabase(env.databaseUrl);
   const state = connectState(env.databaseUrl);
-  if (env.databaseMigrationUrl) {
-    const owner = connectState(env.databaseMigrationUrl, { max: 1 });
-    try {
-      await migrate(owner);
-      // The runtime role may only read and append to the audit log (and use the gate's tables).
-      const [{ role }] = await state<{ role: string }[]>`select current_user as role`;
-      await grantRuntimeAccess(owner, role);
-    } finally {
-      await owner.end({ timeout: 2 });
-    }
-  } else {
-    await migrate(state);
-  }
+  await migrateState(state, env.databaseMigrationUrl);
 
   const slackTimeoutMs = opts.slackTimeoutMs ?? 10_000;
   const slack = new WebClient(env.slackBotToken, {

@@ -14,7 +14,7 @@ import { type BotEnv, readEnv } from "../core/env.ts";
 import { createLogger, type LogLevel, Secrets } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { connectState } from "../core/state_db.ts";
-import { grantRuntimeAccess, migrate } from "../core/migrate.ts";
+import { migrateState } from "../core/migrate.ts";
 import { AuditLog } from "../core/audit.ts";
 import { Targets } from "../core/targets.ts";
 import { GroupCache } from "../core/access.ts";
@@ -125,18 +125,7 @@ export async function buildCliRuntime(
 
   const state = connectState(env.databaseUrl, { max: 4 });
   try {
-    if (env.databaseMigrationUrl) {
-      const owner = connectState(env.databaseMigrationUrl, { max: 1 });
-      try {
-        await migrate(owner);
-        const [{ role }] = await state<{ role: string }[]>`select current_user as role`;
-        await grantRuntimeAccess(owner, role);
-      } finally {
-        await owner.end({ timeout: 2 });
-      }
-    } else {
-      await migrate(state);
-    }
+    await migrateState(state, env.databaseMigrationUrl);
   } catch (err) {
     await state.end({ timeout: 1 }).catch(() => {});
     throw new Error(`The state database (DATABASE_URL) does not answer: ${describeError(err)}`, {

@@ -10,6 +10,7 @@
  */
 
 import type { Sql } from "postgres";
+import { connectState } from "./state_db.ts";
 import { fileURLToPath } from "node:url";
 
 /** Advisory lock key for migrations: an arbitrary constant, the same in every replica. */
@@ -118,4 +119,26 @@ export async function grantRuntimeAccess(owner: Sql, runtimeRole: string): Promi
     await tx`revoke update, delete, truncate, references, trigger on bisman_ops.audit_log from ${role}`;
     await tx`revoke insert, update, delete, truncate, references, trigger on bisman_ops.migrations from ${role}`;
   });
+}
+
+/**
+ * Brings the state schema up to date for a bot process or the CLI: with `DATABASE_MIGRATION_URL`, as the
+ * owner role, then grants the runtime role (the user of `state`) only what it needs; without it, as the
+ * runtime role itself.
+ * @throws what {@link migrate} throws, or the owner connection's error
+ */
+export async function migrateState(state: Sql, migrationUrl: string | undefined): Promise<void> {
+  if (!migrationUrl) {
+    await migrate(state);
+    return;
+  }
+  const owner = connectState(migrationUrl, { max: 1 });
+  try {
+    await migrate(owner);
+    // The runtime role may only read and append to the audit log (and use the gate's tables).
+    const [{ role }] = await state<{ role: string }[]>`select current_user as role`;
+    await grantRuntimeAccess(owner, role);
+  } finally {
+    await owner.end({ timeout: 2 });
+  }
 }
