@@ -1,35 +1,12 @@
 import assert from "node:assert/strict";
 import { stringify as toYaml } from "yaml";
 import { startCluster } from "../support/cluster.ts";
-import { freePort } from "../support/ports.ts";
+import { spawnBot } from "../support/bot_process.ts";
 import { waitFor } from "../support/wait.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, testConfig, testConfigDoc, USERS } from "../support/bot.ts";
 import { SlackStandIn, type StoredMessage } from "../standins/slack.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
-
-const root = new URL("../../", import.meta.url).pathname;
-
-/** `deno run -A main.ts` (what `deno task start` runs) with a fault point armed; stderr is collected. */
-function spawnBot(env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts"],
-    cwd: root,
-    env,
-    clearEnv: true,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const reading = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({ write: (chunk) => void (stderr += chunk) }),
-  );
-  return {
-    child,
-    stderr: () => stderr,
-    done: async () => ({ status: await child.status, reading: await reading }),
-  };
-}
 
 function requestIdOf(m: StoredMessage): number | undefined {
   const meta = m.metadata as { event_type?: string; event_payload?: { request_id?: number } } | undefined;
@@ -49,12 +26,9 @@ Deno.test("ApprovalGate: a bot killed while an operation runs leaves the request
   const configFile = await Deno.makeTempFile({ suffix: ".yaml" });
   await Deno.writeTextFile(configFile, toYaml(testConfigDoc(cluster)));
   const baseEnv = {
-    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-    HOME: Deno.env.get("HOME") ?? "/root",
     SLACK_SIGNING_SECRET: slack.signingSecret,
     SLACK_BOT_TOKEN: slack.botToken,
     SLACK_API_URL: slack.apiUrl,
-    BISMAN_CONFIG: configFile,
     DATABASE_URL: cluster.primary.url({ database: stateDb }),
   };
   const statsReset = async () =>
@@ -62,17 +36,9 @@ Deno.test("ApprovalGate: a bot killed while an operation runs leaves the request
 
   /** Starts main.ts with `failpoint` armed, requests a reset, approves it, and kills the bot at the fault point. */
   async function killDuringRun(failpoint: string): Promise<{ id: number; runBy: string }> {
-    const port = await freePort();
-    const bot = spawnBot({ ...baseEnv, PORT: String(port), BISMAN_FAILPOINT: failpoint });
-    const events = `http://127.0.0.1:${port}/slack/events`;
+    const bot = await spawnBot({ configFile, env: { ...baseEnv, BISMAN_FAILPOINT: failpoint } });
+    const events = bot.eventsUrl;
     try {
-      await waitFor(
-        async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
-        {
-          what: "the bot subprocess to be ready",
-          timeoutMs: 30_000,
-        },
-      );
       const posted = slack.messages.length;
       const res = await slack.sendCommand(events, {
         text: "reset-stats",
@@ -98,22 +64,17 @@ Deno.test("ApprovalGate: a bot killed while an operation runs leaves the request
         message_ts: msg.ts,
       });
       await click.body?.cancel();
-      await waitFor(() => bot.stderr().includes(`"failpoint":"${failpoint}"`), {
-        what: `the failpoint line for ${failpoint} on stderr`,
-        timeoutMs: 15_000,
-      });
+      await bot.waitForLine(new RegExp(`"failpoint":"${failpoint.replace(/\./g, "\\.")}"`), 15_000);
       const [row] = await state`select state, run_by from bisman_ops.requests where id = ${id}`;
       assert.equal(row.state, "running");
-      bot.child.kill("SIGKILL");
-      const { status } = await bot.done();
-      assert.equal(status.signal, "SIGKILL");
+      await bot.kill();
+      assert.equal((await bot.exited).signal, "SIGKILL");
       return { id, runBy: row.run_by };
     } catch (err) {
-      try {
-        bot.child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await bot.done();
-      throw new Error(`${err instanceof Error ? err.message : err}\n--- bot stderr ---\n${bot.stderr()}`);
+      await bot.kill();
+      throw new Error(
+        `${err instanceof Error ? err.message : err}\n--- bot stderr ---\n${bot.stderr.join("\n")}`,
+      );
     }
   }
 

@@ -53,6 +53,8 @@ export async function spawnBot(opts: {
   configFile: string;
   env: Record<string, string>;
   readyTimeoutMs?: number;
+  /** false: return as soon as the process is spawned (tests of start-up failures and of readiness itself). */
+  waitReady?: boolean;
 }): Promise<BotProcess> {
   const port = await freePort();
   const base: Record<string, string> = {};
@@ -144,6 +146,7 @@ export async function spawnBot(opts: {
       clearTimeout(timer);
     },
   };
+  if (opts.waitReady === false) return p;
   try {
     await waitFor(async () => {
       if (done) throw new Error(`The bot exited during start-up:\n${tail(stderr)}`);
