@@ -57,6 +57,21 @@ export interface AuditRow {
   hash: string;
 }
 
+/** The audit log's columns in table order: what an append writes, and what an export or CSV shows. */
+export const AUDIT_COLUMNS = [
+  "seq",
+  "at",
+  "actor",
+  "actor_name",
+  "action",
+  "target",
+  "request_id",
+  "outcome",
+  "details",
+  "prev_hash",
+  "hash",
+] as const satisfies readonly (keyof AuditRow)[];
+
 /**
  * JSON with object keys sorted at every depth, so the same content always hashes the same, whatever the
  * key order jsonb hands back.
@@ -219,22 +234,7 @@ export class AuditLog {
         prev = hash;
       }
       await tx`
-        insert into bisman_ops.audit_log ${
-        tx(
-          rows as never,
-          "seq",
-          "at",
-          "actor",
-          "actor_name",
-          "action",
-          "target",
-          "request_id",
-          "outcome",
-          "details",
-          "prev_hash",
-          "hash",
-        )
-      }`;
+        insert into bisman_ops.audit_log ${tx(rows as never, ...AUDIT_COLUMNS)}`;
       return written;
     });
   }

@@ -6,7 +6,7 @@
  */
 
 import type { Block, Reply } from "../../commands/types.ts";
-import type { Anchor, AuditRow } from "../../core/audit.ts";
+import { type Anchor, AUDIT_COLUMNS, type AuditRow } from "../../core/audit.ts";
 import { toCsv } from "../files.ts";
 import { context, escapeMrkdwn, header, LIMITS, mrkdwnSection, truncate } from "./blocks.ts";
 
@@ -21,21 +21,6 @@ export function auditLogLine(r: AuditRow): string {
     r.target ? ` ${r.target}` : ""
   }${r.request_id !== null ? ` req#${r.request_id}` : ""} ${r.outcome} ${truncate(details, 160)}`;
 }
-
-/** The audit log's columns, in table order: the CSV's header and each row's cells, so the two cannot drift. */
-const AUDIT_COLUMNS = [
-  "seq",
-  "at",
-  "actor",
-  "actor_name",
-  "action",
-  "target",
-  "request_id",
-  "outcome",
-  "details",
-  "prev_hash",
-  "hash",
-] as const satisfies readonly (keyof AuditRow)[];
 
 /** The search result as CSV: every column, details as JSON. */
 export function auditLogCsv(rows: AuditRow[]): string {
