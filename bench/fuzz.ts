@@ -11,9 +11,16 @@
  */
 
 import { startCluster } from "../tests/support/cluster.ts";
-import { OPS_CHANNEL, startTestBot, TEAM, USERS } from "../tests/support/bot.ts";
-import { alertCase, slackCase, type SlackIds } from "../tests/fuzz/_cases.ts";
-import { describe, fuzzHttp, fuzzSocket, requestsPastPending, snapshot } from "../tests/fuzz/_run.ts";
+import { TEAM, USERS } from "../tests/support/bot.ts";
+import { alertCase, slackCase } from "../tests/fuzz/_cases.ts";
+import {
+  describe,
+  fuzzHttp,
+  fuzzSocket,
+  requestsPastPending,
+  snapshot,
+  startFuzzBots,
+} from "../tests/fuzz/_run.ts";
 
 const ALERTS_TOKEN = "bench-fuzz-alerts-token-0123456789";
 
@@ -26,18 +33,7 @@ export async function run(): Promise<void> {
   console.log(`seed ${seed} (replay with FUZZ_SEED=${seed})`);
 
   await using cluster = await startCluster({ name: "bench-fuzz" });
-  const tb = await startTestBot(cluster, { env: { ALERTS_TOKEN, LOG_LEVEL: "warn" } });
-  const socketBot = await startTestBot(cluster, {
-    slack: tb.slack,
-    env: { SLACK_APP_TOKEN: tb.slack.appToken },
-    start: { socketMode: { clientPingTimeoutMs: 1500, retryBaseMs: 100 } },
-  });
-  const ids: SlackIds = {
-    team: TEAM,
-    channel: OPS_CHANNEL,
-    users: [USERS.alice, USERS.bob, USERS.carol, USERS.dave],
-    responseUrl: () => tb.slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
-  };
+  const { tb, socketBot, ids } = await startFuzzBots(cluster, { ALERTS_TOKEN, LOG_LEVEL: "warn" });
   const target = cluster.primary.sql();
   const before = await snapshot(tb, target);
   const problems: string[] = [];

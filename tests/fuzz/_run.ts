@@ -6,7 +6,8 @@
  */
 
 import type { Sql } from "postgres";
-import type { TestBot } from "../support/bot.ts";
+import { OPS_CHANNEL, startTestBot, TEAM, type TestBot, USERS } from "../support/bot.ts";
+import type { TestCluster } from "../support/cluster.ts";
 import type { SlackStandIn } from "../standins/slack.ts";
 import { type HttpCase, rng, send, type SlackIds, socketEnvelope } from "./_cases.ts";
 
@@ -120,4 +121,27 @@ export function describe(name: string, r: FuzzReport): string {
     `${k} ${Object.entries(v).map(([s, n]) => `${s}×${n}`).join(" ")}`
   );
   return `${name}: ${r.sent} sent in ${r.seconds.toFixed(1)} s, ${r.wrong.length} wrong; ${kinds.join("; ")}`;
+}
+
+/**
+ * The two bots a fuzz run attacks, on one state database's cluster: one over HTTP (with `/alerts`), one in
+ * Socket Mode on the same Slack stand-in; and the Slack IDs the cases draw from.
+ */
+export async function startFuzzBots(
+  cluster: TestCluster,
+  env: Record<string, string>,
+): Promise<{ tb: TestBot; socketBot: TestBot; ids: SlackIds }> {
+  const tb = await startTestBot(cluster, { env });
+  const socketBot = await startTestBot(cluster, {
+    slack: tb.slack,
+    env: { SLACK_APP_TOKEN: tb.slack.appToken },
+    start: { socketMode: { clientPingTimeoutMs: 1500, retryBaseMs: 100 } },
+  });
+  const ids: SlackIds = {
+    team: TEAM,
+    channel: OPS_CHANNEL,
+    users: [USERS.alice, USERS.bob, USERS.carol, USERS.dave],
+    responseUrl: () => tb.slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
+  };
+  return { tb, socketBot, ids };
 }

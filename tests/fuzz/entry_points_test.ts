@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../support/cluster.ts";
-import { OPS_CHANNEL, startTestBot, TEAM, USERS } from "../support/bot.ts";
+import { OPS_CHANNEL, TEAM, USERS } from "../support/bot.ts";
 import { waitFor } from "../support/wait.ts";
-import { alertCase, slackCase, type SlackIds } from "./_cases.ts";
-import { describe, fuzzHttp, fuzzSocket, requestsPastPending, snapshot } from "./_run.ts";
+import { alertCase, slackCase } from "./_cases.ts";
+import { describe, fuzzHttp, fuzzSocket, requestsPastPending, snapshot, startFuzzBots } from "./_run.ts";
 
 /** Fixed so the suite is reproducible; `FUZZ_SEED=<n>` tries other sequences (bench/fuzz.ts uses fresh ones). */
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20_251_126);
@@ -11,18 +11,7 @@ const ALERTS_TOKEN = "fuzz-alerts-token-0123456789";
 
 Deno.test("fuzzed Slack requests, Socket Mode envelopes and Alertmanager bodies each get a 4xx or a clean answer, the bot stays up, and nothing runs", async (t) => {
   await using cluster = await startCluster({ name: "fuzz" });
-  const tb = await startTestBot(cluster, { env: { ALERTS_TOKEN } });
-  const socketBot = await startTestBot(cluster, {
-    slack: tb.slack,
-    env: { SLACK_APP_TOKEN: tb.slack.appToken },
-    start: { socketMode: { clientPingTimeoutMs: 1500, retryBaseMs: 100 } },
-  });
-  const ids: SlackIds = {
-    team: TEAM,
-    channel: OPS_CHANNEL,
-    users: [USERS.alice, USERS.bob, USERS.carol, USERS.dave],
-    responseUrl: () => tb.slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
-  };
+  const { tb, socketBot, ids } = await startFuzzBots(cluster, { ALERTS_TOKEN });
   const target = cluster.primary.sql();
   const before = await snapshot(tb, target);
   try {
