@@ -98,6 +98,9 @@ export const targetArg = z.string().regex(
   "a target name (lower-case letters, digits, _)",
 );
 
+/** No arguments at all. */
+export const noArgs = z.object({ positional: z.tuple([]), named: z.strictObject({}) });
+
 /** An optional `[target]` as the only positional argument. */
 export const optionalTarget = z.tuple([targetArg]).or(z.tuple([]));
 

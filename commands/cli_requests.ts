@@ -56,6 +56,12 @@ export const CLI_REQUEST_COMMANDS: Record<string, { usage: string; summary: stri
 };
 
 const idArg = z.string().regex(/^[1-9][0-9]{0,17}$/, "a request number such as 12").transform(Number);
+const idOnly = z.object({ positional: z.tuple([idArg]), named: z.strictObject({}) });
+const idAndReason = z.object({ positional: z.tuple([idArg]).rest(z.string()), named: z.strictObject({}) });
+const allOrNone = z.object({
+  positional: z.tuple([z.literal("all")]).or(z.tuple([])),
+  named: z.strictObject({}),
+});
 
 function time(d: Date | null | undefined): string {
   return d ? new Date(d).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "-";
@@ -150,7 +156,7 @@ export async function runRequestCommand(
   switch (name) {
     case "approve": {
       const a = validateArgs(
-        z.object({ positional: z.tuple([idArg]), named: z.strictObject({}) }),
+        idOnly,
         parsed,
         usage,
       );
@@ -160,10 +166,7 @@ export async function runRequestCommand(
     }
     case "deny": {
       const a = validateArgs(
-        z.object({
-          positional: z.tuple([idArg]).rest(z.string()),
-          named: z.strictObject({}),
-        }),
+        idAndReason,
         parsed,
         usage,
       );
@@ -174,7 +177,7 @@ export async function runRequestCommand(
     }
     case "cancel": {
       const a = validateArgs(
-        z.object({ positional: z.tuple([idArg]), named: z.strictObject({}) }),
+        idOnly,
         parsed,
         usage,
       );
@@ -183,7 +186,7 @@ export async function runRequestCommand(
     }
     case "request": {
       const a = validateArgs(
-        z.object({ positional: z.tuple([idArg]), named: z.strictObject({}) }),
+        idOnly,
         parsed,
         usage,
       );
@@ -193,7 +196,7 @@ export async function runRequestCommand(
     }
     case "requests": {
       const a = validateArgs(
-        z.object({ positional: z.tuple([z.literal("all")]).or(z.tuple([])), named: z.strictObject({}) }),
+        allOrNone,
         parsed,
         usage,
       );

@@ -76,21 +76,19 @@ export function renderConfigCheck(c: ConfigCheck & { reset?: string[] }, applied
   return { text: truncate([head, ...lines, ...reset].join("\n"), 38_000), blocks, visibility: "ephemeral" };
 }
 
+/** `check|reload` (built once at load: zod compiles every schema it builds, too dear per request). */
+const configArgs = z.object({
+  positional: z.tuple([z.enum(["check", "reload"], { error: 'say "check" or "reload"' })]),
+  named: z.strictObject({}),
+});
+
 export const configCommand = defineSubcommand({
   name: "config",
   summary: "Check the config file (what a reload would change) or reload it without a restart",
   usage: USAGE,
   examples: ["/bisman config check", "/bisman config reload"],
   access: "operator",
-  parse: (args) =>
-    validateArgs(
-      z.object({
-        positional: z.tuple([z.enum(["check", "reload"], { error: 'say "check" or "reload"' })]),
-        named: z.strictObject({}),
-      }),
-      args,
-      USAGE,
-    ).positional[0],
+  parse: (args) => validateArgs(configArgs, args, USAGE).positional[0],
   run: async (ctx, action) => {
     const { deps, invoker } = ctx;
     const extra = scheduleCheck(deps.jobs?.schedules().map((j) => j.name));

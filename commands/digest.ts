@@ -16,6 +16,12 @@ import { mrkdwnSection } from "../slack/render/blocks.ts";
 
 const usage = "/bisman digest [preview [target]]";
 
+/** `[preview [target]]` (built once at load: zod compiles every schema it builds, too dear per request). */
+const digestArgs = z.object({
+  positional: z.tuple([]).or(z.tuple([z.literal("preview")])).or(z.tuple([z.literal("preview"), targetArg])),
+  named: z.strictObject({}),
+});
+
 export const digestCommand = defineSubcommand({
   name: "digest",
   summary: "Post the daily digest in the ops channel now, or preview it (only you see it)",
@@ -24,12 +30,7 @@ export const digestCommand = defineSubcommand({
   access: "operator",
   parse: (args, deps) => {
     const a = validateArgs(
-      z.object({
-        positional: z.tuple([]).or(z.tuple([z.literal("preview")])).or(
-          z.tuple([z.literal("preview"), targetArg]),
-        ),
-        named: z.strictObject({}),
-      }),
+      digestArgs,
       args,
       usage,
     );

@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { validateArgs } from "./args.ts";
+import { noArgs, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { registerStatusLine } from "./status.ts";
 import { describeFreeze } from "../core/approval_hooks.ts";
@@ -27,25 +27,20 @@ function gateOf(deps: AppDeps): ApprovalGate {
   return gate;
 }
 
+/** `<reason…>` (built once at load: zod compiles every schema it builds, too dear per request). */
+const freezeArgs = z.object({
+  positional: z.array(z.string()).min(1, "give a reason"),
+  named: z.record(z.string(), z.string()),
+  rest: z.string().trim().min(3, "give a reason of at least 3 characters").max(500, "at most 500 characters"),
+});
+
 export const freezeCommand = defineSubcommand({
   name: "freeze",
   summary: "Stop every destructive action at once: new requests are refused, pending ones cannot be approved",
   usage: FREEZE_USAGE,
   examples: ['/bisman freeze "incident 42: replica lag, hands off"', "/bisman freeze migration window"],
   access: "operator",
-  parse: (args) =>
-    validateArgs(
-      z.object({
-        positional: z.array(z.string()).min(1, "give a reason"),
-        named: z.record(z.string(), z.string()),
-        rest: z.string().trim().min(3, "give a reason of at least 3 characters").max(
-          500,
-          "at most 500 characters",
-        ),
-      }),
-      args,
-      FREEZE_USAGE,
-    ).rest.trim().replace(/^(["'])(.*)\1$/s, "$2"),
+  parse: (args) => validateArgs(freezeArgs, args, FREEZE_USAGE).rest.trim().replace(/^(["'])(.*)\1$/s, "$2"),
   run: async (ctx, reason) => {
     const { changed, state } = await gateOf(ctx.deps).freeze(ctx.invoker, reason);
     const text = changed
@@ -66,12 +61,7 @@ export const unfreezeCommand = defineSubcommand({
   examples: ["/bisman unfreeze"],
   access: "operator",
   destructive: true,
-  parse: (args) =>
-    validateArgs(
-      z.object({ positional: z.tuple([]), named: z.strictObject({}) }),
-      args,
-      "/bisman unfreeze",
-    ),
+  parse: (args) => validateArgs(noArgs, args, "/bisman unfreeze"),
   run: (ctx) => ctx.deps.gate!.request({ action: "unfreeze", args: {}, invoker: ctx.invoker }),
 });
 

@@ -25,6 +25,15 @@ function service(deps: AppDeps): JobService {
   return deps.jobs;
 }
 
+/** `[ack <run>]` (built once at load: zod compiles every schema it builds, too dear per request). */
+const jobsArgs = z.object({
+  positional: z.tuple([]).or(z.tuple([z.literal("ack"), z.string().regex(/^\d{1,12}$/, "a run number")])),
+  named: z.strictObject({}),
+});
+
+/** `<job>`. */
+const runArgs = z.object({ positional: z.tuple([jobName]), named: z.strictObject({}) });
+
 export const jobsCommand = defineSubcommand({
   name: "jobs",
   summary: "Scheduled jobs: schedule, last run with its outcome, next run; `ack <run>` acknowledges a review",
@@ -32,16 +41,7 @@ export const jobsCommand = defineSubcommand({
   examples: ["/bisman jobs", "/bisman jobs ack 42"],
   access: "anyone",
   parse: (args) => {
-    const a = validateArgs(
-      z.object({
-        positional: z.tuple([]).or(
-          z.tuple([z.literal("ack"), z.string().regex(/^\d{1,12}$/, "a run number")]),
-        ),
-        named: z.strictObject({}),
-      }),
-      args,
-      "/bisman jobs [ack <run>]",
-    );
+    const a = validateArgs(jobsArgs, args, "/bisman jobs [ack <run>]");
     return a.positional.length ? { ack: Number(a.positional[1]) } : { ack: undefined };
   },
   run: async (ctx, args) => {
@@ -79,11 +79,7 @@ export const runCommand = defineSubcommand({
   examples: ["/bisman run backup_status", "/bisman run cleanup"],
   access: "operator",
   parse: (args) => {
-    const a = validateArgs(
-      z.object({ positional: z.tuple([jobName]), named: z.strictObject({}) }),
-      args,
-      "/bisman run <job>",
-    );
+    const a = validateArgs(runArgs, args, "/bisman run <job>");
     return { job: a.positional[0] };
   },
   run: async (ctx, args) => {

@@ -19,6 +19,13 @@ import type { ParsedArgs } from "./args.ts";
 
 const USAGE = "/bisman rotate <role|all|root> [target]";
 
+/** `<role|all|root> [target]` (built once at load: zod compiles every schema it builds, too dear per request). */
+const rotateArgs = z.object({
+  // Any text is accepted here so the refusal can list the valid roles; resolveRotation checks it.
+  positional: z.tuple([z.string().min(1).max(200)]).or(z.tuple([z.string().min(1).max(200), targetArg])),
+  named: z.strictObject({}),
+});
+
 /** What the subcommand asks the gate for. */
 export type RotateRequest =
   | { action: "rotate"; args: { role: string; target: string } }
@@ -26,15 +33,7 @@ export type RotateRequest =
 
 /** Parses and checks `/bisman rotate …` against config (no I/O). @throws {InvalidInput} {NotConfigured} */
 export function parseRotate(args: ParsedArgs, deps: AppDeps): RotateRequest {
-  const a = validateArgs(
-    z.object({
-      // Any text is accepted here so the refusal can list the valid roles; resolveRotation checks it.
-      positional: z.tuple([z.string().min(1).max(200)]).or(z.tuple([z.string().min(1).max(200), targetArg])),
-      named: z.strictObject({}),
-    }),
-    args,
-    USAGE,
-  );
+  const a = validateArgs(rotateArgs, args, USAGE);
   const [what, targetName] = a.positional;
   requireVault(deps);
   if (what === "root") {
