@@ -302,7 +302,7 @@ export async function verifyExportFile(
   } catch (err) {
     return { ok: false, text: `Cannot read ${path}: ${err instanceof Error ? err.message : err}` };
   }
-  const v = await verifyExport(text, anchor);
+  const v = verifyExport(text, anchor);
   if (!v.ok) {
     return {
       ok: false,

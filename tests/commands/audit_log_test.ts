@@ -127,7 +127,7 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
           "seq",
           "target",
         ]);
-        const v = await verifyExport(file.content!);
+        const v = verifyExport(file.content!);
         assert.equal(v.ok, true, JSON.stringify(v));
       },
     );
