@@ -6,12 +6,26 @@
 
 import { z } from "zod";
 import { validateArgs } from "./args.ts";
-import { defineSubcommand, type Subcommand } from "./types.ts";
+import { defineSubcommand, type Reply, type Subcommand } from "./types.ts";
 import { renderHelp, renderHelpOne } from "../slack/render/help.ts";
 import { InvalidInput } from "../core/errors.ts";
 
+/** `[subcommand]` (built once at load: zod compiles every schema it builds, too dear per request). */
+const helpArgs = z.object({
+  positional: z.tuple([z.string().regex(/^[a-z-]{1,40}$/, "a subcommand name")]).or(z.tuple([])),
+  named: z.strictObject({}),
+});
+
 /** Builds help over the given registry (passed in to avoid an import cycle with the registry). */
 export function helpCommand(all: () => readonly Subcommand<any>[]) {
+  // The full list changes only when a module registers subcommands: render it once per registry size,
+  // not for every `/bisman help` (it is the most frequent command and its reply the biggest).
+  let cached: { count: number; reply: Reply } | undefined;
+  const fullHelp = (): Reply => {
+    const list = all();
+    if (cached?.count !== list.length) cached = { count: list.length, reply: renderHelp(list) };
+    return cached.reply;
+  };
   return defineSubcommand({
     name: "help",
     summary: "List the subcommands, or show one in detail",
@@ -19,18 +33,10 @@ export function helpCommand(all: () => readonly Subcommand<any>[]) {
     examples: ["/bisman help", "/bisman help rotate"],
     access: "anyone",
     instant: true,
-    parse: (args) =>
-      validateArgs(
-        z.object({
-          positional: z.tuple([z.string().regex(/^[a-z-]{1,40}$/, "a subcommand name")]).or(z.tuple([])),
-          named: z.strictObject({}),
-        }),
-        args,
-        "/bisman help [subcommand]",
-      ),
+    parse: (args) => validateArgs(helpArgs, args, "/bisman help [subcommand]"),
     run: (_ctx, args) => {
       const name = args.positional[0];
-      if (!name) return Promise.resolve(renderHelp(all()));
+      if (!name) return Promise.resolve(fullHelp());
       const one = all().find((s) => s.name === name);
       if (!one) throw new InvalidInput(`No subcommand "${name}": \`/bisman help\` lists them all`);
       return Promise.resolve(renderHelpOne(one));

@@ -9,7 +9,14 @@ import bolt, { type Receiver } from "@slack/bolt";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
-import { auditCommand, prepareCommand, runPrepared, toUserError } from "../commands/router.ts";
+import {
+  auditCommand,
+  prepareCommand,
+  type PreparedCommand,
+  runPrepared,
+  toUserError,
+} from "../commands/router.ts";
+import type { OpsError } from "../core/errors.ts";
 import type { Reply } from "../commands/types.ts";
 import { renderError } from "./render/error.ts";
 import { withShareButton } from "./share.ts";
@@ -86,6 +93,29 @@ export function respondReliably<M>(
   };
 }
 
+/**
+ * Runs an instant subcommand and acks with its answer; returns the refusal, if any. Its own function so
+ * that the reply is garbage once acked: the listener then waits on the audit write, which under a burst
+ * queues behind others, and holding every reply meanwhile grew the heap by megabytes per second.
+ */
+async function answerInAck(
+  prepared: PreparedCommand,
+  inv: Invoker,
+  deps: AppDeps,
+  ack: (response: Record<string, unknown>) => Promise<void>,
+): Promise<OpsError | undefined> {
+  let reply: Reply;
+  let failed: OpsError | undefined;
+  try {
+    reply = await runPrepared(prepared, inv, deps);
+  } catch (err) {
+    failed = toUserError(err, deps);
+    reply = renderError(failed);
+  }
+  await ack(toSlackResponse(reply));
+  return failed;
+}
+
 /** Hooks that feature modules register on the Bolt app (actions, views). */
 export type BoltRegistration = (app: BoltApp, deps: AppDeps) => void;
 
@@ -145,15 +175,7 @@ export function createBoltApp(
       return;
     }
     if (prepared.sub.instant) {
-      let reply: Reply;
-      let failed;
-      try {
-        reply = await runPrepared(prepared, inv, deps);
-      } catch (err) {
-        failed = toUserError(err, deps);
-        reply = renderError(failed);
-      }
-      await ack(toSlackResponse(reply));
+      const failed = await answerInAck(prepared, inv, deps, ack);
       await auditCommand(deps, inv, text, failed ? "refused" : "ok", failed);
       return;
     }

@@ -4,6 +4,7 @@ import { startTestBot, TEAM, USERS } from "../support/bot.ts";
 import { waitFor } from "../support/wait.ts";
 import { allSubcommands } from "../../commands/registry.ts";
 import { parseArgs } from "../../commands/args.ts";
+import { registerGateTest } from "../support/gate_op.ts";
 
 Deno.test("/bisman help, unknown subcommands and /bisman status against a real primary and replica", async (t) => {
   await using cluster = await startCluster({ name: "router", replica: true });
@@ -29,6 +30,15 @@ Deno.test("/bisman help, unknown subcommands and /bisman status against a real p
       assert.match(one.body.text, /\/bisman status \[target\]/);
       const none = await tb.command("help nosuch");
       assert.match(none.body.text, /No subcommand "nosuch"/);
+    });
+
+    await t.step("help is rendered once but still lists a subcommand registered after its first answer", async () => {
+      const before = await tb.command("help");
+      assert.ok(!before.body.text.includes("/bisman gate-test"));
+      registerGateTest();
+      const after = await tb.command("help");
+      assert.ok(after.body.text.includes("/bisman gate-test"), "the newly registered subcommand is listed");
+      assert.ok(JSON.stringify(after.body.blocks).includes("gate-test"));
     });
 
     await t.step("an unknown subcommand gets an ephemeral error with a suggestion", async () => {
