@@ -13,7 +13,9 @@
  * - Both get the same 2,000 signed `/bisman help` slash commands at concurrency 50 from this process, over
  *   50 keep-alive connections with a lean HTTP/1.1 client (bench/_http_load.ts: `fetch` would spend more
  *   of the two cores than either server); latency is from the first byte sent to the last byte of the
- *   response (the ack; Slack's 3-second clock).
+ *   response (the ack; Slack's 3-second clock). While restoring, the two take turns in slices of 250, each
+ *   started while a restore is under way, so both meet the same mix of its phases.
+ * - Each server's CPU time per request (from /proc, its later work included) is printed for the quiet runs.
  *
  *   deno task bench load              (REQUESTS=2000 CONCURRENCY=50 ROWS_SCALE=1)
  */
@@ -33,6 +35,8 @@ const REQUESTS = Number(Deno.env.get("REQUESTS") ?? "2000");
 const CONCURRENCY = Number(Deno.env.get("CONCURRENCY") ?? "50");
 const WARMUP = 200;
 const TARGET_P99_MS = 50;
+/** Requests per turn while restoring (see the loop there). */
+const SLICE = 250;
 
 interface LoadResult {
   ms: number[];
@@ -89,6 +93,32 @@ function line(name: string, r: LoadResult): string {
   }  p99 ${f(percentile(r.ms, 99)).padStart(9)}  max ${f(Math.max(...r.ms)).padStart(9)}  ${
     (r.ms.length / r.seconds).toFixed(0)
   } req/s  errors ${r.errors}`;
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc (clock ticks of 10 ms). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so count from its ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Runs `n` requests and returns their latencies and the server's CPU per request, its later work included. */
+async function measured(pid: number, url: string, reqs: ReturnType<typeof signedCommands>) {
+  const before = await cpuMs(pid);
+  const r = await load(url, reqs, CONCURRENCY);
+  // Work a server does after its acks (the bot's audit appends) belongs to the requests too.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  return { ...r, cpuPerRequestMs: ((await cpuMs(pid)) - before) / reqs.length };
+}
+
+/** Several runs as one result. */
+function merged(parts: LoadResult[]): LoadResult {
+  return {
+    ms: parts.flatMap((p) => p.ms),
+    errors: parts.reduce((n, p) => n + p.errors, 0),
+    seconds: parts.reduce((n, p) => n + p.seconds, 0),
+  };
 }
 
 /** Resident set size of a process, from /proc (MiB). */
@@ -300,24 +330,39 @@ export async function run(): Promise<void> {
 
     await load(bot.eventsUrl, make(WARMUP), CONCURRENCY);
     const rssIdle = await rssMiB(bot.pid);
-    const botQuiet = await load(bot.eventsUrl, make(REQUESTS), CONCURRENCY);
+    const botQuiet = await measured(bot.pid, bot.eventsUrl, make(REQUESTS));
 
     if ("dir" in modules) {
       baseline = await startBaseline(modules.dir, slack.signingSecret, replyFile);
       await load(baseline.url, make(WARMUP), CONCURRENCY);
     }
-    const baseQuiet = baseline ? await load(baseline.url, make(REQUESTS), CONCURRENCY) : undefined;
+    const baseQuiet = baseline ? await measured(baseline.pid, baseline.url, make(REQUESTS)) : undefined;
 
     t = performance.now();
     const restores = restoreLoop(slack, bot, state);
     let botBusy: LoadResult, rssAfter: number, baseBusy: LoadResult | undefined;
     let restoresDone = 0;
     try {
-      await restores.restoring();
-      botBusy = await load(bot.eventsUrl, make(REQUESTS), CONCURRENCY);
+      // In slices that take turns, each started while a restore is under way: a restore moves through
+      // phases that load the machine differently (COPY, index builds, counts), and both servers must
+      // meet the same mix of them.
+      const botParts: LoadResult[] = [];
+      const baseParts: LoadResult[] = [];
+      for (let i = 0; i < Math.ceil(REQUESTS / SLICE); i++) {
+        const turns = [async () => botParts.push(await load(bot.eventsUrl, make(SLICE), CONCURRENCY))];
+        if (baseline) {
+          const url = baseline.url;
+          turns.push(async () => baseParts.push(await load(url, make(SLICE), CONCURRENCY)));
+        }
+        if (i % 2) turns.reverse();
+        for (const turn of turns) {
+          await restores.restoring();
+          await turn();
+        }
+      }
+      botBusy = merged(botParts);
+      baseBusy = baseline ? merged(baseParts) : undefined;
       rssAfter = await rssMiB(bot.pid);
-      await restores.restoring();
-      baseBusy = baseline ? await load(baseline.url, make(REQUESTS), CONCURRENCY) : undefined;
     } finally {
       restoresDone = await restores.stop();
     }
@@ -342,6 +387,11 @@ export async function run(): Promise<void> {
       const r = (p: number) => (percentile(botBusy.ms, p) / percentile(baseBusy.ms, p)).toFixed(2);
       console.log(`ratio bot / baseline with a restore running: p50 ${r(50)}x, p99 ${r(99)}x`);
     }
+    console.log(
+      `server CPU per request, quiet (its own process; the bot's includes its audit appends after the acks): bot ${
+        botQuiet.cpuPerRequestMs.toFixed(3)
+      } ms${baseQuiet ? `, Bolt baseline ${baseQuiet.cpuPerRequestMs.toFixed(3)} ms` : ""}`,
+    );
     const p99 = percentile(botBusy.ms, 99);
     console.log(
       `target p99 < ${TARGET_P99_MS} ms while restoring: ${p99 < TARGET_P99_MS ? "met" : "NOT met"} (${
