@@ -32,14 +32,17 @@ Deno.test("/bisman help, unknown subcommands and /bisman status against a real p
       assert.match(none.body.text, /No subcommand "nosuch"/);
     });
 
-    await t.step("help is rendered once but still lists a subcommand registered after its first answer", async () => {
-      const before = await tb.command("help");
-      assert.ok(!before.body.text.includes("/bisman gate-test"));
-      registerGateTest();
-      const after = await tb.command("help");
-      assert.ok(after.body.text.includes("/bisman gate-test"), "the newly registered subcommand is listed");
-      assert.ok(JSON.stringify(after.body.blocks).includes("gate-test"));
-    });
+    await t.step(
+      "help is rendered once but still lists a subcommand registered after its first answer",
+      async () => {
+        const before = await tb.command("help");
+        assert.ok(!before.body.text.includes("/bisman gate-test"));
+        registerGateTest();
+        const after = await tb.command("help");
+        assert.ok(after.body.text.includes("/bisman gate-test"), "the newly registered subcommand is listed");
+        assert.ok(JSON.stringify(after.body.blocks).includes("gate-test"));
+      },
+    );
 
     await t.step("an unknown subcommand gets an ephemeral error with a suggestion", async () => {
       const r = await tb.command("stauts");
