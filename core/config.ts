@@ -167,6 +167,11 @@ export const restoreTestSchema = z.strictObject({
   requires_approval: z.boolean().optional(),
   /** pg_restore -j */
   jobs: z.number().int().min(1).max(32).default(2),
+  /**
+   * The nice level pg_restore runs at on the bot's host (0 to 19; 0: the bot's own priority). pg_restore
+   * decompresses the dump and feeds COPY there, and must not take the CPU the bot needs to answer Slack.
+   */
+  nice: z.number().int().min(0).max(19).default(10),
   /** Include this target in the scheduled `restore_test` job (monthly in the seed; cron under schedules). */
   scheduled: z.boolean().default(true),
   /** The seed's verification queries. */

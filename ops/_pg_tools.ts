@@ -152,6 +152,17 @@ export async function programExists(program: string): Promise<boolean> {
 }
 
 /**
+ * `argv` to run at nice `level` through nice(1), when the level is above 0 and nice is installed (it is in
+ * coreutils; without it the program runs at the bot's priority rather than not at all).
+ * @example
+ * await niced(["pg_restore", "-j", "2", "d.dump"], 10); // ["nice", "-n", "10", "pg_restore", "-j", "2", "d.dump"]
+ */
+export async function niced(argv: string[], level: number): Promise<string[]> {
+  if (level <= 0 || !(await programExists("nice"))) return argv;
+  return ["nice", "-n", String(level), ...argv];
+}
+
+/**
  * The lines of a tool's stderr worth showing a person: its `error:`/`FATAL` lines first, at most
  * `max` characters, with secrets scrubbed.
  * @example

@@ -20,7 +20,7 @@ import { connectionOptions } from "../core/targets.ts";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { type DumpFile, FolderUnreadable, listDumpFiles } from "./_dump_folder.ts";
 import { humanAge, humanBytes } from "./_findings.ts";
-import { libpqEnv, listDump, runTool, toolError } from "./_pg_tools.ts";
+import { libpqEnv, listDump, niced, runTool, toolError } from "./_pg_tools.ts";
 import { createScratch, dropScratch, scratchName } from "./_scratch.ts";
 import {
   recordFinish,
@@ -247,7 +247,9 @@ export async function planRestoreTest(args: RestoreTestArgs, deps: OpDeps): Prom
     target: args.target,
     steps: [
       `Create a marked scratch database bisman_rt_${args.target}_… on ${server.label}`,
-      `pg_restore -j ${rt.jobs} --exit-on-error ${dump.name} into it`,
+      `pg_restore -j ${rt.jobs} --exit-on-error ${dump.name} into it${
+        rt.nice ? ` (at nice ${rt.nice} on the bot's host)` : ""
+      }`,
       `Run ${rt.verify.length} verification quer${rt.verify.length === 1 ? "y" : "ies"} (${
         rt.verify.map((v) => v.name).join(", ")
       }) read-only${compareWith ? `, and on ${compareWith} to compare within ${rt.tolerance_percent}%` : ""}`,
@@ -391,7 +393,7 @@ export async function runRestoreTest(
       report({ phase: "restoring" });
       const done = new Set<string>();
       const restored = await runTool(
-        [
+        await niced([
           pgRestore,
           "-j",
           String(rt.jobs),
@@ -401,7 +403,7 @@ export async function runRestoreTest(
           "-d",
           scratch,
           plan.backup.path,
-        ],
+        ], rt.nice),
         {
           env: libpqEnv(server.conn, password),
           timeoutMs: rt.timeout_minutes * 60_000,

@@ -218,6 +218,38 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
     );
 
     await t.step(
+      "pg_restore runs at restore_test.nice on the bot's host (10 by default, 0 at the bot's priority)",
+      async () => {
+        // pg_restore behind a wrapper that notes its own niceness, then runs the real one.
+        const seen = `${cluster.dir}/niceness.txt`;
+        const wrapper = `${cluster.dir}/pg_restore_noting_nice`;
+        await Deno.writeTextFile(
+          wrapper,
+          `#!/bin/sh\necho "$(nice) $1" >> ${seen}\nexec ${cluster.binDir}/pg_restore "$@"\n`,
+        );
+        await Deno.chmod(wrapper, 0o755);
+        const restoreCalls = async () =>
+          (await Deno.readTextFile(seen)).split("\n").filter((l) => l.endsWith(" -j"));
+        for (const [nice, expected] of [[undefined, "10"], [0, "0"]] as const) {
+          await Deno.writeTextFile(seen, "");
+          const d = {
+            ...deps,
+            config: config((doc) => {
+              doc.targets.main.backups.tools = { pg_restore: wrapper };
+              if (nice !== undefined) doc.targets.main.restore_test.nice = nice;
+            }),
+          };
+          const res = await run(undefined, d);
+          assert.equal(res.passed, true, JSON.stringify(res.error));
+          assert.deepEqual(await restoreCalls(), [`${expected} -j`], `the restore ran at nice ${expected}`);
+          await deps.state`delete from bisman_ops.restore_tests where id = ${res.id!}`;
+        }
+        const plan = await restoreTest.plan({ target: "main" }, deps);
+        assert.match(plan.steps.join("\n"), /into it \(at nice 10 on the bot's host\)/);
+      },
+    );
+
+    await t.step(
       "with require_restore_test_within_days: 7, promote is refused while no test has passed",
       async () => {
         const refusal = await checkRestoreRequirement(deps, "promote_replica", "main");
