@@ -17,6 +17,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { stderrWriter } from "./core/log.ts";
 import { dispatch, findSubcommand } from "./commands/router.ts";
 import { allSubcommands } from "./commands/registry.ts";
 import { parseArgs, type ParsedArgs } from "./commands/args.ts";
@@ -309,5 +310,6 @@ if (import.meta.main) {
   else if (out.exit === EXIT.ok) {
     if (out.text) console.log(out.text);
   } else console.error(out.text);
+  stderrWriter.flushSync(); // log lines are written asynchronously (core/log.ts)
   Deno.exit(out.exit);
 }

@@ -8,6 +8,16 @@
 import { startBot } from "./bot.ts";
 import { ConfigError } from "./core/config.ts";
 import { EnvError } from "./core/env.ts";
+import { stderrWriter } from "./core/log.ts";
+
+/** Ends the process after writing the log lines still queued (core/log.ts writes them asynchronously). */
+function exitFlushed(code: number): never {
+  stderrWriter.flushSync();
+  Deno.exit(code);
+}
+
+// An uncaught exception ends the process: the lines queued before it explain it.
+globalThis.addEventListener("error", () => stderrWriter.flushSync());
 
 /** Default bound for running work at shutdown (the Deployment's terminationGracePeriodSeconds covers it). */
 const DEFAULT_GRACE_SECONDS = 25;
@@ -38,23 +48,23 @@ if (import.meta.main) {
       if (stopping) {
         // A second signal while stopping: the operator wants out now; the gate reconciles what was left.
         log.warn("second signal while shutting down; exiting now", { signal });
-        Deno.exit(1);
+        exitFlushed(1);
       }
       stopping = true;
       log.info("shutting down", { signal, grace_ms: graceMs });
       // Whatever happens inside stop(), the process ends before Kubernetes' SIGKILL would.
       const hard = setTimeout(() => {
         log.error("shutdown took longer than its bound; exiting", { grace_ms: graceMs });
-        Deno.exit(1);
+        exitFlushed(1);
       }, graceMs + 10_000);
       try {
         const { unfinished } = await bot.stop({ graceMs });
         clearTimeout(hard);
         log.info("stopped", { unfinished });
-        Deno.exit(0);
+        exitFlushed(0);
       } catch (err) {
         log.error("shutdown failed", { error: err });
-        Deno.exit(1);
+        exitFlushed(1);
       }
     };
     Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
@@ -62,9 +72,9 @@ if (import.meta.main) {
   } catch (err) {
     if (err instanceof ConfigError || err instanceof EnvError) {
       console.error(err.message);
-      Deno.exit(2);
+      exitFlushed(2);
     }
     console.error(`bisman-ops could not start: ${err instanceof Error ? err.message : err}`);
-    Deno.exit(1);
+    exitFlushed(1);
   }
 }

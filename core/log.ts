@@ -72,7 +72,111 @@ export interface Logger {
 }
 
 /** Where lines go; tests pass a collector to scan logs for secrets. */
-export type LogSink = (line: string) => void;
+export type LogSink = (line: string, level?: LogLevel) => void;
+
+/** Writes a whole buffer to a writer that may take part of it per call. */
+function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) off += w.writeSync(bytes.subarray(off));
+}
+
+/**
+ * Log lines to a file descriptor (standard error) without making the event loop wait on it.
+ *
+ * A synchronous write to a pipe whose reader lags (a container runtime's log shim, a busy parent process)
+ * blocks until the reader catches up, and with it every Slack ack in flight: under a burst of commands a
+ * profile showed the bot stalled in console.error. Here lines are queued and written by one asynchronous
+ * write at a time, each taking everything queued meanwhile. Warnings and errors (and what is queued before
+ * them) are written at once, synchronously, when no write is under way, so the lines that explain a crash
+ * are out before it. Past `maxQueuedBytes` debug and info lines are dropped and counted; the count is
+ * written when the queue drains. {@link flushSync} writes the rest before the process exits.
+ */
+export class AsyncLineWriter {
+  #queue: string[] = [];
+  #bytes = 0;
+  #dropped = 0;
+  #writing = false;
+  readonly #encoder = new TextEncoder();
+
+  constructor(
+    private readonly out: {
+      write(p: Uint8Array): Promise<number>;
+      writeSync(p: Uint8Array): number;
+    } = Deno.stderr,
+    private readonly maxQueuedBytes = 8 * 1024 * 1024,
+  ) {}
+
+  /** The sink: queues `line`, and starts a write unless one is under way. */
+  readonly sink: LogSink = (line, level) => {
+    const urgent = level === "warn" || level === "error";
+    if (!urgent && this.#bytes > this.maxQueuedBytes) {
+      this.#dropped++;
+      return;
+    }
+    this.#queue.push(`${line}\n`);
+    this.#bytes += line.length + 1;
+    if (this.#writing) return;
+    if (urgent) this.flushSync();
+    else void this.#pump();
+  };
+
+  /** Lines queued and not yet handed to the descriptor (for tests and shutdown). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Takes the queue as one buffer, with the count of dropped lines first. */
+  #take(): Uint8Array {
+    if (this.#dropped) {
+      const note = JSON.stringify({
+        time: new Date().toISOString(),
+        level: "warn",
+        msg: "log lines dropped: standard error was not read fast enough",
+        dropped: this.#dropped,
+      });
+      this.#queue.unshift(`${note}\n`);
+      this.#dropped = 0;
+    }
+    const bytes = this.#encoder.encode(this.#queue.join(""));
+    this.#queue = [];
+    this.#bytes = 0;
+    return bytes;
+  }
+
+  async #pump(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length || this.#dropped) {
+        const bytes = this.#take();
+        let off = 0;
+        while (off < bytes.length) off += await this.out.write(bytes.subarray(off));
+      }
+    } catch {
+      // Standard error is gone (closed by the parent): there is nowhere left to report it.
+      this.#queue = [];
+      this.#bytes = 0;
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /**
+   * Writes everything queued now, synchronously (for warnings and errors, and before the process exits).
+   * Warnings and errors call it only between writes; at exit, with an asynchronous write still under way
+   * on a full pipe, the two writes' bytes can interleave, which beats losing the lines.
+   */
+  flushSync(): void {
+    if (!this.#queue.length && !this.#dropped) return;
+    try {
+      writeAllSync(this.out, this.#take());
+    } catch {
+      // As in #pump.
+    }
+  }
+}
+
+/** The process's standard error writer: the default sink of {@link createLogger}. */
+export const stderrWriter = new AsyncLineWriter();
 
 /**
  * Creates a JSON-lines logger.
@@ -84,7 +188,7 @@ export function createLogger(
   opts: { level?: LogLevel; sink?: LogSink; fields?: Record<string, unknown> } = {},
 ): Logger {
   const min = levelRank[opts.level ?? "info"];
-  const sink: LogSink = opts.sink ?? ((line) => console.error(line));
+  const sink: LogSink = opts.sink ?? stderrWriter.sink;
   const make = (bound: Record<string, unknown>): Logger => {
     const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
       if (levelRank[level] < min) return;
@@ -104,7 +208,7 @@ export function createLogger(
       } catch {
         line = JSON.stringify({ time: record.time, level, msg, note: "fields not serialisable" });
       }
-      sink(secrets.scrub(line));
+      sink(secrets.scrub(line), level);
     };
     return {
       debug: (m, f) => write("debug", m, f),
