@@ -68,6 +68,11 @@ export interface ClusterOptions {
   archive?: boolean;
   /** Label used in the temp folder name and in error messages. */
   name?: string;
+  /**
+   * Start the servers at this nice level (benchmarks: a cluster standing in for another machine, such as
+   * the seed's separate restore server, takes only the CPU the processes under test leave).
+   */
+  nice?: number;
 }
 
 export interface RunResult {
@@ -528,6 +533,7 @@ class Node implements PgNode {
 
   async start(): Promise<void> {
     const cmd = [
+      ...(this.cluster.nice ? ["nice", "-n", String(this.cluster.nice)] : []),
       `${this.cluster.binDir}/pg_ctl`,
       "-D",
       this.dataDir,
@@ -635,6 +641,8 @@ class Cluster implements TestCluster {
   /** Set by openCluster(): stop() shuts down cleanly and keeps the folder. */
   persistent = false;
   reused = false;
+  /** Nice level of the servers (see ClusterOptions.nice). */
+  nice = 0;
 
   constructor(
     readonly dir: string,
@@ -952,6 +960,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
     host: "127.0.0.1",
     port: await freePortOn(p.listenChecks),
   });
+  cluster.nice = opts.nice ?? 0;
   liveClusters.add(cluster);
   installUnloadHook();
 
