@@ -21,6 +21,7 @@ import {
 import { buttonLabel, BUTTONS, buttonsFor } from "./buttons.ts";
 // Type only: threads.ts imports this module for the poster itself.
 import type { AlertEvent } from "./threads.ts";
+import { transaction } from "../core/pg_tx.ts";
 
 /** Alerts listed in one storm detail reply. */
 export const STORM_DETAIL_PER_REPLY = 20;
@@ -393,7 +394,7 @@ export class AlertPoster {
       throw new Error(`Storm ${storm.id} parent not posted: ${res.error}`);
     }
     storm.parent_ts = res.ts;
-    await this.deps.state.begin(async (tx) => {
+    await transaction(this.deps.state, async (tx) => {
       await tx`update bisman_ops.alert_storms set parent_ts = ${res.ts!} where id = ${storm.id}`;
       await tx`update bisman_ops.alert_state set thread_ts = ${res.ts!}, message_ts = ${res.ts!}
                 where storm_id = ${storm.id}`;

@@ -31,6 +31,7 @@ import type { AlertButtonRef } from "../slack/actions.ts";
 import type { AlertView } from "../slack/render/alerts.ts";
 import type { AlertLookup, AlertLookupResult } from "./buttons.ts";
 import { AlertPoster } from "./poster.ts";
+import { transaction } from "../core/pg_tx.ts";
 
 // The poster moved to alerts/poster.ts; what this module exported from it still comes from here.
 export { STORM_DETAIL_PER_REPLY, threadExtras } from "./poster.ts";
@@ -157,7 +158,7 @@ export class AlertThreads implements AlertLookup {
     const list = [...latest.values()];
     const hashes = await Promise.all(list.map(contentHash));
     const now = this.deps.now();
-    const queued = await state.begin(async (tx) => {
+    const queued = await transaction(state, async (tx) => {
       // Ingests of one channel queue one after the other, so two deliveries of the same new alert cannot both
       // decide it is new.
       await tx`select pg_advisory_xact_lock(${INGEST_LOCK_NS}::int, hashtext(${channel}))`;

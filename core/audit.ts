@@ -12,9 +12,11 @@
 import { createHash } from "node:crypto";
 import type { Sql } from "postgres";
 import type { Secrets } from "./log.ts";
+import { transaction } from "./pg_tx.ts";
 
 /** Advisory lock key for appends: constant across replicas. */
-const AUDIT_LOCK = 0x61756469; // "audi"
+/** The advisory lock appends take (exported for tests that hold it). */
+export const AUDIT_LOCK = 0x61756469; // "audi"
 /** Most rows written in one append transaction. */
 const MAX_BATCH = 200;
 
@@ -206,7 +208,7 @@ export class AuditLog {
   async #write(batch: PendingAppend[]): Promise<{ seq: number; hash: string }[]> {
     const text = (v: unknown) =>
       storableText(this.secrets.scrub(typeof v === "string" ? v : String(v ?? "")));
-    return await this.sql.begin(async (tx) => {
+    return await transaction(this.sql, async (tx) => {
       await tx`select pg_advisory_xact_lock(${AUDIT_LOCK})`;
       const [last] = await tx<{ seq: string; hash: string }[]>`
         select seq, hash from bisman_ops.audit_log order by seq desc limit 1`;

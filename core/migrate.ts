@@ -12,6 +12,7 @@
 import type { Sql } from "postgres";
 import { connectState } from "./state_db.ts";
 import { fileURLToPath } from "node:url";
+import { transaction } from "./pg_tx.ts";
 
 /** Advisory lock key for migrations: an arbitrary constant, the same in every replica. */
 const MIGRATION_LOCK = 0x6269736d; // "bism"
@@ -111,7 +112,7 @@ export async function grantRuntimeAccess(owner: Sql, runtimeRole: string): Promi
   const [{ me }] = await owner<{ me: string }[]>`select current_user as me`;
   if (me === runtimeRole) return;
   const role = owner(runtimeRole);
-  await owner.begin(async (tx) => {
+  await transaction(owner, async (tx) => {
     await tx`grant usage on schema bisman_ops to ${role}`;
     await tx`revoke create on schema bisman_ops from ${role}`;
     await tx`grant select, insert, update, delete on all tables in schema bisman_ops to ${role}`;

@@ -7,6 +7,7 @@
  */
 
 import type { Sql, TransactionSql } from "postgres";
+import { transaction } from "./pg_tx.ts";
 
 /** The service name the bot's writes carry in `app.service_name`. */
 export const SERVICE_NAME = "bisman-ops";
@@ -24,7 +25,7 @@ export async function withAuditContext<T>(
   actor: string | undefined,
   fn: (tx: TransactionSql) => Promise<T>,
 ): Promise<T> {
-  return await sql.begin(async (tx) => {
+  return await transaction(sql, async (tx) => {
     await tx`select set_config('app.user_id', ${actor ?? ""}, true),
                     set_config('app.service_name', ${SERVICE_NAME}, true)`;
     return await fn(tx);

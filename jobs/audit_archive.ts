@@ -16,6 +16,7 @@
 import type { OpDeps } from "../ops/types.ts";
 import { StepFailed } from "../core/errors.ts";
 import { unreachable } from "../core/targets.ts";
+import { transaction } from "../core/pg_tx.ts";
 
 /** What archiving did (or would do) for one target. */
 export interface ArchiveResult {
@@ -112,7 +113,7 @@ export async function archiveAuditRows(
   const result: ArchiveResult = { target, rows: 0, files: [] };
   const stamp = deps.now().toISOString().replace(/[:.]/g, "-");
   for (let batch = 1; !signal?.aborted; batch++) {
-    const done = await sql.begin(async (tx) => {
+    const done = await transaction(sql, async (tx) => {
       const rows = await tx<{ id: string; line: string }[]>`
         select a.id::text as id, row_to_json(a)::text as line from public.audit_logs_dml a
          where a.occurred_at < ${cutoff}

@@ -12,6 +12,7 @@
 
 import type { Sql } from "postgres";
 import type { JobLevel, PreviousRun, RunOutcome, RunRecord } from "./types.ts";
+import { transaction } from "../core/pg_tx.ts";
 
 /** Advisory lock namespace of job claims ("jobs"); the second key is hashtext(job). */
 const JOB_LOCK_NS = 0x6a6f6273;
@@ -48,7 +49,7 @@ export async function claimSlot(state: Sql, p: {
   invoker?: string;
   leaseSeconds: number;
 }): Promise<Claim> {
-  return await state.begin(async (tx) => {
+  return await transaction(state, async (tx) => {
     await tx`select pg_advisory_xact_lock(${JOB_LOCK_NS}, hashtext(${p.job}))`;
     const lapsed = await tx<{ id: string; runner: string; slot: Date }[]>`
       update bisman_ops.job_runs
@@ -134,7 +135,7 @@ export interface StateChange {
  * every minute is posted once, not every minute, whichever replica runs it.
  */
 export async function recordJobState(state: Sql, job: string, ok: boolean): Promise<StateChange> {
-  return await state.begin(async (tx) => {
+  return await transaction(state, async (tx) => {
     await tx`insert into bisman_ops.job_state (job) values (${job}) on conflict (job) do nothing`;
     const [before] = await tx<{ failing_since: Date | null; consecutive_failures: number }[]>`
       select failing_since, consecutive_failures from bisman_ops.job_state where job = ${job} for update`;

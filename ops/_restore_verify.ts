@@ -12,10 +12,11 @@ import { OpsError } from "../core/errors.ts";
 import { connectionOptions } from "../core/targets.ts";
 import type { OpDeps } from "./types.ts";
 import type { Verification } from "./restore_history.ts";
+import { transaction } from "../core/pg_tx.ts";
 
 /** Runs one fixed, admin-configured SELECT read-only with a statement timeout; returns its first value. */
 async function verifyQuery(sql: Sql, text: string, timeoutMs: number): Promise<string> {
-  return await sql.begin("read only", async (tx) => {
+  return await transaction(sql, async (tx) => {
     await tx`select set_config('statement_timeout', ${String(timeoutMs)}, true)`;
     // The query text comes from the config file (an admin's fixed SELECT), never from a Slack user; the
     // read-only transaction and the extended protocol (one statement only) bound what it can do.
@@ -23,7 +24,7 @@ async function verifyQuery(sql: Sql, text: string, timeoutMs: number): Promise<s
     if (!rows.length) throw new Error("the query returned no row");
     const v = Object.values(rows[0] as Record<string, unknown>)[0];
     return v === null || v === undefined ? "null" : v instanceof Date ? v.toISOString() : String(v);
-  });
+  }, "read only");
 }
 
 /** The number a query answered ("20000"), or undefined for anything else. */

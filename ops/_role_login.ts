@@ -6,7 +6,7 @@
  * @module
  */
 
-import postgres, { type Sql } from "postgres";
+import postgres, { type Sql, type TransactionSql } from "postgres";
 import { connectionOptions, type TargetMember } from "../core/targets.ts";
 import type { OpDeps } from "./types.ts";
 import { scramVerifier, verifierLiteral } from "./_scram.ts";
@@ -162,51 +162,7 @@ export async function tryLogin(m: TargetMember, role: string, password: string):
  * identifier; the verifier is a literal built only after it matched the strict SCRAM shape (ALTER ROLE
  * takes no bind parameters). Sent over the simple protocol so no prepared statement keeps its text.
  */
-export async function alterRolePassword(tx: Sql, role: string, password: string): Promise<void> {
+export async function alterRolePassword(tx: TransactionSql, role: string, password: string): Promise<void> {
   const literal = verifierLiteral(await scramVerifier(password));
   await tx`alter role ${tx(role)} password ${tx.unsafe(literal)}`.simple();
-}
-
-/** SQLSTATEs and postgres.js codes that mean the connection itself is gone. */
-function isConnectionLoss(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  if (typeof code !== "string") return false;
-  return /^(08|57P0)/.test(code) || /^CONNECTION_|^CONNECT_TIMEOUT$/.test(code);
-}
-
-/**
- * `sql.begin(body)` that never sends COMMIT or ROLLBACK on a connection that is gone.
- *
- * postgres.js 3.4.9 writes the transaction's COMMIT/ROLLBACK to its connection even after the socket
- * closed, and that write throws an uncaught TypeError from a timer, which would kill the bot. When the
- * connection is lost (the server rolls the transaction back by itself), the scope is left pending instead.
- *
- * @returns `tx`, which settles like `sql.begin` (rejecting at once when the connection closes), and
- *   `steps`, which settles when `body` does: after a lost connection, await it to learn how far it got
- */
-export function beginGuarded<T>(
-  sql: Sql,
-  body: (tx: Sql) => Promise<T>,
-): { tx: Promise<T>; steps: () => Promise<T> | undefined } {
-  let steps: Promise<T> | undefined;
-  let lost = false;
-  const hang = () => new Promise<never>(() => {});
-  // One macrotask lets a closing socket's rejections land before deciding.
-  const settle = () => new Promise((r) => setTimeout(r, 0));
-  const tx = sql.begin((t) => {
-    steps = body(t as unknown as Sql);
-    return steps.then(
-      async (v) => {
-        await settle();
-        return lost ? hang() : v;
-      },
-      async (e) => {
-        await settle();
-        if (lost || isConnectionLoss(e)) return hang();
-        throw e;
-      },
-    );
-  }) as Promise<T>;
-  tx.catch(() => (lost = true));
-  return { tx, steps: () => steps };
 }

@@ -8,7 +8,8 @@
 import { OpsError } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Reconciled } from "./types.ts";
-import { alterRolePassword, beginGuarded, type LoginResult, tryLogin } from "./_role_login.ts";
+import { alterRolePassword, type LoginResult, tryLogin } from "./_role_login.ts";
+import { beginGuarded } from "../core/pg_tx.ts";
 import {
   audit,
   currentSecret,

@@ -30,7 +30,6 @@ import type { OpDeps, Operation } from "./types.ts";
 import { generatePassword } from "./_scram.ts";
 import {
   alterRolePassword,
-  beginGuarded,
   readRoleState,
   readTargetSessions,
   type RoleState,
@@ -52,6 +51,7 @@ import {
   writeOrLearn,
 } from "./_rotation.ts";
 import { reconcileRotation } from "./_rotation_reconcile.ts";
+import { beginGuarded } from "../core/pg_tx.ts";
 
 export type { RoleOutcome, RolePlan, RotatePlan, RotateResult } from "./_rotation.ts";
 
