@@ -17,6 +17,7 @@ import type { Context } from "hono";
 import type { AppDeps } from "../core/deps.ts";
 import type { RouteRegistration } from "../http/app.ts";
 import type { AlertThreads, IncomingAlert } from "./threads.ts";
+import { RefusalBudget } from "../core/refusal_budget.ts";
 
 /** Largest delivery accepted. Alertmanager sends every alert of a group in one body (max_alerts 0: all). */
 export const MAX_ALERT_BODY_BYTES = 8 * 1024 * 1024;
@@ -94,14 +95,19 @@ async function tokenMatches(given: string, expected: string): Promise<boolean> {
 
 /** The `POST /alerts` route. */
 export function alertmanagerRoute(threads: AlertThreads, deps: AppDeps): RouteRegistration {
-  const refuse = (c: Context, status: 400 | 401 | 413 | 503, reason: string, message: string) => {
-    deps.metrics.inc("bisman_alerts_rejected_total", { reason }, 1, "Alertmanager deliveries refused");
+  // Anyone who can reach /alerts can send refused deliveries: every one is counted, at most 60 a minute
+  // are audited one by one (the rest as one `suppressed` entry a minute).
+  const refusals = new RefusalBudget((reason, detail) =>
     deps.audit.append({
       actor: "alertmanager",
       action: "alerts.refused",
       outcome: "refused",
-      details: { reason, from: c.req.header("x-forwarded-for") ?? "direct" },
-    }).catch((err) => deps.log.error("audit append failed", { error: err }));
+      details: { reason, ...detail },
+    }).catch((err) => deps.log.error("audit append failed", { error: err }))
+  );
+  const refuse = (c: Context, status: 400 | 401 | 413 | 503, reason: string, message: string) => {
+    deps.metrics.inc("bisman_alerts_rejected_total", { reason }, 1, "Alertmanager deliveries refused");
+    refusals.report(reason, { from: c.req.header("x-forwarded-for") ?? "direct" });
     const headers: Record<string, string> = status === 401
       ? { "www-authenticate": 'Bearer realm="bisman-ops"' }
       : {};

@@ -14,20 +14,17 @@ import type { Context } from "hono";
 import { verifySlackSignature } from "./verify.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { RefusalBudget, type RefusalSink } from "../core/refusal_budget.ts";
 
 /** Largest body accepted; Slack's biggest payloads (block actions carrying a full message) are far smaller. */
 export const MAX_BODY_BYTES = 1024 * 1024;
-
-/** Refusals are reported here (audited by the caller). */
-export type RefusalSink = (reason: string, detail: Record<string, unknown>) => void;
 
 /** A Bolt receiver that does nothing on its own: Hono calls {@link SlackEventsReceiver.handle}. */
 export class SlackEventsReceiver implements Receiver {
   #app?: App;
   /** Listener runs still going after their ack; shutdown waits for them before closing pools. */
   #inFlight = new Set<Promise<unknown>>();
-  #refusalWindow = { start: 0, reported: 0, suppressed: 0 };
-  #flushTimer?: ReturnType<typeof setTimeout>;
+  readonly #refusals: RefusalBudget;
 
   constructor(
     private readonly opts: {
@@ -36,14 +33,14 @@ export class SlackEventsReceiver implements Receiver {
       metrics: Metrics;
       onRefused?: RefusalSink;
       /**
-       * Refusals reported to `onRefused` (audited) per minute; more are only counted, and reported as one
-       * `suppressed` refusal when the minute is over (default 60). Anyone can send forged requests: without
-       * a bound each would be a write to the audit log.
+       * Refusals reported to `onRefused` (audited) per minute (default 60; see core/refusal_budget.ts).
        */
       refusalsReportedPerMinute?: number;
       nowSeconds?: () => number;
     },
-  ) {}
+  ) {
+    this.#refusals = new RefusalBudget(opts.onRefused, opts.refusalsReportedPerMinute ?? 60);
+  }
 
   init(app: App): void {
     this.#app = app;
@@ -62,38 +59,8 @@ export class SlackEventsReceiver implements Receiver {
       1,
       "Slack requests refused before processing",
     );
-    this.#report(reason, detail);
+    this.#refusals.report(reason, detail);
     return Response.json({ error: reason }, { status });
-  }
-
-  /** Passes a refusal on to `onRefused` within the per-minute budget; counts the rest. */
-  #report(reason: string, detail: Record<string, unknown>): void {
-    const now = Date.now();
-    if (now - this.#refusalWindow.start >= 60_000) {
-      this.#flushSuppressed();
-      this.#refusalWindow = { start: now, reported: 0, suppressed: 0 };
-    }
-    const w = this.#refusalWindow;
-    if (w.reported < (this.opts.refusalsReportedPerMinute ?? 60)) {
-      w.reported++;
-      this.opts.onRefused?.(reason, detail);
-      return;
-    }
-    w.suppressed++;
-    if (!this.#flushTimer) {
-      this.#flushTimer = setTimeout(() => this.#flushSuppressed(), Math.max(0, w.start + 60_000 - now));
-      Deno.unrefTimer(this.#flushTimer);
-    }
-  }
-
-  /** Reports the refusals counted but not reported in the current minute, as one. */
-  #flushSuppressed(): void {
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
-    const w = this.#refusalWindow;
-    if (!w.suppressed) return;
-    this.opts.onRefused?.("suppressed", { count: w.suppressed, window_seconds: 60 });
-    w.suppressed = 0;
   }
 
   /** Handles one request from Slack. */
@@ -153,7 +120,7 @@ export class SlackEventsReceiver implements Receiver {
 
   /** Waits (at most `timeoutMs`) for listener work that continues after acks; returns how many were left. */
   async drain(timeoutMs = 10_000): Promise<number> {
-    this.#flushSuppressed();
+    this.#refusals.flush();
     const deadline = Date.now() + timeoutMs;
     while (this.#inFlight.size && Date.now() < deadline) {
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -106,6 +106,33 @@ Deno.test("POST /alerts: Alertmanager's webhook opens one thread per alert with 
     );
 
     await t.step(
+      "a flood of refused deliveries is counted in full but audited at most 60 a minute",
+      async () => {
+        // Refusals of this route only (the first step's stand-alone route refused one of its own).
+        const audited = async () =>
+          (await tb.bot.deps.audit.rows()).filter((r) =>
+            r.action === "alerts.refused" && r.details.reason !== "not_configured"
+          ).length;
+        const counted = async () => {
+          const metrics = await (await fetch(`${tb.bot.url}/metrics`)).text();
+          return [...metrics.matchAll(/bisman_alerts_rejected_total\{reason="[a-z_]+"\} (\d+)/g)]
+            .reduce((n, m) => n + Number(m[1]), 0);
+        };
+        const before = await counted();
+        // The step above had 8 refused; 70 more in the same minute go past the budget of 60.
+        for (let i = 0; i < 70; i++) {
+          const res = await fetch(alertsUrl, { method: "POST", headers: { authorization: "Bearer flood" } });
+          assert.equal(res.status, 401);
+          await res.body?.cancel();
+        }
+        assert.equal((await counted()) - before, 70, "every refusal is counted");
+        await waitFor(async () => (await audited()) === 60, { what: "60 audited refusals" });
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(await audited(), 60, "no more than 60 in the audit log this minute");
+      },
+    );
+
+    await t.step(
       "the payload schema accepts what Alertmanager 0.25 sends (nanosecond times, zero endsAt)",
       () => {
         assert.equal(
