@@ -310,6 +310,6 @@ if (import.meta.main) {
   else if (out.exit === EXIT.ok) {
     if (out.text) console.log(out.text);
   } else console.error(out.text);
-  stderrWriter.flushSync(); // log lines are written asynchronously (core/log.ts)
+  await stderrWriter.drained(); // log lines are written asynchronously (core/log.ts)
   Deno.exit(out.exit);
 }

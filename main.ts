@@ -10,9 +10,9 @@ import { ConfigError } from "./core/config.ts";
 import { EnvError } from "./core/env.ts";
 import { stderrWriter } from "./core/log.ts";
 
-/** Ends the process after writing the log lines still queued (core/log.ts writes them asynchronously). */
-function exitFlushed(code: number): never {
-  stderrWriter.flushSync();
+/** Ends the process after the log lines still queued are written (core/log.ts writes asynchronously). */
+async function exitFlushed(code: number): Promise<never> {
+  await stderrWriter.drained();
   Deno.exit(code);
 }
 
@@ -48,23 +48,23 @@ if (import.meta.main) {
       if (stopping) {
         // A second signal while stopping: the operator wants out now; the gate reconciles what was left.
         log.warn("second signal while shutting down; exiting now", { signal });
-        exitFlushed(1);
+        return await exitFlushed(1);
       }
       stopping = true;
       log.info("shutting down", { signal, grace_ms: graceMs });
       // Whatever happens inside stop(), the process ends before Kubernetes' SIGKILL would.
       const hard = setTimeout(() => {
         log.error("shutdown took longer than its bound; exiting", { grace_ms: graceMs });
-        exitFlushed(1);
+        void exitFlushed(1);
       }, graceMs + 10_000);
       try {
         const { unfinished } = await bot.stop({ graceMs });
         clearTimeout(hard);
         log.info("stopped", { unfinished });
-        exitFlushed(0);
+        await exitFlushed(0);
       } catch (err) {
         log.error("shutdown failed", { error: err });
-        exitFlushed(1);
+        await exitFlushed(1);
       }
     };
     Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
@@ -72,9 +72,9 @@ if (import.meta.main) {
   } catch (err) {
     if (err instanceof ConfigError || err instanceof EnvError) {
       console.error(err.message);
-      exitFlushed(2);
+      await exitFlushed(2);
     }
     console.error(`bisman-ops could not start: ${err instanceof Error ? err.message : err}`);
-    exitFlushed(1);
+    await exitFlushed(1);
   }
 }

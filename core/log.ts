@@ -89,13 +89,15 @@ function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uint8Array
  * write at a time, each taking everything queued meanwhile. Warnings and errors (and what is queued before
  * them) are written at once, synchronously, when no write is under way, so the lines that explain a crash
  * are out before it. Past `maxQueuedBytes` debug and info lines are dropped and counted; the count is
- * written when the queue drains. {@link flushSync} writes the rest before the process exits.
+ * written when the queue drains. Before the process exits, {@link drained} waits (bounded) for the write
+ * under way and the rest; an uncaught exception leaves time only for {@link flushSync}.
  */
 export class AsyncLineWriter {
   #queue: string[] = [];
   #bytes = 0;
   #dropped = 0;
   #writing = false;
+  #pumping?: Promise<void>;
   readonly #encoder = new TextEncoder();
 
   constructor(
@@ -117,7 +119,7 @@ export class AsyncLineWriter {
     this.#bytes += line.length + 1;
     if (this.#writing) return;
     if (urgent) this.flushSync();
-    else void this.#pump();
+    else this.#pumping = this.#pump();
   };
 
   /** Lines queued and not yet handed to the descriptor (for tests and shutdown). */
@@ -161,9 +163,27 @@ export class AsyncLineWriter {
   }
 
   /**
+   * Resolves once everything queued has been handed to the descriptor, or after `timeoutMs` (a reader that
+   * never reads must not keep the process from exiting). `Deno.exit` does not wait for a write under way:
+   * call this first.
+   */
+  async drained(timeoutMs = 2000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.#writing || this.#queue.length) && Date.now() < deadline) {
+      if (!this.#writing) this.#pumping = this.#pump();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#pumping,
+        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /**
    * Writes everything queued now, synchronously (for warnings and errors, and before the process exits).
-   * Warnings and errors call it only between writes; at exit, with an asynchronous write still under way
-   * on a full pipe, the two writes' bytes can interleave, which beats losing the lines.
+   * Warnings and errors call it only between writes. At an uncaught exception, with an asynchronous write
+   * still under way on a full pipe, the two writes' bytes can interleave, which beats losing the lines.
    */
   flushSync(): void {
     if (!this.#queue.length && !this.#dropped) return;

@@ -71,6 +71,31 @@ Deno.test("AsyncLineWriter: logging never waits on a descriptor that is not bein
     assert.equal(kept.at(-1), "kept warning");
   });
 
+  await t.step(
+    "drained() waits for the write under way and the rest; a reader that never reads is given up on",
+    async () => {
+      const pipe = heldPipe();
+      const w = new AsyncLineWriter(pipe.out);
+      w.sink("stopped", "info"); // handed to a write that has not finished, as at exit
+      w.sink("after", "info");
+      let done = false;
+      const waiting = w.drained(5000).then(() => (done = true));
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(done, false, "still waiting for the write under way");
+      pipe.release();
+      await waiting;
+      assert.deepEqual(lines(pipe.written), ["stopped", "after"]);
+
+      const stuck = heldPipe();
+      const w2 = new AsyncLineWriter(stuck.out);
+      w2.sink("never read", "info");
+      const started = Date.now();
+      await w2.drained(100);
+      assert.ok(Date.now() - started < 3000, "gave up after its bound");
+      stuck.release();
+    },
+  );
+
   await t.step("flushSync() writes what is queued (before the process exits)", () => {
     const pipe = heldPipe();
     const w = new AsyncLineWriter(pipe.out);
