@@ -24,9 +24,9 @@ import {
   ALERT_ACTION_PATTERN,
   alertButtonOf,
   type AlertButtonRef,
-  invokerOfInteraction,
   parseAlertButton,
 } from "../slack/actions.ts";
+import { alertClick } from "./click.ts";
 import { renderButtonAnswer } from "../slack/render/alerts.ts";
 import { renderError } from "../slack/render/error.ts";
 
@@ -256,25 +256,12 @@ export interface AlertLookup {
  */
 export function alertButtonRegistration(store: AlertLookup): BoltRegistration {
   return (app, deps) => {
-    app.action(ALERT_ACTION_PATTERN, async ({ ack, body, action, client }) => {
-      await ack();
-      const b = body as unknown as {
-        channel?: { id?: string };
-        container?: { message_ts?: string; thread_ts?: string };
-      };
-      const a = action as { action_id: string; value?: string };
-      const channel = b.channel?.id ?? deps.config.slack.ops_channel;
-      const inv: Invoker = invokerOfInteraction(body as never, channel);
-      let threadTs = b.container?.thread_ts ?? b.container?.message_ts;
-      const tellClicker = async (text: string, blocks?: unknown[]) => {
-        await client.chat.postEphemeral({
-          channel,
-          user: inv.userId,
-          text,
-          ...(blocks ? { blocks: blocks as never } : {}),
-          ...(threadTs ? { thread_ts: threadTs } : {}),
-        }).catch((err) => deps.log.error("could not answer an alert button", { error: err }));
-      };
+    app.action(ALERT_ACTION_PATTERN, async (args) => {
+      await args.ack();
+      const { client } = args;
+      const click = alertClick(args, deps, "an alert button");
+      const { inv, action: a } = click;
+      const tellClicker = click.tell;
       try {
         checkWorkspace(deps.config, inv);
         const key = alertButtonOf(a.action_id);
@@ -283,10 +270,10 @@ export function alertButtonRegistration(store: AlertLookup): BoltRegistration {
         const hit = await store.lookup(ref);
         if (!hit) throw new InvalidInput("This alert is no longer known to bisman-ops: nothing was done");
         // The button sits on the thread's parent, so the clicked message is the thread when none is recorded yet.
-        const thread = hit.threadTs ?? b.container?.message_ts;
+        const thread = hit.threadTs ?? click.messageTs;
         if (!thread) throw new InvalidInput("This alert has no thread yet: try again in a moment");
         const found = { ...hit, threadTs: thread };
-        threadTs = thread;
+        click.threadTs = thread;
         const what = resolveButton(deps.config, key, found.alerts);
         await auditClick(deps, inv, key, ref, what);
         if (what.kind === "unavailable") return await tellClicker(`:construction: ${what.message}`);

@@ -17,12 +17,8 @@ import type { AppDeps } from "../core/deps.ts";
 import { actorOf, checkWorkspace, type Invoker, requireOperator } from "../core/access.ts";
 import { InvalidInput, OpsError } from "../core/errors.ts";
 import type { BoltRegistration } from "../slack/bolt_app.ts";
-import {
-  invokerOfInteraction,
-  parseThreadButton,
-  THREAD_ACTION_PATTERN,
-  THREAD_ACTIONS,
-} from "../slack/actions.ts";
+import { parseThreadButton, THREAD_ACTION_PATTERN, THREAD_ACTIONS } from "../slack/actions.ts";
+import { alertClick } from "./click.ts";
 import { renderError } from "../slack/render/error.ts";
 import { toUserError } from "../commands/router.ts";
 import {
@@ -95,27 +91,15 @@ export async function silenceAlert(
 /** The Bolt listeners of the thread buttons. */
 export function alertThreadRegistration(threads: ParentRefresher): BoltRegistration {
   return (app, deps) => {
-    app.action(THREAD_ACTION_PATTERN, async ({ ack, body, action, client }) => {
-      await ack();
-      const b = body as unknown as {
-        channel?: { id?: string };
-        container?: { message_ts?: string; thread_ts?: string };
-      };
-      const a = action as { action_id: string; value?: string };
-      const channel = b.channel?.id ?? deps.config.slack.ops_channel;
-      const inv = invokerOfInteraction(body as never, channel);
-      let threadTs = b.container?.thread_ts ?? b.container?.message_ts;
-      const tellClicker = async (text: string) => {
-        await client.chat.postEphemeral({
-          channel,
-          user: inv.userId,
-          text,
-          ...(threadTs ? { thread_ts: threadTs } : {}),
-        }).catch((err) => deps.log.error("could not answer a thread button", { error: err }));
-      };
+    app.action(THREAD_ACTION_PATTERN, async (args) => {
+      await args.ack();
+      const { client } = args;
+      const click = alertClick(args, deps, "a thread button");
+      const { channel, inv, action: a } = click;
+      const tellClicker = (text: string) => click.tell(text);
       const inThread = async (text: string) => {
-        if (!threadTs) return;
-        await client.chat.postMessage({ channel, thread_ts: threadTs, text }).catch((err) =>
+        if (!click.threadTs) return;
+        await client.chat.postMessage({ channel, thread_ts: click.threadTs, text }).catch((err) =>
           deps.log.error("could not post in an alert thread", { error: err })
         );
       };
@@ -125,7 +109,7 @@ export function alertThreadRegistration(threads: ParentRefresher): BoltRegistrat
         if (!ref) throw new InvalidInput("This button is not one of bisman-ops' alert-thread buttons");
         const alert = await readThreadAlert(deps.state, ref.fingerprint);
         if (!alert) throw new InvalidInput("This alert is no longer known to bisman-ops: nothing was done");
-        threadTs = alert.threadTs ?? threadTs;
+        click.threadTs = alert.threadTs ?? click.threadTs;
         const base = {
           actor: actorOf(inv),
           actorName: inv.userName,

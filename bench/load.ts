@@ -26,6 +26,7 @@ import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
 import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
 import { type BotProcess, spawnBot } from "../tests/support/bot_process.ts";
 import { applyTargetSql } from "../tests/support/bisman_schema.ts";
+import { pgDump } from "../tests/support/dumps.ts";
 import { SlackStandIn } from "../tests/standins/slack.ts";
 import { waitFor } from "../tests/support/wait.ts";
 import { percentile } from "./_stats.ts";
@@ -268,20 +269,7 @@ export async function run(): Promise<void> {
   await applyTargetSql(cluster.primary.sql(src), { parts: ["sample_schema", "audit"], sample: true, rows });
   const dumps = `${cluster.dir}/dumps`;
   await Deno.mkdir(dumps);
-  const dump = await cluster.run([
-    "pg_dump",
-    "-Fc",
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(cluster.primary.port),
-    "-U",
-    "postgres",
-    "-f",
-    `${dumps}/bisman_bench.dump`,
-    src,
-  ]);
-  if (dump.code !== 0) throw new Error(`pg_dump failed: ${dump.stderr}`);
+  await pgDump(cluster, src, `${dumps}/bisman_bench.dump`);
   console.log(
     `restore-test data: ${
       Object.values(rows).reduce((a, b) => a + b, 0).toLocaleString("en")
