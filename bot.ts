@@ -332,9 +332,12 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
       const graceMs = stopOpts.graceMs ?? 10_000;
       clearInterval(probeTimer);
+      // One line per phase: a shutdown that overruns its bound shows where it waited.
+      log.info("stopping: scheduled jobs, then new requests");
       await scheduler.stop();
       await socket?.stop();
       await server.shutdown();
+      log.info("stopping: waiting for work in flight", { grace_ms: graceMs });
       const left = (await (receiver ?? socket)?.drain(graceMs)) ?? 0;
       if (left) {
         // Work still running past the bound keeps its pools and the gate's liveness lock: both end with the
@@ -346,6 +349,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
         });
         return { unfinished: left };
       }
+      log.info("stopping: the approval gate, alert posting and the pools");
       await gate.stop();
       await alerts.stop();
       await targets.close();

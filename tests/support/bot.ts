@@ -99,6 +99,9 @@ export interface TestBot {
   stop(): Promise<void>;
 }
 
+/** How long TestBot.stop() waits for the bot (its own bounds: 10 s grace, 10 s gate, 5 s pools). */
+const STOP_BOUND_MS = 60_000;
+
 /**
  * Starts the bot on a fresh state database of `cluster`, with the Slack stand-in (started here unless given).
  * Waits until `/readyz` is 200 (auth.test done).
@@ -237,8 +240,22 @@ export async function startTestBot(
       return id;
     },
     stop: async () => {
-      await bot.stop();
+      // Bounded, with the bot's last log lines: a stop that never ends would hang the whole suite, where
+      // a failure names what was still running.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stopped = await Promise.race([
+        bot.stop().then(() => true),
+        new Promise<false>((r) => (timer = setTimeout(() => r(false), STOP_BOUND_MS))),
+      ]);
+      clearTimeout(timer);
       if (ownSlack) await slack.stop();
+      if (!stopped) {
+        throw new Error(
+          `bot.stop() did not finish within ${STOP_BOUND_MS / 1000} s; its last log lines:\n${
+            logs.slice(-15).join("\n")
+          }`,
+        );
+      }
     },
   };
 }
