@@ -94,6 +94,7 @@ async function runClaimed(
   const opDeps: OpDeps = {
     ...deps,
     actor: row.requester_id,
+    requestId: row.id,
     signal: stop.signal,
     progress: (line) => {
       // Throttled: a long run reports often, and each shown line is a message edit.
@@ -305,7 +306,7 @@ async function reconcileRequest(rt: GateRuntime, r: RequestRow): Promise<Reconci
     };
   }
   try {
-    const v = await op.reconcile(r.plan, { ...rt.deps, actor: r.requester_id });
+    const v = await op.reconcile(r.plan, { ...rt.deps, actor: r.requester_id, requestId: r.id });
     return { status: v.status, note: rt.deps.secrets.scrub(v.note) };
   } catch (err) {
     return { status: "needs_human", note: `reconcile failed: ${userError(rt.deps, err).userMessage}` };

@@ -247,10 +247,10 @@ export async function inTargetTransaction<T>(
  */
 export async function recordSecurityEvent(
   tx: Sql | TransactionSql,
-  deps: Pick<OpDeps, "actor" | "log">,
+  deps: Pick<OpDeps, "actor" | "requestId" | "log">,
   e: SecurityEventInput,
 ): Promise<boolean> {
-  const written = await insertSecurityEvent(tx, { ...e, actor: deps.actor });
+  const written = await insertSecurityEvent(tx, { ...e, actor: deps.actor, requestId: deps.requestId });
   if (!written) {
     deps.log.warn("security_events is missing on the target; event not recorded there", {
       event: e.eventType,

@@ -162,6 +162,7 @@ export const resetStatements: Operation<ResetStatementsArgs, ResetStatementsPlan
         await recordSecurityEvent(tx, {
           eventType: "statement_stats_reset",
           actor: deps.actor,
+          requestId: deps.requestId,
           details: { target: plan.target, stats_reset_before: plan.fingerprint.statsReset },
         });
       });

@@ -14,6 +14,8 @@ export type OpDeps =
   & {
     /** Who asked, for `app.user_id` on target connections and for security_events rows. */
     actor?: string;
+    /** The approval request being run (or reconciled), for the target's security_events rows. */
+    requestId?: number;
     /**
      * Aborted when someone stops a running request. Only operations marked `cancellable` look at it; they
      * stop at a safe point, clean up, and return (or throw) as usual.

@@ -86,7 +86,8 @@ Deno.test("incident subcommands go through the gate: lock-role, unlock-role, ter
         assert.equal(await from2(), "accepted");
         assert.equal(await Deno.readTextFile(hbaPath), original);
         const events = await sql`
-        select event_type, actor from security_events where source = 'bisman-ops' and event_type <> 'target_sql_applied' order by id`;
+        select event_type, actor, request_id::int as request_id from security_events
+         where source = 'bisman-ops' and event_type <> 'target_sql_applied' order by id`;
         assert.deepEqual(events.map((e) => e.event_type), [
           "role_locked",
           "sessions_terminated",
@@ -98,6 +99,16 @@ Deno.test("incident subcommands go through the gate: lock-role, unlock-role, ter
         assert.ok(
           events.every((e) => e.actor === USERS.alice),
           "the requester, not the approver, is the actor",
+        );
+        const requests = await tb.bot.deps.state<{ id: number; action: string }[]>`
+          select id::int as id, action from bisman_ops.requests where state = 'succeeded' order by id`;
+        const idOf = (action: string) => requests.find((r) => r.action === action)?.id;
+        assert.deepEqual(
+          events.map((e) => e.request_id),
+          // lock-role terminates the role's sessions itself, hence its two events.
+          ["lock_role", "lock_role", "unlock_role", "terminate_client", "block_address", "unblock_address"]
+            .map(idOf),
+          "each event names the approval request that ran it",
         );
       },
     );
