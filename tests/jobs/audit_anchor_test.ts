@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startCluster } from "../support/cluster.ts";
 import { OPS_CHANNEL, startTestBot, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
+import { waitFor } from "../support/wait.ts";
 import { checkAnchor, parseAnchor } from "../../core/audit.ts";
 
 Deno.test("checkAnchor() and parseAnchor(): a missing anchor row and a rewritten one are named", () => {
@@ -28,6 +29,13 @@ Deno.test("audit_anchor posts the chain's head; verify anchor=… finds newest r
   const tb = await startTestBot(cluster, { stateDb });
   try {
     for (let i = 0; i < 4; i++) await ask(tb, "help");
+    // Commands are audited after their ack: wait for their rows, so the chain has a head.
+    await waitFor(
+      async () => (await tb.bot.deps.audit.rows()).filter((r) => r.action === "command.received").length >= 4,
+      {
+        what: "the 4 commands' audit rows",
+      },
+    );
     let anchor = "";
     await t.step(
       "the job posts the head's row number and full hash to the ops channel, and records it",
