@@ -40,7 +40,6 @@ export function scheduleCheck(jobs: string[] | undefined): (config: Config) => v
 const takesWords: Record<ConfigChange["takes"], string> = {
   now: "applies at once",
   reconnect: "its connections are reset",
-  restart: "needs a restart",
 };
 
 /** The answer of a check or a reload. */

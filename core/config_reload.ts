@@ -6,8 +6,8 @@
  * with one line per bad key, and the running config stays in force. A valid one replaces `deps.config` in
  * one assignment: every module reads `deps.config` when it acts (never a copy kept from start-up), so the
  * next request, click, alert or job sees the new values; target pools whose connection settings changed are
- * closed so they reconnect with the new ones. What the scheduler computed at start-up (job schedules) only
- * changes with a restart, and the answer says so key by key.
+ * closed so they reconnect with the new ones, and jobs whose schedule changed (`schedules`,
+ * `scheduler.timezone`, `alerts.lag_check`) get new timers. Nothing in the file needs a restart.
  *
  * @module
  */
@@ -16,7 +16,8 @@ import type { AppDeps } from "./deps.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 
 /** How a changed key takes effect. */
-export type Takes = "now" | "reconnect" | "restart";
+/** `now`: read when used, or (schedules) given new timers at once; `reconnect`: its pools are reset. */
+export type Takes = "now" | "reconnect";
 
 /** One changed key. */
 export interface ConfigChange {
@@ -33,9 +34,6 @@ export type ConfigCheck =
   | { ok: true; file: string; changes: ConfigChange[]; next: Config }
   | { ok: false; file: string; problems: string[] };
 
-/** Keys read once at start-up: they change with a restart only. */
-const RESTART_PREFIXES = ["schedules", "scheduler", "alerts.lag_check"];
-
 function short(v: unknown): string {
   if (v === undefined) return "(absent)";
   const s = JSON.stringify(v);
@@ -43,7 +41,6 @@ function short(v: unknown): string {
 }
 
 function takesOf(key: string): Takes {
-  if (RESTART_PREFIXES.some((p) => key === p || key.startsWith(`${p}.`))) return "restart";
   if (/^targets\.[^.]+\.(primary|replicas|vault)(\.|$)/.test(key) || /^targets\.[^.]+$/.test(key)) {
     return "reconnect";
   }
@@ -113,6 +110,7 @@ export function reloadConfig(
     }
     deps.config = check.next;
     const reset = await deps.targets.applyConfig(check.next);
+    const rescheduled = deps.jobs?.reschedule() ?? [];
     await deps.audit.append({
       actor: by.actor,
       actorName: by.actorName,
@@ -127,9 +125,10 @@ export function reloadConfig(
           takes: c.takes,
         })),
         pools_reset: reset,
+        jobs_rescheduled: rescheduled,
       },
     }).catch((err) => deps.log.error("audit append failed", { error: err }));
-    deps.log.info("config reloaded", { changes: check.changes.length, pools_reset: reset });
+    deps.log.info("config reloaded", { changes: check.changes.length, pools_reset: reset, rescheduled });
     return { ...check, reset };
   });
   reloading = run.catch(() => undefined);

@@ -130,7 +130,7 @@ export class Scheduler implements JobService {
   readonly runnerId: string;
   readonly #deps: AppDeps;
   readonly #opts: SchedulerOptions;
-  readonly #schedules: EffectiveSchedule[];
+  #schedules: EffectiveSchedule[];
   readonly #jobs: Map<string, JobDefinition>;
   readonly #crons = new Map<string, Cron>();
   readonly #inflight = new Map<number, { job: string; done: Promise<unknown> }>();
@@ -144,9 +144,14 @@ export class Scheduler implements JobService {
     this.#opts = opts;
     this.runnerId = opts.runnerId ?? defaultRunnerId();
     this.#jobs = new Map(opts.jobs.map((j) => [j.name, j]));
-    this.#schedules = resolveSchedules(deps, opts.jobs).map((s) => ({
+    this.#schedules = this.#resolve();
+  }
+
+  /** Every job's schedule from the current `deps.config`, and why it cannot run here, if so. */
+  #resolve(): EffectiveSchedule[] {
+    return resolveSchedules(this.#deps, this.#opts.jobs).map((s) => ({
       ...s,
-      unavailable: this.#jobs.get(s.name)!.unavailable?.(deps, this.#services),
+      unavailable: this.#jobs.get(s.name)!.unavailable?.(this.#deps, this.#services),
     }));
   }
 
@@ -167,25 +172,7 @@ export class Scheduler implements JobService {
   start(): void {
     if (this.#started) return;
     this.#started = true;
-    for (const s of this.#schedules) {
-      if (!s.enabled || s.unavailable) continue;
-      const def = this.#jobs.get(s.name)!;
-      const cron: Cron = new Cron(s.cron, {
-        timezone: s.timezone,
-        // Croner's overrun protection: a slot that comes while this replica still runs the job is let go.
-        protect: () => {
-          this.#deps.log.info("job still running here; this slot is let go", { job: s.name });
-          this.#deps.metrics.inc(
-            "bisman_job_overruns_total",
-            { job: s.name },
-            1,
-            "Slots a replica let go because its previous run of the job was still going",
-          );
-        },
-        catch: (err: unknown) => this.#deps.log.error("job trigger failed", { job: s.name, error: err }),
-      }, () => this.#fire(def, cron));
-      this.#crons.set(s.name, cron);
-    }
+    for (const s of this.#schedules) this.#schedule(s);
     const refresh = () =>
       void this.refreshMetrics().catch((err) =>
         this.#deps.log.warn("job metrics refresh failed", { error: err })
@@ -198,6 +185,53 @@ export class Scheduler implements JobService {
       runner: this.runnerId,
       jobs: [...this.#crons.keys()],
     });
+  }
+
+  /** Starts the timer of one job, when it is enabled and can run here. */
+  #schedule(s: EffectiveSchedule): void {
+    if (!s.enabled || s.unavailable) return;
+    const def = this.#jobs.get(s.name)!;
+    const cron: Cron = new Cron(s.cron, {
+      timezone: s.timezone,
+      // Croner's overrun protection: a slot that comes while this replica still runs the job is let go.
+      protect: () => {
+        this.#deps.log.info("job still running here; this slot is let go", { job: s.name });
+        this.#deps.metrics.inc(
+          "bisman_job_overruns_total",
+          { job: s.name },
+          1,
+          "Slots a replica let go because its previous run of the job was still going",
+        );
+      },
+      catch: (err: unknown) => this.#deps.log.error("job trigger failed", { job: s.name, error: err }),
+    }, () => this.#fire(def, cron));
+    this.#crons.set(s.name, cron);
+  }
+
+  /**
+   * Applies the current `deps.config` after a reload: each job whose cron, time zone or enabled flag
+   * changed gets a new timer (a run under way finishes; its claim is per slot, so nothing runs twice); the
+   * others keep theirs. Replicas reloaded at different moments may briefly disagree on a changed schedule.
+   * @returns the jobs whose schedule changed
+   * @throws {ConfigError} when `schedules` names an unknown job (a reload checks that before it applies)
+   */
+  reschedule(): string[] {
+    const next = this.#resolve();
+    const same = (a: EffectiveSchedule, b: EffectiveSchedule) =>
+      a.cron === b.cron && a.timezone === b.timezone && a.enabled === b.enabled &&
+      a.unavailable === b.unavailable;
+    const changed: string[] = [];
+    for (const s of next) {
+      const old = this.#schedules.find((o) => o.name === s.name);
+      if (old && same(old, s)) continue;
+      changed.push(s.name);
+      this.#crons.get(s.name)?.stop();
+      this.#crons.delete(s.name);
+      if (this.#started && !this.#stopping.signal.aborted) this.#schedule(s);
+    }
+    this.#schedules = next;
+    if (changed.length) this.#deps.log.info("jobs rescheduled", { jobs: changed });
+    return changed;
   }
 
   /**

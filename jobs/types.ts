@@ -132,4 +132,6 @@ export interface JobService {
   runNow(name: string, invoker: Invoker): Promise<RunRecord>;
   /** The newest run of each job. */
   lastRuns(): Promise<Map<string, RunRecord>>;
+  /** Applies `deps.config`'s schedules after a reload; returns the jobs whose schedule changed. */
+  reschedule(): string[];
 }

@@ -92,6 +92,37 @@ Deno.test("/bisman config check and reload: a changed threshold applies without 
         assert.match(await connections(), /, warning$/, "the new pool answers");
       },
     );
+
+    await t.step(
+      "a changed schedule gets its new timer at once; a disabled job loses its timer",
+      async () => {
+        const schedule = (job: string) => tb.bot.scheduler.schedules().find((s) => s.name === job)!;
+        assert.ok(schedule("cleanup").nextRun, "cleanup is scheduled before the reload");
+        await write((d) => {
+          d.thresholds = { connections_percent_warning: 1 };
+          d.targets.main.primary.connect_timeout_seconds = 7;
+          d.schedules = {
+            digest: { cron: "17 5 * * *", timezone: "Asia/Kolkata" },
+            cleanup: { enabled: false },
+          };
+        });
+        const r = await ask(tb, "config reload", USERS.bob);
+        assert.match(r.text, /`schedules\.digest`: \(absent\) → .*\(applies at once\)/);
+        const digest = schedule("digest");
+        assert.equal(digest.cron, "17 5 * * *");
+        assert.ok(digest.nextRun, "the digest has a timer");
+        const hhmm = new Intl.DateTimeFormat("en-GB", {
+          timeZone: "Asia/Kolkata",
+          hour: "2-digit",
+          minute: "2-digit",
+        }).format(digest.nextRun);
+        assert.equal(hhmm, "05:17", "its next run is 05:17 in its own time zone");
+        assert.equal(schedule("cleanup").nextRun, undefined, "the disabled job has no timer");
+        assert.match((await ask(tb, "jobs", USERS.bob)).text, /17 5 \* \* \*/);
+        const rows = (await tb.bot.deps.audit.rows()).filter((x) => x.action === "config.reloaded");
+        assert.deepEqual((rows.at(-1)!.details.jobs_rescheduled as string[]).sort(), ["cleanup", "digest"]);
+      },
+    );
   } finally {
     await tb.stop();
   }

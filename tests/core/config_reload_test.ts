@@ -22,7 +22,7 @@ Deno.test("diffConfig() names each changed key with old and new values and when 
   const changes = diffConfig(a, b);
   assert.deepEqual(changes.map((c) => [c.key, c.from, c.to, c.takes]), [
     ["access.operators.users", '["U0ALICE"]', '["U0ALICE","U0CAROL"]', "now"],
-    ["schedules.digest", "(absent)", '{"cron":"0 7 * * *"}', "restart"],
+    ["schedules.digest", "(absent)", '{"cron":"0 7 * * *"}', "now"],
     ["targets.main.primary.port", "5432", "5433", "reconnect"],
     ["thresholds.slow_query_mean_ms", "1000", "500", "now"],
   ]);
