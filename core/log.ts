@@ -86,11 +86,11 @@ function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uint8Array
  * A synchronous write to a pipe whose reader lags (a container runtime's log shim, a busy parent process)
  * blocks until the reader catches up, and with it every Slack ack in flight: under a burst of commands a
  * profile showed the bot stalled in console.error. Here lines are queued and written by one asynchronous
- * write at a time, each taking everything queued meanwhile. Warnings and errors (and what is queued before
- * them) are written at once, synchronously, when no write is under way, so the lines that explain a crash
- * are out before it. Past `maxQueuedBytes` debug and info lines are dropped and counted; the count is
- * written when the queue drains. Before the process exits, {@link drained} waits (bounded) for the write
- * under way and the rest; an uncaught exception leaves time only for {@link flushSync}.
+ * write at a time, each taking everything queued meanwhile; no level writes synchronously, since a warning
+ * would then block on a stuck reader like any other line. Past `maxQueuedBytes` debug and info lines are
+ * dropped and counted (the count is written when the queue drains); warnings and errors are always kept.
+ * Before the process exits, {@link drained} waits (bounded) for the write under way and the rest; an
+ * uncaught exception leaves time only for {@link flushSync}.
  */
 export class AsyncLineWriter {
   #queue: string[] = [];
@@ -110,16 +110,14 @@ export class AsyncLineWriter {
 
   /** The sink: queues `line`, and starts a write unless one is under way. */
   readonly sink: LogSink = (line, level) => {
-    const urgent = level === "warn" || level === "error";
-    if (!urgent && this.#bytes > this.maxQueuedBytes) {
+    const kept = level === "warn" || level === "error";
+    if (!kept && this.#bytes > this.maxQueuedBytes) {
       this.#dropped++;
       return;
     }
     this.#queue.push(`${line}\n`);
     this.#bytes += line.length + 1;
-    if (this.#writing) return;
-    if (urgent) this.flushSync();
-    else this.#pumping = this.#pump();
+    if (!this.#writing) this.#pumping = this.#pump();
   };
 
   /** Lines queued and not yet handed to the descriptor (for tests and shutdown). */
@@ -181,9 +179,9 @@ export class AsyncLineWriter {
   }
 
   /**
-   * Writes everything queued now, synchronously (for warnings and errors, and before the process exits).
-   * Warnings and errors call it only between writes. At an uncaught exception, with an asynchronous write
-   * still under way on a full pipe, the two writes' bytes can interleave, which beats losing the lines.
+   * Writes everything queued now, synchronously: for an uncaught exception, which ends the process before
+   * any asynchronous write. With a write still under way on a full pipe, the two writes' bytes can
+   * interleave, which beats losing the lines that explain the crash.
    */
   flushSync(): void {
     if (!this.#queue.length && !this.#dropped) return;
