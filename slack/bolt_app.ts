@@ -41,14 +41,26 @@ export function boltLogger(log: Logger) {
   };
 }
 
-/** The shape `respond()` and `ack()` take for a Reply. */
-export function toSlackResponse(reply: Reply, extra: Record<string, unknown> = {}) {
-  return {
+/** Responses already made for a reply object (see {@link toSlackResponse}). */
+const responseOf = new WeakMap<Reply, Record<string, unknown>>();
+
+/**
+ * The shape `respond()` and `ack()` take for a Reply. A reply object answered again without extras (the
+ * full help, rendered once) gets the same response object, so the receiver can send the body it serialized
+ * the first time: that body was two thirds of the bot's allocations under a burst of `/bisman help`.
+ */
+export function toSlackResponse(reply: Reply, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const plain = Object.keys(extra).length === 0;
+  const known = plain ? responseOf.get(reply) : undefined;
+  if (known) return known;
+  const response = {
     response_type: reply.visibility ?? "ephemeral",
     text: reply.text,
     ...(reply.blocks ? { blocks: reply.blocks } : {}),
     ...extra,
   };
+  if (plain) responseOf.set(reply, response);
+  return response;
 }
 
 /** Delays between attempts of a response_url post that Slack did not take (5xx, 429, no answer). */

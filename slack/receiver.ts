@@ -170,10 +170,19 @@ export function parseSlackBody(
 }
 
 /** The HTTP response for an ack argument, as Bolt's HTTP receiver sends it. */
+/** Bodies already serialized, by the response object they came from (a reply answered again). */
+const bodyOf = new WeakMap<object, string>();
+
 function ackResponse(response: unknown): Response {
   if (response === undefined || response === null || response === "") {
     return new Response(null, { status: 200 });
   }
   if (typeof response === "string") return Response.json({ text: response });
-  return Response.json(response);
+  const r = response as object;
+  let body = bodyOf.get(r);
+  if (body === undefined) {
+    body = JSON.stringify(r);
+    bodyOf.set(r, body);
+  }
+  return new Response(body, { headers: { "content-type": "application/json" } });
 }
