@@ -122,3 +122,49 @@ Deno.test("state database down: commands answer 'state database unavailable', no
     await proxy.close();
   }
 });
+
+Deno.test("the state database restarted under a burst of commands: the bot keeps running, and works again after", async (t) => {
+  // A real restart (fast shutdown): PostgreSQL ends every session with an error, audit appends in flight
+  // included. postgres.js would then write ROLLBACK to the dead socket and crash the process (the test
+  // process, for this in-process bot); core/pg_tx.ts keeps it from touching the connection again.
+  await using cluster = await startCluster({ name: "fault-state-restart" });
+  const tb = await startTestBot(cluster);
+  try {
+    let sent = 0;
+    let stopping = false;
+    const burst = Array.from({ length: 8 }, async () => {
+      while (!stopping) {
+        const r = await tb.command("help").catch(() => undefined);
+        if (r) sent++;
+      }
+    });
+    await waitFor(() => sent >= 50, { what: "the burst under way" });
+
+    await t.step("a fast restart of the state database during the burst", async () => {
+      await cluster.primary.stop("fast");
+      await cluster.primary.start();
+      await waitFor(() => sent >= 150, { what: "commands answered after the restart", timeoutMs: 20_000 });
+      stopping = true;
+      await Promise.all(burst);
+    });
+
+    await t.step("the bot is ready again, records new commands, and its audit chain verifies", async () => {
+      await waitFor(async () =>
+        (await fetch(`${tb.bot.url}/readyz`).then(async (r) => {
+          await r.body?.cancel();
+          return r.status;
+        })) === 200, { what: "/readyz 200 again", timeoutMs: 20_000 });
+      const received = async () =>
+        (await tb.bot.deps.audit.rows()).filter((r) => r.action === "command.received").length;
+      const before = await received();
+      const r = await ask(tb, "status");
+      assert.match(r.text, /main/);
+      await waitFor(async () => (await received()) > before, { what: "the new command's audit row" });
+      const verdict = await tb.bot.deps.audit.verify();
+      assert.ok(verdict.ok, JSON.stringify(verdict));
+      assert.ok(verdict.checked <= sent + 1, "no row twice");
+    });
+  } finally {
+    await tb.stop();
+  }
+});
