@@ -4,10 +4,10 @@
  * line in `deno test`'s own format (`ok | 155 passed (510 steps) | 0 failed (4m2s)`), which `.ci/run` reads.
  *
  * Why not one `deno test --parallel tests/`: in two of about fifteen full runs on this machine, one test
- * file of that single process never made progress from its first moments: its worker thread sat in a
- * blocking one-byte `recv` on a socket pair inside the Deno runtime, with no child process, no socket to
- * PostgreSQL and no output (seen with gdb in the second case), and the run waited forever. Files in separate
- * processes share none of that state. A file that still runs past its bound is killed and reported as
+ * file of that single process never finished and the run waited forever. The second time (the first was
+ * not examined) the file had printed nothing from its first moments, and gdb showed its worker thread in a
+ * blocking one-byte `recv` on a socket pair inside the Deno runtime, with no child process and no socket
+ * to PostgreSQL. Files in separate processes share none of that state. A file that still runs past its bound is killed and reported as
  * timed out, then run once more, so a stall in the runtime costs one file's time rather than the whole run;
  * a second timeout fails the suite. Failures are never retried.
  *
