@@ -105,6 +105,35 @@ export function threadExtras(
   };
 }
 
+/** The `alert_state` columns an {@link AlertView} is drawn from, as a query returns them. */
+export interface AlertViewRow {
+  fingerprint: string;
+  alertname: string;
+  status: "firing" | "resolved";
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  starts_at: Date | null;
+  ends_at: Date | null;
+  /** Only where the query selected it. */
+  generator_url?: string | null;
+  source: "alertmanager" | "lag_check";
+}
+
+/** An alert as the renderers take it, from its stored row. */
+export function alertViewOf(r: AlertViewRow): AlertView {
+  return {
+    fingerprint: r.fingerprint,
+    alertname: r.alertname,
+    status: r.status,
+    labels: r.labels,
+    annotations: r.annotations,
+    startsAt: r.starts_at ? new Date(r.starts_at).toISOString() : null,
+    endsAt: r.ends_at ? new Date(r.ends_at).toISOString() : null,
+    ...(r.generator_url !== undefined ? { generatorURL: r.generator_url ?? "" } : {}),
+    source: r.source,
+  };
+}
+
 /** Posts the alert outbox to Slack: one poster per channel, started by {@link AlertPoster.kick}. */
 export class AlertPoster {
   #controller = new AbortController();
@@ -347,18 +376,7 @@ export class AlertPoster {
       select count(*) filter (where status = 'firing')::int as firing,
              count(*) filter (where status = 'resolved')::int as resolved
         from bisman_ops.alert_state where storm_id = ${storm.id}`;
-    const sample = await sql<
-      {
-        fingerprint: string;
-        alertname: string;
-        status: "firing" | "resolved";
-        labels: Record<string, string>;
-        annotations: Record<string, string>;
-        starts_at: Date | null;
-        ends_at: Date | null;
-        source: "alertmanager" | "lag_check";
-      }[]
-    >`
+    const sample = await sql<AlertViewRow[]>`
       select fingerprint, alertname, status, labels, annotations, starts_at, ends_at, source
         from bisman_ops.alert_state where storm_id = ${storm.id}
        order by first_seen_at, fingerprint limit 15`;
@@ -368,16 +386,7 @@ export class AlertPoster {
       groupKey: storm.group_key,
       firing: counts.firing,
       resolved: counts.resolved,
-      sample: sample.map((a) => ({
-        fingerprint: a.fingerprint,
-        alertname: a.alertname,
-        status: a.status,
-        labels: a.labels,
-        annotations: a.annotations,
-        startsAt: a.starts_at ? new Date(a.starts_at).toISOString() : null,
-        endsAt: a.ends_at ? new Date(a.ends_at).toISOString() : null,
-        source: a.source,
-      })),
+      sample: sample.map(alertViewOf),
     };
   }
 

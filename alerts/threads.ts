@@ -30,7 +30,7 @@ import { canonicalJson } from "../core/audit.ts";
 import type { AlertButtonRef } from "../slack/actions.ts";
 import type { AlertView } from "../slack/render/alerts.ts";
 import type { AlertLookup, AlertLookupResult } from "./buttons.ts";
-import { AlertPoster } from "./poster.ts";
+import { AlertPoster, alertViewOf, type AlertViewRow } from "./poster.ts";
 import { transaction } from "../core/pg_tx.ts";
 
 // The poster moved to alerts/poster.ts; what this module exported from it still comes from here.
@@ -306,35 +306,12 @@ export class AlertThreads implements AlertLookup {
    * alert's own notifications. Alerts listed in a storm have no parent of their own and are left alone.
    */
   async refreshParent(fingerprint: string): Promise<void> {
-    const [a] = await this.deps.state<
-      {
-        channel: string;
-        alertname: string;
-        status: "firing" | "resolved";
-        labels: Record<string, string>;
-        annotations: Record<string, string>;
-        starts_at: Date | null;
-        ends_at: Date | null;
-        generator_url: string | null;
-        source: "alertmanager" | "lag_check";
-        storm_id: number | null;
-      }[]
-    >`
-      select channel, alertname, status, labels, annotations, starts_at, ends_at, generator_url, source,
-             storm_id::int as storm_id
+    const [a] = await this.deps.state<(AlertViewRow & { channel: string; storm_id: number | null })[]>`
+      select fingerprint, channel, alertname, status, labels, annotations, starts_at, ends_at, generator_url,
+             source, storm_id::int as storm_id
         from bisman_ops.alert_state where fingerprint = ${fingerprint}`;
     if (!a || a.storm_id !== null) return;
-    const snapshot: AlertView = {
-      fingerprint,
-      alertname: a.alertname,
-      status: a.status,
-      labels: a.labels,
-      annotations: a.annotations,
-      startsAt: a.starts_at ? new Date(a.starts_at).toISOString() : null,
-      endsAt: a.ends_at ? new Date(a.ends_at).toISOString() : null,
-      generatorURL: a.generator_url ?? "",
-      source: a.source,
-    };
+    const snapshot = alertViewOf({ ...a, generator_url: a.generator_url ?? null });
     await this.deps.state`
       insert into bisman_ops.alert_outbox (channel, fingerprint, event, snapshot, enqueued_at)
       values (${a.channel}, ${fingerprint}, 'updated', ${

@@ -26,7 +26,7 @@ import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
 import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
 import { type BotProcess, spawnBot } from "../tests/support/bot_process.ts";
 import { applyTargetSql } from "../tests/support/bisman_schema.ts";
-import { pgDump } from "../tests/support/dumps.ts";
+import { pgDump, withSampleRestoreTest } from "../tests/support/dumps.ts";
 import { SlackStandIn } from "../tests/standins/slack.ts";
 import { waitFor } from "../tests/support/wait.ts";
 import { percentile } from "./_stats.ts";
@@ -284,29 +284,14 @@ export async function run(): Promise<void> {
   const slack = await SlackStandIn.start({ teamId: TEAM, users: { [USERS.alice]: { name: "alice" } } });
   const stateDb = await cluster.createDatabase("state");
   const state = cluster.primary.sql(stateDb);
-  const doc = testConfigDoc(cluster, (d) => {
-    d.targets.main.primary.database = src;
-    d.targets.main.backups = {
-      dump_folder: { path: dumps, pattern: "bisman_*.dump" },
-      tools: { pg_restore: `${cluster.binDir}/pg_restore` },
-    };
-    d.targets.main.restore_test = {
-      server: {
-        host: "127.0.0.1",
-        port: restoreServer.primary.port,
-        database: "postgres",
-        user: "postgres",
-        sslmode: "disable",
-      },
-      requires_approval: false,
-      jobs: 2,
-      verify: [
-        { name: "clients", sql: "SELECT COUNT(*) FROM clients", min: 1 },
-        { name: "payment_requests", sql: "SELECT COUNT(*) FROM payment_requests" },
-        { name: "payments", sql: "SELECT COUNT(*) FROM payments" },
-      ],
-    };
-  });
+  const doc = testConfigDoc(cluster, (d) =>
+    withSampleRestoreTest(d, {
+      cluster,
+      src,
+      dumps,
+      serverPort: restoreServer.primary.port,
+      restoreTest: { jobs: 2 },
+    }));
   const configFile = await Deno.makeTempFile({ prefix: "bisman-bench-", suffix: ".yaml" });
   await Deno.writeTextFile(configFile, toYaml(doc));
   const replyFile = await Deno.makeTempFile({ prefix: "bisman-reply-", suffix: ".json" });

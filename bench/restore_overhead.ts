@@ -9,6 +9,7 @@
 
 import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
 import { testConfig } from "../tests/support/bot.ts";
+import { primaryConnArgs, withSampleRestoreTest } from "../tests/support/dumps.ts";
 import { testOpDeps } from "../tests/support/op_deps.ts";
 import { applyTargetSql } from "../tests/support/bisman_schema.ts";
 import { planRestoreTest, runRestoreTest } from "../ops/restore_test.ts";
@@ -48,7 +49,7 @@ export async function run(): Promise<void> {
   const dumps = `${cluster.dir}/dumps`;
   await Deno.mkdir(dumps);
   const file = `${dumps}/bisman_bench.dump`;
-  const conn = ["-h", "127.0.0.1", "-p", String(cluster.primary.port), "-U", "postgres"];
+  const conn = primaryConnArgs(cluster);
   t = performance.now();
   await must(cluster, ["pg_dump", "-Fc", ...conn, "-f", file, src]);
   console.log(
@@ -57,32 +58,14 @@ export async function run(): Promise<void> {
     } s`,
   );
 
-  const config = testConfig(cluster, (doc) => {
-    doc.targets.main.primary.database = src;
-    // The same pg_restore binary as the bare run (Debian's /usr/bin wrapper would add a Perl start-up).
-    doc.targets.main.backups = {
-      dump_folder: { path: dumps, pattern: "bisman_*.dump" },
-      tools: { pg_restore: `${cluster.binDir}/pg_restore` },
-    };
-    doc.targets.main.restore_test = {
-      server: {
-        host: "127.0.0.1",
-        port: cluster.primary.port,
-        database: "postgres",
-        user: "postgres",
-        sslmode: "disable",
-      },
-      allow_on_primary: true,
-      requires_approval: false,
-      jobs,
-      compare_with: "primary",
-      verify: [
-        { name: "clients", sql: "SELECT COUNT(*) FROM clients", min: 1 },
-        { name: "payment_requests", sql: "SELECT COUNT(*) FROM payment_requests" },
-        { name: "payments", sql: "SELECT COUNT(*) FROM payments" },
-      ],
-    };
-  });
+  const config = testConfig(cluster, (doc) =>
+    withSampleRestoreTest(doc, {
+      cluster,
+      src,
+      dumps,
+      serverPort: cluster.primary.port,
+      restoreTest: { allow_on_primary: true, jobs, compare_with: "primary" },
+    }));
   const deps = await testOpDeps(cluster, { config, migrate: true });
   try {
     const bare: number[] = [];

@@ -134,19 +134,22 @@ function verdictReply(text: string, ok: boolean): Reply {
 
 async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<Reply> {
   const started = performance.now();
-  if (anchor) {
-    const v = await verifyAnchor(deps.audit, deps.state, anchor);
-    const ms = Math.round(performance.now() - started);
-    await deps.audit.append({
+  // The check itself is audited, whatever it found.
+  const record = (ok: boolean, details: Record<string, unknown>) =>
+    deps.audit.append({
       actor: actorOf(inv),
       actorName: inv.userName,
       action: "audit.verified",
-      outcome: v.ok ? "ok" : "broken",
-      details: {
-        checked: v.checked,
-        anchor: `${anchor.seq}:${anchor.hash}`,
-        ...(v.ok ? {} : { problem: v.problem }),
-      },
+      outcome: ok ? "ok" : "broken",
+      details,
+    });
+  if (anchor) {
+    const v = await verifyAnchor(deps.audit, deps.state, anchor);
+    const ms = Math.round(performance.now() - started);
+    await record(v.ok, {
+      checked: v.checked,
+      anchor: `${anchor.seq}:${anchor.hash}`,
+      ...(v.ok ? {} : { problem: v.problem }),
     });
     return v.ok
       ? verdictReply(
@@ -164,15 +167,10 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
   }
   const v = await deps.audit.verify();
   const ms = Math.round(performance.now() - started);
-  await deps.audit.append({
-    actor: actorOf(inv),
-    actorName: inv.userName,
-    action: "audit.verified",
-    outcome: v.ok ? "ok" : "broken",
-    details: v.ok
-      ? { checked: v.checked, head: v.head?.seq }
-      : { checked: v.checked, seq: v.seq, problem: v.problem },
-  });
+  await record(
+    v.ok,
+    v.ok ? { checked: v.checked, head: v.head?.seq } : { checked: v.checked, seq: v.seq, problem: v.problem },
+  );
   const text = v.ok
     ? `:white_check_mark: Audit log intact: ${v.checked} rows checked in ${ms} ms` +
       (v.head ? `; head is row ${v.head.seq} (${v.head.hash.slice(0, 12)})` : "") +

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "../support/cluster.ts";
-import { pgDump, setAge } from "../support/dumps.ts";
+import { pgDump, pgRestore, setAge } from "../support/dumps.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
 import type { Config } from "../../core/config.ts";
@@ -57,21 +57,7 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
   await pgDump(cluster, src, good);
   // The tampered dump: the same database with a tenth of the payments gone.
   const tamperedDb = await cluster.createDatabase("tampered");
-  const r = await cluster.run(
-    [
-      "pg_restore",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(cluster.primary.port),
-      "-U",
-      "postgres",
-      "-d",
-      tamperedDb,
-      good,
-    ],
-  );
-  assert.equal(r.code, 0, r.stderr);
+  await pgRestore(cluster, tamperedDb, good);
   await cluster.primary.psql("delete from payments where id % 10 = 0", tamperedDb);
   await pgDump(cluster, tamperedDb, `${dumps}/bisman_tampered.dump`);
   const goodBytes = await Deno.readFile(good);
