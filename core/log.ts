@@ -120,7 +120,7 @@ export class AsyncLineWriter {
     if (!this.#writing) this.#pumping = this.#pump();
   };
 
-  /** Lines queued and not yet handed to the descriptor (for tests and shutdown). */
+  /** Lines queued and not yet handed to the descriptor. */
   get queued(): number {
     return this.#queue.length;
   }

@@ -55,8 +55,6 @@ export async function spawnBot(opts: {
   readyTimeoutMs?: number;
   /** false: return as soon as the process is spawned (tests of start-up failures and of readiness itself). */
   waitReady?: boolean;
-  /** Extra flags for `deno run` before main.ts (`--inspect=…` to profile the bot, `--v8-flags=…`). */
-  denoArgs?: string[];
 }): Promise<BotProcess> {
   const port = await freePort();
   const base: Record<string, string> = {};
@@ -65,7 +63,7 @@ export async function spawnBot(opts: {
     if (v) base[k] = v;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...(opts.denoArgs ?? []), "main.ts"],
+    args: ["run", "-A", "main.ts"],
     cwd: ROOT,
     env: { ...base, ...opts.env, BISMAN_CONFIG: opts.configFile, PORT: String(port) },
     clearEnv: true,
