@@ -5,7 +5,7 @@
  *   deno task bench ack_latency            (200 requests, concurrency 1, then 2,000 at concurrency 50)
  */
 
-import { startCluster } from "../tests/support/cluster.ts";
+import { startCluster } from "../standins/cluster.ts";
 import { startTestBot } from "../tests/support/bot.ts";
 import { latencySummary, pool } from "./_stats.ts";
 

@@ -9,11 +9,11 @@
  *   BENCH_ALERTS=250 BENCH_SLACK_RATE=5 deno task bench alert_storm     (a smaller or faster run)
  */
 
-import { startCluster } from "../tests/support/cluster.ts";
+import { startCluster } from "../standins/cluster.ts";
 import { APPROVER_GROUP, startTestBot, TEAM, testConfig, USERS } from "../tests/support/bot.ts";
-import { waitFor } from "../tests/support/wait.ts";
+import { waitFor } from "../standins/wait.ts";
 import { ackSummary, resolveStorm, sendStorm } from "../tests/support/alert_storm.ts";
-import { SlackStandIn } from "../tests/standins/slack.ts";
+import { SlackStandIn } from "../standins/slack.ts";
 
 const TOKEN = "bench-alert-storm-token";
 

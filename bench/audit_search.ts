@@ -8,7 +8,7 @@
  *   AUDIT_BENCH_ROWS=1000000 deno task bench audit_search
  */
 
-import { startCluster } from "../tests/support/cluster.ts";
+import { startCluster } from "../standins/cluster.ts";
 import { createBismanDatabase } from "../tests/support/bisman_schema.ts";
 import { testOpDeps } from "../tests/support/op_deps.ts";
 import { testConfig } from "../tests/support/bot.ts";

@@ -7,9 +7,9 @@
  *   deno task bench digest
  */
 
-import { startCluster } from "../tests/support/cluster.ts";
+import { startCluster } from "../standins/cluster.ts";
 import { startTestBot, testConfig } from "../tests/support/bot.ts";
-import { VaultStandIn } from "../tests/standins/vault.ts";
+import { VaultStandIn } from "../standins/vault.ts";
 import {
   type FixtureTarget,
   prepareTarget,

@@ -10,7 +10,7 @@
  *   deno task bench fuzz              (FUZZ_SEED=<n> FUZZ_CASES=10000)
  */
 
-import { startCluster } from "../tests/support/cluster.ts";
+import { startCluster } from "../standins/cluster.ts";
 import { TEAM, USERS } from "../tests/support/bot.ts";
 import { alertCase, slackCase } from "../tests/fuzz/_cases.ts";
 import {

@@ -22,13 +22,13 @@
 
 import { createHmac } from "node:crypto";
 import { stringify as toYaml } from "yaml";
-import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
+import { startCluster, type TestCluster } from "../standins/cluster.ts";
 import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
 import { type BotProcess, spawnBot } from "../tests/support/bot_process.ts";
 import { applyTargetSql } from "../tests/support/bisman_schema.ts";
 import { pgDump, withSampleRestoreTest } from "../tests/support/dumps.ts";
-import { SlackStandIn } from "../tests/standins/slack.ts";
-import { waitFor } from "../tests/support/wait.ts";
+import { SlackStandIn } from "../standins/slack.ts";
+import { waitFor } from "../standins/wait.ts";
 import { percentile } from "./_stats.ts";
 import { httpRequest, loadRaw } from "./_http_load.ts";
 

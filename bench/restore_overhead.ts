@@ -7,7 +7,7 @@
  *   deno task bench restore_overhead        (ROWS_SCALE=2 doubles the rows, JOBS=4 sets -j, ROUNDS=7)
  */
 
-import { startCluster, type TestCluster } from "../tests/support/cluster.ts";
+import { startCluster, type TestCluster } from "../standins/cluster.ts";
 import { testConfig } from "../tests/support/bot.ts";
 import { primaryConnArgs, withSampleRestoreTest } from "../tests/support/dumps.ts";
 import { testOpDeps } from "../tests/support/op_deps.ts";

@@ -7,10 +7,10 @@
  *   deno task bench rotation
  */
 
-import { startCluster } from "../tests/support/cluster.ts";
+import { startCluster } from "../standins/cluster.ts";
 import { testConfig } from "../tests/support/bot.ts";
 import { testOpDeps } from "../tests/support/op_deps.ts";
-import { VaultStandIn } from "../tests/standins/vault.ts";
+import { VaultStandIn } from "../standins/vault.ts";
 import { VaultClient } from "../core/vault.ts";
 import { rotateArgs, rotateCredentials } from "../ops/rotate_credentials.ts";
 import { latencySummary } from "./_stats.ts";

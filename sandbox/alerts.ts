@@ -1,16 +1,12 @@
 /**
  * Alerts for the sandbox's "make trouble" panel: a real Alertmanager (Debian's prometheus-alertmanager,
- * through tests/support/alertmanager.ts) whose webhook points at the bot's `POST /alerts`, or, where it is
+ * through standins/alertmanager.ts) whose webhook points at the bot's `POST /alerts`, or, where it is
  * not installed, the same version-4 webhook payload posted directly with the bearer token.
  *
  * @module
  */
 
-import {
-  ALERTMANAGER_BIN,
-  type RunningAlertmanager,
-  startAlertmanager,
-} from "../tests/support/alertmanager.ts";
+import { ALERTMANAGER_BIN, type RunningAlertmanager, startAlertmanager } from "../standins/alertmanager.ts";
 
 /**
  * Stops an Alertmanager left running by a sandbox that was killed (SIGKILL leaves child processes behind):

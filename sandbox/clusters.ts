@@ -1,13 +1,13 @@
 /**
  * The sandbox's PostgreSQL: a primary and a streaming replica kept in the data folder (`.data/pg`), so
- * they survive restarts. Built on the test harness's {@link openCluster} (tests/support/cluster.ts), which
+ * they survive restarts. Built on the test harness's {@link openCluster} (standins/cluster.ts), which
  * creates the cluster in a folder or starts an existing one again; the tests keep using `startCluster()`
  * for throwaway clusters in /tmp.
  *
  * @module
  */
 
-import { findPgBinDir, openCluster, type PersistentCluster } from "../tests/support/cluster.ts";
+import { findPgBinDir, openCluster, type PersistentCluster } from "../standins/cluster.ts";
 
 export type { PersistentCluster };
 

@@ -8,7 +8,7 @@
 
 import { stringify } from "yaml";
 import { parseConfig } from "../core/config.ts";
-import type { PersistentCluster } from "../tests/support/cluster.ts";
+import type { PersistentCluster } from "../standins/cluster.ts";
 import { BOT_ROLE, SAMPLE_DB, STATE_DB } from "./seed.ts";
 import {
   OPS_CHANNEL,

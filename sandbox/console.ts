@@ -10,7 +10,7 @@
 
 import { Hono } from "hono";
 import { fileURLToPath } from "node:url";
-import type { SlackStandIn, StoredMessage } from "../tests/standins/slack.ts";
+import type { SlackStandIn, StoredMessage } from "../standins/slack.ts";
 
 /** A person the console can act as. */
 export interface SandboxUser {

@@ -7,10 +7,10 @@
  */
 
 import { fileURLToPath } from "node:url";
-import type { PersistentCluster } from "../tests/support/cluster.ts";
+import type { PersistentCluster } from "../standins/cluster.ts";
 import { applyTargetSql, type SampleRows } from "../ops/_target_sql.ts";
-import { setupStanza } from "../tests/support/pgbackrest.ts";
-import { pgDumpArgv } from "../tests/support/dumps.ts";
+import { setupStanza } from "../standins/pgbackrest.ts";
+import { pgDumpArgv } from "../standins/cluster.ts";
 
 /** The sample database on the sandbox's primary. */
 export const SAMPLE_DB = "bisman";

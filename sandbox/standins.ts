@@ -1,5 +1,5 @@
 /**
- * The sandbox's Slack and Vault: the test stand-ins (tests/standins/), started with the sandbox's people
+ * The sandbox's Slack and Vault: the stand-ins (standins/) the tests also use, started with the sandbox's people
  * and with the role passwords of the sample database in Vault's KV store, as the seed keeps them
  * (`secret/bisman/db`: readonly_password, app_password, admin_password).
  *
@@ -9,9 +9,9 @@
  * @module
  */
 
-import { SlackStandIn } from "../tests/standins/slack.ts";
-import { generatePassword, VaultStandIn } from "../tests/standins/vault.ts";
-import type { PersistentCluster } from "../tests/support/cluster.ts";
+import { SlackStandIn } from "../standins/slack.ts";
+import { generatePassword, VaultStandIn } from "../standins/vault.ts";
+import type { PersistentCluster } from "../standins/cluster.ts";
 import type { SandboxUser } from "./console.ts";
 import { BOT_ROLE, SAMPLE_DB } from "./seed.ts";
 

@@ -10,8 +10,8 @@
  */
 
 import postgres from "postgres";
-import type { PersistentCluster } from "../tests/support/cluster.ts";
-import type { VaultStandIn } from "../tests/standins/vault.ts";
+import type { PersistentCluster } from "../standins/cluster.ts";
+import type { VaultStandIn } from "../standins/vault.ts";
 import type { TroubleInfo, TroublePanel } from "./console.ts";
 import { SAMPLE_DB } from "./seed.ts";
 import { ROLE_SECRETS } from "./standins.ts";

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import postgres from "postgres";
-import { startCluster, type TestCluster } from "./support/cluster.ts";
+import { startCluster, type TestCluster } from "../standins/cluster.ts";
 import { createBismanDatabase } from "./support/bisman_schema.ts";
-import { SlackStandIn } from "./standins/slack.ts";
-import { VaultStandIn } from "./standins/vault.ts";
+import { SlackStandIn } from "../standins/slack.ts";
+import { VaultStandIn } from "../standins/vault.ts";
 import { connectState } from "../core/state_db.ts";
 import { AuditLog } from "../core/audit.ts";
 import { Secrets } from "../core/log.ts";

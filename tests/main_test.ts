@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "./support/cluster.ts";
-import { freePort } from "./support/ports.ts";
+import { startCluster } from "../standins/cluster.ts";
+import { freePort } from "../standins/ports.ts";
 import { spawnBot } from "./support/bot_process.ts";
-import { waitFor } from "./support/wait.ts";
-import { SlackStandIn } from "./standins/slack.ts";
+import { waitFor } from "../standins/wait.ts";
+import { SlackStandIn } from "../standins/slack.ts";
 
 Deno.test("main.ts with bisman.example.yaml comes up healthy while the example's targets do not answer", async (t) => {
   await using cluster = await startCluster({ name: "main" });

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, testConfig, USERS } from "../support/bot.ts";
-import { startAlertmanager } from "../support/alertmanager.ts";
-import { waitFor } from "../support/wait.ts";
+import { startAlertmanager } from "../../standins/alertmanager.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
 import { alertmanagerRoute, webhookSchema } from "../../alerts/alertmanager.ts";
 import { ALERT_ACTIONS } from "../../slack/actions.ts";
-import type { StoredMessage } from "../standins/slack.ts";
+import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "alerts-test-token-4f8a2c";
 

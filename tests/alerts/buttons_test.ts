@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, testConfig, USERS } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
 import { ACTIONS, ALERT_ACTIONS } from "../../slack/actions.ts";
 import { buttonsFor, GENERIC_BUTTONS, memberOf, resolveButton } from "../../alerts/buttons.ts";
-import type { StoredMessage } from "../standins/slack.ts";
+import type { StoredMessage } from "../../standins/slack.ts";
 import "../../ops/all.ts";
 import "../../commands/registry.ts";
 

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
-import { startAlertmanager } from "../support/alertmanager.ts";
-import { waitFor } from "../support/wait.ts";
+import { startAlertmanager } from "../../standins/alertmanager.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
 import { THREAD_ACTIONS } from "../../slack/actions.ts";
 import { alertmanagerBase, matchersOf } from "../../alerts/silences.ts";
 import { threadButtonsBlock } from "../../slack/render/alerts.ts";
-import type { StoredMessage } from "../standins/slack.ts";
+import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "silences-test-token-77c1";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { APPROVER_GROUP, OPS_CHANNEL, startTestBot, TEAM, testConfig, USERS } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { ackSummary, resolveStorm, sendStorm, type StormPlan } from "../support/alert_storm.ts";
-import { SlackStandIn } from "../standins/slack.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
 import { contentHash } from "../../alerts/threads.ts";
 
 const TOKEN = "storm-test-token-77b2";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, testConfigDoc, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { verifyExport } from "../../core/audit.ts";
 import { csvField, toCsv } from "../../slack/files.ts";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster, type TestCluster } from "../../standins/cluster.ts";
 import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { pgDump } from "../support/dumps.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { getRestoreTest } from "../../ops/restore_history.ts";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, TEAM, testConfigDoc, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { spawnBot, writeConfigFile } from "../support/bot_process.ts";
 import { parseConfig } from "../../core/config.ts";
-import { waitFor } from "../support/wait.ts";
-import { SlackStandIn } from "../standins/slack.ts";
+import { waitFor } from "../../standins/wait.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
 
 Deno.test("/bisman config check and reload: a changed threshold applies without a restart; an invalid file is refused and the running config stays; SIGHUP reloads too", async (t) => {
   await using cluster = await startCluster({ name: "config" });

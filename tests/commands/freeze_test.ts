@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { throttleProgress } from "../../commands/restore_test.ts";
 import type { Reply } from "../../core/reply.ts";
 import type { RestoreProgress } from "../../ops/restore_test.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 
 const progress = (objectsDone: number): RestoreProgress => ({
   target: "main",

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, TEAM, USERS } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { allSubcommands } from "../../commands/registry.ts";
 import { parseArgs } from "../../commands/args.ts";
 import { registerGateTest } from "../support/gate_op.ts";

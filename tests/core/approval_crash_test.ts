@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { stringify as toYaml } from "yaml";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { spawnBot } from "../support/bot_process.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, testConfig, testConfigDoc, USERS } from "../support/bot.ts";
-import { SlackStandIn, type StoredMessage } from "../standins/slack.ts";
+import { SlackStandIn, type StoredMessage } from "../../standins/slack.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, USERS } from "../support/bot.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask } from "../support/gate.ts";

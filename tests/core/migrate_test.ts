@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { migrate, readMigrations } from "../../core/migrate.ts";
 
 Deno.test("migrate() applies each migration once, even when two start-ups race", async (t) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { isConnectionLoss, transaction } from "../../core/pg_tx.ts";
 import { AUDIT_LOCK, AuditLog } from "../../core/audit.ts";
 import { Secrets } from "../../core/log.ts";

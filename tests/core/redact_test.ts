@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { createBismanDatabase } from "../support/bisman_schema.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { DEFAULT_SENSITIVE_COLUMNS, isSensitive, redactRow, sensitiveOf } from "../../core/redact.ts";
 
 const r = { columns: ["password", "token", "iban"], mark: "[redacted]" };

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { checkVaultPath, parseVaultRef, VaultClient, VaultError } from "../../core/vault.ts";
 import { createLogger, Secrets } from "../../core/log.ts";
 import { Targets } from "../../core/targets.ts";
-import { VaultStandIn } from "../standins/vault.ts";
-import { startCluster } from "../support/cluster.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testConfig } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 
 async function failure(p: Promise<unknown>): Promise<VaultError> {
   try {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, type TestBot, testConfig, testConfigDoc, USERS } from "../support/bot.ts";
 import {
   approveVia,
@@ -9,7 +9,7 @@ import {
   spawnBot,
   writeConfigFile,
 } from "../support/bot_process.ts";
-import { SlackStandIn } from "../standins/slack.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
 import { TcpProxy } from "./_tcp_proxy.ts";
 
 /** The bot's JSON log lines with `msg` matching. */

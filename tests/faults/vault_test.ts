@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { login, seedRotatableRoles } from "../support/rotation.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { VaultStandIn } from "../standins/vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { TcpProxy } from "./_tcp_proxy.ts";
 

@@ -7,8 +7,8 @@
 
 import type { Sql } from "postgres";
 import { OPS_CHANNEL, startTestBot, TEAM, type TestBot, USERS } from "../support/bot.ts";
-import type { TestCluster } from "../support/cluster.ts";
-import type { SlackStandIn } from "../standins/slack.ts";
+import type { TestCluster } from "../../standins/cluster.ts";
+import type { SlackStandIn } from "../../standins/slack.ts";
 import { type HttpCase, rng, send, type SlackIds, socketEnvelope } from "./_cases.ts";
 
 export interface FuzzReport {

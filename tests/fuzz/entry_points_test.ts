@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, TEAM, USERS } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { alertCase, slackCase } from "./_cases.ts";
 import { describe, fuzzHttp, fuzzSocket, requestsPastPending, snapshot, startFuzzBots } from "./_run.ts";
 

@@ -4,10 +4,10 @@
  * restore-test history in the bot's state database. Helpers seed the problems the digest must report.
  */
 
-import type { TestCluster } from "../support/cluster.ts";
+import type { TestCluster } from "../../standins/cluster.ts";
 import { pgDump, setAge } from "../support/dumps.ts";
 import { createBismanDatabase } from "../support/bisman_schema.ts";
-import type { VaultStandIn } from "../standins/vault.ts";
+import type { VaultStandIn } from "../../standins/vault.ts";
 import type { Sql } from "postgres";
 import { recordFinish, recordStart } from "../../ops/restore_history.ts";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { checkAnchor, parseAnchor } from "../../core/audit.ts";
 
 Deno.test("checkAnchor() and parseAnchor(): a missing anchor row and a rewritten one are named", () => {

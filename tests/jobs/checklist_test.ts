@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { createBismanDatabase, setTestPassword } from "../support/bisman_schema.ts";
 import { enableTls, seedHba, writeHba } from "../support/tls.ts";
-import { VaultStandIn } from "../standins/vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 import { DAY, prepareTarget, seedRestoreTests } from "./_digest_fixture.ts";
 import { evaluateChecklist } from "../../jobs/checklist.ts";
 import { JOB_ACTIONS } from "../../slack/actions.ts";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
-import { freePort } from "../support/ports.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
+import { freePort } from "../../standins/ports.ts";
 import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { connectAs } from "../support/bisman_schema.ts";
-import { VaultStandIn } from "../standins/vault.ts";
-import type { StoredMessage } from "../standins/slack.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
+import type { StoredMessage } from "../../standins/slack.ts";
 import { downDoc, HOUR, prepareTarget, seedRestoreTests, targetDoc } from "./_digest_fixture.ts";
 import { buildDigest, type Digest, type DigestCheck, type TargetDigest } from "../../jobs/digest.ts";
 import { renderDigest } from "../../slack/render/digest.ts";

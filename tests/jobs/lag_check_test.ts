@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, testConfig } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { ALERT_ACTIONS } from "../../slack/actions.ts";
 
 Deno.test("the scheduled lag check opens one thread when paused replay lets lag grow, resolves it on resume, and ignores an idle primary", async (t) => {

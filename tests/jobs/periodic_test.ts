@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
-import { VaultStandIn } from "../standins/vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 import { DAY, prepareTarget } from "./_digest_fixture.ts";
 import type { Invoker } from "../../core/access.ts";
 import { recentRestoreTests } from "../../ops/restore_history.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { APPROVER_GROUP, OPS_CHANNEL, TEAM, USERS } from "../support/bot.ts";
 import { type BotProcess, spawnBot, writeConfigFile } from "../support/bot_process.ts";
-import { SlackStandIn } from "../standins/slack.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
 
 /** Every job but the digest off; the digest every second, so 20 slots take 20 seconds. */
 const SCHEDULES = {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster, type TestCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
-import { SlackStandIn } from "../standins/slack.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
 import { connectState } from "../../core/state_db.ts";
 import { migrate } from "../../core/migrate.ts";
 import { claimSlot, finishRun, readRuns, recordJobState } from "../../jobs/run_store.ts";

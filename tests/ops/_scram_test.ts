@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { generatePassword, SCRAM_VERIFIER_RE, scramVerifier, verifierLiteral } from "../../ops/_scram.ts";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 
 // Made by PostgreSQL 15 itself: `SET password_encryption = 'scram-sha-256'; CREATE ROLE vec LOGIN PASSWORD
 // 'pencil-Sharpener 42!'`, then `SELECT rolpassword FROM pg_authid WHERE rolname = 'vec'`.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { connectAs } from "../support/bisman_schema.ts";
 import { applyTargetSql, targetSqlParts } from "../../ops/_target_sql.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { setupStanza } from "../support/pgbackrest.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { setupStanza } from "../../standins/pgbackrest.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
 import { ACTIONS, encodeRequestButton } from "../../slack/actions.ts";

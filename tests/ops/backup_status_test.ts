@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { pgDump, setAge } from "../support/dumps.ts";
-import { setupStanza } from "../support/pgbackrest.ts";
+import { setupStanza } from "../../standins/pgbackrest.ts";
 import { startTestBot, testConfig } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import type { Config } from "../../core/config.ts";
 import type { OpDeps } from "../../ops/types.ts";
 import { backupStatus, readBackupStatus } from "../../ops/backup_status.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import {
   connectAs,
   createBismanDatabase,
@@ -9,7 +9,7 @@ import {
 } from "../support/bisman_schema.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { testConfig, USERS } from "../support/bot.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { blockAddress } from "../../ops/block_address.ts";
 import { unblockAddress } from "../../ops/unblock_address.ts";
 import { applyHbaChange, contentHash } from "../../ops/_hba.ts";

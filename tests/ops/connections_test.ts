@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { connections, readConnections } from "../../ops/connections.ts";
 
 Deno.test("connections counts client sessions by user, application, client and state, and lists idle-in-transaction ones with their age", async (t) => {

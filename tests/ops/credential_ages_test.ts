@@ -6,7 +6,7 @@ import { VaultClient } from "../../core/vault.ts";
 import { type CredentialAge, readCredentialAges } from "../../ops/credential_ages.ts";
 import type { OpDeps } from "../../ops/types.ts";
 import { renderCredentialAges } from "../../slack/render/rotate.ts";
-import { VaultStandIn } from "../standins/vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 
 const NOW = new Date("2025-06-01T12:00:00Z");
 const daysAgo = (d: number) => new Date(NOW.getTime() - d * 86_400_000).toISOString();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { connectAs, createBismanDatabase, setTestPassword } from "../support/bisman_schema.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { testConfig } from "../support/bot.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { promoteReplica } from "../../ops/promote_replica.ts";
 import type { OpsError } from "../../core/errors.ts";
 import { ACTIONS } from "../../slack/actions.ts";

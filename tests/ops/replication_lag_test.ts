@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
-import { waitFor } from "../support/wait.ts";
-import { freePort } from "../support/ports.ts";
+import { waitFor } from "../../standins/wait.ts";
+import { freePort } from "../../standins/ports.ts";
 import {
   formatBytes,
   formatSeconds,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster, type TestCluster } from "../../standins/cluster.ts";
 import { pgDump, pgRestore, setAge } from "../support/dumps.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
@@ -26,7 +26,7 @@ import { createScratch, dropScratch, scratchName } from "../../ops/_scratch.ts";
 import { cleanupRestoreScratch } from "../../jobs/restore_cleanup.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 
 // A harmless destructive action (gate_test) whose policy requires a recent restore test.

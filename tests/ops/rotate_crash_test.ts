@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testConfigDoc, USERS } from "../support/bot.ts";
 import {
   approveVia,
@@ -8,10 +8,10 @@ import {
   spawnBot,
   writeConfigFile,
 } from "../support/bot_process.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { login, seedRotatableRoles } from "../support/rotation.ts";
-import { SlackStandIn } from "../standins/slack.ts";
-import { VaultStandIn } from "../standins/vault.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 import { getRequest } from "../../core/approval_store.ts";
 
 /** Each kill point, three times; every restart recovers the previous run, then serves the next one. */

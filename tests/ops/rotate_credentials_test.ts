@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster, type TestCluster } from "../../standins/cluster.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { type TestOpDeps, testOpDeps } from "../support/op_deps.ts";
 import { ask } from "../support/gate.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { login, type RotatableRole, seedRotatableRoles } from "../support/rotation.ts";
-import { VaultStandIn } from "../standins/vault.ts";
-import { serveLoopback } from "../standins/http.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
+import { serveLoopback } from "../../standins/http.ts";
 import { VaultClient } from "../../core/vault.ts";
 import { OpsError } from "../../core/errors.ts";
 import { ACTIONS } from "../../slack/actions.ts";

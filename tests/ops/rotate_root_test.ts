@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { ask } from "../support/gate.ts";
 import { login } from "../support/rotation.ts";
-import { VaultStandIn } from "../standins/vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 import { VaultClient, VaultError } from "../../core/vault.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 import { rotateRoot as op } from "../../ops/rotate_root.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { QUERY_TEXT_MAX, readSlowQueries, slowQueries } from "../../ops/slow_queries.ts";

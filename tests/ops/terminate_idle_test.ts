@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testOpDeps } from "../support/op_deps.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { terminateIdle } from "../../ops/terminate_idle.ts";
 
 /** A client whose one connection is left in the given state. */

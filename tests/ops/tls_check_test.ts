@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { createBismanDatabase, setTestPassword } from "../support/bisman_schema.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { testConfig } from "../support/bot.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
+import { startCluster } from "../../standins/cluster.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { judgeTable, readVacuumStats, vacuumStats } from "../../ops/vacuum_stats.ts";
 
 const limits = { stale_days: 7, min_dead_tuples: 1000, dead_ratio_warning: 0.2, dead_ratio_critical: 0.5 };

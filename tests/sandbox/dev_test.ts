@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { waitFor } from "../support/wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { stopLeftoverAlertmanager } from "../../sandbox/alerts.ts";
 
 const root = new URL("../../", import.meta.url).pathname;

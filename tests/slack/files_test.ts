@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { WebClient } from "@slack/web-api";
-import { SlackStandIn } from "../standins/slack.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
 import { sendFile, slackApiOf, UploadFailed } from "../../slack/files.ts";
 import { Secrets } from "../../core/log.ts";
 

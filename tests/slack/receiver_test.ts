@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, TEAM, USERS } from "../support/bot.ts";
 
 Deno.test("POST /slack/events refuses forged, stale, unsigned and altered requests before any handler", async (t) => {

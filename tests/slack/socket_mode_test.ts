@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { startCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/wait.ts";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, type TestBot, USERS } from "../support/bot.ts";
-import type { StoredMessage } from "../standins/slack.ts";
+import type { StoredMessage } from "../../standins/slack.ts";
 import { ACTIONS } from "../../slack/actions.ts";
 
 /** Socket Mode with timings short enough for a test: a dead socket is noticed and replaced within a second. */

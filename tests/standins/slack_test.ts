@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { type Logger, LogLevel, WebClient } from "@slack/web-api";
 import { isValidSlackRequest } from "@slack/bolt";
-import { SlackStandIn } from "./slack.ts";
-import { serveLoopback } from "./http.ts";
+import { SlackStandIn } from "../../standins/slack.ts";
+import { serveLoopback } from "../../standins/http.ts";
 
 /** A Logger that keeps what WebClient says instead of printing it. */
 function captureLogger(): Logger & { lines: string[] } {

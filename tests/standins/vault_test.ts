@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import vault from "node-vault";
 import postgres from "postgres";
-import { VaultStandIn } from "./vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
 
 /** Admin connection to the machine's PostgreSQL (trust auth, superuser postgres). */
 const PG_ADMIN_URL = Deno.env.get("STANDIN_PG_ADMIN_URL") ?? "postgres://postgres@127.0.0.1:5432/postgres";

@@ -11,7 +11,7 @@
 
 import postgres from "postgres";
 import net from "node:net";
-import type { TestCluster } from "./cluster.ts";
+import type { TestCluster } from "../../standins/cluster.ts";
 import { applyTargetSql, type ApplyTargetSqlOptions, type SampleRows } from "../../ops/_target_sql.ts";
 
 export { applyTargetSql };

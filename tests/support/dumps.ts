@@ -4,17 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import type { TestCluster } from "./cluster.ts";
+import { pgDumpArgv, primaryConnArgs, type TestCluster } from "../../standins/cluster.ts";
 
-/** libpq arguments that reach `cluster`'s primary as postgres over TCP. */
-export function primaryConnArgs(cluster: TestCluster): string[] {
-  return ["-h", "127.0.0.1", "-p", String(cluster.primary.port), "-U", "postgres"];
-}
-
-/** The argv of a custom-format pg_dump of `db` on `cluster`'s primary into `file`. */
-export function pgDumpArgv(cluster: TestCluster, db: string, file: string): string[] {
-  return ["pg_dump", "-Fc", ...primaryConnArgs(cluster), "-f", file, db];
-}
+export { pgDumpArgv, primaryConnArgs };
 
 /** Runs pg_dump of `db` into `file`; fails the test with pg_dump's stderr if it does not succeed. */
 export async function pgDump(cluster: TestCluster, db: string, file: string): Promise<void> {

@@ -5,7 +5,7 @@
 
 import type { TestBot } from "./bot.ts";
 import { USERS } from "./bot.ts";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../../standins/wait.ts";
 
 /**
  * Sends `/bisman <text>` as `user` and waits for its final answer (the response_url reply that follows

@@ -10,7 +10,7 @@ import { AuditLog } from "../../core/audit.ts";
 import { connectState } from "../../core/state_db.ts";
 import { migrate } from "../../core/migrate.ts";
 import type { OpDeps } from "../../ops/types.ts";
-import type { TestCluster } from "./cluster.ts";
+import type { TestCluster } from "../../standins/cluster.ts";
 import { testConfig } from "./bot.ts";
 
 /** OpDeps plus what the test must close. */

@@ -4,8 +4,8 @@
  */
 
 import postgres from "postgres";
-import type { TestCluster } from "./cluster.ts";
-import type { VaultStandIn } from "../standins/vault.ts";
+import type { TestCluster } from "../../standins/cluster.ts";
+import type { VaultStandIn } from "../../standins/vault.ts";
 
 /** Logs in as `role` with `password` (on the primary unless `port` is given): true, or the SQLSTATE of the refusal. */
 export async function login(

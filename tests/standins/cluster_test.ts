@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { findPgBinDir, freePort, startCluster, waitFor } from "./cluster.ts";
+import { findPgBinDir, freePort, startCluster, waitFor } from "../../standins/cluster.ts";
 
 async function portAcceptsConnections(port: number): Promise<boolean> {
   try {

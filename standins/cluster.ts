@@ -411,7 +411,7 @@ function hbaConf(listen: string[], extra: string[]): string {
     `host    all          all       ${cidr}  scram-sha-256`,
   ];
   const lines = [
-    "# Written by tests/support/cluster.ts",
+    "# Written by standins/cluster.ts",
     ...extra,
     "local   all          all                    trust",
     ...hostLines("127.0.0.1/32"),
@@ -829,7 +829,7 @@ function clusterConfText(p: Prepared, opts: ClusterOptions): string {
     ["archive_mode", opts.archive ? "on" : "off"],
     ...p.extraConf,
   ];
-  return `# Written by tests/support/cluster.ts (${p.label})\n${confLines(clusterSettings)}`;
+  return `# Written by standins/cluster.ts (${p.label})\n${confLines(clusterSettings)}`;
 }
 
 /** Node-specific settings come last so opts.conf cannot break port/socket/listen handling. */
@@ -837,7 +837,7 @@ function nodeConfWriter(node: Node, p: Prepared): () => Promise<void> {
   return () =>
     writeOwned(
       `${node.dataDir}/${NODE_CONF_FILE}`,
-      `# Written by tests/support/cluster.ts (${p.label}/${node.name})\n` +
+      `# Written by standins/cluster.ts (${p.label}/${node.name})\n` +
         confLines([
           ["listen_addresses", p.listen.join(",")],
           ["port", String(node.port)],
@@ -942,7 +942,7 @@ async function initialise(cluster: Cluster, p: Prepared, opts: ClusterOptions, r
   await writeOwned(`${primary.dataDir}/${CLUSTER_CONF_FILE}`, clusterConfText(p, opts));
   await writeOwned(
     `${primary.dataDir}/postgresql.conf`,
-    `\n# --- tests/support/cluster.ts ---\ninclude '${CLUSTER_CONF_FILE}'\ninclude '${NODE_CONF_FILE}'\n`,
+    `\n# --- standins/cluster.ts ---\ninclude '${CLUSTER_CONF_FILE}'\ninclude '${NODE_CONF_FILE}'\n`,
     { append: true },
   );
   await startWithPortRetry(primary, p.listenChecks, nodeConfWriter(primary, p));
@@ -1085,4 +1085,14 @@ export async function openCluster(opts: PersistentClusterOptions): Promise<Persi
     await cluster.stop();
     throw err;
   }
+}
+
+/** libpq arguments that reach `cluster`'s primary as postgres over TCP. */
+export function primaryConnArgs(cluster: TestCluster): string[] {
+  return ["-h", "127.0.0.1", "-p", String(cluster.primary.port), "-U", "postgres"];
+}
+
+/** The argv of a custom-format pg_dump of `db` on `cluster`'s primary into `file`. */
+export function pgDumpArgv(cluster: TestCluster, db: string, file: string): string[] {
+  return ["pg_dump", "-Fc", ...primaryConnArgs(cluster), "-f", file, db];
 }
