@@ -28,7 +28,7 @@ import { alertButtonRegistration } from "./alerts/buttons.ts";
 import { opsChannelPoster, resolveSchedules, Scheduler } from "./jobs/scheduler.ts";
 import { allJobs } from "./jobs/registry.ts";
 import type { JobDefinition, JobServices } from "./jobs/types.ts";
-import { ApprovalGate } from "./core/approval.ts";
+import { ApprovalGate } from "./gate/gate.ts";
 import { SlackApprovalNotifier } from "./slack/approval_messages.ts";
 import { approvalHandlers } from "./slack/approval_handlers.ts";
 import { jobActionHandlers } from "./slack/job_handlers.ts";

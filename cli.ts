@@ -21,13 +21,13 @@ import { stderrWriter } from "./core/log.ts";
 import { dispatch, findSubcommand } from "./commands/router.ts";
 import { allSubcommands } from "./commands/registry.ts";
 import { parseArgs, type ParsedArgs } from "./commands/args.ts";
-import { renderHelp } from "./slack/render/help.ts";
+import { renderHelp } from "./views/help.ts";
 import { ConfigError } from "./core/config.ts";
 import { EnvError } from "./core/env.ts";
 import { asOpsError, OpsError } from "./core/errors.ts";
-import type { Reply } from "./core/reply.ts";
+import type { Reply } from "./views/reply.ts";
 import { processIdentity, resolveOperator } from "./commands/cli_identity.ts";
-import { buildCliRuntime, type CliRuntime } from "./commands/cli_deps.ts";
+import { buildCliRuntime, type CliRuntime } from "./cli/deps.ts";
 import {
   CLI_REQUEST_COMMANDS,
   type CliOutcome,

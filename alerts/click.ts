@@ -8,7 +8,7 @@
 import type { WebClient } from "@slack/web-api";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
-import { invokerOfInteraction } from "../slack/actions.ts";
+import { invokerOfInteraction } from "../slack/interaction.ts";
 
 /** What a Bolt action listener is given that a click needs. */
 interface ClickArgs {

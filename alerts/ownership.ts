@@ -17,9 +17,9 @@ import type { AppDeps } from "../core/deps.ts";
 import { actorOf, checkWorkspace, type Invoker, requireOperator } from "../core/access.ts";
 import { InvalidInput, OpsError } from "../core/errors.ts";
 import type { BoltRegistration } from "../slack/bolt_app.ts";
-import { parseThreadButton, THREAD_ACTION_PATTERN, THREAD_ACTIONS } from "../slack/actions.ts";
+import { parseThreadButton, THREAD_ACTION_PATTERN, THREAD_ACTIONS } from "../views/actions.ts";
 import { alertClick } from "./click.ts";
-import { renderError } from "../slack/render/error.ts";
+import { renderError } from "../views/error.ts";
 import { toUserError } from "../commands/router.ts";
 import {
   alertmanagerBase,

@@ -17,11 +17,13 @@ import {
   renderAlertParent,
   renderStormDetail,
   renderStormParent,
-} from "../slack/render/alerts.ts";
+} from "../views/alerts.ts";
 import { buttonLabel, BUTTONS, buttonsFor } from "./buttons.ts";
 // Type only: threads.ts imports this module for the poster itself.
-import type { AlertEvent } from "./threads.ts";
 import { transaction } from "../core/pg_tx.ts";
+
+/** What changed for one alert, and so what the thread will show. */
+export type AlertEvent = "firing" | "refiring" | "updated" | "resolved";
 
 /** Alerts listed in one storm detail reply. */
 export const STORM_DETAIL_PER_REPLY = 20;

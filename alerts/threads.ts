@@ -26,47 +26,20 @@
 
 import type { WebClient } from "@slack/web-api";
 import type { AppDeps } from "../core/deps.ts";
+import type { AlertSink, FiringAlert, IncomingAlert, IngestResult } from "../core/alert_sink.ts";
+
+export type { FiringAlert, IncomingAlert, IngestResult };
 import { canonicalJson } from "../core/audit.ts";
-import type { AlertButtonRef } from "../slack/actions.ts";
-import type { AlertView } from "../slack/render/alerts.ts";
+import type { AlertButtonRef } from "../views/actions.ts";
+import type { AlertView } from "../views/alerts.ts";
 import type { AlertLookup, AlertLookupResult } from "./buttons.ts";
-import { AlertPoster, alertViewOf, type AlertViewRow } from "./poster.ts";
+import { type AlertEvent, AlertPoster, alertViewOf, type AlertViewRow } from "./poster.ts";
+
+export type { AlertEvent };
 import { transaction } from "../core/pg_tx.ts";
 
 // The poster moved to alerts/poster.ts; what this module exported from it still comes from here.
 export { STORM_DETAIL_PER_REPLY, threadExtras } from "./poster.ts";
-
-/** An alert as it enters: from Alertmanager's payload or from the bot's own checks. */
-export interface IncomingAlert {
-  fingerprint: string;
-  status: "firing" | "resolved";
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  startsAt: string | null;
-  endsAt: string | null;
-  generatorURL?: string;
-  groupKey: string;
-  /** Alertmanager's own URL as the delivery named it (silences use it when the config names none). */
-  externalURL?: string;
-}
-
-/** What changed for one alert, and so what the thread will show. */
-export type AlertEvent = "firing" | "refiring" | "updated" | "resolved";
-
-/** A firing alert as stored. */
-export interface FiringAlert {
-  fingerprint: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  startsAt: string | null;
-}
-
-/** The result of one ingest. */
-export interface IngestResult {
-  received: number;
-  /** Alerts that changed and were queued for Slack. */
-  queued: number;
-}
 
 /** Advisory-lock namespace ("alri"): one ingest at a time per channel. */
 const INGEST_LOCK_NS = 0x616c7269;
@@ -102,7 +75,7 @@ function eventOf(previous: "firing" | "resolved" | undefined, next: "firing" | "
 }
 
 /** Alert threads of one bot process: ingest, the per-channel poster, and lookups for buttons. */
-export class AlertThreads implements AlertLookup {
+export class AlertThreads implements AlertLookup, AlertSink {
   #poster: AlertPoster;
   #sweep?: ReturnType<typeof setInterval>;
 

@@ -17,7 +17,7 @@ import {
   targetDoc,
 } from "../tests/jobs/_digest_fixture.ts";
 import { buildDigest, countTargets, type Digest } from "../jobs/digest.ts";
-import { renderDigest } from "../slack/render/digest.ts";
+import { renderDigest } from "../views/digest.ts";
 
 const TARGETS = 10;
 const DATABASES = 3;

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { auditSearchArgs, searchAudit } from "../ops/audit_search.ts";
-import { auditSearchCsv, renderAuditSearch } from "../slack/render/audit.ts";
+import { auditSearchCsv, renderAuditSearch } from "../views/audit.ts";
 
 const USAGE =
   "/bisman audit [target] [table=clients] [user=bisman_app] [app_user=u42] [service=payments] [action=update] " +

@@ -30,8 +30,8 @@ import {
   verifyExport,
 } from "../core/audit.ts";
 import { parseSince, sinceArg } from "../ops/_security.ts";
-import { mrkdwnSection } from "../slack/render/blocks.ts";
-import { AUDIT_LOG_ROWS_SHOWN, auditLogCsv, renderAuditLogSearch } from "../slack/render/audit_log.ts";
+import { mrkdwnSection } from "../views/blocks.ts";
+import { AUDIT_LOG_ROWS_SHOWN, auditLogCsv, renderAuditLogSearch } from "../views/audit_log.ts";
 
 const USAGE = "/bisman audit-log [actor=…] [action=…] [target=…] [request=…] [since=7d] [limit=200] | " +
   "audit-log verify [anchor=<row>:<hash>] | audit-log export [since=…]";

@@ -12,6 +12,7 @@ import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { NotConfigured } from "../core/errors.ts";
 import { backupSource } from "../ops/backup_now.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const USAGE = "/bisman backup now [target] [full|diff|incr]";
 const type = z.enum(["full", "diff", "incr"]);
@@ -47,6 +48,8 @@ export const backupNowCommand = defineSubcommand({
   },
   run: async (ctx, args) => {
     if (!ctx.deps.gate) throw new NotConfigured("The approval gate is not running in this process");
-    return await ctx.deps.gate.request({ action: "backup_now", args, invoker: ctx.invoker });
+    return renderRequestCreated(
+      await ctx.deps.gate.request({ action: "backup_now", args, invoker: ctx.invoker }),
+    );
   },
 });

@@ -9,7 +9,7 @@ import { optionalTargetOnly, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { InvalidInput } from "../core/errors.ts";
 import { readBackupStatus } from "../ops/backup_status.ts";
-import { renderBackups } from "../slack/render/backups.ts";
+import { renderBackups } from "../views/backups.ts";
 
 const usage = "/bisman backups [target]";
 

@@ -13,9 +13,9 @@ import { defineSubcommand, type Reply } from "./types.ts";
 import { InvalidInput, NotConfigured, NotPermitted, OpsError } from "../core/errors.ts";
 import { actorOf, requireOperator } from "../core/access.ts";
 import { resolveTargetName } from "../core/config.ts";
-import type { Decision } from "../core/approval.ts";
+import type { Decision } from "../gate/gate.ts";
 import { requestRestoreStop } from "../ops/restore_history.ts";
-import { mrkdwnSection } from "../slack/render/blocks.ts";
+import { mrkdwnSection } from "../views/blocks.ts";
 
 const USAGE = "/bisman cancel <request id> | /bisman cancel restore-test [target]";
 
@@ -33,7 +33,7 @@ const schema = z.object({
   rest: z.string(),
 });
 
-/** What the gate's cancel needs (core/approval.ts `ApprovalGate.cancel`). */
+/** What the gate's cancel needs (gate/gate.ts `ApprovalGate.cancel`). */
 interface Canceller {
   cancel(id: number, inv: import("../core/access.ts").Invoker): Promise<Decision>;
 }

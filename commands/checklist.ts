@@ -8,7 +8,7 @@
 import { optionalTargetOnly, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { evaluateChecklist } from "../jobs/checklist.ts";
-import { renderChecklist } from "../slack/render/checklist.ts";
+import { renderChecklist } from "../views/checklist.ts";
 
 const usage = "/bisman checklist [target]";
 

@@ -10,8 +10,8 @@
 
 import { z } from "zod";
 import type { Invoker } from "../core/access.ts";
-import type { ApprovalGate, Decision, RequestView } from "../core/approval.ts";
-import { listRequests } from "../core/approval_store.ts";
+import type { ApprovalGate, Decision, RequestView } from "../gate/gate.ts";
+import { listRequests } from "../gate/store.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { type ErrorCode, InvalidInput } from "../core/errors.ts";
 import { type ParsedArgs, validateArgs } from "./args.ts";

@@ -12,14 +12,7 @@ import { defineSubcommand, type Reply } from "./types.ts";
 import { actorOf } from "../core/access.ts";
 import { type Config, ConfigError } from "../core/config.ts";
 import { checkConfigFile, type ConfigChange, type ConfigCheck, reloadConfig } from "../core/config_reload.ts";
-import {
-  chunkLines,
-  context,
-  escapeMrkdwn,
-  header,
-  mrkdwnSection,
-  truncate,
-} from "../slack/render/blocks.ts";
+import { chunkLines, context, escapeMrkdwn, header, mrkdwnSection, truncate } from "../views/blocks.ts";
 
 const USAGE = "/bisman config check | /bisman config reload";
 

@@ -11,7 +11,8 @@ import { z } from "zod";
 import { optionalTarget, optionalTargetOnly, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { readConnections } from "../ops/connections.ts";
-import { renderConnections } from "../slack/render/connections.ts";
+import { renderConnections } from "../views/connections.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const USAGE = "/bisman connections [target]";
 const TERMINATE_USAGE = "/bisman terminate-idle [target] [minutes=N]";
@@ -51,5 +52,8 @@ export const terminateIdleCommand = defineSubcommand({
       older_than_minutes: a.named.minutes ?? deps.config.thresholds.idle_in_transaction_minutes,
     };
   },
-  run: (ctx, args) => ctx.deps.gate!.request({ action: "terminate_idle", args, invoker: ctx.invoker }),
+  run: async (ctx, args) =>
+    renderRequestCreated(
+      await ctx.deps.gate!.request({ action: "terminate_idle", args, invoker: ctx.invoker }),
+    ),
 });

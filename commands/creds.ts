@@ -11,7 +11,7 @@ import { InvalidInput } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import { resolveTargetName } from "../core/config.ts";
 import { readCredentialAges } from "../ops/credential_ages.ts";
-import { renderCredentialAges } from "../slack/render/rotate.ts";
+import { renderCredentialAges } from "../views/rotate.ts";
 
 export const credsCommand = defineSubcommand({
   name: "creds",

@@ -10,9 +10,9 @@ import { targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { InvalidInput, NotConfigured } from "../core/errors.ts";
 import { buildDigest } from "../jobs/digest.ts";
-import { renderDigest } from "../slack/render/digest.ts";
-import { renderRunResult } from "../slack/render/jobs.ts";
-import { mrkdwnSection } from "../slack/render/blocks.ts";
+import { renderDigest } from "../views/digest.ts";
+import { renderRunResult } from "../views/jobs.ts";
+import { mrkdwnSection } from "../views/blocks.ts";
 
 const usage = "/bisman digest [preview [target]]";
 

@@ -9,12 +9,13 @@ import { z } from "zod";
 import { noArgs, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { registerStatusLine } from "./status.ts";
-import { describeFreeze } from "../core/approval_hooks.ts";
-import { readFreeze } from "../core/approval_store.ts";
+import { describeFreeze } from "../gate/hooks.ts";
+import { readFreeze } from "../gate/store.ts";
 import { NotConfigured } from "../core/errors.ts";
 import type { AppDeps } from "../core/deps.ts";
-import type { ApprovalGate } from "../core/approval.ts";
-import { mrkdwnSection } from "../slack/render/blocks.ts";
+import type { ApprovalGate } from "../gate/gate.ts";
+import { mrkdwnSection } from "../views/blocks.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const FREEZE_USAGE = "/bisman freeze <reason>";
 
@@ -62,7 +63,10 @@ export const unfreezeCommand = defineSubcommand({
   access: "operator",
   destructive: true,
   parse: (args) => validateArgs(noArgs, args, "/bisman unfreeze"),
-  run: (ctx) => ctx.deps.gate!.request({ action: "unfreeze", args: {}, invoker: ctx.invoker }),
+  run: async (ctx) =>
+    renderRequestCreated(
+      await ctx.deps.gate!.request({ action: "unfreeze", args: {}, invoker: ctx.invoker }),
+    ),
 });
 
 /** The freeze line of `/bisman status` (and the digest): shown only while frozen. */

@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { validateArgs } from "./args.ts";
 import { defineSubcommand, type Reply, type Subcommand } from "./types.ts";
-import { renderHelp, renderHelpOne } from "../slack/render/help.ts";
+import { renderHelp, renderHelpOne } from "../views/help.ts";
 import { InvalidInput } from "../core/errors.ts";
 
 /** `[subcommand]` (built once at load: zod compiles every schema it builds, too dear per request). */

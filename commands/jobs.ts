@@ -15,8 +15,9 @@ import type { AppDeps } from "../core/deps.ts";
 import type { JobService } from "../jobs/types.ts";
 import { getJob } from "../jobs/registry.ts";
 import { ackRun, readRun } from "../jobs/run_store.ts";
-import { renderJobs, renderRunResult } from "../slack/render/jobs.ts";
-import { mrkdwnSection } from "../slack/render/blocks.ts";
+import { renderJobs, renderRunResult } from "../views/jobs.ts";
+import { mrkdwnSection } from "../views/blocks.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const jobName = z.string().regex(/^[a-z][a-z0-9_]{0,40}$/, "a job name such as digest");
 
@@ -92,7 +93,9 @@ export const runCommand = defineSubcommand({
         throw new NotConfigured(`Job ${def.name} changes state, and this process has no approval gate`);
       }
       const req = def.gateRequest(deps);
-      return await deps.gate.request({ action: req.action, args: req.args, invoker: ctx.invoker });
+      return renderRequestCreated(
+        await deps.gate.request({ action: req.action, args: req.args, invoker: ctx.invoker }),
+      );
     }
     const record = await service(deps).runNow(args.job, ctx.invoker);
     return renderRunResult(record);

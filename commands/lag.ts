@@ -8,7 +8,7 @@
 import { optionalTargetOnly, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { readReplicationLag } from "../ops/replication_lag.ts";
-import { renderLag } from "../slack/render/lag.ts";
+import { renderLag } from "../views/lag.ts";
 import { InvalidInput } from "../core/errors.ts";
 import type { Config } from "../core/config.ts";
 

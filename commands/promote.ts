@@ -10,6 +10,7 @@ import { z } from "zod";
 import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { InvalidInput } from "../core/errors.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const USAGE = "/bisman promote <replica> [target]";
 
@@ -40,5 +41,8 @@ export const promoteCommand = defineSubcommand({
     }
     return { replica, target };
   },
-  run: (ctx, args) => ctx.deps.gate!.request({ action: "promote_replica", args, invoker: ctx.invoker }),
+  run: async (ctx, args) =>
+    renderRequestCreated(
+      await ctx.deps.gate!.request({ action: "promote_replica", args, invoker: ctx.invoker }),
+    ),
 });

@@ -9,9 +9,9 @@
 import { z } from "zod";
 import { validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
-import { countApprovals, type RequestState, searchRequests } from "../core/approval_store.ts";
+import { countApprovals, type RequestState, searchRequests } from "../gate/store.ts";
 import { parseSince, sinceArg } from "../ops/_security.ts";
-import { renderRequestList } from "../slack/render/requests.ts";
+import { renderRequestList } from "../views/requests.ts";
 
 const USAGE = "/bisman requests [pending|mine|all] [since=7d] [limit=30]";
 

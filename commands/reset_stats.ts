@@ -7,6 +7,7 @@
 
 import { optionalTargetOnly, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const USAGE = "/bisman reset-stats [target]";
 
@@ -21,5 +22,8 @@ export const resetStatsCommand = defineSubcommand({
     const a = validateArgs(optionalTargetOnly, args, USAGE);
     return { target: resolveTarget(deps.config, a.positional[0]) };
   },
-  run: (ctx, args) => ctx.deps.gate!.request({ action: "reset_statements", args, invoker: ctx.invoker }),
+  run: async (ctx, args) =>
+    renderRequestCreated(
+      await ctx.deps.gate!.request({ action: "reset_statements", args, invoker: ctx.invoker }),
+    ),
 });

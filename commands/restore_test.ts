@@ -24,9 +24,10 @@ import {
   restoreTestNeedsApproval,
   runRestoreTest,
 } from "../ops/restore_test.ts";
-import { renderRestoreProgress, renderRestoreResult } from "../slack/render/restore_test.ts";
-import { registerPlanNote, registerPrecondition } from "../core/approval_hooks.ts";
+import { renderRestoreProgress, renderRestoreResult } from "../views/restore_test.ts";
+import { registerPlanNote, registerPrecondition } from "../gate/hooks.ts";
 import { checkRestoreRequirement, provenRestoreNote } from "../ops/restore_history.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 // Proven restores are a fact the gate uses: a policy may require a recent passing test before an action
 // (checked at request time and again before running), and every plan shows the last proven restore.
@@ -137,11 +138,13 @@ export const restoreTestCommand = defineSubcommand({
           "Restore tests of this target need approval, and the approval gate is not running",
         );
       }
-      return await deps.gate.request({
-        action: "restore_test_gated",
-        args: { target: args.target, ...(args.backup ? { backup: args.backup } : {}) },
-        invoker: ctx.invoker,
-      });
+      return renderRequestCreated(
+        await deps.gate.request({
+          action: "restore_test_gated",
+          args: { target: args.target, ...(args.backup ? { backup: args.backup } : {}) },
+          invoker: ctx.invoker,
+        }),
+      );
     }
     const opDeps = { ...deps, actor: actorOf(ctx.invoker) };
     const plan = await planRestoreTest(args, opDeps);

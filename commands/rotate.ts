@@ -16,6 +16,7 @@ import type { AppDeps } from "../core/deps.ts";
 import { ALL_ROLES, resolveRotation } from "../ops/rotate_credentials.ts";
 import { resolveTargetName } from "../core/config.ts";
 import type { ParsedArgs } from "./args.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 const USAGE = "/bisman rotate <role|all|root> [target]";
 
@@ -65,7 +66,8 @@ export const rotateCommand = defineSubcommand({
   parse: (args, deps) => parseRotate(args, deps),
   run: (ctx, req) => {
     if (!ctx.deps.gate) throw new NotConfigured("The approval gate is not running in this process");
-    return ctx.deps.gate.request({ action: req.action, args: req.args, invoker: ctx.invoker });
+    return ctx.deps.gate.request({ action: req.action, args: req.args, invoker: ctx.invoker })
+      .then(renderRequestCreated);
   },
 });
 

@@ -11,7 +11,7 @@ import { asOpsError, OpsError } from "../core/errors.ts";
 import { parseArgs, type ParsedArgs } from "./args.ts";
 import { allSubcommands } from "./registry.ts";
 import type { CommandContext, Reply, Subcommand } from "./types.ts";
-import { renderError } from "../slack/render/error.ts";
+import { renderError } from "../views/error.ts";
 
 /** A command that passed the checks that need no I/O, ready to run. */
 export interface PreparedCommand {

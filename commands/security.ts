@@ -33,14 +33,15 @@ import {
   renderSecurityEvents,
   renderTls,
   renderUsage,
-} from "../slack/render/security.ts";
+} from "../views/security.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 /** Hands a destructive request to the approval gate (the only way such a subcommand acts). */
-export function requestApproval(deps: AppDeps, req: GateRequest): Promise<Reply> {
+export async function requestApproval(deps: AppDeps, req: GateRequest): Promise<Reply> {
   if (!deps.gate) {
     throw new NotConfigured("The approval gate is not running in this process: ask the bot in Slack");
   }
-  return deps.gate.request(req);
+  return renderRequestCreated(await deps.gate.request(req));
 }
 
 const eventsUsage = "/bisman security-events [target] [since=7d] [type=role_locked] [limit=30]";

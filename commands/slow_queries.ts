@@ -9,7 +9,7 @@ import { z } from "zod";
 import { optionalTarget, resolveTarget, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { readSlowQueries } from "../ops/slow_queries.ts";
-import { renderSlowQueries } from "../slack/render/connections.ts";
+import { renderSlowQueries } from "../views/connections.ts";
 
 const USAGE = "/bisman slow-queries [target] [limit=N]";
 

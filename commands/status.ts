@@ -7,7 +7,7 @@
 import { optionalTargetOnly, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { readServerStatus } from "../ops/server_status.ts";
-import { renderStatus } from "../slack/render/status.ts";
+import { renderStatus } from "../views/status.ts";
 import { InvalidInput } from "../core/errors.ts";
 
 export const statusCommand = defineSubcommand({

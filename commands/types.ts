@@ -9,8 +9,8 @@ import type { Invoker } from "../core/access.ts";
 import type { AppDeps } from "../core/deps.ts";
 import type { ParsedArgs } from "./args.ts";
 
-export type { Block, Reply } from "../core/reply.ts";
-import type { Reply } from "../core/reply.ts";
+export type { Block, Reply } from "../views/reply.ts";
+import type { Reply } from "../views/reply.ts";
 
 /** What a running subcommand may use. */
 export interface CommandContext {

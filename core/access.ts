@@ -6,8 +6,10 @@
  */
 
 import type { Config, Principals } from "./config.ts";
-import type { GroupMembers } from "./deps.ts";
 import { NotPermitted } from "./errors.ts";
+
+/** Looks up the members of a Slack user group (`usergroups.users.list`); absent when Slack is not reachable. */
+export type GroupMembers = (groupId: string) => Promise<string[]>;
 
 /** The person or process asking. */
 export interface Invoker {

@@ -12,13 +12,11 @@ import type { Logger, Secrets } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { AuditLog } from "./audit.ts";
 import type { Targets } from "./targets.ts";
-import type { Invoker } from "./access.ts";
-import type { Reply } from "./reply.ts";
-import type { JobService } from "../jobs/types.ts";
-import type { VaultClient } from "./vault.ts";
+import type { GroupMembers, Invoker } from "./access.ts";
 
-/** Looks up the members of a Slack user group (`usergroups.users.list`); absent when Slack is not reachable. */
-export type GroupMembers = (groupId: string) => Promise<string[]>;
+export type { GroupMembers };
+import type { JobService } from "./job_service.ts";
+import type { VaultClient } from "./vault.ts";
 
 /** A request for a destructive operation, as an entry point hands it to the approval gate. */
 export interface GateRequest {
@@ -31,9 +29,22 @@ export interface GateRequest {
   thread?: { channel: string; ts: string };
 }
 
-/** The approval gate as entry points see it: plan, persist, post for approval, and answer the asker. */
+/** What the gate tells the asker once a request is recorded (views/approval.ts renders it). */
+export interface RequestCreated {
+  id: number;
+  /** The plan's one-line summary. */
+  summary: string;
+  /** The short plan hash shown on the approval message. */
+  planHash: string;
+  expiresAt: Date;
+  approvalsNeeded: number;
+  /** The channel of the approval message, or undefined when it could not be posted. */
+  postedIn?: string;
+}
+
+/** The approval gate as entry points see it: plan, persist, post for approval, and say what was recorded. */
 export interface Gate {
-  request(req: GateRequest): Promise<Reply>;
+  request(req: GateRequest): Promise<RequestCreated>;
 }
 
 /** A file to send to one person (slack/files.ts: Slack's external upload flow, shared in a direct message). */

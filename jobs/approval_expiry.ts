@@ -10,7 +10,7 @@
 import type { AppDeps } from "../core/deps.ts";
 import type { JobDefinition } from "./types.ts";
 
-/** The part of the gate this job uses (core/approval.ts `ApprovalGate`). */
+/** The part of the gate this job uses (gate/gate.ts `ApprovalGate`). */
 interface GateHousekeeping {
   sweep(): Promise<number>;
   recoverInterrupted(): Promise<number>;

@@ -10,7 +10,7 @@
  */
 
 import { auditHead } from "../core/audit.ts";
-import { renderAnchor } from "../slack/render/audit_log.ts";
+import { renderAnchor } from "../views/audit_log.ts";
 import type { JobDefinition } from "./types.ts";
 
 export const auditAnchorJob: JobDefinition = {

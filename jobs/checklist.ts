@@ -23,46 +23,25 @@ import { readMemberStatus } from "../ops/server_status.ts";
 import { resolveSchedules } from "./scheduler.ts";
 import { readRuns } from "./run_store.ts";
 import { allJobs } from "./registry.ts";
+import {
+  type Attestable,
+  ATTESTATION_ITEMS,
+  type AttestationItem,
+  type Checklist,
+  type ChecklistItem,
+  type ItemGroup,
+  type ItemStatus,
+} from "../views/checklist_model.ts";
 
-/** How an item stands. */
-export type ItemStatus = "pass" | "fail" | "warning" | "unknown" | "attestation_needed" | "runbook";
-
-/** The three lists of the seed's section 9. */
-export type ItemGroup = "pre_production" | "ongoing" | "incident_response";
-
-/** What an operator may attest for an item the database cannot show. */
-export interface Attestable {
-  item: AttestationItem;
-  /** The mechanisms to choose from (one button each). */
-  mechanisms: string[];
-}
-
-/** Items settled by an operator's attestation. */
-export const ATTESTATION_ITEMS = ["waf_rules", "encryption_at_rest"] as const;
-export type AttestationItem = typeof ATTESTATION_ITEMS[number];
-
-/** One checklist item. */
-export interface ChecklistItem {
-  group: ItemGroup;
-  key: string;
-  /** The seed's wording. */
-  title: string;
-  status: ItemStatus;
-  /** What was found: figures, offending rules, who attested and when. */
-  evidence: string[];
-  /** The command that shows more. */
-  command?: string;
-  attest?: Attestable;
-  /** Incident response: the alert-runbook buttons that perform it. */
-  buttons?: AlertButtonKey[];
-}
-
-/** The evaluated checklist of one target. */
-export interface Checklist {
-  target: string;
-  checkedAt: Date;
-  items: ChecklistItem[];
-}
+export {
+  type Attestable,
+  ATTESTATION_ITEMS,
+  type AttestationItem,
+  type Checklist,
+  type ChecklistItem,
+  type ItemGroup,
+  type ItemStatus,
+};
 
 /** What an item evaluation receives. */
 interface ItemContext {

@@ -17,9 +17,9 @@ import { archiveAuditRows, archiveTargets, countArchivable } from "./audit_archi
 import { claimSlot, countPrunableRuns, finishRun, pruneRuns, renewLease } from "./run_store.ts";
 import type { JobDefinition } from "./types.ts";
 import type { AppDeps } from "../core/deps.ts";
-import { expireDue, listRequests } from "../core/approval_store.ts";
+import { expireDue, listRequests } from "../gate/store.ts";
 import { gateHousekeeping } from "./approval_expiry.ts";
-import { cleanupRestoreScratch } from "./restore_cleanup.ts";
+import { cleanupRestoreScratch } from "../ops/restore_cleanup.ts";
 
 /** One step as the plan shows it. */
 export interface CleanupItem {

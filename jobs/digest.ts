@@ -1,6 +1,6 @@
 /**
  * The daily digest: every check of every target, run concurrently with a timeout each, gathered into one
- * structure that slack/render/digest.ts turns into one Block Kit message (with a thread when it is long).
+ * structure that views/digest.ts turns into one Block Kit message (with a thread when it is long).
  *
  * A section is never shown as fine unless its check ran: a check this build does not have is "not
  * available", one that threw or timed out is "could not check: <why>", and an unreachable target says so
@@ -10,110 +10,41 @@
  */
 
 import { auditHead } from "../core/audit.ts";
-import { renderAnchor } from "../slack/render/audit_log.ts";
+import { renderAnchor } from "../views/audit_log.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { OpsError } from "../core/errors.ts";
 import { readMemberStatus } from "../ops/server_status.ts";
 import type { JobDefinition, JobLevel, JobServices } from "./types.ts";
 import { digestChecks } from "./digest_sections.ts";
-import { renderDigest } from "../slack/render/digest.ts";
+import type { CheckContext, DigestCheck } from "./digest_check.ts";
 
-/** ok / warning / critical: what every line of the digest says. */
-export type Status = JobLevel;
+export type { CheckContext, DigestCheck };
+import { renderDigest } from "../views/digest.ts";
+import {
+  type Digest,
+  type DigestLine,
+  type DigestSection,
+  type SectionResult,
+  sectionStatus,
+  type Status,
+  statusRank,
+  type TargetDigest,
+  targetStatus,
+  worstOf,
+} from "../views/digest_model.ts";
 
-/** One line of a section. */
-export interface DigestLine {
-  status: Status;
-  text: string;
-}
-
-/** What became of one check. */
-export type SectionResult =
-  | { state: "checked"; status: Status; lines: DigestLine[] }
-  | { state: "failed"; error: string; unreachable?: boolean }
-  | { state: "unavailable"; why: string };
-
-/** One section (backups, replication lag, …) of one target, or of the whole deployment. */
-export interface DigestSection {
-  key: string;
-  title: string;
-  result: SectionResult;
-}
-
-/** Everything about one target. */
-export interface TargetDigest {
-  target: string;
-  description?: string;
-  /** Why the primary does not answer, when it does not. */
-  unreachable?: string;
-  sections: DigestSection[];
-}
-
-/** The whole digest. */
-export interface Digest {
-  generatedAt: Date;
-  /** Start of the period covered (the previous digest, or 24 hours before). */
-  since: Date;
-  global: DigestSection[];
-  targets: TargetDigest[];
-  /** Per target and check: what the next digest compares with (slow-query counters). */
-  snapshots: Record<string, Record<string, unknown>>;
-  /** How long building it took. */
-  ms: number;
-  /** Up to this many targets are shown in the message itself (`digest.inline_targets`). */
-  inlineTargets: number;
-}
-
-/** What a check receives. */
-export interface CheckContext {
-  deps: AppDeps;
-  now: Date;
-  since: Date;
-  /** What this check remembered for the same target in the previous digest. */
-  previous?: unknown;
-  /** Process services (the alert threads), when the digest runs inside the bot. */
-  services: JobServices;
-  /** Stores state (JSON) for the next digest. */
-  remember(value: unknown): void;
-}
-
-/** One check of the digest. */
-export interface DigestCheck {
-  key: string;
-  title: string;
-  /** `target`: run once per target; `global`: once for the deployment (approvals, alert threads, freeze). */
-  scope: "target" | "global";
-  /** Why it cannot run in this build or config, or undefined when it can. */
-  unavailable?(deps: AppDeps, target: string | undefined, services: JobServices): string | undefined;
-  /** The lines of the section, worst first or in any order (they are sorted). */
-  run(ctx: CheckContext, target: string | undefined): Promise<DigestLine[]>;
-}
-
-/** Rank for "worst first": critical, then could not check, then warning, ok, not available. */
-export const statusRank = { critical: 4, unknown: 3, warning: 2, ok: 1, unavailable: 0 } as const;
-
-/** The status a section shows: its worst line, `unknown` when it failed, `unavailable` when absent. */
-export function sectionStatus(r: SectionResult): keyof typeof statusRank {
-  if (r.state === "checked") return r.status;
-  return r.state === "failed" ? "unknown" : "unavailable";
-}
-
-/** The worst status of a list of sections (`ok` when empty). */
-export function worstOf(sections: DigestSection[]): keyof typeof statusRank {
-  let worst: keyof typeof statusRank = "ok";
-  for (const s of sections) {
-    const st = sectionStatus(s.result);
-    if (statusRank[st] > statusRank[worst]) worst = st;
-  }
-  return worst;
-}
-
-/** A target's overall status: unreachable counts as could-not-check. */
-export function targetStatus(t: TargetDigest): keyof typeof statusRank {
-  const w = worstOf(t.sections);
-  if (t.unreachable && statusRank[w] < statusRank.unknown) return "unknown";
-  return w;
-}
+export {
+  type Digest,
+  type DigestLine,
+  type DigestSection,
+  type SectionResult,
+  sectionStatus,
+  type Status,
+  statusRank,
+  type TargetDigest,
+  targetStatus,
+  worstOf,
+};
 
 const lineRank = { critical: 3, warning: 2, ok: 1 } as const;
 

@@ -6,13 +6,14 @@
  * @module
  */
 
-import type { DigestCheck, DigestLine, Status } from "./digest.ts";
+import type { DigestCheck } from "./digest_check.ts";
+import type { DigestLine, Status } from "../views/digest_model.ts";
 import { OpsError } from "../core/errors.ts";
 import { readVacuumStats } from "../ops/vacuum_stats.ts";
 import { formatBytes, formatSeconds, readReplicationLag } from "../ops/replication_lag.ts";
 import { readConnections } from "../ops/connections.ts";
 import { readSlowQueries, type SlowQuery } from "../ops/slow_queries.ts";
-import { listRequests, readFreeze } from "../core/approval_store.ts";
+import { listRequests, readFreeze } from "../gate/store.ts";
 import { readBackupStatus } from "../ops/backup_status.ts";
 import { lastProvenRestore, recentRestoreTests } from "../ops/restore_history.ts";
 import { humanAge } from "../ops/_findings.ts";

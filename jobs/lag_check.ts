@@ -14,7 +14,7 @@
  */
 
 import type { AppDeps } from "../core/deps.ts";
-import type { AlertThreads, IncomingAlert } from "../alerts/threads.ts";
+import type { AlertSink, IncomingAlert } from "../core/alert_sink.ts";
 import {
   formatBytes,
   formatSeconds,
@@ -91,7 +91,7 @@ function primaryCondition(r: LagReport, at: string): Condition | undefined {
  */
 export async function runLagCheck(
   deps: AppDeps,
-  threads: Pick<AlertThreads, "ingest" | "firing">,
+  threads: AlertSink,
 ): Promise<LagCheckResult> {
   const at = deps.now().toISOString();
   const reports = await Promise.all(

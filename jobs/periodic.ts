@@ -16,8 +16,8 @@ import { readCredentialAges } from "../ops/credential_ages.ts";
 import { detectBypass } from "../ops/detect_bypass.ts";
 import { listSecurityEvents } from "../ops/security_events.ts";
 import { planRestoreTest, restoreTestNeedsApproval, runRestoreTest } from "../ops/restore_test.ts";
-import { renderRestoreResult } from "../slack/render/restore_test.ts";
-import { renderAuditAnomalies, renderTargetChanges, type TargetChange } from "../slack/render/jobs.ts";
+import { renderRestoreResult } from "../views/restore_test.ts";
+import { renderAuditAnomalies, renderTargetChanges, type TargetChange } from "../views/jobs.ts";
 
 const rank: Record<JobLevel, number> = { ok: 0, warning: 1, critical: 2 };
 

@@ -8,13 +8,18 @@
 
 import type { JobDefinition } from "./types.ts";
 import { digestJob } from "./digest.ts";
-import { cleanupJob } from "./cleanup.ts";
+import { cleanupJob, cleanupOperation } from "./cleanup.ts";
+import { registerOperations } from "../ops/registry.ts";
 import { slowQueryReviewJob } from "./reviews.ts";
 import { approvalExpiryJob } from "./approval_expiry.ts";
 import { runLagCheck } from "./lag_check.ts";
 import { auditAnomalyJob, backupStatusJob, credentialAgeJob, restoreTestJob } from "./periodic.ts";
 import { intervalCron } from "./scheduler.ts";
 import { auditAnchorJob } from "./audit_anchor.ts";
+
+// The on-demand run of the daily cleanup is an operation (reached through the gate). It is registered here,
+// with its job, because it drives the gate's expiry sweep and the job-run store, which ops/ must not import.
+registerOperations(cleanupOperation);
 
 /**
  * The seed's "check replication lag" (jobs/lag_check.ts) on the schedule: its cadence and switch default to

@@ -23,8 +23,8 @@ import {
   type RestoreTestResult,
   runRestoreTest,
 } from "../ops/restore_test.ts";
-import { renderBackups } from "../slack/render/backups.ts";
-import { renderRestoreResult } from "../slack/render/restore_test.ts";
+import { renderBackups } from "../views/backups.ts";
+import { renderRestoreResult } from "../views/restore_test.ts";
 
 const rank: Record<Severity, number> = { ok: 0, warning: 1, critical: 2 };
 

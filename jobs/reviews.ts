@@ -8,7 +8,7 @@
 import type { JobDefinition, JobLevel } from "./types.ts";
 import { readSlowQueries, type SlowQueriesReport } from "../ops/slow_queries.ts";
 import { OpsError } from "../core/errors.ts";
-import { renderSlowQueryReview } from "../slack/render/jobs.ts";
+import { renderSlowQueryReview } from "../views/jobs.ts";
 
 /** Statements listed per target in the weekly review. */
 const REVIEW_SIZE = 10;

@@ -43,7 +43,7 @@ import type {
   Poster,
   RunRecord,
 } from "./types.ts";
-import { renderJobFailed, renderJobInterrupted, renderJobRecovered } from "../slack/render/jobs.ts";
+import { renderJobFailed, renderJobInterrupted, renderJobRecovered } from "../views/jobs.ts";
 
 /** Options of one scheduler; tests pass their own jobs. */
 export interface SchedulerOptions {

@@ -1,6 +1,6 @@
 /**
  * The shape of a scheduled job and of what the scheduler hands it. A job is entry-point code like a
- * subcommand: it calls operations (ops/) and renders through slack/render/, and the scheduler around it
+ * subcommand: it calls operations (ops/) and renders through views/, and the scheduler around it
  * owns slots, leases, run records and failure posts.
  *
  * @module
@@ -9,20 +9,17 @@
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
-import type { Reply } from "../core/reply.ts";
-import type { AlertThreads } from "../alerts/threads.ts";
+import type { Reply } from "../views/reply.ts";
+import type {
+  EffectiveSchedule,
+  JobLevel,
+  JobService,
+  JobServices,
+  RunOutcome,
+  RunRecord,
+} from "../core/job_service.ts";
 
-/** Services of the bot process that some jobs need beyond AppDeps; bot.ts fills them in as it builds them. */
-export interface JobServices {
-  /** The alert threads: the lag check opens and resolves its own; the digest lists those still firing. */
-  alerts?: Pick<AlertThreads, "ingest" | "firing">;
-}
-
-/** How a job judged what it found; a run can succeed and still find problems. */
-export type JobLevel = "ok" | "warning" | "critical";
-
-/** The recorded outcome of one run. */
-export type RunOutcome = "running" | "ok" | "failed" | "skipped" | "interrupted";
+export type { EffectiveSchedule, JobLevel, JobService, JobServices, RunOutcome, RunRecord };
 
 /** Where a posted message lives. */
 export interface PostedMessage {
@@ -90,48 +87,4 @@ export interface JobDefinition {
   /** For a manual run of a destructive job: the request the approval gate gets. */
   gateRequest?(deps: AppDeps): { action: string; args: unknown };
   run(ctx: JobContext): Promise<JobResult>;
-}
-
-/** A job's effective schedule in this process. */
-export interface EffectiveSchedule {
-  name: string;
-  summary: string;
-  cron: string;
-  timezone: string;
-  enabled: boolean;
-  destructive: boolean;
-  unavailable?: string;
-  nextRun?: Date;
-}
-
-/** A stored run, as `/bisman jobs` and the checklist read it. */
-export interface RunRecord {
-  id: number;
-  job: string;
-  slot: Date;
-  trigger: "schedule" | "manual";
-  runner: string;
-  invoker: string | null;
-  startedAt: Date;
-  finishedAt: Date | null;
-  outcome: RunOutcome;
-  level: JobLevel | null;
-  summary: string | null;
-  error: string | null;
-  details: Record<string, unknown>;
-  ackedBy: string | null;
-  ackedAt: Date | null;
-}
-
-/** The scheduler as commands see it (`deps.jobs`). */
-export interface JobService {
-  /** Process services jobs use (the alert threads); the digest preview passes them on. */
-  readonly services: JobServices;
-  schedules(): EffectiveSchedule[];
-  /** Runs a job now, outside its schedule, recorded as a manual run; resolves when it has finished. */
-  runNow(name: string, invoker: Invoker): Promise<RunRecord>;
-  /** The newest run of each job. */
-  lastRuns(): Promise<Map<string, RunRecord>>;
-  /** Applies `deps.config`'s schedules after a reload; returns the jobs whose schedule changed. */
-  reschedule(): string[];
 }

@@ -33,7 +33,6 @@ import { rotateRoot } from "./rotate_root.ts";
 import { resetStatements } from "./reset_statements.ts";
 import { unfreeze } from "./unfreeze.ts";
 import { vacuumStats } from "./vacuum_stats.ts";
-import { cleanupOperation } from "../jobs/cleanup.ts";
 import { backupNow } from "./backup_now.ts";
 
 registerOperations(
@@ -42,7 +41,7 @@ registerOperations(
 );
 registerOperations(rotateCredentials, rotateRoot);
 // Jobs (issue 8): the autovacuum check and the cleanup job, which on demand runs through the gate.
-registerOperations(vacuumStats, cleanupOperation);
+registerOperations(vacuumStats);
 registerOperations(replicationLag, promoteReplica, connections, terminateIdle, slowQueries);
 // Audit and security (issue 7).
 registerOperations(auditSearch, securityEvents, detectBypassOp, serviceUsage, roleDrift, tlsCheck);

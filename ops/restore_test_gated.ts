@@ -15,7 +15,7 @@ import {
   type RestoreTestResult,
   runRestoreTest,
 } from "./restore_test.ts";
-import { cleanupRestoreScratch } from "../jobs/restore_cleanup.ts";
+import { cleanupRestoreScratch } from "./restore_cleanup.ts";
 
 /** The gated restore test. Its reconcile() never reruns: it cleans up what the interrupted run left. */
 export const restoreTestGated: Operation<RestoreTestArgs, RestoreTestPlan, RestoreTestResult> = {

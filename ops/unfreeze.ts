@@ -10,8 +10,7 @@
 
 import { z } from "zod";
 import type { Operation, PlanBase, Reconciled } from "./types.ts";
-import { clearFreeze, readFreeze } from "../core/approval_store.ts";
-import { describeFreeze } from "../core/approval_hooks.ts";
+import { clearFreeze, describeFreeze, readFreeze } from "../core/freeze.ts";
 import { InvalidInput, StepFailed } from "../core/errors.ts";
 
 export const unfreezeArgs = z.strictObject({});

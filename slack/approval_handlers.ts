@@ -5,21 +5,20 @@
  * @module
  */
 
-import type { ApprovalGate, Decision } from "../core/approval.ts";
+import type { ApprovalGate, Decision } from "../gate/gate.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { asOpsError } from "../core/errors.ts";
 import type { BoltRegistration } from "./bolt_app.ts";
 import {
   ACTIONS,
   INPUTS,
-  type InteractionBody,
-  invokerOfInteraction,
   type ModalMetadata,
   parseModalMetadata,
   parseRequestButton,
   VIEWS,
-} from "./actions.ts";
-import { renderDenyModal, renderTypedConfirmationModal } from "./render/approval.ts";
+} from "../views/actions.ts";
+import { type InteractionBody, invokerOfInteraction } from "./interaction.ts";
+import { renderDenyModal, renderTypedConfirmationModal } from "../views/approval.ts";
 
 /** A block_actions payload as far as these listeners read it. */
 interface ButtonBody extends InteractionBody {

@@ -9,9 +9,9 @@
  */
 
 import type { WebClient } from "@slack/web-api";
-import type { ApprovalNotifier, RequestView } from "../core/approval.ts";
+import type { ApprovalNotifier, RequestView } from "../gate/gate.ts";
 import type { Secrets } from "../core/log.ts";
-import { renderApproval, renderReminder } from "./render/approval.ts";
+import { renderApproval, renderReminder } from "../views/approval.ts";
 
 /** `metadata.event_type` of approval messages, so tools (and tests) find a request's message. */
 export const REQUEST_EVENT_TYPE = "bisman_request";

@@ -17,12 +17,14 @@ import {
   toUserError,
 } from "../commands/router.ts";
 import type { OpsError } from "../core/errors.ts";
-import type { Reply } from "../commands/types.ts";
-import { renderError } from "./render/error.ts";
+import type { Reply } from "../views/reply.ts";
+import { renderError } from "../views/error.ts";
 import { withShareButton } from "./share.ts";
+import type { BoltApp, BoltRegistration } from "./bolt_types.ts";
+
+export type { BoltApp, BoltRegistration };
 
 const { App, LogLevel } = bolt;
-export type BoltApp = InstanceType<typeof App>;
 
 /** Adapts our JSON logger to the Logger interface of Bolt and the Slack SDK (so their lines are JSON too). */
 export function boltLogger(log: Logger) {
@@ -127,9 +129,6 @@ async function answerInAck(
   await ack(toSlackResponse(reply));
   return failed;
 }
-
-/** Hooks that feature modules register on the Bolt app (actions, views). */
-export type BoltRegistration = (app: BoltApp, deps: AppDeps) => void;
 
 /**
  * Creates the Bolt app on a receiver. `botId`/`botUserId` are given so Bolt never calls `auth.test` per

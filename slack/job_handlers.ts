@@ -8,14 +8,8 @@
  */
 
 import type { BoltRegistration } from "./bolt_app.ts";
-import {
-  type InteractionBody,
-  invokerOfInteraction,
-  JOB_ACTIONS,
-  parseAckButton,
-  parseAttestButton,
-  parseRunbookButton,
-} from "./actions.ts";
+import { JOB_ACTIONS, parseAckButton, parseAttestButton, parseRunbookButton } from "../views/actions.ts";
+import { type InteractionBody, invokerOfInteraction } from "./interaction.ts";
 import { actorOf, checkWorkspace, type Invoker, requireOperator } from "../core/access.ts";
 import { InvalidInput, OpsError } from "../core/errors.ts";
 import { type AlertButtonKey, alertButtonKeys } from "../core/config.ts";
@@ -23,7 +17,8 @@ import { ackRun, readRun } from "../jobs/run_store.ts";
 import { recordAttestation } from "../jobs/checklist.ts";
 import { resolveButton } from "../alerts/buttons.ts";
 import { prepareCommand, runPrepared, toUserError } from "../commands/router.ts";
-import { renderError } from "./render/error.ts";
+import { renderError } from "../views/error.ts";
+import { renderRequestCreated } from "../views/approval.ts";
 
 interface ButtonBody extends InteractionBody {
   actions?: { action_id?: string; value?: string }[];
@@ -146,7 +141,9 @@ export function jobActionHandlers(): BoltRegistration {
           return await tell(reply.text, reply.blocks);
         }
         if (!deps.gate) return await tell(":construction: The approval gate is not running in this process");
-        const reply = await deps.gate.request({ action: what.action, args: what.args, invoker: inv });
+        const reply = renderRequestCreated(
+          await deps.gate.request({ action: what.action, args: what.args, invoker: inv }),
+        );
         await tell(reply.text, reply.blocks);
       } catch (err) {
         await tell(renderError(toUserError(err, deps)).text);

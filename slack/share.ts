@@ -10,11 +10,12 @@ import type { Sql } from "postgres";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import { actorOf } from "../core/access.ts";
-import type { Block, Reply } from "../core/reply.ts";
+import type { Block, Reply } from "../views/reply.ts";
 import type { Subcommand } from "../commands/types.ts";
-import type { BoltRegistration } from "./bolt_app.ts";
-import { encodeShareButton, invokerOfInteraction, parseShareButton, SHARE_ACTION } from "./actions.ts";
-import { context, LIMITS } from "./render/blocks.ts";
+import type { BoltRegistration } from "./bolt_types.ts";
+import { encodeShareButton, parseShareButton, SHARE_ACTION } from "../views/actions.ts";
+import { invokerOfInteraction } from "./interaction.ts";
+import { context, LIMITS } from "../views/blocks.ts";
 
 /** Subcommands whose answers are not query results (help, confirmations of what the asker just did). */
 const NOT_SHARED = new Set(["help", "cancel", "config"]);

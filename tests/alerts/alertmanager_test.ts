@@ -6,7 +6,7 @@ import { startAlertmanager } from "../../standins/alertmanager.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
 import { alertmanagerRoute, webhookSchema } from "../../alerts/alertmanager.ts";
-import { ALERT_ACTIONS } from "../../slack/actions.ts";
+import { ALERT_ACTIONS } from "../../views/actions.ts";
 import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "alerts-test-token-4f8a2c";

@@ -4,9 +4,9 @@ import { OPS_CHANNEL, startTestBot, type TestBot, testConfig, USERS } from "../s
 import { startAlertmanager } from "../../standins/alertmanager.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
-import { THREAD_ACTIONS } from "../../slack/actions.ts";
+import { THREAD_ACTIONS } from "../../views/actions.ts";
 import { alertmanagerBase, matchersOf } from "../../alerts/silences.ts";
-import { threadButtonsBlock } from "../../slack/render/alerts.ts";
+import { threadButtonsBlock } from "../../views/alerts.ts";
 import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "silences-test-token-77c1";

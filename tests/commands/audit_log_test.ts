@@ -5,7 +5,7 @@ import { startTestBot, testConfigDoc, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { verifyExport } from "../../core/audit.ts";
-import { csvField, toCsv } from "../../slack/files.ts";
+import { csvField, toCsv } from "../../views/csv.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 

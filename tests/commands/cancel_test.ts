@@ -4,7 +4,7 @@ import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts
 import { ask, ephemeralTo } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { pgDump } from "../support/dumps.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { getRestoreTest } from "../../ops/restore_history.ts";
 
 /**

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 registerGateTest();
 

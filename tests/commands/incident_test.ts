@@ -8,7 +8,7 @@ import {
 } from "../support/bisman_schema.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 Deno.test("incident subcommands go through the gate: lock-role, unlock-role, terminate, block, unblock; hostile arguments change nothing", async (t) => {
   await using cluster = await startCluster({

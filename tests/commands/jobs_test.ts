@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { readRuns } from "../../jobs/run_store.ts";
 
 Deno.test("/bisman jobs lists schedules, last and next runs; /bisman run runs read-only jobs now and sends destructive ones to the gate", async (t) => {

@@ -4,8 +4,8 @@ import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts"
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
-import { ACTIONS, SHARE_ACTION } from "../../slack/actions.ts";
-import { approverMentions } from "../../slack/render/approval.ts";
+import { ACTIONS, SHARE_ACTION } from "../../views/actions.ts";
+import { approverMentions } from "../../views/approval.ts";
 
 registerGateTest();
 

@@ -2,7 +2,7 @@
 // real cluster in tests/ops/restore_test_test.ts; this file covers the progress pacing on its own.
 import assert from "node:assert/strict";
 import { throttleProgress } from "../../commands/restore_test.ts";
-import type { Reply } from "../../core/reply.ts";
+import type { Reply } from "../../views/reply.ts";
 import type { RestoreProgress } from "../../ops/restore_test.ts";
 import { waitFor } from "../../standins/wait.ts";
 

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { connectAs } from "../support/bisman_schema.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 Deno.test("/bisman apply-target-sql, security-events, detect, usage, roles and tls answer from a real target", async (t) => {
   await using cluster = await startCluster({

@@ -4,7 +4,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { startTestBot, USERS } from "../support/bot.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 registerGateTest();
 

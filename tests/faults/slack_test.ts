@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 
 const ALERTS_TOKEN = "fault-slack-alerts-token";

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { TcpProxy } from "./_tcp_proxy.ts";
 
 /** Outage length in the suite; `STATE_OUTAGE_SECONDS=30` gives the issue's full 30 seconds. */

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { runLagCheck } from "../../jobs/lag_check.ts";
 import { TcpProxy } from "./_tcp_proxy.ts";
 

@@ -5,7 +5,7 @@ import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { TcpProxy } from "./_tcp_proxy.ts";
 
 Deno.test("Vault sealed or unreachable: rotation is refused or fails with a clear message, the old password keeps working, Vault is unchanged, and rotation works once Vault is back", async (t) => {

@@ -6,7 +6,7 @@
  */
 
 import { createHmac } from "node:crypto";
-import { ACTIONS, ALERT_ACTIONS, encodeRequestButton, VIEWS } from "../../slack/actions.ts";
+import { ACTIONS, ALERT_ACTIONS, encodeRequestButton, VIEWS } from "../../views/actions.ts";
 
 /** A seeded PRNG (mulberry32): the same seed gives the same cases. */
 export function rng(seed: number): () => number {

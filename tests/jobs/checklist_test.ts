@@ -7,7 +7,7 @@ import { enableTls, seedHba, writeHba } from "../support/tls.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
 import { DAY, prepareTarget, seedRestoreTests } from "./_digest_fixture.ts";
 import { evaluateChecklist } from "../../jobs/checklist.ts";
-import { JOB_ACTIONS } from "../../slack/actions.ts";
+import { JOB_ACTIONS } from "../../views/actions.ts";
 import { readRuns } from "../../jobs/run_store.ts";
 
 /** A Kong Admin API stand-in: GET /plugins answers whatever the test sets. */

@@ -8,10 +8,10 @@ import { VaultStandIn } from "../../standins/vault.ts";
 import type { StoredMessage } from "../../standins/slack.ts";
 import { downDoc, HOUR, prepareTarget, seedRestoreTests, targetDoc } from "./_digest_fixture.ts";
 import { buildDigest, type Digest, type DigestCheck, type TargetDigest } from "../../jobs/digest.ts";
-import { renderDigest } from "../../slack/render/digest.ts";
+import { renderDigest } from "../../views/digest.ts";
 import { OpsError } from "../../core/errors.ts";
 import { readRuns } from "../../jobs/run_store.ts";
-import { readFreeze } from "../../core/approval_store.ts";
+import { readFreeze } from "../../gate/store.ts";
 
 /** Every mrkdwn text of a message, joined. */
 function textOf(m: { blocks?: unknown[] }): string {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, testConfig } from "../support/bot.ts";
 import { waitFor } from "../../standins/wait.ts";
-import { ALERT_ACTIONS } from "../../slack/actions.ts";
+import { ALERT_ACTIONS } from "../../views/actions.ts";
 
 Deno.test("the scheduled lag check opens one thread when paused replay lets lag grow, resolves it on resume, and ignores an idle primary", async (t) => {
   await using cluster = await startCluster({ name: "lag-check", replica: true });

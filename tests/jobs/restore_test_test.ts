@@ -4,7 +4,7 @@ import { pgDump } from "../support/dumps.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import type { AppDeps } from "../../core/deps.ts";
-import type { Reply } from "../../core/reply.ts";
+import type { Reply } from "../../views/reply.ts";
 import type { JobContext, PreviousRun } from "../../jobs/types.ts";
 import { backupStatusJob, restoreTestJob } from "../../jobs/restore_test.ts";
 

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { setupStanza } from "../../standins/pgbackrest.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
-import { ACTIONS, encodeRequestButton } from "../../slack/actions.ts";
+import { ACTIONS, encodeRequestButton } from "../../views/actions.ts";
 import { dumpFileName } from "../../ops/backup_now.ts";
 
 Deno.test("dumpFileName() stamps the prefix with the UTC date and time", () => {

@@ -5,7 +5,7 @@ import { Targets } from "../../core/targets.ts";
 import { VaultClient } from "../../core/vault.ts";
 import { type CredentialAge, readCredentialAges } from "../../ops/credential_ages.ts";
 import type { OpDeps } from "../../ops/types.ts";
-import { renderCredentialAges } from "../../slack/render/rotate.ts";
+import { renderCredentialAges } from "../../views/rotate.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
 
 const NOW = new Date("2025-06-01T12:00:00Z");

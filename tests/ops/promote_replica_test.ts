@@ -6,7 +6,7 @@ import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { promoteReplica } from "../../ops/promote_replica.ts";
 import type { OpsError } from "../../core/errors.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 // Promotion changes cluster-wide state: this file has its own cluster, and its steps run in order.
 Deno.test("promote_replica: the plan warns of split brain, non-standbys are refused, two approvals promote, reconcile sees it", async (t) => {

@@ -4,7 +4,7 @@ import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask, ephemeralTo } from "../support/gate.ts";
 import { resetStatements } from "../../ops/reset_statements.ts";
 import { Targets } from "../../core/targets.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 Deno.test("reset_statements: plan, revalidate, run and reconcile on a real primary, and a stale approval through the gate", async (t) => {
   await using cluster = await startCluster({ name: "resetstats", preload: ["pg_stat_statements"] });

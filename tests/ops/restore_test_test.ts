@@ -23,11 +23,11 @@ import {
   tryWithRestoreLock,
 } from "../../ops/restore_history.ts";
 import { createScratch, dropScratch, scratchName } from "../../ops/_scratch.ts";
-import { cleanupRestoreScratch } from "../../jobs/restore_cleanup.ts";
+import { cleanupRestoreScratch } from "../../ops/restore_cleanup.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 // A harmless destructive action (gate_test) whose policy requires a recent restore test.
 registerGateTest();

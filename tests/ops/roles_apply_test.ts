@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { createBismanDatabase } from "../support/bisman_schema.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { rolesApply } from "../../ops/roles_apply.ts";
 import { readRoleDrift } from "../../ops/role_drift.ts";
 import { detectBypass } from "../../ops/detect_bypass.ts";

@@ -12,7 +12,7 @@ import { waitFor } from "../../standins/wait.ts";
 import { login, seedRotatableRoles } from "../support/rotation.ts";
 import { SlackStandIn } from "../../standins/slack.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
-import { getRequest } from "../../core/approval_store.ts";
+import { getRequest } from "../../gate/store.ts";
 
 /** Each kill point, three times; every restart recovers the previous run, then serves the next one. */
 const KILL_POINTS = ["rotate.after_alter", "rotate.after_vault_write", "rotate.after_commit"] as const;

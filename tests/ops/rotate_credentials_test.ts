@@ -10,7 +10,7 @@ import { VaultStandIn } from "../../standins/vault.ts";
 import { serveLoopback } from "../../standins/http.ts";
 import { VaultClient } from "../../core/vault.ts";
 import { OpsError } from "../../core/errors.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import {
   type RotateArgs,
   rotateArgs,

@@ -6,7 +6,7 @@ import { ask } from "../support/gate.ts";
 import { login } from "../support/rotation.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
 import { VaultClient, VaultError } from "../../core/vault.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { rotateRoot as op } from "../../ops/rotate_root.ts";
 
 Deno.test("rotate_root asks Vault to rotate its database connection's password, which then only Vault knows", async (t) => {

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, type TestBot, USERS } from "../support/bot.ts";
 import type { StoredMessage } from "../../standins/slack.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 
 /** Socket Mode with timings short enough for a test: a dead socket is noticed and replaced within a second. */
 const socketEnv = (appToken: string) => ({ SLACK_APP_TOKEN: appToken });

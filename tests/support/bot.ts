@@ -8,8 +8,8 @@ import { type RunningBot, startBot, type StartOptions } from "../../bot.ts";
 import type { TestCluster } from "../../standins/cluster.ts";
 import { SlackStandIn, type StoredMessage } from "../../standins/slack.ts";
 import { waitFor } from "../../standins/wait.ts";
-import type { RequestState } from "../../core/approval_store.ts";
-import { type ActionId, encodeRequestButton } from "../../slack/actions.ts";
+import type { RequestState } from "../../gate/store.ts";
+import { type ActionId, encodeRequestButton } from "../../views/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 
 /** Slack user IDs used across the tests. */

@@ -14,7 +14,7 @@
 import { freePort } from "../../standins/ports.ts";
 import { waitFor } from "../../standins/wait.ts";
 import type { SlackStandIn } from "../../standins/slack.ts";
-import { ACTIONS } from "../../slack/actions.ts";
+import { ACTIONS } from "../../views/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 import { TEAM } from "./bot.ts";
 

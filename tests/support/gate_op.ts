@@ -14,6 +14,7 @@ import { defineSubcommand } from "../../commands/types.ts";
 import { validateArgs } from "../../commands/args.ts";
 import { StepFailed } from "../../core/errors.ts";
 import { withAuditContext } from "../../core/target_audit.ts";
+import { renderRequestCreated } from "../../views/approval.ts";
 
 const key = z.string().regex(/^[a-z0-9_]{1,40}$/, "a key of lower-case letters, digits and _");
 const args = z.strictObject({
@@ -107,7 +108,10 @@ export const gateTestCommand = defineSubcommand({
     );
     return { key: v.positional[0], fail: v.named.fail === "yes", hold_ms: Number(v.named.hold ?? 0) };
   },
-  run: (ctx, a) => ctx.deps.gate!.request({ action: "gate_test", args: a, invoker: ctx.invoker }),
+  run: async (ctx, a) =>
+    renderRequestCreated(
+      await ctx.deps.gate!.request({ action: "gate_test", args: a, invoker: ctx.invoker }),
+    ),
 });
 
 /** Registers the operation and its subcommand once per process. */
