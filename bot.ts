@@ -7,7 +7,7 @@
 
 import { WebClient } from "@slack/web-api";
 import { type Config, loadConfig } from "./core/config.ts";
-import { type BotEnv, readEnv } from "./core/env.ts";
+import { type BotEnv, EnvError, readEnv } from "./core/env.ts";
 import { createLogger, type LogSink, Secrets } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import { connectState, stateReachable } from "./core/state_db.ts";
@@ -125,6 +125,12 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     level: (Deno.env.get("LOG_LEVEL") as never) ?? "info",
   });
   const env: BotEnv = readEnv(opts.env ?? Deno.env.toObject(), secrets);
+  if (!env.signingKeys) {
+    throw new EnvError([
+      "BISMAN_SIGNING_KEY is not set: the key, kept outside the state database, that seals approval requests " +
+      "and keys the audit chain (generate one with `openssl rand -base64 32` and put it in the bot's Secret)",
+    ]);
+  }
   const config = opts.config ?? await loadConfig(env.configPath);
   const now = opts.now ?? (() => new Date());
   // A `schedules` key naming no job stops start-up here, naming the key, like any other config error.
@@ -157,7 +163,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     secrets,
     vault ? (ref, mount) => vault.readRef(ref, { mount }) : undefined,
   );
-  const audit = new AuditLog(state, secrets, now);
+  const audit = new AuditLog(state, secrets, now, env.signingKeys);
   const deps: AppDeps = {
     config,
     env,
@@ -171,6 +177,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     now,
     vault,
     slack: slackApiOf(slack, secrets),
+    keys: env.signingKeys,
   };
 
   // The approval gate: always built, so every destructive subcommand and alert button reaches it.

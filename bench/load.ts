@@ -31,6 +31,7 @@ import { SlackStandIn } from "../standins/slack.ts";
 import { waitFor } from "../standins/wait.ts";
 import { percentile } from "./_stats.ts";
 import { httpRequest, loadRaw } from "./_http_load.ts";
+import { IntegrityKeys } from "../core/keys.ts";
 
 const REQUESTS = Number(Deno.env.get("REQUESTS") ?? "2000");
 const CONCURRENCY = Number(Deno.env.get("CONCURRENCY") ?? "50");
@@ -300,6 +301,7 @@ export async function run(): Promise<void> {
     configFile,
     env: {
       SLACK_SIGNING_SECRET: slack.signingSecret,
+      BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
       SLACK_BOT_TOKEN: slack.botToken,
       SLACK_API_URL: slack.apiUrl,
       DATABASE_URL: cluster.primary.url({ database: stateDb }),

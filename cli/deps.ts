@@ -158,7 +158,7 @@ export async function buildCliRuntime(
     // password_env names are looked up where the CLI's environment came from (an --env-file too).
     (name) => envVars[name],
   );
-  const audit = new AuditLog(state, secrets, now);
+  const audit = new AuditLog(state, secrets, now, env.signingKeys);
   const deps: AppDeps = {
     config,
     env,
@@ -171,6 +171,7 @@ export async function buildCliRuntime(
     groupMembers: (g) => groups.members(g),
     now,
     vault,
+    keys: env.signingKeys,
   };
   const notifier = new CliNotifier(client ? new SlackApprovalNotifier(client, secrets) : undefined, link);
   const gate = new ApprovalGate(deps, notifier, { instanceId: `cli-${crypto.randomUUID()}` });

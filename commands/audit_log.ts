@@ -32,6 +32,7 @@ import {
 import { parseSince, sinceArg } from "../ops/_security.ts";
 import { mrkdwnSection } from "../views/blocks.ts";
 import { AUDIT_LOG_ROWS_SHOWN, auditLogCsv, renderAuditLogSearch } from "../views/audit_log.ts";
+import type { IntegrityKeys } from "../core/keys.ts";
 
 const USAGE = "/bisman audit-log [actor=…] [action=…] [target=…] [request=…] [since=7d] [limit=200] | " +
   "audit-log verify [anchor=<row>:<hash>] | audit-log export [since=…]";
@@ -293,6 +294,7 @@ export const auditLogCommand = defineSubcommand({
 export async function verifyExportFile(
   path: string,
   anchor?: Anchor,
+  keys?: IntegrityKeys,
 ): Promise<{ ok: boolean; text: string }> {
   let text: string;
   try {
@@ -300,7 +302,7 @@ export async function verifyExportFile(
   } catch (err) {
     return { ok: false, text: `Cannot read ${path}: ${err instanceof Error ? err.message : err}` };
   }
-  const v = verifyExport(text, anchor);
+  const v = verifyExport(text, anchor, keys);
   if (!v.ok) {
     return {
       ok: false,
@@ -316,8 +318,11 @@ export async function verifyExportFile(
       `Export ${path} verifies: rows ${v.first}…${
         v.head!.seq
       } (${v.rows}) form an unbroken chain; head hash ${v.head!.hash}` +
-      (v.first !== 1 ? ` (chained from row ${v.first}'s stated predecessor)` : "") +
-      (anchor ? `; it holds anchor row ${anchor.seq} with its hash` : ""),
+      (anchor ? `; it holds anchor row ${anchor.seq} with its hash, which pins every row up to it` : "") +
+      (v.keyed
+        ? `; the keyed rows' MACs were checked with the bot's key`
+        : `; the keyed rows' MACs were NOT checked (no BISMAN_SIGNING_KEY here): only the linkage was`) +
+      (v.unkeyed ? `; ${v.unkeyed} row(s) predate the key and are plain SHA-256` : ""),
   };
 }
 

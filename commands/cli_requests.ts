@@ -161,7 +161,12 @@ export async function runRequestCommand(
         usage,
       );
       const id = a.positional[0];
-      const d = await gate.approve(id, inv, flags.confirm !== undefined ? { typed: flags.confirm } : {});
+      // The plan hash of the request as the gate reads it now; the outcome prints that plan.
+      const shown = await gate.view(id);
+      const d = await gate.approve(id, inv, {
+        planHash: shown?.request.plan_hash,
+        ...(flags.confirm !== undefined ? { typed: flags.confirm } : {}),
+      });
       return decisionOutcome(d, await gate.view(id));
     }
     case "deny": {

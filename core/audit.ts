@@ -2,9 +2,13 @@
  * The tamper-evident audit log.
  *
  * Rows are appended under a transaction-scoped advisory lock, so concurrent writers (several bot replicas)
- * take turns and never fork the chain. Each row stores `prev_hash` and
- * `hash = sha256(prev_hash + "\n" + canonical(row))`; {@link verifyChain} recomputes them and names the
- * first row that does not match. Values are scrubbed of registered secrets before they are written.
+ * take turns and never fork the chain. Each row stores `prev_hash`, `hash = sha256(prev_hash + "\n" +
+ * canonical(row))` (anyone can check the chain, offline too, and anchors pin it), and
+ * `mac = HMAC-SHA-256(audit key, hash)` under the key named in `key_id` (core/keys.ts: a key kept outside
+ * the state database). Whoever can write the table can edit a row and recompute every hash after it, but
+ * not the MACs: {@link verifyChain} with the key names the first row whose MAC fails. Rows written before a
+ * key was configured have no MAC; they are accepted only as the chain's first rows, never after a keyed one.
+ * Values are scrubbed of registered secrets before they are written.
  *
  * @module
  */
@@ -13,6 +17,7 @@ import { createHash } from "node:crypto";
 import type { Sql } from "postgres";
 import type { Secrets } from "./log.ts";
 import { transaction } from "./pg_tx.ts";
+import type { IntegrityKeys } from "./keys.ts";
 
 /** Advisory lock key for appends: constant across replicas. */
 /** The advisory lock appends take (exported for tests that hold it). */
@@ -58,6 +63,10 @@ export interface AuditRow {
   details: Record<string, unknown>;
   prev_hash: string;
   hash: string;
+  /** HMAC-SHA-256 of `hash` under the audit key `key_id` (core/keys.ts); null for rows from before a key. */
+  mac?: string | null;
+  /** The key that made `mac`. */
+  key_id?: string | null;
 }
 
 /** The audit log's columns in table order: what an append writes, and what an export or CSV shows. */
@@ -73,6 +82,8 @@ export const AUDIT_COLUMNS = [
   "details",
   "prev_hash",
   "hash",
+  "mac",
+  "key_id",
 ] as const satisfies readonly (keyof AuditRow)[];
 
 /**
@@ -148,6 +159,8 @@ export class AuditLog {
     private readonly sql: Sql,
     private readonly secrets: Secrets,
     private readonly now: () => Date = () => new Date(),
+    /** The key that makes each new row's hash a MAC; without it rows are hashed with plain SHA-256. */
+    readonly keys?: IntegrityKeys,
   ) {}
 
   /** Entries waiting for the next batch, in arrival order. */
@@ -233,7 +246,15 @@ export class AuditLog {
           details,
         };
         const hash = chainHash(prev, rowContent(row));
-        rows.push({ ...row, details: tx.json(details as never), prev_hash: prev, hash });
+        const mac = this.keys ? this.keys.mac("audit", hash) : null;
+        rows.push({
+          ...row,
+          details: tx.json(details as never),
+          prev_hash: prev,
+          hash,
+          mac,
+          key_id: this.keys?.currentId ?? null,
+        });
         written.push({ seq, hash });
         prev = hash;
       }
@@ -247,7 +268,7 @@ export class AuditLog {
   async rows(filter: { requestId?: number; sinceSeq?: number; limit?: number } = {}): Promise<AuditRow[]> {
     const rows = await this.sql<AuditRow[]>`
       select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
-             details, prev_hash, hash
+             details, prev_hash, hash, mac, key_id
         from bisman_ops.audit_log
        where (${filter.requestId ?? null}::bigint is null or request_id = ${filter.requestId ?? null})
          and seq >= ${filter.sinceSeq ?? 1}
@@ -261,37 +282,74 @@ export class AuditLog {
     let prev = GENESIS_HASH;
     let expectedSeq = 1;
     let checked = 0;
+    let unkeyed = 0;
+    let keyedSeen = false;
     for (;;) {
       const batch = await this.rows({ sinceSeq: expectedSeq, limit: 5000 });
       if (!batch.length) break;
-      const verdict = verifyChain(batch, prev, expectedSeq);
+      const verdict = verifyChain(batch, {
+        prevHash: prev,
+        firstSeq: expectedSeq,
+        keys: this.keys,
+        keyedSeen,
+      });
       if (!verdict.ok) return { ...verdict, checked: checked + verdict.checked };
       checked += batch.length;
+      unkeyed += verdict.unkeyed ?? 0;
+      keyedSeen = keyedSeen || batch.some((r) => r.key_id);
       prev = batch.at(-1)!.hash;
       expectedSeq = batch.at(-1)!.seq + 1;
     }
-    return { ok: true, checked, head: checked ? { seq: expectedSeq - 1, hash: prev } : undefined };
+    return {
+      ok: true,
+      checked,
+      unkeyed,
+      keyed: !!this.keys,
+      head: checked ? { seq: expectedSeq - 1, hash: prev } : undefined,
+    };
   }
 }
 
 /** The outcome of walking the chain. */
 export type ChainVerdict =
-  | { ok: true; checked: number; head?: { seq: number; hash: string } }
+  | {
+    ok: true;
+    checked: number;
+    head?: { seq: number; hash: string };
+    /** Rows hashed without a key (written before one was set): a database owner could have rewritten them. */
+    unkeyed?: number;
+    /** Whether the keyed rows' MACs were checked (false: verified without the key, structure only). */
+    keyed?: boolean;
+  }
   | { ok: false; checked: number; seq: number; problem: string };
 
+/** Where a verification starts and what it may check with. */
+export interface ChainStart {
+  /** The hash the first row must point at: the genesis hash, or an anchor's. */
+  prevHash?: string;
+  firstSeq?: number;
+  /** The keys to check MACs with; without them keyed rows are checked for linkage only. */
+  keys?: IntegrityKeys;
+  /** Whether a keyed row came before these rows (then an unkeyed one is refused). */
+  keyedSeen?: boolean;
+}
+
 /**
- * Checks that rows form an unbroken chain starting after `prevHash` at `firstSeq`.
+ * Checks that rows form an unbroken chain starting after `start.prevHash` at `start.firstSeq`: consecutive,
+ * each pointing at its predecessor's hash and matching its own. With `start.keys`, each row's MAC is
+ * checked too (a row sealed with a key not held fails); without keys only the hashes are (then a rewrite
+ * that recomputed every hash after the edit passes, and only an anchor or the key can tell). A row without
+ * a MAC after one with a MAC fails either way: only a writer without the key would write one.
  * Pure: also used offline on an exported file.
  */
-export function verifyChain(
-  rows: AuditRow[],
-  prevHash = GENESIS_HASH,
-  firstSeq = 1,
-): ChainVerdict {
-  let prev = prevHash;
-  let expected = firstSeq;
+export function verifyChain(rows: AuditRow[], start: ChainStart = {}): ChainVerdict & { unkeyed?: number } {
+  let prev = start.prevHash ?? GENESIS_HASH;
+  let expected = start.firstSeq ?? 1;
+  let keyedSeen = start.keyedSeen ?? false;
   let checked = 0;
+  let unkeyed = 0;
   for (const r of rows) {
+    const bad = (problem: string) => ({ ok: false as const, checked, seq: r.seq, problem });
     if (r.seq !== expected) {
       return {
         ok: false,
@@ -300,28 +358,43 @@ export function verifyChain(
         problem: `row ${expected} is missing (next row is ${r.seq})`,
       };
     }
-    if (r.prev_hash !== prev) {
-      return {
-        ok: false,
-        checked,
-        seq: r.seq,
-        problem: `row ${r.seq} does not point at the hash of row ${r.seq - 1}`,
-      };
+    if (r.prev_hash !== prev) return bad(`row ${r.seq} does not point at the hash of row ${r.seq - 1}`);
+    if (chainHash(prev, rowContent(r)) !== r.hash) {
+      return bad(`row ${r.seq} was altered: its content no longer matches its hash`);
     }
-    const hash = chainHash(prev, rowContent(r));
-    if (hash !== r.hash) {
-      return {
-        ok: false,
-        checked,
-        seq: r.seq,
-        problem: `row ${r.seq} was altered: its content no longer matches its hash`,
-      };
+    if (r.key_id) {
+      keyedSeen = true;
+      if (start.keys) {
+        if (!start.keys.holds(r.key_id)) {
+          return bad(
+            `row ${r.seq} was sealed with key ${r.key_id}, which this bot does not hold (add it to BISMAN_SIGNING_KEYS_RETIRED)`,
+          );
+        }
+        if (!start.keys.verify(r.key_id, "audit", r.hash, r.mac ?? "")) {
+          return bad(
+            `row ${r.seq} was altered and the chain recomputed after it: its MAC, which needs the bot's key, no longer matches`,
+          );
+        }
+      }
+    } else {
+      if (keyedSeen) {
+        return bad(
+          `row ${r.seq} carries no MAC although earlier rows do: it was written by someone without the bot's key`,
+        );
+      }
+      unkeyed++;
     }
     prev = r.hash;
     expected++;
     checked++;
   }
-  return { ok: true, checked, head: rows.length ? { seq: rows.at(-1)!.seq, hash: prev } : undefined };
+  return {
+    ok: true,
+    checked,
+    unkeyed,
+    keyed: !!start.keys,
+    head: rows.length ? { seq: rows.at(-1)!.seq, hash: prev } : undefined,
+  };
 }
 
 // --- everyday use (issue 11): search, export, anchors ---
@@ -392,7 +465,7 @@ export async function searchAuditLog(sql: Sql, q: AuditSearch): Promise<AuditRow
   const exact = q.action && !prefix ? q.action : undefined;
   const rows = await sql<AuditRow[]>`
     select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
-           details, prev_hash, hash
+           details, prev_hash, hash, mac, key_id
       from bisman_ops.audit_log
      where (${q.actor ?? null}::text is null or actor = ${q.actor ?? null})
        and (${exact ?? null}::text is null or action = ${exact ?? null})
@@ -417,7 +490,7 @@ export async function auditHead(sql: Sql): Promise<Anchor | undefined> {
 export async function auditRowAt(sql: Sql, seq: number): Promise<AuditRow | undefined> {
   const [r] = await sql<AuditRow[]>`
     select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
-           details, prev_hash, hash
+           details, prev_hash, hash, mac, key_id
       from bisman_ops.audit_log where seq = ${seq}`;
   return r ? { ...r, at: new Date(r.at).toISOString() } : undefined;
 }
@@ -454,7 +527,7 @@ export async function* exportAuditRows(
   for (;;) {
     const rows = await sql<AuditRow[]>`
       select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
-             details, prev_hash, hash
+             details, prev_hash, hash, mac, key_id
         from bisman_ops.audit_log where seq >= ${from} order by seq limit ${batch}`;
     if (!rows.length) return;
     yield rows.map((r) => ({ ...r, at: new Date(r.at).toISOString() }));
@@ -476,21 +549,35 @@ export function exportLine(r: AuditRow): string {
     details: r.details,
     prev_hash: r.prev_hash,
     hash: r.hash,
+    mac: r.mac ?? null,
+    key_id: r.key_id ?? null,
   });
 }
 
 /** The outcome of verifying an exported file offline. */
 export type ExportVerdict =
-  | { ok: true; rows: number; first?: number; head?: Anchor; anchor?: "held" }
+  | {
+    ok: true;
+    rows: number;
+    first?: number;
+    head?: Anchor;
+    anchor?: "held";
+    /** Whether the keyed rows' MACs were checked (a key was given). */
+    keyed?: boolean;
+    /** Rows hashed without a key. */
+    unkeyed?: number;
+  }
   | { ok: false; rows: number; seq?: number; line?: number; problem: string };
 
 /**
  * Verifies an export (JSON lines from {@link exportLine}) without the database: every line parses, rows are
- * consecutive, each points at its predecessor's hash and matches its own, and, when given, the anchor's row
- * is present with the anchor's hash. An export that starts later than row 1 is checked from its first row's
- * stated predecessor; an anchor then proves that start too. Names the row (and line) that fails. Pure.
+ * consecutive, each points at its predecessor's hash and matches its own (keyed rows checked with `keys`
+ * when given), and the start is proven: an export from row 1 starts at the genesis hash; one that starts
+ * later must hold the `anchor`'s row (an anchor pins every row up to it, since each hash covers its
+ * predecessor's). The file's own first `prev_hash` is never trusted as a starting point. Names the row (and
+ * line) that fails. Pure.
  */
-export function verifyExport(text: string, anchor?: Anchor): ExportVerdict {
+export function verifyExport(text: string, anchor?: Anchor, keys?: IntegrityKeys): ExportVerdict {
   const lines = text.split("\n");
   const rows: AuditRow[] = [];
   let lineNo = 0;
@@ -533,7 +620,20 @@ export function verifyExport(text: string, anchor?: Anchor): ExportVerdict {
       : { ok: true, rows: 0 };
   }
   const first = rows[0];
-  const v = verifyChain(rows, first.prev_hash, first.seq);
+  if (first.seq === 1 && first.prev_hash !== GENESIS_HASH) {
+    return { ok: false, rows: 0, seq: 1, line: 1, problem: "row 1 does not start at the genesis hash" };
+  }
+  if (first.seq !== 1 && !anchor) {
+    return {
+      ok: false,
+      rows: 0,
+      seq: first.seq,
+      problem:
+        `the file starts at row ${first.seq}, not row 1: only an anchor (--anchor <row>:<hash>) at or ` +
+        `after that row can prove its start; its own first prev_hash proves nothing`,
+    };
+  }
+  const v = verifyChain(rows, { prevHash: first.prev_hash, firstSeq: first.seq, keys });
   if (!v.ok) {
     const line = lines.findIndex((l) => l.includes(`"seq":${v.seq},`)) + 1;
     return { ok: false, rows: v.checked, seq: v.seq, line: line || undefined, problem: v.problem };
@@ -551,7 +651,15 @@ export function verifyExport(text: string, anchor?: Anchor): ExportVerdict {
     const row = rows.find((r) => r.seq === anchor.seq);
     const c = checkAnchor(anchor, row, v.head);
     if (!c.ok) return { ok: false, rows: rows.length, seq: anchor.seq, problem: c.problem };
-    return { ok: true, rows: rows.length, first: first.seq, head: v.head, anchor: "held" };
+    return {
+      ok: true,
+      rows: rows.length,
+      first: first.seq,
+      head: v.head,
+      anchor: "held",
+      keyed: !!keys,
+      unkeyed: v.unkeyed,
+    };
   }
-  return { ok: true, rows: rows.length, first: first.seq, head: v.head };
+  return { ok: true, rows: rows.length, first: first.seq, head: v.head, keyed: !!keys, unkeyed: v.unkeyed };
 }

@@ -17,6 +17,7 @@ import type { GroupMembers, Invoker } from "./access.ts";
 export type { GroupMembers };
 import type { JobService } from "./job_service.ts";
 import type { VaultClient } from "./vault.ts";
+import type { IntegrityKeys } from "./keys.ts";
 
 /** A request for a destructive operation, as an entry point hands it to the approval gate. */
 export interface GateRequest {
@@ -86,4 +87,9 @@ export interface AppDeps {
   vault?: VaultClient;
   /** Permalinks and file uploads (set by bot.ts); absent in the CLI. */
   slack?: SlackApi;
+  /**
+   * The key outside the state database (`BISMAN_SIGNING_KEY`) that seals requests and approvals and keys the
+   * audit chain; the gate refuses to start without it.
+   */
+  keys?: IntegrityKeys;
 }

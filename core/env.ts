@@ -5,6 +5,7 @@
  */
 
 import type { Secrets } from "./log.ts";
+import { IntegrityKeys, KeyError } from "./keys.ts";
 
 /** Settings that come from the environment rather than the config file (secrets and addresses). */
 export interface BotEnv {
@@ -22,6 +23,11 @@ export interface BotEnv {
   alertsToken?: string;
   port: number;
   failpoint?: string;
+  /**
+   * `BISMAN_SIGNING_KEY` (and `BISMAN_SIGNING_KEYS_RETIRED`): the key outside the state database that seals
+   * approval requests and keys the audit chain. The bot refuses to start without it (bot.ts).
+   */
+  signingKeys?: IntegrityKeys;
 }
 
 /** Missing or malformed environment; `problems` names each variable. */
@@ -66,6 +72,14 @@ export function readEnv(env: Record<string, string | undefined>, secrets: Secret
     port: 3000,
     failpoint: get("BISMAN_FAILPOINT"),
   };
+  try {
+    out.signingKeys = IntegrityKeys.fromEnv(env);
+  } catch (err) {
+    problems.push(err instanceof KeyError ? err.message : String(err));
+  }
+  for (const name of ["BISMAN_SIGNING_KEY", "BISMAN_SIGNING_KEYS_RETIRED"]) {
+    for (const part of (get(name) ?? "").split(",")) secrets.add(part.trim() || undefined);
+  }
   if (!out.slackAppToken && !out.slackSigningSecret) {
     problems.push(
       "SLACK_SIGNING_SECRET is not set: it is required unless SLACK_APP_TOKEN selects Socket Mode",

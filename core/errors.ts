@@ -16,6 +16,7 @@ export type ErrorCode =
   | "approval_closed"
   | "frozen"
   | "state_changed"
+  | "plan_tampered"
   | "step_failed"
   | "unreachable"
   | "conflict"

@@ -26,6 +26,16 @@ import * as store from "./store.ts";
 import type { FreezeState, RequestRow, RequestState } from "./store.ts";
 import { closedMessage, confirmTextOf, formatTime, gatePolicy } from "./hooks.ts";
 import { auditQuietly, createRequest, frozenError } from "./request.ts";
+import { checkApprovalSeal, checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
+import {
+  earlierRun,
+  gateKeys,
+  recordTampering,
+  requestProblem,
+  sealOf,
+  tamperedMessage,
+} from "./integrity.ts";
+import type { IntegrityKeys } from "../core/keys.ts";
 import {
   type ApprovalNotifier,
   auditAfter,
@@ -66,6 +76,7 @@ export class ApprovalGate implements Gate {
   #edits = new Map<number, Promise<void>>();
   #stopped = false;
   readonly #runtime: GateRuntime;
+  readonly #keys: IntegrityKeys;
 
   constructor(
     private readonly deps: AppDeps,
@@ -73,6 +84,7 @@ export class ApprovalGate implements Gate {
     private readonly opts: GateOptions = {},
   ) {
     this.instanceId = opts.instanceId ?? crypto.randomUUID();
+    this.#keys = gateKeys(deps);
     this.#runtime = {
       deps,
       instanceId: this.instanceId,
@@ -219,7 +231,15 @@ export class ApprovalGate implements Gate {
     const pre = await this.#precheck(id, inv, "approve");
     if ("refused" in pre) return pre.refused;
     const { row } = pre;
-    if (opts.planHash && opts.planHash !== row.plan_hash) {
+    if (!opts.planHash) {
+      return await this.#refuse(
+        row,
+        inv,
+        "invalid_input",
+        `This approval of #${id} names no plan: approve from the request's message, or with the plan hash you read`,
+      );
+    }
+    if (opts.planHash !== row.plan_hash) {
       return await this.#refuse(
         row,
         inv,
@@ -251,13 +271,40 @@ export class ApprovalGate implements Gate {
         );
       }
     }
-    const now = deps.now();
-    const added = await store.addApproval(deps.state, id, { id: inv.userId, name: inv.userName }, now);
+    const now = new Date(Math.floor(deps.now().getTime()));
+    const added = await store.addApproval(deps.state, id, {
+      id: inv.userId,
+      name: inv.userName,
+      planHash: opts.planHash,
+      seal: sealApproval(this.#keys, {
+        requestId: id,
+        approver: inv.userId,
+        at: now,
+        planHash: opts.planHash,
+        requestMac: sealOf(row).mac,
+      }),
+    }, now);
     if (added === "closed") {
       const fresh = (await store.getRequest(deps.state, id))!;
       return await this.#refuse(fresh, inv, "approval_closed", closedMessage(fresh));
     }
     const approvals = await store.listApprovals(deps.state, id);
+    // Only approvals the bot sealed, for this plan, by someone other than the requester, count.
+    const counted = approvals.filter((a) =>
+      a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
+      checkApprovalSeal(this.#keys, a, { id, seal: sealOf(row) })
+    );
+    const forged = approvals.filter((a) => !counted.includes(a));
+    if (forged.length) {
+      return await this.#tampered(
+        row,
+        inv,
+        `approval(s) by ${
+          forged.map((a) => a.approver).join(", ")
+        } were not recorded by the bot for this plan`,
+        "approve",
+      );
+    }
     if (added === "added") {
       await deps.audit.append({
         actor: actorOf(inv),
@@ -267,18 +314,30 @@ export class ApprovalGate implements Gate {
         requestId: id,
         outcome: "ok",
         details: {
-          approvals: approvals.length,
+          approvals: counted.length,
           needed: row.approvals_needed,
           typed_confirmation: !!opts.typed,
+          plan_hash: opts.planHash,
         },
       });
     }
-    if (approvals.length >= row.approvals_needed) {
+    if (counted.length >= row.approvals_needed) {
+      const ran = await earlierRun(deps, id);
+      if (ran !== undefined) {
+        return await this.#tampered(
+          row,
+          inv,
+          `the audit log shows it already started (row ${ran}), yet its state says ${row.state}`,
+          "claim",
+        );
+      }
       const claimed = await store.claimRequest(deps.state, id, {
         instance: this.instanceId,
         by: inv.userId,
         byName: inv.userName,
         now: deps.now(),
+        approvers: counted.map((a) => a.approver),
+        needed: row.approvals_needed,
       });
       if (claimed) {
         await executeClaimed(this.#runtime, claimed, inv);
@@ -298,7 +357,7 @@ export class ApprovalGate implements Gate {
     await this.#refresh(id);
     return {
       status: "done",
-      message: `Approval recorded for #${id}: ${approvals.length} of ${row.approvals_needed}`,
+      message: `Approval recorded for #${id}: ${counted.length} of ${row.approvals_needed}`,
       state: "pending",
     };
   }
@@ -451,7 +510,19 @@ export class ApprovalGate implements Gate {
       } catch (err) {
         return await this.#refuse(row, inv, asOpsError(err).code, asOpsError(err).userMessage);
       }
-      const changed = await store.setPreBackup(deps.state, id, keep);
+      let problem: string | undefined;
+      const changed = await store.setPreBackup(deps.state, id, keep, (current) => {
+        const check = checkRequestSeal(this.#keys, current);
+        if (!check.ok) {
+          problem = check.problem;
+          throw new Error(check.problem);
+        }
+        return sealRequest(this.#keys, { ...current, pre_backup: keep });
+      }).catch((err) => {
+        if (problem) return undefined;
+        throw err;
+      });
+      if (problem) return await this.#tampered(row, inv, problem, "approve");
       if (!changed) {
         const fresh = (await store.getRequest(deps.state, id))!;
         return await this.#refuse(
@@ -563,6 +634,8 @@ export class ApprovalGate implements Gate {
       request,
       approvals: await store.listApprovals(this.deps.state, id),
       cancellable: getOperation(request.action)?.cancellable === true,
+      // A row that is not the bot's is never drawn as a plan to approve.
+      tampered: request.state === "pending" ? await requestProblem(this.#keys, request) : undefined,
     };
   }
 
@@ -584,6 +657,8 @@ export class ApprovalGate implements Gate {
     const row = await store.getRequest(deps.state, id);
     if (!row) return await refused(undefined, "invalid_input", `There is no request #${id}`);
     if (row.state !== "pending") return await refused(row, "approval_closed", closedMessage(row));
+    const problem = await requestProblem(this.#keys, row);
+    if (problem) return { refused: await this.#tampered(row, inv, problem, kind) };
     if (row.expires_at.getTime() <= deps.now().getTime()) {
       const closed = await store.closePending(deps.state, id, { state: "expired", now: deps.now() });
       if (closed) await this.#expired(closed);
@@ -649,6 +724,28 @@ export class ApprovalGate implements Gate {
       details: { code, reason: message, team_id: inv.teamId },
     });
     return { status: "refused", code, message };
+  }
+
+  /**
+   * Refuses a request that is not what the bot wrote: records `plan_tampered` (audit log, the target's
+   * security_events), tells the channel once, and answers the clicker.
+   */
+  async #tampered(
+    row: RequestRow,
+    inv: Invoker,
+    problem: string,
+    phase: "approve" | "deny" | "claim",
+  ): Promise<Decision> {
+    await recordTampering(this.deps, row, problem, { actor: actorOf(inv), actorName: inv.userName, phase });
+    const message = tamperedMessage(row, problem);
+    const view = await this.#view(row.id);
+    if (view?.request.message_ts) {
+      await this.notifier.announce(view, `:rotating_light: ${message}`).catch((err) =>
+        this.deps.log.warn("could not announce a tampered request", { request: row.id, error: err })
+      );
+    }
+    await this.#refresh(row.id);
+    return { status: "refused", code: "plan_tampered", message };
   }
 
   async #expired(r: RequestRow): Promise<void> {

@@ -21,6 +21,8 @@ import {
   toJsonValue,
 } from "./hooks.ts";
 import { BACKUP_FIRST_ACTIONS, type GateRuntime } from "./run.ts";
+import { sealRequest } from "./seal.ts";
+import { gateKeys } from "./integrity.ts";
 
 /**
  * Plans and persists a destructive request and posts its approval message.
@@ -60,22 +62,42 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
     const notes = await collectPlanNotes(ctx);
 
     const now = deps.now();
-    const row = await store.insertRequest(deps.state, {
+    const keys = gateKeys(deps);
+    const fields = {
+      id: await store.nextRequestId(deps.state),
       action: op.name,
-      target,
-      args: toJsonValue(parsed.data),
+      target: target ?? null,
+      args: toJsonValue(parsed.data) as Record<string, unknown>,
       plan,
-      planHash: await planHashOf(plan),
+      plan_hash: await planHashOf(plan),
+      notes,
+      approvals_needed: policy.approvals,
+      policy,
+      requester_id: inv.userId,
+      via: inv.via,
+      // Millisecond precision, as the row will hand them back.
+      created_at: new Date(Math.floor(now.getTime())),
+      expires_at: new Date(Math.floor(now.getTime()) + policy.expiry_minutes * 60_000),
+      pre_backup: offersBackupFirst(deps, op.name, target) || null,
+    };
+    const row = await store.insertRequest(deps.state, {
+      id: fields.id,
+      action: fields.action,
+      target,
+      args: fields.args,
+      plan,
+      planHash: fields.plan_hash,
       notes,
       requesterId: inv.userId,
       requesterName: inv.userName,
       via: inv.via,
       askedIn: inv.channelId,
-      approvalsNeeded: policy.approvals,
+      approvalsNeeded: fields.approvals_needed,
       policy,
-      createdAt: now,
-      expiresAt: new Date(now.getTime() + policy.expiry_minutes * 60_000),
-      preBackup: offersBackupFirst(deps, op.name, target) || undefined,
+      createdAt: fields.created_at,
+      expiresAt: fields.expires_at,
+      preBackup: fields.pre_backup ?? undefined,
+      seal: sealRequest(keys, fields),
     });
     const base = { actor: actorOf(inv), actorName: inv.userName, target, requestId: row.id };
     await deps.audit.append({

@@ -14,6 +14,7 @@ import type { OpDeps } from "../ops/types.ts";
 import * as store from "./store.ts";
 import type { ApprovalRow, ReconcileVerdict, RequestRow } from "./store.ts";
 import { checkPreconditions, toJsonValue } from "./hooks.ts";
+import { gateKeys, recordTampering, requestProblem, tamperedMessage } from "./integrity.ts";
 
 /** The audit actor of the gate's own transitions (expiry sweeps, interruptions). */
 export const SYSTEM_ACTOR = "bisman-ops";
@@ -24,6 +25,8 @@ export interface RequestView {
   approvals: ApprovalRow[];
   /** Whether its operation can stop safely once running (the message offers Stop, or says it cannot). */
   cancellable?: boolean;
+  /** Why a pending request is not what the bot wrote (gate/integrity.ts): drawn as a warning, never as a plan. */
+  tampered?: string;
 }
 
 /**
@@ -106,6 +109,20 @@ async function runClaimed(
   };
   const plan = row.plan;
   await rt.refresh(row.id);
+  // The claimed row as the database returned it: checked again, since it could have been changed between
+  // the approval and the claim. What runs from here on is this checked, in-memory row.
+  const problem = await requestProblem(gateKeys(deps), row);
+  if (problem) {
+    await recordTampering(deps, row, problem, { actor: SYSTEM_ACTOR, phase: "run" });
+    await finish(rt, row, { state: "failed", error: tamperedMessage(row, problem) });
+    const view = await rt.view(row.id);
+    if (view) {
+      await rt.notifier.announce(view, `:rotating_light: ${tamperedMessage(row, problem)}`).catch((err) =>
+        deps.log.warn("could not announce a tampered request", { request: row.id, error: err })
+      );
+    }
+    return;
+  }
   if (!op) {
     await finish(rt, row, {
       state: "failed",

@@ -101,6 +101,8 @@ export interface RequestRow {
   pre_backup?: boolean | null;
   /** The latest progress line of a running request. */
   progress?: string | null;
+  /** The bot's seal over the fields that decide what runs (gate/seal.ts); null in rows from before sql/0007. */
+  seal?: unknown;
 }
 
 /** One approval. */
@@ -108,10 +110,16 @@ export interface ApprovalRow {
   approver: string;
   approver_name: string | null;
   at: Date;
+  /** The plan hash the approver's click carried (sql/0007). */
+  plan_hash?: string | null;
+  /** The bot's seal of this approval (gate/seal.ts). */
+  seal?: string | null;
 }
 
 /** What a new request stores. */
 export interface NewRequest {
+  /** Reserved with {@link nextRequestId}, so the seal can cover it. */
+  id: number;
   action: string;
   target?: string;
   args: unknown;
@@ -128,6 +136,8 @@ export interface NewRequest {
   expiresAt: Date;
   /** Offer "take a backup first" (kept until an approver drops it). */
   preBackup?: boolean;
+  /** The bot's seal over the row (gate/seal.ts). */
+  seal: unknown;
 }
 
 /** Advisory-lock namespace (first int4 key) of instance liveness locks: an arbitrary constant, "bins". */
@@ -135,18 +145,26 @@ export const INSTANCE_LOCK_NS = 0x62696e73;
 
 type Json = Parameters<Sql["json"]>[0];
 
-/** Inserts a pending request. */
+/** Reserves the ID of the next request, so its seal can cover the ID before the row exists. */
+export async function nextRequestId(sql: Sql): Promise<number> {
+  const [row] = await sql<{ id: number }[]>`
+    select nextval(pg_get_serial_sequence('bisman_ops.requests', 'id'))::int as id`;
+  return row.id;
+}
+
+/** Inserts a pending request under its reserved ID, with its seal. */
 export async function insertRequest(sql: Sql, r: NewRequest): Promise<RequestRow> {
   const [row] = await sql<RequestRow[]>`
     insert into bisman_ops.requests
-      (action, target, args, plan, plan_hash, notes, requester_id, requester_name, via, asked_in,
-       approvals_needed, policy, created_at, expires_at, pre_backup)
-    values (${r.action}, ${r.target ?? null}, ${sql.json(r.args as Json)}, ${
+      (id, action, target, args, plan, plan_hash, notes, requester_id, requester_name, via, asked_in,
+       approvals_needed, policy, created_at, expires_at, pre_backup, seal)
+    overriding system value
+    values (${r.id}, ${r.action}, ${r.target ?? null}, ${sql.json(r.args as Json)}, ${
     sql.json(r.plan as unknown as Json)
   },
             ${r.planHash}, ${sql.json(r.notes)}, ${r.requesterId}, ${r.requesterName ?? null}, ${r.via},
             ${r.askedIn ?? null}, ${r.approvalsNeeded}, ${sql.json(r.policy as unknown as Json)},
-            ${r.createdAt}, ${r.expiresAt}, ${r.preBackup ?? null})
+            ${r.createdAt}, ${r.expiresAt}, ${r.preBackup ?? null}, ${sql.json(r.seal as Json)})
     returning *`;
   return row;
 }
@@ -178,24 +196,26 @@ export async function setMessage(
 /** Approvals of a request, in the order given. */
 export async function listApprovals(sql: Sql, id: number): Promise<ApprovalRow[]> {
   return await sql<ApprovalRow[]>`
-    select approver, approver_name, at from bisman_ops.approvals where request_id = ${id} order by at, approver`;
+    select approver, approver_name, at, plan_hash, seal
+      from bisman_ops.approvals where request_id = ${id} order by at, approver`;
 }
 
 /**
- * Records one approval while the request is still pending and unexpired.
+ * Records one approval while the request is still pending and unexpired, with the plan hash the approver's
+ * click carried and the bot's seal of it. Never for the requester: the statement itself refuses that row.
  * @returns `added`, `duplicate` (this approver already approved) or `closed` (no longer pending)
  */
 export async function addApproval(
   sql: Sql,
   id: number,
-  approver: { id: string; name?: string },
+  approver: { id: string; name?: string; planHash: string; seal: string },
   now: Date,
 ): Promise<"added" | "duplicate" | "closed"> {
   const inserted = await sql`
-    insert into bisman_ops.approvals (request_id, approver, approver_name, at)
-    select r.id, ${approver.id}, ${approver.name ?? null}, ${now}
+    insert into bisman_ops.approvals (request_id, approver, approver_name, at, plan_hash, seal)
+    select r.id, ${approver.id}, ${approver.name ?? null}, ${now}, ${approver.planHash}, ${approver.seal}
       from bisman_ops.requests r
-     where r.id = ${id} and r.state = 'pending' and r.expires_at > ${now}
+     where r.id = ${id} and r.state = 'pending' and r.expires_at > ${now} and r.requester_id <> ${approver.id}
     on conflict (request_id, approver) do nothing
     returning approver`;
   if (inserted.length) return "added";
@@ -206,14 +226,15 @@ export async function addApproval(
 
 /**
  * Claims a request for running: the one conditional UPDATE that makes execution exactly-once. It
- * succeeds only while the request is pending, unexpired, has enough distinct approvals, and is not
- * frozen (unless its policy allows it during a freeze), all judged in the same statement.
+ * succeeds only while the request is pending, unexpired, has enough distinct approvals from `approvers`
+ * (the approvals whose seals the gate verified; never the requester's), and is not frozen (unless its
+ * policy allows it during a freeze), all judged in the same statement.
  * @returns the claimed row, or undefined when another click, replica or state change got there first
  */
 export async function claimRequest(
   sql: Sql,
   id: number,
-  claim: { instance: string; by: string; byName?: string; now: Date },
+  claim: { instance: string; by: string; byName?: string; now: Date; approvers: string[]; needed: number },
 ): Promise<RequestRow | undefined> {
   const [row] = await sql<RequestRow[]>`
     update bisman_ops.requests r
@@ -222,7 +243,10 @@ export async function claimRequest(
      where r.id = ${id}
        and r.state = 'pending'
        and r.expires_at > ${claim.now}
-       and (select count(*) from bisman_ops.approvals a where a.request_id = r.id) >= r.approvals_needed
+       and r.approvals_needed = ${claim.needed}
+       and (select count(*) from bisman_ops.approvals a
+             where a.request_id = r.id and a.approver <> r.requester_id
+               and a.approver = any(${claim.approvers}::text[])) >= ${claim.needed}
        and (not (select f.frozen from bisman_ops.freeze f)
             or coalesce((r.policy ->> 'allowed_during_freeze')::boolean, false))
     returning *`;
@@ -438,13 +462,23 @@ export async function setProgress(sql: Sql, id: number, text: string): Promise<v
 }
 
 /**
- * Keeps or drops the offered "take a backup first" step of a pending request.
+ * Keeps or drops the offered "take a backup first" step of a pending request. `reseal` is given the row as
+ * it stands (to check its seal first) and returns the seal of the row with the new value.
  * @returns the row, or undefined when it is no longer pending or the step was never offered
  */
-export async function setPreBackup(sql: Sql, id: number, keep: boolean): Promise<RequestRow | undefined> {
+export async function setPreBackup(
+  sql: Sql,
+  id: number,
+  keep: boolean,
+  reseal: (current: RequestRow) => unknown,
+): Promise<RequestRow | undefined> {
+  const [current] = await sql<RequestRow[]>`
+    select * from bisman_ops.requests where id = ${id} and state = 'pending' and pre_backup is not null`;
+  if (!current) return undefined;
   const [row] = await sql<RequestRow[]>`
-    update bisman_ops.requests set pre_backup = ${keep}
+    update bisman_ops.requests set pre_backup = ${keep}, seal = ${sql.json(reseal(current) as Json)}
      where id = ${id} and state = 'pending' and pre_backup is not null
+       and seal = ${sql.json(current.seal as Json)}
     returning *`;
   return row;
 }

@@ -5,15 +5,18 @@
  * same transaction, and the drift is read again to show what is left.
  *
  * Safety: destructive (reached only through the approval gate). The statements are built from catalog and
- * config names, every identifier quoted, and run exactly as the approver saw them; if the database changed
- * since the plan (a different statement list), the run is refused. Roles are never dropped, and a role the
- * policy expects to log in that was locked stays locked (see role_drift).
+ * config names, every identifier quoted. What runs is never the stored plan's text: inside the run's own
+ * transaction the statements are derived again from the live catalog and the config's policy, and they run
+ * only when they equal, one for one, the statements the approver saw; otherwise the run is refused and
+ * nothing changes. So an edit of the stored plan cannot turn an approved GRANT into other SQL. Roles are
+ * never dropped, and a role the policy expects to log in that was locked stays locked (see role_drift).
  *
  * @module
  */
 
 import { z } from "zod";
-import { InvalidInput } from "../core/errors.ts";
+import { InvalidInput, OpsError } from "../core/errors.ts";
+import type { Sql } from "postgres";
 import type { OpDeps, Operation, PlanBase, Reconciled } from "./types.ts";
 import { compareRoles, readRoleDrift, readRoleSnapshot, type RoleDriftResult } from "./role_drift.ts";
 import { contentHash } from "./_hba.ts";
@@ -74,6 +77,27 @@ async function planRolesApply(args: RolesApplyArgs, deps: OpDeps): Promise<Roles
   };
 }
 
+/** Thrown inside the run's transaction when the live statements are not the approved ones. */
+class StaleStatements extends Error {
+  constructor(readonly plan: RolesApplyPlan, readonly live: string[]) {
+    super("statements differ from the plan");
+  }
+  asOpsError(): OpsError {
+    const n = Math.max(this.live.length, this.plan.statements.length);
+    const first = Array.from({ length: n }, (_, i) => i).find((i) =>
+      this.live[i] !== this.plan.statements[i]
+    )!;
+    return new OpsError(
+      "state_changed",
+      `Not run: the statements roles apply would run on ${this.plan.target} now (${this.live.length}) are not ` +
+        `the ${this.plan.statements.length} that were approved (first difference at statement ${
+          first + 1
+        }); ` +
+        `nothing was changed. Run \`/bisman roles apply ${this.plan.target}\` again`,
+    );
+  }
+}
+
 /** The operation. */
 export const rolesApply: Operation<RolesApplyArgs, RolesApplyPlan, RolesApplyResult> = {
   name: "roles_apply",
@@ -90,23 +114,31 @@ export const rolesApply: Operation<RolesApplyArgs, RolesApplyPlan, RolesApplyRes
   async run(plan, deps) {
     const sec = targetSecurity(deps, plan.target);
     const m = deps.targets.member(plan.target, "primary");
+    let applied: string[] = [];
     try {
-      await inTargetTransaction(deps, plan.target, async (tx) => {
+      applied = await inTargetTransaction(deps, plan.target, async (tx) => {
+        // Derived again from the live catalog in this transaction: the text that runs comes from this code
+        // and the config, never from the stored plan, and must equal what the approver saw.
+        const live = compareRoles(sec, await readRoleSnapshot(tx as unknown as Sql, sec.schema)).statements;
+        const differs = live.length !== plan.statements.length ||
+          live.some((l, i) => l !== plan.statements[i]);
+        if (differs) throw new StaleStatements(plan, live);
         if (sec.grant_role) await tx`select set_config('role', ${sec.grant_role}, true)`;
-        // The statements are the approved plan itself, built from quoted catalog/config identifiers only.
-        for (const s of plan.statements) await tx.unsafe(s);
+        for (const s of live) await tx.unsafe(s);
         if (sec.grant_role) await tx`reset role`;
-      }, () => ({
+        return live;
+      }, (live) => ({
         eventType: "grants_applied",
         severity: "warning",
-        details: { statements: plan.statements, policy: "targets." + plan.target + ".security.roles" },
+        details: { statements: live, policy: "targets." + plan.target + ".security.roles" },
       }));
     } catch (err) {
+      if (err instanceof StaleStatements) throw err.asOpsError();
       throw asTargetError(m, err, "apply the GRANT/REVOKE statements (nothing was changed)");
     }
     const sql = await deps.targets.pool(plan.target, "primary");
     const after = compareRoles(sec, await readRoleSnapshot(sql, sec.schema));
-    return { target: plan.target, applied: plan.statements, after };
+    return { target: plan.target, applied, after };
   },
   async reconcile(plan, deps): Promise<Reconciled<RolesApplyResult>> {
     const after = await readRoleDrift({ target: plan.target }, deps);

@@ -26,6 +26,7 @@ import { loginOfUid } from "../commands/cli_identity.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
 import { PASSWORD_ENV, stateUrl, writeSandboxConfig, writeSandboxEnv } from "./config.ts";
 import { createTroublePanel } from "./trouble.ts";
+import { IntegrityKeys } from "../core/keys.ts";
 
 /** The login of the user running the sandbox, from the real user ID (as the CLI resolves it). */
 function sandboxLogin(): string | undefined {
@@ -219,6 +220,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       VAULT_TOKEN: vault.rootToken,
       ALERTS_TOKEN: alertsToken,
       [PASSWORD_ENV]: botPassword,
+      // Kept in .data beside the state database it seals, only because this is a sandbox: in production it
+      // lives in the bot's Secret, never beside the database.
+      BISMAN_SIGNING_KEY: await sandboxSigningKey(dataDir),
     };
     const botLog = await Deno.open(`${dataDir}/bot.log`, { create: true, append: true });
     stops.push(() => Promise.resolve(botLog.close()));
@@ -374,4 +378,17 @@ if (import.meta.main) {
     console.error(`The sandbox could not start: ${err instanceof Error ? err.stack ?? err.message : err}`);
     Deno.exit(1);
   }
+}
+
+/** The sandbox's integrity key: made once, kept in `.data/signing.key` (mode 600) across restarts. */
+async function sandboxSigningKey(dataDir: string): Promise<string> {
+  const file = `${dataDir}/signing.key`;
+  try {
+    return (await Deno.readTextFile(file)).trim();
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  const key = IntegrityKeys.generate();
+  await Deno.writeTextFile(file, `${key}\n`, { mode: 0o600 });
+  return key;
 }

@@ -8,6 +8,8 @@ import { VaultStandIn } from "../standins/vault.ts";
 import { connectState } from "../core/state_db.ts";
 import { AuditLog } from "../core/audit.ts";
 import { Secrets } from "../core/log.ts";
+import { TEST_SIGNING_KEY } from "./support/bot.ts";
+import { IntegrityKeys } from "../core/keys.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
@@ -65,6 +67,7 @@ async function setUp(cluster: TestCluster) {
     SLACK_API_URL: slackUrl,
     VAULT_ADDR: vault.addr,
     VAULT_TOKEN: vault.rootToken,
+    BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
     NO_COLOR: "1",
   };
   const run = async (...args: string[]): Promise<CliRun> => {
@@ -93,7 +96,7 @@ async function setUp(cluster: TestCluster) {
     audit: async () => {
       const state = connectState(env.DATABASE_URL, { max: 1 });
       try {
-        const log = new AuditLog(state, new Secrets());
+        const log = new AuditLog(state, new Secrets(), undefined, IntegrityKeys.fromEnv(env));
         return { rows: await log.rows(), verdict: await log.verify() };
       } finally {
         await state.end();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { startCluster } from "../../standins/cluster.ts";
-import { startTestBot, testConfigDoc, USERS } from "../support/bot.ts";
+import { startTestBot, TEST_SIGNING_KEY, testConfigDoc, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { verifyExport } from "../../core/audit.ts";
@@ -46,7 +46,11 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
   const configPath = `${dir}/bisman.yaml`;
   await Deno.writeTextFile(configPath, stringify(doc));
   const tb = await startTestBot(cluster, { stateDb, env: { BISMAN_CONFIG: configPath } });
-  const env = { BISMAN_CONFIG: configPath, DATABASE_URL: tb.bot.deps.env.databaseUrl };
+  const env = {
+    BISMAN_CONFIG: configPath,
+    DATABASE_URL: tb.bot.deps.env.databaseUrl,
+    BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
+  };
   try {
     for (let i = 0; i < 45; i++) {
       await tb.bot.deps.audit.append({
@@ -92,12 +96,12 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
       const lines = file.content!.trim().split("\r\n");
       assert.equal(
         lines[0],
-        "seq,at,actor,actor_name,action,target,request_id,outcome,details,prev_hash,hash",
+        "seq,at,actor,actor_name,action,target,request_id,outcome,details,prev_hash,hash,mac,key_id",
       );
       assert.equal(lines.length, 46);
       assert.match(
         lines[1],
-        /,U0CAROL,,test\.fixture,,,ok,"\{""i"":44,""note"":""row, \\""quoted\\"" 44""\}",[0-9a-f]{64},[0-9a-f]{64}$/,
+        /,U0CAROL,,test\.fixture,,,ok,"\{""i"":44,""note"":""row, \\""quoted\\"" 44""\}",[0-9a-f]{64},[0-9a-f]{64},[0-9a-f]{64},[0-9a-f]{8}$/,
       );
       assert.deepEqual(
         tb.slack.calls.filter((c) => c.method.startsWith("files.") || c.method === "conversations.open").map((
@@ -121,14 +125,17 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
           "at",
           "details",
           "hash",
+          "key_id",
+          "mac",
           "outcome",
           "prev_hash",
           "request_id",
           "seq",
           "target",
         ]);
-        const v = verifyExport(file.content!);
+        const v = verifyExport(file.content!, undefined, tb.bot.deps.keys);
         assert.equal(v.ok, true, JSON.stringify(v));
+        assert.equal(v.ok && v.keyed, true);
       },
     );
 

@@ -5,6 +5,15 @@ import { startTestBot, USERS } from "../support/bot.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ask } from "../support/gate.ts";
 import { ACTIONS } from "../../views/actions.ts";
+import {
+  AuditLog,
+  type AuditRow,
+  chainHash,
+  exportLine,
+  rowContent,
+  verifyExport,
+} from "../../core/audit.ts";
+import { Secrets } from "../../core/log.ts";
 
 registerGateTest();
 
@@ -74,6 +83,103 @@ Deno.test("/bisman audit-log verify names the row a superuser edited or deleted 
   }
 });
 
+Deno.test("a superuser who rewrites a middle row and recomputes every hash after it is still named: the MAC needs the key", async (t) => {
+  await using cluster = await startCluster({ name: "audit-mac" });
+  const stateDb = await cluster.createDatabase("macstate");
+  const superuser = cluster.primary.sql(stateDb);
+  const tb = await startTestBot(cluster, { stateDb });
+  try {
+    for (let i = 0; i < 6; i++) await ask(tb, "help");
+    await tb.bot.deps.audit.append({ actor: USERS.bob, action: "test.marker", outcome: "ok" });
+    const keys = tb.bot.deps.keys!;
+
+    await t.step("every row carries a MAC under the bot's key", async () => {
+      const rows = await tb.bot.deps.audit.rows();
+      assert.ok(rows.length >= 7);
+      assert.ok(rows.every((r) => r.key_id === keys.currentId && /^[0-9a-f]{64}$/.test(r.mac ?? "")));
+    });
+
+    await t.step("a row appended by hand without a MAC after keyed rows is named", async () => {
+      const [last] = await superuser<{ seq: number; hash: string }[]>`
+        select seq::int as seq, hash from bisman_ops.audit_log order by seq desc limit 1`;
+      const row = {
+        seq: last.seq + 1,
+        at: new Date().toISOString(),
+        actor: "U0MALLORY",
+        actor_name: null,
+        action: "request.approved",
+        target: null,
+        request_id: null,
+        outcome: "ok",
+        details: {},
+      };
+      await superuser`insert into bisman_ops.audit_log (seq, at, actor, action, outcome, details, prev_hash, hash)
+        values (${row.seq}, ${row.at}, ${row.actor}, ${row.action}, ${row.outcome}, '{}'::jsonb, ${last.hash},
+                ${chainHash(last.hash, rowContent(row))})`;
+      const v = await tb.bot.deps.audit.verify();
+      assert.equal(v.ok ? 0 : v.seq, row.seq);
+      assert.match(
+        !v.ok ? v.problem : "",
+        new RegExp(`row ${row.seq} carries no MAC although earlier rows do`),
+      );
+      await superuser.begin(async (tx) => {
+        await tx`alter table bisman_ops.audit_log disable trigger audit_log_no_update_delete`;
+        await tx`delete from bisman_ops.audit_log where seq = ${row.seq}`;
+        await tx`alter table bisman_ops.audit_log enable trigger audit_log_no_update_delete`;
+      });
+      assert.equal((await tb.bot.deps.audit.verify()).ok, true);
+    });
+
+    await t.step("row 3 rewritten and the plain hashes recomputed: only the MAC tells", async () => {
+      await superuser.begin(async (tx) => {
+        await tx`set local session_replication_role = replica`;
+        await tx`update bisman_ops.audit_log set outcome = 'denied', actor = 'U0MALLORY' where seq = 3`;
+        const rows = await tx<AuditRow[]>`
+          select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
+                 details, prev_hash, hash from bisman_ops.audit_log order by seq`;
+        let prev = rows[1].hash;
+        for (const r of rows.slice(2)) {
+          const hash = chainHash(prev, rowContent({ ...r, at: new Date(r.at).toISOString() }));
+          await tx`update bisman_ops.audit_log set prev_hash = ${prev}, hash = ${hash} where seq = ${r.seq}`;
+          prev = hash;
+        }
+      });
+      const unkeyed = await new AuditLog(superuser, new Secrets()).verify();
+      assert.equal(unkeyed.ok, true, "without the key the recomputed chain passes");
+      const v = await tb.bot.deps.audit.verify();
+      assert.equal(v.ok, false);
+      assert.equal(!v.ok && v.seq, 3);
+      const r = await ask(tb, "audit-log verify", USERS.bob);
+      assert.match(r.text, /Audit log broken at row 3: row 3 was altered and the chain recomputed after it/);
+    });
+
+    await t.step("an export of the rewritten log fails offline with the key and names row 3", async () => {
+      const rows = await new AuditLog(superuser, new Secrets()).rows();
+      const text = rows.map(exportLine).join("\n");
+      const withKey = verifyExport(text, undefined, keys);
+      assert.equal(withKey.ok ? 0 : withKey.seq, 3);
+      const without = verifyExport(text);
+      assert.equal(
+        without.ok && without.keyed,
+        false,
+        "without the key it passes, and says it did not check MACs",
+      );
+    });
+
+    await t.step(
+      "an export that does not start at row 1 needs an anchor: its own first prev_hash proves nothing",
+      async () => {
+        const rows = await new AuditLog(superuser, new Secrets()).rows();
+        const v = verifyExport(rows.slice(4, 6).map(exportLine).join("\n"));
+        assert.equal(v.ok, false);
+        assert.match(!v.ok ? v.problem : "", /starts at row 5, not row 1: only an anchor/);
+      },
+    );
+  } finally {
+    await tb.stop();
+  }
+});
+
 Deno.test("DATABASE_MIGRATION_URL: the runtime role may only SELECT and INSERT the audit log, and the bot still works", async (t) => {
   await using cluster = await startCluster({ name: "audit-roles" });
   const ownerPw = `owner-${crypto.randomUUID()}`;
@@ -128,6 +234,15 @@ Deno.test("DATABASE_MIGRATION_URL: the runtime role may only SELECT and INSERT t
         /must be owner of table audit_log/,
       );
       await assert.rejects(runtime`set session_replication_role = replica`, /permission denied/);
+      await assert.rejects(runtime`drop table bisman_ops.audit_log`, /must be owner of table audit_log/);
+      await assert.rejects(
+        runtime`drop trigger audit_log_no_update_delete on bisman_ops.audit_log`,
+        /must be owner of (table|relation) audit_log/,
+      );
+      await assert.rejects(
+        runtime`alter table bisman_ops.audit_log drop column mac`,
+        /must be owner of table audit_log/,
+      );
       await assert.rejects(
         runtime`delete from bisman_ops.migrations`,
         /permission denied for table migrations/,

@@ -7,6 +7,7 @@ import { ACTIONS } from "../../views/actions.ts";
 import { rolesApply } from "../../ops/roles_apply.ts";
 import { readRoleDrift } from "../../ops/role_drift.ts";
 import { detectBypass } from "../../ops/detect_bypass.ts";
+import type { OpsError } from "../../core/errors.ts";
 
 Deno.test("roles_apply removes drift in one transaction, refuses a changed database, and runs once approved through the gate", async (t) => {
   await using cluster = await startCluster({ name: "rolesapply" });
@@ -65,16 +66,32 @@ Deno.test("roles_apply removes drift in one transaction, refuses a changed datab
       await sql`revoke truncate on invoices from bisman_readonly`;
     });
 
-    await t.step("one failing statement rolls back all of them", async () => {
-      const plan = await rolesApply.plan({ target: "main" }, deps);
-      const broken = {
-        ...plan,
-        statements: [...plan.statements, "REVOKE SELECT ON TABLE public.no_such_table FROM PUBLIC;"],
-      };
-      await assert.rejects(rolesApply.run(broken, deps), /nothing was changed/);
-      const [{ has }] = await sql`select has_table_privilege('bisman_readonly', 'payments', 'DELETE') as has`;
-      assert.equal(has, true, "the first statement was rolled back too");
-    });
+    await t.step(
+      "run() never executes a plan's stored text: altered statements are refused, nothing runs",
+      async () => {
+        const plan = await rolesApply.plan({ target: "main" }, deps);
+        for (
+          const statements of [
+            [...plan.statements, "REVOKE SELECT ON TABLE public.no_such_table FROM PUBLIC;"],
+            ["ALTER ROLE bisman_readonly SUPERUSER;"],
+            plan.statements.map((s) => s.replace("bisman_readonly", "bisman_app")),
+            [],
+          ]
+        ) {
+          await assert.rejects(
+            rolesApply.run({ ...plan, statements }, deps),
+            (e: OpsError) =>
+              e.code === "state_changed" && /are not the \d+ that were approved/.test(e.userMessage) &&
+              /nothing was changed/.test(e.userMessage),
+          );
+        }
+        const [{ has }] =
+          await sql`select has_table_privilege('bisman_readonly', 'payments', 'DELETE') as has`;
+        assert.equal(has, true, "none of the plan's statements ran");
+        const [{ sup }] = await sql`select rolsuper as sup from pg_roles where rolname = 'bisman_readonly'`;
+        assert.equal(sup, false);
+      },
+    );
 
     await t.step(
       "through the gate: /bisman roles apply waits for an approver, runs once, and the drift is gone",

@@ -8,6 +8,10 @@ import { type RunningBot, startBot, type StartOptions } from "../../bot.ts";
 import type { TestCluster } from "../../standins/cluster.ts";
 import { SlackStandIn, type StoredMessage } from "../../standins/slack.ts";
 import { waitFor } from "../../standins/wait.ts";
+import { IntegrityKeys } from "../../core/keys.ts";
+
+/** The integrity key of every test bot of this process (a fresh one per test process). */
+export const TEST_SIGNING_KEY = IntegrityKeys.generate();
 import type { RequestState } from "../../gate/store.ts";
 import { type ActionId, encodeRequestButton } from "../../views/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
@@ -133,6 +137,7 @@ export async function startTestBot(
   const bot = await startBot({
     env: {
       SLACK_SIGNING_SECRET: slack.signingSecret,
+      BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
       SLACK_BOT_TOKEN: slack.botToken,
       SLACK_API_URL: slack.apiUrl,
       DATABASE_URL: cluster.primary.url({ database: stateDb }),

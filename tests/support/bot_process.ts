@@ -17,6 +17,7 @@ import type { SlackStandIn } from "../../standins/slack.ts";
 import { ACTIONS } from "../../views/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 import { TEAM } from "./bot.ts";
+import { TEST_SIGNING_KEY } from "./bot.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -65,7 +66,13 @@ export async function spawnBot(opts: {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts"],
     cwd: ROOT,
-    env: { ...base, ...opts.env, BISMAN_CONFIG: opts.configFile, PORT: String(port) },
+    env: {
+      ...base,
+      BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
+      ...opts.env,
+      BISMAN_CONFIG: opts.configFile,
+      PORT: String(port),
+    },
     clearEnv: true,
     stdin: "null",
     stdout: "null",

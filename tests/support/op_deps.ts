@@ -11,7 +11,8 @@ import { connectState } from "../../core/state_db.ts";
 import { migrate } from "../../core/migrate.ts";
 import type { OpDeps } from "../../ops/types.ts";
 import type { TestCluster } from "../../standins/cluster.ts";
-import { testConfig } from "./bot.ts";
+import { TEST_SIGNING_KEY, testConfig } from "./bot.ts";
+import { IntegrityKeys } from "../../core/keys.ts";
 
 /** OpDeps plus what the test must close. */
 export interface TestOpDeps extends OpDeps {
@@ -42,7 +43,7 @@ export async function testOpDeps(
     now,
     secrets,
     state,
-    audit: new AuditLog(state, secrets, now),
+    audit: new AuditLog(state, secrets, now, IntegrityKeys.fromEnv({ BISMAN_SIGNING_KEY: TEST_SIGNING_KEY })),
     logs,
     close: async () => {
       await targets.close();

@@ -1,0 +1,115 @@
+/**
+ * What the gate does when a request is not what the bot wrote: checks at every decision (the approval
+ * click, the claim, the start of the run) that the row still matches its seal, that the stored plan still
+ * hashes to the hash the approvers' clicks carried, that every counted approval carries the bot's seal, and
+ * that the audit log (keyed, append-only) shows no earlier run of the request. A failure refuses the
+ * request (`plan_tampered`), names what does not match, and is recorded where the state database's writer
+ * cannot reach: the keyed audit chain, the target's `security_events`, and the ops channel.
+ *
+ * @module
+ */
+
+import { recordSecurityEvent } from "../core/target_audit.ts";
+import type { IntegrityKeys } from "../core/keys.ts";
+import type { AppDeps } from "../core/deps.ts";
+import type { RequestRow } from "./store.ts";
+import { checkRequestSeal, type RequestSeal } from "./seal.ts";
+import { planHashOf } from "./hooks.ts";
+
+/** The integrity key of a gate's process. @throws {Error} when the bot was started without one */
+export function gateKeys(deps: Pick<AppDeps, "keys">): IntegrityKeys {
+  if (!deps.keys) {
+    throw new Error(
+      "The approval gate needs BISMAN_SIGNING_KEY (a key kept outside the state database): none is set",
+    );
+  }
+  return deps.keys;
+}
+
+/**
+ * Checks a request row: its seal, and that its stored plan still hashes to its plan hash.
+ * @returns undefined when it is the bot's, else what does not match, in words
+ */
+export async function requestProblem(keys: IntegrityKeys, row: RequestRow): Promise<string | undefined> {
+  const seal = checkRequestSeal(keys, row);
+  if (!seal.ok) return seal.problem;
+  const hash = await planHashOf(row.plan);
+  if (hash !== row.plan_hash) {
+    return `its plan hashes to ${hash}, not to the ${row.plan_hash} it was approved as`;
+  }
+  return undefined;
+}
+
+/** The request's seal (call after {@link requestProblem} found none). */
+export function sealOf(row: RequestRow): RequestSeal {
+  return row.seal as RequestSeal;
+}
+
+/**
+ * Whether the audit log already shows request `id` starting a run: a row reset to `pending` in the state
+ * database must not run a second time.
+ * @returns the audit row's position, or undefined
+ */
+export async function earlierRun(deps: Pick<AppDeps, "audit">, id: number): Promise<number | undefined> {
+  const rows = await deps.audit.rows({ requestId: id });
+  return rows.find((r) => r.action === "op.started")?.seq;
+}
+
+/**
+ * The target the request was made for, as the keyed audit log recorded it at `request.created` (the row's
+ * own `target` column may be what was altered). Falls back to the row's target when it names a configured
+ * target.
+ */
+async function recordedTarget(deps: AppDeps, row: RequestRow): Promise<string | undefined> {
+  const created = (await deps.audit.rows({ requestId: row.id })).find((r) => r.action === "request.created");
+  const target = created?.target ?? row.target ?? undefined;
+  return target && Object.hasOwn(deps.config.targets, target) ? target : undefined;
+}
+
+/**
+ * Records a tampered request: `plan_tampered` in the audit log, a critical `plan_tampered` security event on
+ * the target it was made for (best effort: the target may be down), and the metric. Never throws.
+ */
+export async function recordTampering(
+  deps: AppDeps,
+  row: RequestRow,
+  problem: string,
+  by: { actor: string; actorName?: string; phase: "approve" | "deny" | "claim" | "run" },
+): Promise<void> {
+  const details = { problem, phase: by.phase, action: row.action, state: row.state };
+  try {
+    await deps.audit.append({
+      actor: by.actor,
+      actorName: by.actorName,
+      action: "plan_tampered",
+      target: row.target ?? undefined,
+      requestId: row.id,
+      outcome: "refused",
+      details,
+    });
+  } catch (err) {
+    deps.log.error("audit append failed", { action: "plan_tampered", error: err });
+  }
+  deps.metrics.inc("bisman_plan_tampered_total", {}, 1, "Requests refused because they were altered");
+  deps.log.error("request altered in the state database", { request: row.id, problem });
+  try {
+    const target = await recordedTarget(deps, row);
+    if (!target) return;
+    const sql = await deps.targets.pool(target, "primary");
+    await recordSecurityEvent(sql, {
+      eventType: "plan_tampered",
+      severity: "critical",
+      actor: by.actor,
+      requestId: row.id,
+      details,
+    });
+  } catch (err) {
+    deps.log.warn("could not record plan_tampered on the target", { request: row.id, error: err });
+  }
+}
+
+/** The words the channel and the clicker read. */
+export function tamperedMessage(row: RequestRow, problem: string): string {
+  return `Request #${row.id} (${row.action}) was altered in the state database after the bot made it: ` +
+    `${problem}. It will not run; request it again, and find out who can write the state database`;
+}
