@@ -39,6 +39,7 @@ import { shareRegistration } from "./slack/share.ts";
 import { alertThreadRegistration } from "./alerts/ownership.ts";
 import { reloadConfig } from "./core/config_reload.ts";
 import { scheduleCheck } from "./commands/config.ts";
+import { VaultWitness } from "./core/witness.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -178,6 +179,12 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     vault,
     slack: slackApiOf(slack, secrets),
     keys: env.signingKeys,
+    witness: config.audit_log.witness && vault
+      ? new VaultWitness(vault, {
+        path: config.audit_log.witness.vault_path,
+        mount: config.audit_log.witness.mount,
+      })
+      : undefined,
   };
 
   // The approval gate: always built, so every destructive subcommand and alert button reaches it.

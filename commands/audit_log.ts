@@ -22,6 +22,8 @@ import type { Invoker } from "../core/access.ts";
 import { InvalidInput } from "../core/errors.ts";
 import {
   type Anchor,
+  auditRowAt,
+  checkAnchor,
   exportAuditRows,
   exportLine,
   parseAnchor,
@@ -167,18 +169,72 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
       );
   }
   const v = await deps.audit.verify();
+  const witness = v.ok ? await checkWitness(deps, v.head) : undefined;
   const ms = Math.round(performance.now() - started);
+  const ok = v.ok && witness?.ok !== false;
   await record(
-    v.ok,
-    v.ok ? { checked: v.checked, head: v.head?.seq } : { checked: v.checked, seq: v.seq, problem: v.problem },
+    ok,
+    v.ok
+      ? { checked: v.checked, head: v.head?.seq, unkeyed: v.unkeyed, witness: witness?.detail }
+      : { checked: v.checked, seq: v.seq, problem: v.problem },
   );
-  const text = v.ok
-    ? `:white_check_mark: Audit log intact: ${v.checked} rows checked in ${ms} ms` +
-      (v.head ? `; head is row ${v.head.seq} (${v.head.hash.slice(0, 12)})` : "") +
-      ". Only an anchor shows deleted newest rows: `verify anchor=<row>:<hash>`"
-    : `:rotating_light: Audit log broken at row ${v.seq}: ${v.problem}. ${v.checked} rows before it are intact. ` +
-      "Treat the log from that row on as untrusted and find out who changed it (superuser access to the state database).";
-  return verdictReply(text, v.ok);
+  const keyNote = v.ok && v.unkeyed
+    ? ` ${v.unkeyed} row(s) predate the key: their hashes are plain SHA-256, which a database owner could recompute.`
+    : "";
+  const text = !v.ok
+    ? `:rotating_light: Audit log broken at row ${v.seq}: ${v.problem}. ${v.checked} rows before it are intact. ` +
+      "Treat the log from that row on as untrusted and find out who changed it (superuser access to the state database)."
+    : witness?.ok === false
+    ? `:rotating_light: Audit log fails its witness: ${witness.text}. The chain itself (${v.checked} rows) is ` +
+      "intact, so its newest rows were deleted or rewritten: find out who changed it."
+    : `:white_check_mark: Audit log intact: ${v.checked} rows checked in ${ms} ms, ${
+      v.keyed ? "each MAC with the bot's key" : "hashes only (no BISMAN_SIGNING_KEY here)"
+    }` +
+      (v.head ? `; head is row ${v.head.seq} (${v.head.hash.slice(0, 12)})` : "") + "." + keyNote + " " +
+      (witness
+        ? witness.text
+        : "No witness is configured (audit_log.witness): only an anchor shows deleted newest rows: `verify anchor=<row>:<hash>`");
+  return verdictReply(text, ok);
+}
+
+/**
+ * Reads the newest anchor back from the witness and checks the log still holds it: the only way the log
+ * itself shows that its newest rows were deleted. Undefined when no witness is configured.
+ */
+async function checkWitness(
+  deps: AppDeps,
+  head: Anchor | undefined,
+): Promise<{ ok: boolean | undefined; text: string; detail: Record<string, unknown> } | undefined> {
+  const w = deps.witness;
+  if (!w) return undefined;
+  let newest;
+  try {
+    newest = await w.newest();
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    return {
+      ok: undefined,
+      text: `Could not check the witness (${w.where}): ${why}.`,
+      detail: { where: w.where, error: why },
+    };
+  }
+  if (!newest) {
+    return { ok: true, text: `The witness (${w.where}) holds no anchor yet.`, detail: { where: w.where } };
+  }
+  const row = await auditRowAt(deps.state, newest.seq);
+  const c = checkAnchor(newest, row, head);
+  return c.ok
+    ? {
+      ok: true,
+      text:
+        `It holds the newest anchor in the witness (${w.where}): row ${newest.seq}, written ${newest.at}.`,
+      detail: { where: w.where, seq: newest.seq },
+    }
+    : {
+      ok: false,
+      text: `the newest anchor in ${w.where} (row ${newest.seq}, written ${newest.at}) says: ${c.problem}`,
+      detail: { where: w.where, seq: newest.seq, problem: c.problem },
+    };
 }
 
 /** Searches and answers; a result longer than a message goes as CSV to the asker's direct messages. */

@@ -551,6 +551,22 @@ export const redactionSchema = z.strictObject({
   mark: z.string().min(1).max(40).default("[redacted]"),
 }).prefault({});
 
+/** The bot's own audit log: where its anchors go besides Slack. */
+export const auditLogSchema = z.strictObject({
+  /**
+   * A witness the bot can add anchors to but not change afterwards: a KV v2 folder in Vault where each anchor
+   * is a new entry written with check-and-set 0, under a policy granting only `create` and `read` on
+   * `<mount>/data/<path>/*` and `list` on `<mount>/metadata/<path>/*` (no update, delete or destroy).
+   */
+  witness: z.strictObject({
+    vault_path: z.string().regex(
+      /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/,
+      "a KV v2 folder such as bisman/audit-anchors",
+    ),
+    mount: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/).default("secret"),
+  }).optional(),
+}).prefault({});
+
 export const configSchema = z.strictObject({
   workspace: z.strictObject({
     team_id: z.string().regex(/^T[A-Z0-9]{2,}$/, "a Slack team ID such as T012ABCDEF"),
@@ -584,6 +600,7 @@ export const configSchema = z.strictObject({
   checklist: checklistSchema,
   retention: retentionSchema,
   redaction: redactionSchema,
+  audit_log: auditLogSchema,
 });
 export type Config = z.infer<typeof configSchema>;
 

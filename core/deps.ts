@@ -18,6 +18,7 @@ export type { GroupMembers };
 import type { JobService } from "./job_service.ts";
 import type { VaultClient } from "./vault.ts";
 import type { IntegrityKeys } from "./keys.ts";
+import type { AuditWitness } from "./witness.ts";
 
 /** A request for a destructive operation, as an entry point hands it to the approval gate. */
 export interface GateRequest {
@@ -92,4 +93,6 @@ export interface AppDeps {
    * audit chain; the gate refuses to start without it.
    */
   keys?: IntegrityKeys;
+  /** Where audit anchors go besides Slack (`audit_log.witness`); absent when not configured. */
+  witness?: AuditWitness;
 }

@@ -262,7 +262,17 @@ export class VaultClient {
     return await this.#readKv(path, version, opts.mount);
   }
 
-  async #readKv(path: string, version: number | undefined, mountOpt?: string): Promise<KvSecret> {
+  /** Reads a KV v2 record that is not a secret (a witness anchor): its values are not registered for scrubbing. */
+  async readRecord(path: string, opts: { mount?: string } = {}): Promise<KvSecret> {
+    return await this.#readKv(path, undefined, opts.mount, false);
+  }
+
+  async #readKv(
+    path: string,
+    version: number | undefined,
+    mountOpt?: string,
+    secret = true,
+  ): Promise<KvSecret> {
     const mount = mountOpt ?? this.kvMount;
     checkVaultPath(mount, "mount");
     checkVaultPath(path);
@@ -273,7 +283,7 @@ export class VaultClient {
     const data: Record<string, string> = {};
     for (const [k, v] of Object.entries(raw)) {
       const s = typeof v === "string" ? v : JSON.stringify(v);
-      this.#secrets.add(s);
+      if (secret) this.#secrets.add(s);
       data[k] = s;
     }
     return {
@@ -339,6 +349,42 @@ export class VaultClient {
       (c) => c.write(`${mount}/data/${path}`, { data, options: { cas: opts.cas } }),
     );
     return { version: Number(res?.data?.version ?? 0), createdTime: String(res?.data?.created_time ?? "") };
+  }
+
+  /**
+   * Creates a KV v2 entry that must not exist yet (check-and-set 0), for records that are not secrets (the
+   * audit witness's anchors): the values are not registered for scrubbing.
+   * @throws {VaultError} `bad_request` when the entry exists, `permission_denied` without `create`
+   */
+  async createRecord(
+    path: string,
+    data: Record<string, string>,
+    opts: { mount?: string } = {},
+  ): Promise<void> {
+    const mount = opts.mount ?? this.kvMount;
+    checkVaultPath(mount, "mount");
+    checkVaultPath(path);
+    await this.#call(
+      `create ${mount}/${path}`,
+      (c) => c.write(`${mount}/data/${path}`, { data, options: { cas: 0 } }),
+    );
+  }
+
+  /**
+   * Lists the keys under a KV v2 folder (sub-folders end in `/`); empty when there is none.
+   * @throws {VaultError} e.g. `permission_denied` without `list`
+   */
+  async list(path: string, opts: { mount?: string } = {}): Promise<string[]> {
+    const mount = opts.mount ?? this.kvMount;
+    checkVaultPath(mount, "mount");
+    checkVaultPath(path);
+    try {
+      const res = await this.#call(`list ${mount}/${path}`, (c) => c.list(`${mount}/metadata/${path}`));
+      return Array.isArray(res?.data?.keys) ? res.data.keys.map(String) : [];
+    } catch (err) {
+      if (err instanceof VaultError && err.reason === "not_found") return [];
+      throw err;
+    }
   }
 
   /**

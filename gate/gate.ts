@@ -23,7 +23,7 @@ import { actorOf, checkWorkspace, type Invoker, isMember, requireOperator } from
 import { asOpsError, type ErrorCode } from "../core/errors.ts";
 import { getOperation } from "../ops/registry.ts";
 import * as store from "./store.ts";
-import type { FreezeState, RequestRow, RequestState } from "./store.ts";
+import type { ApprovalRow, FreezeState, RequestRow, RequestState } from "./store.ts";
 import { closedMessage, confirmTextOf, formatTime, gatePolicy } from "./hooks.ts";
 import { auditQuietly, createRequest, frozenError } from "./request.ts";
 import { checkApprovalSeal, checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
@@ -290,10 +290,7 @@ export class ApprovalGate implements Gate {
     }
     const approvals = await store.listApprovals(deps.state, id);
     // Only approvals the bot sealed, for this plan, by someone other than the requester, count.
-    const counted = approvals.filter((a) =>
-      a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
-      checkApprovalSeal(this.#keys, a, { id, seal: sealOf(row) })
-    );
+    const counted = approvals.filter((a) => this.#counts(row, a));
     const forged = approvals.filter((a) => !counted.includes(a));
     if (forged.length) {
       return await this.#tampered(
@@ -630,13 +627,32 @@ export class ApprovalGate implements Gate {
   async #view(id: number): Promise<RequestView | undefined> {
     const request = await store.getRequest(this.deps.state, id);
     if (!request) return undefined;
+    const approvals = await store.listApprovals(this.deps.state, id);
     return {
       request,
-      approvals: await store.listApprovals(this.deps.state, id),
+      approvals,
       cancellable: getOperation(request.action)?.cancellable === true,
       // A row that is not the bot's is never drawn as a plan to approve.
-      tampered: request.state === "pending" ? await requestProblem(this.#keys, request) : undefined,
+      tampered: request.state === "pending" ? await this.#problemOf(request, approvals) : undefined,
     };
+  }
+
+  /** What makes a pending request not the bot's: its own seal, or an approval the bot did not seal. */
+  async #problemOf(request: RequestRow, approvals: ApprovalRow[]): Promise<string | undefined> {
+    const own = await requestProblem(this.#keys, request);
+    if (own) return own;
+    const forged = approvals.filter((a) => !this.#counts(request, a));
+    return forged.length
+      ? `approval(s) by ${
+        forged.map((a) => a.approver).join(", ")
+      } were not recorded by the bot for this plan`
+      : undefined;
+  }
+
+  /** Whether an approval counts: sealed by the bot, for this plan, by someone other than the requester. */
+  #counts(row: RequestRow, a: ApprovalRow): boolean {
+    return a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
+      checkApprovalSeal(this.#keys, a, { id: row.id, seal: sealOf(row) });
   }
 
   /** The checks shared by approve, deny and the pre-modal check; refusals are audited. */

@@ -24,6 +24,17 @@
  *   https://developer.hashicorp.com/vault/api-docs/secret/databases#rotate-root-credentials
  *   The default password policy makes 20 characters from [A-Za-z0-9-] with at least one of each
  *   class (https://developer.hashicorp.com/vault/docs/concepts/password-policies).
+ * - ACL policies (tokens from {@link VaultStandIn.issueToken}): a path rule is exact, ends in a `*` glob
+ *   (prefix match) or holds `+` for one segment; capabilities create, read, update, patch, delete, list,
+ *   deny (deny wins). KV v2 "honors the distinction between the create and update capabilities": writing a
+ *   key that does not exist needs `create`, overwriting one needs `update`; `<mount>/delete|undelete|
+ *   destroy/<path>` need `update`, metadata DELETE needs `delete`, LIST needs `list`. A request without the
+ *   capability is 403 `permission denied`.
+ *   https://developer.hashicorp.com/vault/docs/concepts/policies,
+ *   https://developer.hashicorp.com/vault/docs/secrets/kv/kv-v2
+ * - LIST `<mount>/metadata/<path>` (HTTP method LIST, or GET with `?list=true`): `{"data":{"keys":[…]}}`
+ *   with sub-folders ending in `/`; 404 `{"errors":[]}` when nothing is there.
+ *   https://developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2#list-secrets
  */
 
 import { randomBytes, randomInt, randomUUID } from "node:crypto";
@@ -63,9 +74,14 @@ interface KvEntry {
   updated_time: string;
 }
 
+/** A capability of Vault's ACL policy language. */
+export type VaultCapability = "create" | "read" | "update" | "patch" | "delete" | "list" | "deny";
+
 interface IssuedToken {
   accessor: string;
   policies: string[];
+  /** Path rules of a token issued with a policy; absent: unrestricted (root, AppRole logins). */
+  acl?: Record<string, VaultCapability[]>;
   issued: number;
   expires: number; // ms since epoch; Infinity for the root token
   ttl: number; // seconds; 0 for root
@@ -97,6 +113,31 @@ function reply(status: number, body?: unknown): Response {
 
 function errors(status: number, ...msgs: string[]): Response {
   return reply(status, { errors: msgs });
+}
+
+/** Whether a path rule (exact, trailing `*` glob, `+` segment) matches `path`. */
+function ruleMatches(rule: string, path: string): boolean {
+  const glob = rule.endsWith("*");
+  const parts = (glob ? rule.slice(0, -1) : rule).split("/");
+  const have = path.split("/");
+  if (!glob && parts.length !== have.length) return false;
+  for (let i = 0; i < parts.length; i++) {
+    const last = i === parts.length - 1;
+    if (parts[i] === "+") {
+      if (have[i] === undefined) return false;
+      continue;
+    }
+    if (last && glob) return (have[i] ?? "").startsWith(parts[i]) && (have.length >= parts.length);
+    if (have[i] !== parts[i]) return false;
+  }
+  return true;
+}
+
+/** Whether `acl` grants `cap` on `path`: some matching rule grants it and none denies. */
+function allows(acl: Record<string, VaultCapability[]>, path: string, cap: VaultCapability): boolean {
+  const rules = Object.entries(acl).filter(([rule]) => ruleMatches(rule, path));
+  if (rules.some(([, caps]) => caps.includes("deny"))) return false;
+  return rules.some(([, caps]) => caps.includes(cap));
 }
 
 /** Vault wraps internal (non-user) errors with go-multierror's formatting. */
@@ -256,6 +297,25 @@ export class VaultStandIn {
     return this.databases.get(name)?.password;
   }
 
+  /**
+   * Issues a token restricted to `acl` (path rule → capabilities, in Vault's policy syntax), as a token
+   * created with `vault token create -policy=…` would be.
+   */
+  issueToken(acl: Record<string, VaultCapability[]>): string {
+    const token = randomToken("hvs.");
+    this.tokens.set(token, {
+      accessor: randomToken(""),
+      policies: ["default", "bisman-standin"],
+      issued: Date.now(),
+      expires: Infinity,
+      ttl: 0,
+      path: "auth/token/create",
+      meta: {},
+      acl,
+    });
+    return token;
+  }
+
   /** Revokes a token (e.g. to make the bot log in again). */
   revokeToken(token: string): void {
     if (token !== this.rootToken) this.tokens.delete(token);
@@ -317,7 +377,21 @@ export class VaultStandIn {
       return this.renewSelf(token, t, await readJson(req));
     }
 
+    const isList = req.method === "LIST" || (req.method === "GET" && url.searchParams.get("list") === "true");
+    const need = this.capabilityNeeded(path, isList ? "LIST" : req.method);
+    // Vault appends "/" to the path of a LIST before the ACL check (http/logical.go).
+    const aclPath = isList && !path.endsWith("/") ? `${path}/` : path;
+    if (t.acl && !(need && allows(t.acl, aclPath, need))) return errors(403, "permission denied");
+
     const mount = `${this.kvMount}/`;
+    if (isList && path.startsWith(`${mount}metadata/`)) {
+      return this.kvList(normPath(path.slice(mount.length + 9)));
+    }
+    for (const op of ["delete", "undelete", "destroy"] as const) {
+      if (path.startsWith(`${mount}${op}/`) && (req.method === "POST" || req.method === "PUT")) {
+        return this.kvVersionOp(op, normPath(path.slice(mount.length + op.length + 1)), await readJson(req));
+      }
+    }
     if (path.startsWith(`${mount}data/`)) {
       const key = normPath(path.slice(mount.length + 5));
       if (!key) return errors(404);
@@ -347,6 +421,56 @@ export class VaultStandIn {
     if (rotate && (req.method === "POST" || req.method === "PUT")) return await this.rotateRoot(rotate[1]);
 
     return errors(404);
+  }
+
+  /** The capability a request needs, by Vault's rules (see the module doc); undefined for unknown paths. */
+  private capabilityNeeded(path: string, method: string): VaultCapability | undefined {
+    const mount = `${this.kvMount}/`;
+    if (method === "LIST") return "list";
+    if (path.startsWith(`${mount}data/`)) {
+      if (method === "GET" || method === "HEAD") return "read";
+      if (method === "PATCH") return "patch";
+      if (method === "DELETE") return "delete";
+      const key = normPath(path.slice(mount.length + 5));
+      const e = this.kv.get(key);
+      return e && e.current > 0 ? "update" : "create";
+    }
+    if (path.startsWith(`${mount}metadata/`)) {
+      return method === "GET" ? "read" : method === "DELETE" ? "delete" : "update";
+    }
+    if (/^[^/]+\/(delete|undelete|destroy)\//.test(path)) return "update";
+    if (path.startsWith("database/")) return method === "GET" ? "read" : "update";
+    return undefined;
+  }
+
+  private kvList(prefix: string): Response {
+    const base = prefix ? `${prefix}/` : "";
+    const keys = new Set<string>();
+    for (const [k, e] of this.kv) {
+      if (!k.startsWith(base) || !e.versions.size) continue;
+      const rest = k.slice(base.length);
+      const slash = rest.indexOf("/");
+      keys.add(slash < 0 ? rest : `${rest.slice(0, slash + 1)}`);
+    }
+    if (!keys.size) return errors(404);
+    return reply(200, envelope({ data: { keys: [...keys].sort() } }));
+  }
+
+  private kvVersionOp(op: "delete" | "undelete" | "destroy", key: string, body: Json): Response {
+    const e = this.kv.get(key);
+    const versions = Array.isArray(body.versions) ? body.versions.map(Number) : [];
+    if (!versions.length) return errors(400, "no version number provided");
+    for (const v of versions) {
+      const ver = e?.versions.get(v);
+      if (!ver) continue;
+      if (op === "delete") ver.deletion_time ||= new Date().toISOString();
+      else if (op === "undelete") ver.deletion_time = "";
+      else {
+        ver.destroyed = true;
+        ver.data = {};
+      }
+    }
+    return reply(204);
   }
 
   private health(req: Request, url: URL): Response {

@@ -145,6 +145,7 @@ export function approvalText(v: RequestView): string {
 
 /** The approval message for the request's current state; buttons only while it is pending. */
 export function renderApproval(v: RequestView): { text: string; blocks: Block[] } {
+  if (v.tampered) return renderTampered(v, v.tampered);
   const r = v.request;
   const p = r.plan;
   const head: Block[] = [
@@ -361,4 +362,18 @@ export function renderRequestCreated(r: RequestCreated): Reply {
     : `:warning: Request #${r.id} (${r.summary}) was recorded, but its approval message could not be ` +
       `posted, so nobody can approve it from Slack; it expires at ${formatTime(r.expiresAt)}`;
   return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text } }], visibility: "ephemeral" };
+}
+
+/**
+ * A pending request whose row is not what the bot wrote: never drawn as a plan to approve (its plan, target
+ * and summary may be the forger's), no buttons; only its number and what does not match.
+ */
+function renderTampered(v: RequestView, problem: string): { text: string; blocks: Block[] } {
+  const text =
+    `:rotating_light: Request #${v.request.id} was altered in the state database after the bot made ` +
+    `it: ${problem}. It will not run; request it again`;
+  return {
+    text,
+    blocks: [header(`Altered: request #${v.request.id}`), mrkdwnSection(escapeMrkdwn(text))],
+  };
 }

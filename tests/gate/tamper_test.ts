@@ -53,6 +53,9 @@ async function assertTampered(tb: TestBot, cluster: TestCluster, id: number, wha
     "the clicker was told",
   );
   assert.equal((await tb.bot.deps.audit.verify()).ok, true, "the chain itself is intact");
+  const shown = JSON.stringify(tb.approvalMessage(id)!.blocks);
+  assert.match(shown, new RegExp(`Altered: request #${id}`), "the message no longer shows a plan to approve");
+  assert.doesNotMatch(shown, /"type":"actions"/, "and offers no buttons");
 }
 
 Deno.test("a rotation edited in the state database before the click rotates nothing", async (t) => {

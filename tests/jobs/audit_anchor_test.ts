@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
-import { OPS_CHANNEL, startTestBot, USERS } from "../support/bot.ts";
+import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
+import { anchorKey } from "../../core/witness.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { checkAnchor, parseAnchor } from "../../core/audit.ts";
@@ -113,5 +115,92 @@ Deno.test("audit_anchor posts the chain's head; verify anchor=… finds newest r
     });
   } finally {
     await tb.stop();
+  }
+});
+
+Deno.test("with a Vault witness, deleting the newest rows is caught by the anchor read back from it, and the bot's token cannot change the witness", async (t) => {
+  await using cluster = await startCluster({ name: "witness" });
+  const stateDb = await cluster.createDatabase("witnessstate");
+  const superuser = cluster.primary.sql(stateDb);
+  const vault = await VaultStandIn.start();
+  // The bot's policy on the witness: create, read and list; nothing that changes or removes an anchor.
+  const botToken = vault.issueToken({
+    "secret/data/bisman/audit-anchors/*": ["create", "read"],
+    "secret/metadata/bisman/audit-anchors/*": ["list"],
+  });
+  const config = testConfig(cluster, (doc) => {
+    doc.audit_log = { witness: { vault_path: "bisman/audit-anchors" } };
+  });
+  const tb = await startTestBot(cluster, {
+    stateDb,
+    config,
+    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: botToken },
+  });
+  const asBot = vault.addr + "/v1/secret";
+  const call = (method: string, path: string, body?: unknown) =>
+    fetch(`${asBot}/${path}`, {
+      method,
+      headers: { "x-vault-token": botToken, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(async (r) => ({ status: r.status, body: await r.text() }));
+  try {
+    for (let i = 0; i < 4; i++) await ask(tb, "help");
+    await waitFor(
+      async () => (await tb.bot.deps.audit.rows()).filter((r) => r.action === "command.received").length >= 4,
+      { what: "the 4 commands' audit rows" },
+    );
+    let seq = 0;
+    await t.step("the anchor job writes the head to the witness as a new entry", async () => {
+      const run = await tb.bot.scheduler.runNow("audit_anchor", {
+        userId: USERS.bob,
+        via: "slack",
+        teamId: "T0TEST",
+      });
+      assert.equal(run.outcome, "ok", run.error ?? "");
+      assert.match(run.summary ?? "", /witnessed in Vault secret\/bisman\/audit-anchors/);
+      const anchored = (await tb.bot.deps.audit.rows()).findLast((r) => r.action === "audit.anchored")!;
+      seq = Number(anchored.details.seq);
+      const entry = vault.kvGet(`bisman/audit-anchors/${anchorKey(seq)}`)!;
+      assert.equal(entry.data.hash, anchored.details.hash);
+      assert.ok(tb.logs.some((l) => l.includes('"anchor_seq":' + seq)), "the anchor is a log line too");
+      const r = await ask(tb, "audit-log verify", USERS.bob);
+      assert.match(r.text, new RegExp(`holds the newest anchor in the witness .*: row ${seq}`));
+    });
+
+    await t.step("the bot's token cannot overwrite, delete or destroy the anchor", async () => {
+      const key = `bisman/audit-anchors/${anchorKey(seq)}`;
+      const overwrite = await call("POST", `data/${key}`, { data: { seq: "1", hash: "0".repeat(64) } });
+      assert.equal(overwrite.status, 403, overwrite.body);
+      assert.equal((await call("DELETE", `data/${key}`)).status, 403);
+      assert.equal((await call("DELETE", `metadata/${key}`)).status, 403);
+      assert.equal((await call("POST", `destroy/${key}`, { versions: [1] })).status, 403);
+      assert.equal((await call("POST", `delete/${key}`, { versions: [1] })).status, 403);
+      assert.equal(vault.kvGet(key)!.data.seq, String(seq), "unchanged");
+    });
+
+    await t.step("a superuser deletes the newest rows: plain verify names it from the witness", async () => {
+      await superuser.begin(async (tx) => {
+        await tx`alter table bisman_ops.audit_log disable trigger audit_log_no_update_delete`;
+        await tx`delete from bisman_ops.audit_log where seq >= ${seq - 1}`;
+        await tx`alter table bisman_ops.audit_log enable trigger audit_log_no_update_delete`;
+      });
+      const r = await ask(tb, "audit-log verify", USERS.bob);
+      assert.match(
+        r.text,
+        /Audit log fails its witness: the newest anchor in Vault secret\/bisman\/audit-anchors/,
+      );
+      assert.match(r.text, new RegExp(`row ${seq} is gone: the log now ends at row ${seq - 2}`));
+      assert.equal(r.visibility, "in_channel");
+    });
+
+    await t.step("a witness that cannot be read is said so, not counted as fine", async () => {
+      vault.seal();
+      const r = await ask(tb, "audit-log verify", USERS.bob);
+      assert.match(r.text, /Could not check the witness \(Vault secret\/bisman\/audit-anchors\)/);
+      vault.unseal();
+    });
+  } finally {
+    await tb.stop();
+    await vault.stop();
   }
 });
