@@ -124,14 +124,19 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     sink: opts.logSink,
     level: (Deno.env.get("LOG_LEVEL") as never) ?? "info",
   });
-  const env: BotEnv = readEnv(opts.env ?? Deno.env.toObject(), secrets);
+  const rawEnv = opts.env ?? Deno.env.toObject();
+  const env: BotEnv = readEnv(rawEnv, secrets);
   const config = opts.config ?? await loadConfig(env.configPath);
   const now = opts.now ?? (() => new Date());
   // A `schedules` key naming no job stops start-up here, naming the key, like any other config error.
   const jobServices: JobServices = {};
   const jobList = opts.jobs ?? allJobs();
   resolveSchedules({ config }, jobList);
-  const metrics = new Metrics();
+  // Process metrics and the build (the image sets BISMAN_VERSION and BISMAN_COMMIT from its build arguments).
+  const metrics = new Metrics({
+    process: true,
+    build: { version: rawEnv.BISMAN_VERSION, commit: rawEnv.BISMAN_COMMIT },
+  });
 
   // Failing to reach this database then reads "State database unavailable", not an internal error.
   await setStateDatabase(env.databaseUrl);
