@@ -39,6 +39,7 @@ import { shareRegistration } from "./slack/share.ts";
 import { alertThreadRegistration } from "./alerts/ownership.ts";
 import { reloadConfig } from "./core/config_reload.ts";
 import { scheduleCheck } from "./commands/config.ts";
+import { registerRunbookMetrics } from "./http/runbook_metrics.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -89,6 +90,8 @@ export interface StartOptions {
   slackTimeoutMs?: number;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
   socketMode?: { clientPingTimeoutMs?: number; retryBaseMs?: number };
+  /** How long a scrape of /metrics waits for the state database, and how long one read serves (ms). */
+  stateMetrics?: { timeoutMs?: number; cacheMs?: number };
 }
 
 /** Calls `auth.test` until it succeeds, backing off to 60 s; never throws. */
@@ -177,6 +180,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     vault,
     slack: slackApiOf(slack, secrets),
   };
+
+  // The runbook's state-database values (approvals, alert threads, restore tests), read when scraped.
+  registerRunbookMetrics(deps, opts.stateMetrics);
 
   // The approval gate: always built, so every destructive subcommand and alert button reaches it.
   const gate = new ApprovalGate(deps, new SlackApprovalNotifier(slack, secrets), {

@@ -32,6 +32,7 @@ import {
 import { parseSince, sinceArg } from "../ops/_security.ts";
 import { mrkdwnSection } from "../slack/render/blocks.ts";
 import { AUDIT_LOG_ROWS_SHOWN, auditLogCsv, renderAuditLogSearch } from "../slack/render/audit_log.ts";
+import { recordAuditVerify } from "../ops/_runbook_metrics.ts";
 
 const USAGE = "/bisman audit-log [actor=…] [action=…] [target=…] [request=…] [since=7d] [limit=200] | " +
   "audit-log verify [anchor=<row>:<hash>] | audit-log export [since=…]";
@@ -145,6 +146,7 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
     });
   if (anchor) {
     const v = await verifyAnchor(deps.audit, deps.state, anchor);
+    recordAuditVerify(deps.metrics, v, deps.now());
     const ms = Math.round(performance.now() - started);
     await record(v.ok, {
       checked: v.checked,
@@ -166,6 +168,7 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
       );
   }
   const v = await deps.audit.verify();
+  recordAuditVerify(deps.metrics, v, deps.now());
   const ms = Math.round(performance.now() - started);
   await record(
     v.ok,

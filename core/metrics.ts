@@ -139,6 +139,17 @@ export class Metrics {
     e.values!.set(labelKey(l), value);
   }
 
+  /** Removes one series of a gauge (its subject could not be measured this time: no value beats a stale one). */
+  remove(name: string, labels: Labels): void {
+    const e = this.#entries.get(name);
+    if (!e || e.kind !== "gauge") return;
+    const l = exportedLabels(labels);
+    const k = labelKey(l);
+    if (!e.values!.has(k)) return;
+    (e.metric as client.Gauge<string>).remove(l);
+    e.values!.delete(k);
+  }
+
   /**
    * Replaces every series of a gauge at once (values read at scrape time: a series whose subject is gone,
    * such as a target without pending approvals, disappears instead of keeping its last value). Synchronous,

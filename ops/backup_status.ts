@@ -20,6 +20,7 @@ import {
   recentRestoreTests,
   type RestoreTestRecord,
 } from "./restore_history.ts";
+import { recordBackupStatus } from "./_runbook_metrics.ts";
 
 export const backupStatusArgs = z.strictObject({ target: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/) });
 export type BackupStatusArgs = z.infer<typeof backupStatusArgs>;
@@ -88,6 +89,7 @@ export async function readBackupStatus(target: string, deps: OpDeps): Promise<Ba
     report.findings.push(...await restoreFindings(target, t.restore_test.max_age_days, now, deps, report));
   }
   report.severity = worst(report.findings);
+  recordBackupStatus(deps.metrics, report);
   return report;
 }
 

@@ -16,6 +16,7 @@
 import { NotConfigured, OpsError } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps } from "./types.ts";
+import { recordCredentialAges } from "./_runbook_metrics.ts";
 
 /** One role's credential age. */
 export interface CredentialAge {
@@ -134,5 +135,7 @@ export async function readCredentialAges(target: string, deps: OpDeps): Promise<
       for (const [role, key] of roles) out.push({ ...base(role, key), overdue: false, error: why });
     }
   }
-  return out.sort((a, b) => a.role.localeCompare(b.role));
+  out.sort((a, b) => a.role.localeCompare(b.role));
+  recordCredentialAges(deps.metrics, out);
+  return out;
 }

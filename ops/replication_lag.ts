@@ -20,6 +20,7 @@ import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import type { TargetMember } from "../core/targets.ts";
 import { targetFailure } from "./_pg_errors.ts";
 import type { Thresholds } from "../core/config.ts";
+import { recordReplicationLag } from "./_runbook_metrics.ts";
 
 /** ok < warning < critical; unknown when it could not be judged. */
 export type Severity = "ok" | "warning" | "critical" | "unknown";
@@ -428,7 +429,7 @@ export async function readReplicationLag(target: string, deps: OpDeps): Promise<
   const sev: Severity[] = judged.map((r) => r.severity);
   if (!pview.reachable) sev.push("critical");
   if (pview.reachable && pview.inRecovery) sev.push("critical");
-  return {
+  const report: LagReport = {
     target,
     checkedAt: deps.now().toISOString(),
     severity: worst(sev),
@@ -436,6 +437,8 @@ export async function readReplicationLag(target: string, deps: OpDeps): Promise<
     replicas: judged,
     thresholds: t,
   };
+  recordReplicationLag(deps.metrics, report);
+  return report;
 }
 
 export const replicationLagArgs = z.strictObject({

@@ -71,7 +71,7 @@ Deno.test("Metrics writes a `job` or `instance` label as bisman_job / bisman_ins
   assert.equal(m.value("bisman_job_failing", { job: "digest" }), 1, "callers keep saying job");
 });
 
-Deno.test("Metrics replace() swaps every series of a gauge, so a subject that is gone disappears", async () => {
+Deno.test("Metrics replace() and remove(): a subject that is gone, or could not be measured, disappears", async () => {
   const m = new Metrics();
   m.replace("bisman_pending", ["target"], [{ labels: { target: "a" }, value: 2 }, {
     labels: { target: "b" },
@@ -83,6 +83,13 @@ Deno.test("Metrics replace() swaps every series of a gauge, so a subject that is
     'bisman_pending{target="b"} 3',
   ]);
   assert.equal(m.value("bisman_pending", { target: "a" }), 0);
+  m.set("bisman_lag", { replica: "r1" }, 5, "Lag");
+  m.set("bisman_lag", { replica: "r2" }, 6, "Lag");
+  m.remove("bisman_lag", { replica: "r1" });
+  assert.deepEqual(samples(await m.render()).filter((l) => l.startsWith("bisman_lag")), [
+    'bisman_lag{replica="r2"} 6',
+  ]);
+  assert.equal(m.value("bisman_lag", { replica: "r1" }), 0);
   m.replace("bisman_empty", ["target"], [], "Nothing yet");
   assert.match(await m.render(), /# TYPE bisman_empty gauge/);
 });
