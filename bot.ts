@@ -144,7 +144,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   // Failing to reach this database then reads "State database unavailable", not an internal error.
   await setStateDatabase(env.databaseUrl);
   const state = connectState(env.databaseUrl);
-  await migrateState(state, env.databaseMigrationUrl);
+  await migrateState(state, env.databaseMigrationUrl, env.migrations);
 
   const slackTimeoutMs = opts.slackTimeoutMs ?? 10_000;
   const slack = new WebClient(env.slackBotToken, {

@@ -22,6 +22,12 @@ export interface BotEnv {
   alertsToken?: string;
   port: number;
   failpoint?: string;
+  /**
+   * `BISMAN_MIGRATIONS`: `apply` (default: the sandbox, a quick trial) brings the state schema up to date at
+   * start-up; `check` (the shipped Deployment, whose runtime role does not own the schema) only checks that
+   * it is, and refuses to start naming both revisions when it is not.
+   */
+  migrations: "apply" | "check";
 }
 
 /** Missing or malformed environment; `problems` names each variable. */
@@ -65,7 +71,13 @@ export function readEnv(env: Record<string, string | undefined>, secrets: Secret
     alertsToken: get("ALERTS_TOKEN"),
     port: 3000,
     failpoint: get("BISMAN_FAILPOINT"),
+    migrations: "apply",
   };
+  const migrations = get("BISMAN_MIGRATIONS");
+  if (migrations === "check" || migrations === "apply") out.migrations = migrations;
+  else if (migrations !== undefined) {
+    problems.push(`BISMAN_MIGRATIONS must be "apply" or "check", got "${migrations}"`);
+  }
   if (!out.slackAppToken && !out.slackSigningSecret) {
     problems.push(
       "SLACK_SIGNING_SECRET is not set: it is required unless SLACK_APP_TOKEN selects Socket Mode",
