@@ -115,7 +115,7 @@ Deno.test("deploy/ Kubernetes manifests: two hardened replicas with probes, secr
   });
 
   await t.step("secrets come from a Secret by reference; no manifest holds a secret value", () => {
-    for (const e of container.env) {
+    for (const e of [...container.env, ...pod.initContainers.flatMap((c: Doc) => c.env ?? [])]) {
       if (SECRET_NAME.test(e.name)) assert.equal(e.value, undefined, `${e.name} must not be a literal`);
     }
     assert.ok(container.envFrom.some((f: Doc) => f.secretRef?.name === "bisman-ops-secrets"));
@@ -137,16 +137,65 @@ Deno.test("deploy/ Kubernetes manifests: two hardened replicas with probes, secr
     const [rule] = np.spec.ingress;
     assert.deepEqual(rule.ports, [{ protocol: "TCP", port: 5432 }]);
     assert.deepEqual(rule.from, [
-      { namespaceSelector: { matchLabels: { name: "bisman-app" } } },
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "bisman-app" } } },
       { podSelector: { matchLabels: { app: "bisman-backend" } } },
       {
-        namespaceSelector: { matchLabels: { name: "bisman-ops" } },
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": deployment.metadata.namespace } },
         podSelector: { matchLabels: deployment.spec.template.metadata.labels },
       },
     ]);
-    const [ns] = kind("Namespace", deployment.metadata.namespace);
-    assert.equal(ns.metadata.labels.name, "bisman-ops", "the namespace carries the label the policy selects");
+    assert.equal(kind("Namespace", deployment.metadata.namespace).length, 1);
   });
+
+  await t.step(
+    "every NetworkPolicy selects namespaces by kubernetes.io/metadata.name, the label Kubernetes sets itself",
+    () => {
+      const selectors = kind("NetworkPolicy").flatMap((np) =>
+        [
+          ...(np.spec.ingress ?? []).flatMap((r: Doc) => r.from ?? []),
+          ...(np.spec.egress ?? []).flatMap((r: Doc) => r.to ?? []),
+        ].filter((peer: Doc) => peer.namespaceSelector).map((peer: Doc) => peer.namespaceSelector)
+      );
+      assert.ok(selectors.length >= 6, `found ${selectors.length} namespace selectors`);
+      for (const s of selectors) {
+        assert.deepEqual(Object.keys(s), ["matchLabels"], JSON.stringify(s));
+        assert.deepEqual(Object.keys(s.matchLabels), ["kubernetes.io/metadata.name"], JSON.stringify(s));
+      }
+    },
+  );
+
+  await t.step(
+    "the role split: migrations run as the owner in an init container with its own Secret; the bot only checks",
+    async () => {
+      const [migrate] = pod.initContainers.filter((c: Doc) => c.name === "migrate");
+      assert.ok(migrate, "a migrate init container");
+      assert.deepEqual(migrate.command.slice(-2), ["main.ts", "migrate"]);
+      assert.ok(!migrate.command.includes("-A"), "named permissions, as the bot's own command");
+      assert.equal(migrate.image, container.image, "the same image as the bot");
+      const ref = (c: Doc, name: string) => c.env?.find((e: Doc) => e.name === name)?.valueFrom?.secretKeyRef;
+      assert.deepEqual(ref(migrate, "DATABASE_MIGRATION_URL"), {
+        name: "bisman-ops-migration",
+        key: "DATABASE_MIGRATION_URL",
+      });
+      assert.deepEqual(ref(migrate, "DATABASE_URL"), { name: "bisman-ops-secrets", key: "DATABASE_URL" });
+      assert.equal(migrate.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(migrate.securityContext.allowPrivilegeEscalation, false);
+      // The bot never sees the owner's URL, and refuses to start on a schema that is behind.
+      assert.equal(container.env.find((e: Doc) => e.name === "BISMAN_MIGRATIONS")?.value, "check");
+      assert.equal(ref(container, "DATABASE_MIGRATION_URL"), undefined);
+      assert.doesNotMatch(JSON.stringify(container), /bisman-ops-migration/);
+      assert.deepEqual(ref(container, "BISMAN_SIGNING_KEY"), {
+        name: "bisman-ops-secrets",
+        key: "BISMAN_SIGNING_KEY",
+      });
+      const text = await Deno.readTextFile(`${deployDir}/k8s/deployment.yaml`);
+      assert.doesNotMatch(
+        text,
+        /elect the scheduler's leader/,
+        "the scheduler has no leader (per-slot claims)",
+      );
+    },
+  );
 
   await t.step("the bot's own NetworkPolicy lets it reach PostgreSQL, Vault, DNS and Slack only", () => {
     const [np] = kind("NetworkPolicy", "bisman-ops");
