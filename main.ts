@@ -9,7 +9,6 @@
  * @module
  */
 
-import { startBot } from "./bot.ts";
 import { ConfigError } from "./core/config.ts";
 import { EnvError, passwordInUrl } from "./core/env.ts";
 import { Secrets, stderrWriter } from "./core/log.ts";
@@ -69,6 +68,9 @@ if (import.meta.main && Deno.args[0] === "migrate") await migrateAndExit(Deno.en
 
 if (import.meta.main) {
   try {
+    // Imported here, not at the top: `main.ts migrate` must not load Bolt and the Slack clients (they read
+    // the OS release at load, which the migrate init container's permissions do not include).
+    const { startBot } = await import("./bot.ts");
     const bot = await startBot();
     const log = bot.deps.log;
     const graceMs = shutdownGraceMs(Deno.env.get("BISMAN_SHUTDOWN_GRACE_SECONDS"));

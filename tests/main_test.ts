@@ -5,6 +5,7 @@ import { spawnBot } from "./support/bot_process.ts";
 import { waitFor } from "./support/wait.ts";
 import { SlackStandIn } from "./standins/slack.ts";
 import postgres from "postgres";
+import { parseAllDocuments } from "yaml";
 import { grantRuntimeAccess, migrate, readMigrations } from "../core/migrate.ts";
 
 Deno.test("main.ts with bisman.example.yaml comes up healthy while the example's targets do not answer", async (t) => {
@@ -86,15 +87,26 @@ Deno.test("main.ts with bisman.example.yaml comes up healthy while the example's
   }
 });
 
-/** Runs `deno run -A main.ts migrate` with only `env` (plus PATH and DENO_DIR); its exit code and stderr. */
+/**
+ * Runs `main.ts migrate` exactly as the Deployment's `migrate` init container does (its command and named
+ * permissions, from deploy/k8s/deployment.yaml; no prompts), with only `env` (plus PATH and DENO_DIR).
+ */
 async function runMigrate(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
   const base: Record<string, string> = {};
   for (const k of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
     const v = Deno.env.get(k);
     if (v) base[k] = v;
   }
+  const deployment = parseAllDocuments(
+    await Deno.readTextFile(new URL("../deploy/k8s/deployment.yaml", import.meta.url)),
+  )[0].toJS();
+  const init = deployment.spec.template.spec.initContainers.find((c: { name: string }) =>
+    c.name === "migrate"
+  );
+  const [deno, run, ...args] = init.command as string[];
+  assert.deepEqual([deno, run], ["deno", "run"]);
   const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", "migrate"],
+    args: ["run", "--no-prompt", ...args],
     cwd: new URL("../", import.meta.url).pathname,
     env: { ...base, ...env },
     clearEnv: true,
@@ -130,7 +142,7 @@ Deno.test("the shipped role split: `main.ts migrate` as the owner, then a bot th
   };
   const owner = postgres(ownerUrl, { max: 1, onnotice: () => {} });
   try {
-    await t.step("the Job's command needs both URLs and says which is missing", async () => {
+    await t.step("the init container's command needs both URLs and says which is missing", async () => {
       const r = await runMigrate({ DATABASE_URL: runtimeUrl });
       assert.equal(r.code, 2);
       assert.match(r.stderr, /DATABASE_MIGRATION_URL is not set/);
