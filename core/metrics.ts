@@ -1,6 +1,9 @@
 /**
- * The process's Prometheus metrics, on prom-client 15 (it runs under Deno: its process metrics read
- * /proc/self and `node:perf_hooks`' `monitorEventLoopDelay`, which Deno implements natively).
+ * The process's Prometheus metrics, on prom-client 15. It runs under Deno (CPU from `process.cpuUsage()`,
+ * event-loop delay from `node:perf_hooks`' `monitorEventLoopDelay`, which Deno implements natively), except
+ * for the series it reads from /proc/self: Deno lets only `--allow-all` read there, so under the image's
+ * named permissions they read 0. Those are replaced (resident memory from `Deno.memoryUsage()`) or left out
+ * (open and maximum file descriptors, virtual memory, heap size).
  *
  * The interface is the one call sites have always used: `inc`, `set`, `observe` declare a metric on first
  * use (its help text, its label names, a histogram's buckets) and `value` reads a counter or gauge back.
@@ -83,16 +86,35 @@ export interface MetricsOptions {
  * that, and any stall that delays a sample. */
 const EVENT_LOOP_RESOLUTION_MS = 50;
 
+/** prom-client's default series that read /proc/self, which Deno opens only to `--allow-all`. */
+const PROCFS_SERIES = [
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+];
+
 let processRegistry: client.Registry | undefined;
 
 /** prom-client's process metrics, registered once per process (several bots in one test process share them). */
 function processMetrics(): client.Registry {
   if (!processRegistry) {
-    processRegistry = new client.Registry();
+    const registry = new client.Registry();
     client.collectDefaultMetrics({
-      register: processRegistry,
+      register: registry,
       eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS,
     });
+    for (const name of PROCFS_SERIES) registry.removeSingleMetric(name);
+    new client.Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      registers: [registry],
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    processRegistry = registry;
   }
   return processRegistry;
 }

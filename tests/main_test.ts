@@ -117,6 +117,46 @@ async function runMigrate(env: Record<string, string>): Promise<{ code: number; 
   return { code: r.code, stderr: new TextDecoder().decode(r.stderr) };
 }
 
+/**
+ * Starts main.ts as the image runs it: the Dockerfile's CMD (its named permissions, --cached-only), without
+ * prompts, with only `env` (plus PATH and DENO_DIR) and the example config.
+ */
+async function spawnAsImage(env: Record<string, string>) {
+  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
+  const cmd = JSON.parse(
+    dockerfile.split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!.slice(4),
+  ) as string[];
+  assert.deepEqual(cmd.slice(0, 2), ["deno", "run"]);
+  const port = await freePort();
+  const base: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+    const v = Deno.env.get(k);
+    if (v) base[k] = v;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...cmd.slice(2)],
+    cwd: new URL("../", import.meta.url).pathname,
+    env: { ...base, ...env, BISMAN_CONFIG: "bisman.example.yaml", PORT: String(port) },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reading = new Response(child.stderr).text().then((t) => (text = t));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    /** Its stderr, once stopped. */
+    stderr: () => text,
+    /** SIGTERM, then waits for the exit and the end of its output. */
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await reading;
+    },
+  };
+}
+
 Deno.test("the shipped role split: `main.ts migrate` as the owner, then a bot that only checks, as a role that does not own its schema", async (t) => {
   await using cluster = await startCluster({ name: "main-roles" });
   const slack = await SlackStandIn.start({ teamId: "T0TEST" });
@@ -191,16 +231,26 @@ Deno.test("the shipped role split: `main.ts migrate` as the owner, then a bot th
     });
 
     await t.step(
-      "the checking bot then starts as the runtime role, which cannot rewrite the audit log",
+      "the checking bot then starts as the runtime role, with the image's own permissions, and cannot rewrite the audit log",
       async () => {
-        const bot = await spawnBot({ configFile: "bisman.example.yaml", env: botEnv });
+        const bot = await spawnAsImage({ ...botEnv, BISMAN_VERSION: "1.2.3", BISMAN_COMMIT: "0abc123" });
         try {
-          const ready = await fetch(`${bot.url}/readyz`);
-          assert.equal(ready.status, 200);
-          await ready.body?.cancel();
+          await waitFor(async () => {
+            const r = await fetch(`${bot.url}/readyz`).catch(() => undefined);
+            await r?.body?.cancel();
+            return r?.status === 200;
+          }, { what: "/readyz 200", timeoutMs: 30_000 });
+          // The process series work under named permissions too (Deno opens /proc/self only to -A).
+          const metrics = await (await fetch(`${bot.url}/metrics`)).text();
+          const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+          assert.ok(value("process_resident_memory_bytes") > 10 * 2 ** 20, metrics);
+          assert.ok(value("process_cpu_seconds_total") > 0);
+          assert.ok(value("nodejs_eventloop_lag_seconds") >= 0);
+          assert.match(metrics, /^bisman_build_info\{version="1\.2\.3",commit="0abc123",deno="[^"]+"\} 1$/m);
         } finally {
           await bot.stop();
         }
+        assert.doesNotMatch(bot.stderr(), /NotCapable|Requires .* access/, "no permission the image lacks");
         const runtime = postgres(runtimeUrl, { max: 1, onnotice: () => {} });
         try {
           await assert.rejects(
