@@ -40,6 +40,7 @@ import { alertThreadRegistration } from "./alerts/ownership.ts";
 import { reloadConfig } from "./core/config_reload.ts";
 import { scheduleCheck } from "./commands/config.ts";
 import { VaultWitness } from "./core/witness.ts";
+import { registerRunbookMetrics } from "./http/runbook_metrics.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -90,6 +91,8 @@ export interface StartOptions {
   slackTimeoutMs?: number;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
   socketMode?: { clientPingTimeoutMs?: number; retryBaseMs?: number };
+  /** How long a scrape of /metrics waits for the state database, and how long one read serves (ms). */
+  stateMetrics?: { timeoutMs?: number; cacheMs?: number };
 }
 
 /** Calls `auth.test` until it succeeds, backing off to 60 s; never throws. */
@@ -125,7 +128,8 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     sink: opts.logSink,
     level: (Deno.env.get("LOG_LEVEL") as never) ?? "info",
   });
-  const env: BotEnv = readEnv(opts.env ?? Deno.env.toObject(), secrets);
+  const rawEnv = opts.env ?? Deno.env.toObject();
+  const env: BotEnv = readEnv(rawEnv, secrets);
   if (!env.signingKeys) {
     throw new EnvError([
       "BISMAN_SIGNING_KEY is not set: the key, kept outside the state database, that seals approval requests " +
@@ -138,12 +142,16 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const jobServices: JobServices = {};
   const jobList = opts.jobs ?? allJobs();
   resolveSchedules({ config }, jobList);
-  const metrics = new Metrics();
+  // Process metrics and the build (the image sets BISMAN_VERSION and BISMAN_COMMIT from its build arguments).
+  const metrics = new Metrics({
+    process: true,
+    build: { version: rawEnv.BISMAN_VERSION, commit: rawEnv.BISMAN_COMMIT },
+  });
 
   // Failing to reach this database then reads "State database unavailable", not an internal error.
   await setStateDatabase(env.databaseUrl);
   const state = connectState(env.databaseUrl);
-  await migrateState(state, env.databaseMigrationUrl);
+  await migrateState(state, env.databaseMigrationUrl, env.migrations);
 
   const slackTimeoutMs = opts.slackTimeoutMs ?? 10_000;
   const slack = new WebClient(env.slackBotToken, {
@@ -186,6 +194,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       })
       : undefined,
   };
+
+  // The runbook's state-database values (approvals, alert threads, restore tests), read when scraped.
+  registerRunbookMetrics(deps, opts.stateMetrics);
 
   // The approval gate: always built, so every destructive subcommand and alert button reaches it.
   const gate = new ApprovalGate(deps, new SlackApprovalNotifier(slack, secrets), {

@@ -22,8 +22,15 @@ import { RefusalBudget } from "../core/refusal_budget.ts";
 /** Largest delivery accepted. Alertmanager sends every alert of a group in one body (max_alerts 0: all). */
 export const MAX_ALERT_BODY_BYTES = 8 * 1024 * 1024;
 
-const labelName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,199}$/, "a Prometheus label name");
-const labels = z.record(labelName, z.string().max(4000));
+/**
+ * Label (and annotation) names and values as Alertmanager may send them. Since 0.27 a label name is any
+ * valid UTF-8 string, not only the classic `[a-zA-Z_][a-zA-Z0-9_]*` (0.27.0 release notes, "UTF-8 Support";
+ * matchers/compat/parse.go `isValidUTF8LabelName`: `utf8.ValidString(name)`, later also non-empty); nor does
+ * it bound names or values. Refusing a delivery would lose every alert in it, so any name and value is
+ * taken: JSON strings are valid UTF-8 once hasUnstorableText() has refused lone surrogates (and NUL, which
+ * PostgreSQL cannot store), the body's size bounds them, and rendering truncates them.
+ */
+const labels = z.record(z.string(), z.string());
 /** Alertmanager's timestamps: RFC 3339 with up to nanoseconds; `0001-01-01T00:00:00Z` means unset. */
 const timestamp = z.iso.datetime({ offset: true });
 
@@ -34,7 +41,7 @@ export const alertSchema = z.object({
     (l) => typeof l.alertname === "string" && l.alertname.length > 0,
     "alertname is required",
   ),
-  annotations: z.record(z.string().max(200), z.string().max(20_000)).default({}),
+  annotations: labels.default({}),
   startsAt: timestamp,
   endsAt: timestamp.optional(),
   generatorURL: z.string().max(4000).default(""),
@@ -50,7 +57,7 @@ export const webhookSchema = z.object({
   receiver: z.string().max(400),
   groupLabels: labels.default({}),
   commonLabels: labels.default({}),
-  commonAnnotations: z.record(z.string().max(200), z.string().max(20_000)).default({}),
+  commonAnnotations: labels.default({}),
   externalURL: z.string().max(4000).default(""),
   alerts: z.array(alertSchema).max(10_000),
 });

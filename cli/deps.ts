@@ -125,7 +125,7 @@ export async function buildCliRuntime(
 
   const state = connectState(env.databaseUrl, { max: 4 });
   try {
-    await migrateState(state, env.databaseMigrationUrl);
+    await migrateState(state, env.databaseMigrationUrl, env.migrations);
   } catch (err) {
     await state.end({ timeout: 1 }).catch(() => {});
     throw new Error(`The state database (DATABASE_URL) does not answer: ${describeError(err)}`, {

@@ -35,6 +35,7 @@ import { parseSince, sinceArg } from "../ops/_security.ts";
 import { mrkdwnSection } from "../views/blocks.ts";
 import { AUDIT_LOG_ROWS_SHOWN, auditLogCsv, renderAuditLogSearch } from "../views/audit_log.ts";
 import type { IntegrityKeys } from "../core/keys.ts";
+import { recordAuditVerify } from "../ops/_runbook_metrics.ts";
 
 const USAGE = "/bisman audit-log [actor=…] [action=…] [target=…] [request=…] [since=7d] [limit=200] | " +
   "audit-log verify [anchor=<row>:<hash>] | audit-log export [since=…]";
@@ -148,6 +149,7 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
     });
   if (anchor) {
     const v = await verifyAnchor(deps.audit, deps.state, anchor);
+    recordAuditVerify(deps.metrics, v, deps.now());
     const ms = Math.round(performance.now() - started);
     await record(v.ok, {
       checked: v.checked,
@@ -169,6 +171,7 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
       );
   }
   const v = await deps.audit.verify();
+  recordAuditVerify(deps.metrics, v, deps.now());
   const witness = v.ok ? await checkWitness(deps, v.head) : undefined;
   const ms = Math.round(performance.now() - started);
   const ok = v.ok && witness?.ok !== false;

@@ -28,6 +28,12 @@ export interface BotEnv {
    * approval requests and keys the audit chain. The bot refuses to start without it (bot.ts).
    */
   signingKeys?: IntegrityKeys;
+  /**
+   * `BISMAN_MIGRATIONS`: `apply` (default: the sandbox, a quick trial) brings the state schema up to date at
+   * start-up; `check` (the shipped Deployment, whose runtime role does not own the schema) only checks that
+   * it is, and refuses to start naming both revisions when it is not.
+   */
+  migrations: "apply" | "check";
 }
 
 /** Missing or malformed environment; `problems` names each variable. */
@@ -71,6 +77,7 @@ export function readEnv(env: Record<string, string | undefined>, secrets: Secret
     alertsToken: get("ALERTS_TOKEN"),
     port: 3000,
     failpoint: get("BISMAN_FAILPOINT"),
+    migrations: "apply",
   };
   try {
     out.signingKeys = IntegrityKeys.fromEnv(env);
@@ -79,6 +86,11 @@ export function readEnv(env: Record<string, string | undefined>, secrets: Secret
   }
   for (const name of ["BISMAN_SIGNING_KEY", "BISMAN_SIGNING_KEYS_RETIRED"]) {
     for (const part of (get(name) ?? "").split(",")) secrets.add(part.trim() || undefined);
+  }
+  const migrations = get("BISMAN_MIGRATIONS");
+  if (migrations === "check" || migrations === "apply") out.migrations = migrations;
+  else if (migrations !== undefined) {
+    problems.push(`BISMAN_MIGRATIONS must be "apply" or "check", got "${migrations}"`);
   }
   if (!out.slackAppToken && !out.slackSigningSecret) {
     problems.push(

@@ -123,22 +123,80 @@ export async function grantRuntimeAccess(owner: Sql, runtimeRole: string): Promi
 }
 
 /**
+ * Checks, changing nothing, that the state schema holds exactly this build's migrations: what a bot does
+ * when it must not migrate (`BISMAN_MIGRATIONS=check`, the shipped Deployment, whose runtime role cannot
+ * change the schema; its `migrate` init container applies them as the owner first). Read-only, so any role that may
+ * read `bisman_ops.migrations` can run it.
+ * @throws Error naming the schema's newest migration and this build's newest when one is missing, or the
+ * unknown migration when the schema is ahead of this build
+ */
+export async function checkMigrations(sql: Sql, migrations?: Migration[]): Promise<void> {
+  const all = migrations ?? await readMigrations();
+  let done: { id: number; name: string }[];
+  try {
+    done = await sql<{ id: number; name: string }[]>`select id, name from bisman_ops.migrations order by id`;
+  } catch (err) {
+    // 42P01 undefined_table, 3F000 invalid_schema_name: nothing was ever applied here.
+    const code = (err as { code?: string }).code;
+    if (code === "42501") {
+      throw new Error(
+        `Refusing to start: this role cannot read bisman_ops.migrations (${
+          (err as Error).message
+        }); run the migrations as the schema's owner, which also grants the runtime role what it needs ` +
+          "(the Deployment's `migrate` init container, or `deno run -A main.ts migrate` with DATABASE_MIGRATION_URL)",
+        { cause: err },
+      );
+    }
+    if (code !== "42P01" && code !== "3F000") throw err;
+    done = [];
+  }
+  const newest = all.at(-1)?.name ?? "none";
+  const known = new Set(all.map((m) => m.id));
+  const unknown = done.filter((d) => !known.has(d.id));
+  if (unknown.length) {
+    throw new Error(
+      `Refusing to start: the state database has migration ${
+        unknown.at(-1)!.name
+      }, which this build does not know (its newest is ${newest}); upgrade the bot`,
+    );
+  }
+  const doneIds = new Set(done.map((d) => d.id));
+  const missing = all.filter((m) => !doneIds.has(m.id));
+  if (missing.length) {
+    throw new Error(
+      `Refusing to start: the state database's schema is at ${
+        done.at(-1)?.name ?? "no migration"
+      }, and this build needs ${newest} (not applied: ${missing.map((m) => m.name).join(", ")}). ` +
+        "This bot only checks migrations (BISMAN_MIGRATIONS=check): run them as the schema's owner first " +
+        "(the Deployment's `migrate` init container, or `deno run -A main.ts migrate` with DATABASE_MIGRATION_URL)",
+    );
+  }
+}
+
+/**
  * Brings the state schema up to date for a bot process or the CLI: with `DATABASE_MIGRATION_URL`, as the
  * owner role, then grants the runtime role (the user of `state`) only what it needs; without it, as the
- * runtime role itself.
- * @throws what {@link migrate} throws, or the owner connection's error
+ * runtime role itself. With `mode: "check"` it only checks ({@link checkMigrations}) and never applies.
+ * @returns the migrations this call applied
+ * @throws what {@link migrate} or {@link checkMigrations} throws, or the owner connection's error
  */
-export async function migrateState(state: Sql, migrationUrl: string | undefined): Promise<void> {
-  if (!migrationUrl) {
-    await migrate(state);
-    return;
+export async function migrateState(
+  state: Sql,
+  migrationUrl: string | undefined,
+  mode: "apply" | "check" = "apply",
+): Promise<string[]> {
+  if (mode === "check") {
+    await checkMigrations(state);
+    return [];
   }
+  if (!migrationUrl) return await migrate(state);
   const owner = connectState(migrationUrl, { max: 1 });
   try {
-    await migrate(owner);
+    const applied = await migrate(owner);
     // The runtime role may only read and append to the audit log (and use the gate's tables).
     const [{ role }] = await state<{ role: string }[]>`select current_user as role`;
     await grantRuntimeAccess(owner, role);
+    return applied;
   } finally {
     await owner.end({ timeout: 2 });
   }

@@ -80,9 +80,10 @@ export function createHttpApp(opts: {
     );
   });
 
+  // Values read from the state database at scrape time are bounded by a timeout (core/metrics.ts onScrape).
   app.get(
     "/metrics",
-    (c) => c.text(opts.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" }),
+    async (c) => c.text(await opts.metrics.render(), 200, { "content-type": opts.metrics.contentType }),
   );
 
   if (opts.receiver) {

@@ -172,27 +172,7 @@ export async function runLagCheck(
     }).catch((err) => deps.log.error("audit append failed", { error: err }));
   }
   deps.metrics.inc("bisman_lag_checks_total", {}, 1, "Scheduled replication-lag checks run");
-  for (const r of reports) {
-    if (!r) continue;
-    for (const x of r.replicas) {
-      if (x.lagBytes !== null) {
-        deps.metrics.set(
-          "bisman_replication_lag_bytes",
-          { target: r.target, replica: x.replica },
-          x.lagBytes,
-          "Replication lag in bytes (last check)",
-        );
-      }
-      if (x.lagSeconds !== null) {
-        deps.metrics.set(
-          "bisman_replication_lag_seconds",
-          { target: r.target, replica: x.replica },
-          x.lagSeconds,
-          "Replication lag in seconds (last check)",
-        );
-      }
-    }
-  }
+  // The lag gauges themselves are set by readReplicationLag (ops/_runbook_metrics.ts), whoever runs it.
   return {
     targets: reports.filter((r): r is LagReport => !!r).map((r) => ({
       target: r.target,

@@ -21,6 +21,7 @@ import { humanAge, humanBytes } from "./_findings.ts";
 import { libpqEnv, listDump, runTool, toolError } from "./_pg_tools.ts";
 import { pgbackrestInfoArgv } from "./_pgbackrest.ts";
 import { targetName } from "./_security.ts";
+import { recordBackupTime } from "./_runbook_metrics.ts";
 
 export const backupNowArgs = z.strictObject({
   target: targetName,
@@ -363,7 +364,12 @@ export const backupNow: Operation<BackupNowArgs, BackupNowPlan, BackupNowResult>
       return err instanceof OpsError ? err.userMessage : String(err);
     }
   },
-  run: (plan, deps) => plan.source === "pgbackrest" ? runPgBackRest(plan, deps) : runPgDump(plan, deps),
+  run: async (plan, deps) => {
+    const r = await (plan.source === "pgbackrest" ? runPgBackRest(plan, deps) : runPgDump(plan, deps));
+    // The backup just taken is now the newest of its source.
+    recordBackupTime(deps.metrics, r.target, r.source, deps.now());
+    return r;
+  },
   reconcile: reconcileBackup,
   describeResult: (r) =>
     `${

@@ -20,6 +20,8 @@ import {
   recentRestoreTests,
   type RestoreTestRecord,
 } from "./restore_history.ts";
+import { recordBackupTime, RUNBOOK_SERIES, seconds } from "./_runbook_metrics.ts";
+import type { Metrics } from "../core/metrics.ts";
 
 export const backupStatusArgs = z.strictObject({ target: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/) });
 export type BackupStatusArgs = z.infer<typeof backupStatusArgs>;
@@ -88,6 +90,7 @@ export async function readBackupStatus(target: string, deps: OpDeps): Promise<Ba
     report.findings.push(...await restoreFindings(target, t.restore_test.max_age_days, now, deps, report));
   }
   report.severity = worst(report.findings);
+  recordBackupStatus(deps.metrics, report);
   return report;
 }
 
@@ -181,3 +184,23 @@ export const backupStatus: Operation<BackupStatusArgs, BackupStatusPlan, BackupS
   run: (plan, deps) => readBackupStatus(plan.target, deps),
   describeResult: (r) => `backups of ${r.target}: ${r.severity} (${r.findings.length} findings)`,
 };
+
+/** After a backup check: the newest backup of each configured source, and when the check ran. */
+export function recordBackupStatus(metrics: Metrics | undefined, r: BackupStatusReport): void {
+  if (!metrics) return;
+  if (r.dumpFolder) {
+    const n = r.dumpFolder.newest;
+    recordBackupTime(metrics, r.target, "dump_folder", n ? n.createdAt ?? n.mtime : undefined);
+  }
+  if (r.pgbackrest) {
+    const n = r.pgbackrest.newest;
+    recordBackupTime(metrics, r.target, "pgbackrest", n && !n.error ? n.stop : undefined);
+  }
+  if (r.archiver) recordBackupTime(metrics, r.target, "wal_archiving", r.archiver.lastArchivedAt);
+  metrics.set(
+    RUNBOOK_SERIES.backupChecked,
+    { target: r.target },
+    seconds(new Date(r.checkedAt)),
+    "When the bot last checked a target's backups (Unix time)",
+  );
+}

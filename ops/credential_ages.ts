@@ -16,6 +16,8 @@
 import { NotConfigured, OpsError } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps } from "./types.ts";
+import { CREDENTIAL_HELP, RUNBOOK_SERIES } from "./_runbook_metrics.ts";
+import type { Metrics } from "../core/metrics.ts";
 
 /** One role's credential age. */
 export interface CredentialAge {
@@ -134,5 +136,18 @@ export async function readCredentialAges(target: string, deps: OpDeps): Promise<
       for (const [role, key] of roles) out.push({ ...base(role, key), overdue: false, error: why });
     }
   }
-  return out.sort((a, b) => a.role.localeCompare(b.role));
+  out.sort((a, b) => a.role.localeCompare(b.role));
+  recordCredentialAges(deps.metrics, out);
+  return out;
+}
+
+/** After a credential-age check: when each role's password was set; a role whose age is unknown has none. */
+export function recordCredentialAges(metrics: Metrics | undefined, ages: CredentialAge[]): void {
+  if (!metrics) return;
+  for (const a of ages) {
+    const labels = { target: a.target, role: a.role };
+    if (a.changedAt && !a.error) {
+      metrics.set(RUNBOOK_SERIES.credentialChanged, labels, Date.parse(a.changedAt) / 1000, CREDENTIAL_HELP);
+    } else metrics.remove(RUNBOOK_SERIES.credentialChanged, labels);
+  }
 }

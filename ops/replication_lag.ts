@@ -20,6 +20,8 @@ import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import type { TargetMember } from "../core/targets.ts";
 import { targetFailure } from "./_pg_errors.ts";
 import type { Thresholds } from "../core/config.ts";
+import { RUNBOOK_SERIES, seconds } from "./_runbook_metrics.ts";
+import type { Metrics } from "../core/metrics.ts";
 
 /** ok < warning < critical; unknown when it could not be judged. */
 export type Severity = "ok" | "warning" | "critical" | "unknown";
@@ -428,7 +430,7 @@ export async function readReplicationLag(target: string, deps: OpDeps): Promise<
   const sev: Severity[] = judged.map((r) => r.severity);
   if (!pview.reachable) sev.push("critical");
   if (pview.reachable && pview.inRecovery) sev.push("critical");
-  return {
+  const report: LagReport = {
     target,
     checkedAt: deps.now().toISOString(),
     severity: worst(sev),
@@ -436,6 +438,8 @@ export async function readReplicationLag(target: string, deps: OpDeps): Promise<
     replicas: judged,
     thresholds: t,
   };
+  recordReplicationLag(deps.metrics, report);
+  return report;
 }
 
 export const replicationLagArgs = z.strictObject({
@@ -479,3 +483,23 @@ export const replicationLag: Operation<ReplicationLagArgs, ReplicationLagPlan, L
       ", ",
     ),
 };
+
+/** After a lag check: bytes and seconds behind per replica; a replica that could not be measured has none. */
+export function recordReplicationLag(metrics: Metrics | undefined, r: LagReport): void {
+  if (!metrics) return;
+  for (const x of r.replicas) {
+    const labels = { target: r.target, replica: x.replica };
+    if (x.lagBytes !== null) {
+      metrics.set(RUNBOOK_SERIES.lagBytes, labels, x.lagBytes, "Replication lag in bytes (last check)");
+    } else metrics.remove(RUNBOOK_SERIES.lagBytes, labels);
+    if (x.lagSeconds !== null) {
+      metrics.set(RUNBOOK_SERIES.lagSeconds, labels, x.lagSeconds, "Replication lag in seconds (last check)");
+    } else metrics.remove(RUNBOOK_SERIES.lagSeconds, labels);
+  }
+  metrics.set(
+    RUNBOOK_SERIES.lagChecked,
+    { target: r.target },
+    seconds(new Date(r.checkedAt)),
+    "When the bot last measured a target's replication lag (Unix time)",
+  );
+}

@@ -52,6 +52,7 @@ import {
 } from "./_rotation.ts";
 import { reconcileRotation } from "./_rotation_reconcile.ts";
 import { beginGuarded } from "../core/pg_tx.ts";
+import { recordRotation } from "./_runbook_metrics.ts";
 
 export type { RoleOutcome, RolePlan, RotatePlan, RotateResult } from "./_rotation.ts";
 
@@ -425,6 +426,13 @@ async function run(p: RotatePlan, deps: OpDeps): Promise<RotateResult> {
       },
     );
   }
+  recordRotation(
+    deps.metrics,
+    p.target,
+    outcomes.flatMap((o) =>
+      o.status === "rotated" && o.committedAt ? [{ role: o.role, at: o.committedAt }] : []
+    ),
+  );
   for (const o of outcomes) {
     if (o.status !== "rotated" || !o.committedAt) continue;
     const { sessions } = await readTargetSessions(p.target, o.role, deps, o.committedAt);

@@ -7,6 +7,7 @@
 
 import type { z } from "zod";
 import type { AppDeps } from "../core/deps.ts";
+import type { Metrics } from "../core/metrics.ts";
 
 /** Dependencies an operation may use; a subset of the app's, so the CLI and tests can build them. */
 export type OpDeps =
@@ -23,6 +24,11 @@ export type OpDeps =
     signal?: AbortSignal;
     /** Reports progress of a long run (the gate shows the latest line on the approval message). */
     progress?: (line: string) => void;
+    /**
+     * The process's metrics: checks set the runbook's gauges when they run (ops/_runbook_metrics.ts).
+     * Absent where nothing is exported (the CLI's one-shot runs, some tests).
+     */
+    metrics?: Metrics;
   };
 
 /** What reconcile() found after a crash. */

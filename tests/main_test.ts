@@ -4,6 +4,9 @@ import { freePort } from "../standins/ports.ts";
 import { spawnBot } from "./support/bot_process.ts";
 import { waitFor } from "../standins/wait.ts";
 import { SlackStandIn } from "../standins/slack.ts";
+import postgres from "postgres";
+import { parseAllDocuments } from "yaml";
+import { grantRuntimeAccess, migrate, readMigrations } from "../core/migrate.ts";
 
 Deno.test("main.ts with bisman.example.yaml comes up healthy while the example's targets do not answer", async (t) => {
   await using cluster = await startCluster({ name: "main" });
@@ -80,6 +83,201 @@ Deno.test("main.ts with bisman.example.yaml comes up healthy while the example's
       assert.ok(!stderrOf(bot).includes("pw-in-url"), "the state database password is not printed");
     });
   } finally {
+    await slack.stop();
+  }
+});
+
+/**
+ * Runs `main.ts migrate` exactly as the Deployment's `migrate` init container does (its command and named
+ * permissions, from deploy/k8s/deployment.yaml; no prompts), with only `env` (plus PATH and DENO_DIR).
+ */
+async function runMigrate(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+  const base: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+    const v = Deno.env.get(k);
+    if (v) base[k] = v;
+  }
+  const deployment = parseAllDocuments(
+    await Deno.readTextFile(new URL("../deploy/k8s/deployment.yaml", import.meta.url)),
+  )[0].toJS();
+  const init = deployment.spec.template.spec.initContainers.find((c: { name: string }) =>
+    c.name === "migrate"
+  );
+  const [deno, run, ...args] = init.command as string[];
+  assert.deepEqual([deno, run], ["deno", "run"]);
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...args],
+    cwd: new URL("../", import.meta.url).pathname,
+    env: { ...base, ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, stderr: new TextDecoder().decode(r.stderr) };
+}
+
+/**
+ * Starts main.ts as the image runs it: the Dockerfile's CMD (its named permissions, --cached-only), without
+ * prompts, with only `env` (plus PATH and DENO_DIR) and the example config.
+ */
+async function spawnAsImage(env: Record<string, string>) {
+  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
+  const cmd = JSON.parse(
+    dockerfile.split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!.slice(4),
+  ) as string[];
+  assert.deepEqual(cmd.slice(0, 2), ["deno", "run"]);
+  const port = await freePort();
+  const base: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+    const v = Deno.env.get(k);
+    if (v) base[k] = v;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...cmd.slice(2)],
+    cwd: new URL("../", import.meta.url).pathname,
+    env: { ...base, ...env, BISMAN_CONFIG: "bisman.example.yaml", PORT: String(port) },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reading = new Response(child.stderr).text().then((t) => (text = t));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    /** Its stderr, once stopped. */
+    stderr: () => text,
+    /** SIGTERM, then waits for the exit and the end of its output. */
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await reading;
+    },
+  };
+}
+
+Deno.test("the shipped role split: `main.ts migrate` as the owner, then a bot that only checks, as a role that does not own its schema", async (t) => {
+  await using cluster = await startCluster({ name: "main-roles" });
+  const slack = await SlackStandIn.start({ teamId: "T0TEST" });
+  const ownerPw = `owner-${crypto.randomUUID()}`;
+  const runtimePw = `runtime-${crypto.randomUUID()}`;
+  await cluster.primary.psql(
+    `create role bisman_owner login password '${ownerPw}';\n` +
+      `create role bisman_runtime login password '${runtimePw}';`,
+  );
+  const stateDb = await cluster.createDatabase("rolesplit");
+  await cluster.primary.psql(`alter database "${stateDb}" owner to bisman_owner`);
+  const ownerUrl = cluster.primary.url({ database: stateDb, user: "bisman_owner", password: ownerPw });
+  const runtimeUrl = cluster.primary.url({ database: stateDb, user: "bisman_runtime", password: runtimePw });
+  const all = await readMigrations();
+  const botEnv = {
+    SLACK_SIGNING_SECRET: slack.signingSecret,
+    SLACK_BOT_TOKEN: slack.botToken,
+    SLACK_API_URL: slack.apiUrl,
+    BISMAN_PROD_PASSWORD: "example-password-not-used",
+    DATABASE_URL: runtimeUrl,
+    // As the Deployment runs it: no DATABASE_MIGRATION_URL, check only.
+    BISMAN_MIGRATIONS: "check",
+  };
+  const owner = postgres(ownerUrl, { max: 1, onnotice: () => {} });
+  try {
+    await t.step("the init container's command needs both URLs and says which is missing", async () => {
+      const r = await runMigrate({ DATABASE_URL: runtimeUrl });
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /DATABASE_MIGRATION_URL is not set/);
+    });
+
+    await t.step("a bot whose schema is behind refuses to start, naming both revisions", async () => {
+      const refusal = async () => {
+        const bot = await spawnBot({ configFile: "bisman.example.yaml", env: botEnv, waitReady: false });
+        assert.equal((await bot.exited).code, 1);
+        return bot.stderr.join("\n");
+      };
+      // A fresh database: nothing applied yet.
+      assert.match(
+        await refusal(),
+        new RegExp(`schema is at no migration, and this build needs ${all.at(-1)!.name}`),
+      );
+      // The previous release's schema, applied by the owner, but without the runtime role's grants.
+      await migrate(owner, all.slice(0, -1));
+      assert.match(
+        await refusal(),
+        /cannot read bisman_ops\.migrations .*run the migrations as the schema's owner/,
+      );
+      // As the previous release's Job left it: with the runtime role's grants.
+      await grantRuntimeAccess(owner, "bisman_runtime");
+      const bot = await spawnBot({ configFile: "bisman.example.yaml", env: botEnv, waitReady: false });
+      const status = await bot.exited;
+      assert.equal(status.code, 1);
+      const err = bot.stderr.join("\n");
+      assert.match(err, /bisman-ops could not start: Refusing to start/);
+      assert.ok(err.includes(`schema is at ${all.at(-2)!.name}`), err);
+      assert.ok(err.includes(`this build needs ${all.at(-1)!.name}`), err);
+      assert.match(err, /BISMAN_MIGRATIONS=check/);
+      const [{ n }] = await owner<{ n: number }[]>`select count(*)::int as n from bisman_ops.migrations`;
+      assert.equal(n, all.length - 1, "the bot applied nothing");
+      assert.ok(!err.includes(runtimePw), "no password in the output");
+    });
+
+    await t.step("`main.ts migrate` applies the rest as the owner and grants the runtime role", async () => {
+      const r = await runMigrate({ DATABASE_URL: runtimeUrl, DATABASE_MIGRATION_URL: ownerUrl });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes(all.at(-1)!.name), r.stderr);
+      assert.ok(!r.stderr.includes(ownerPw) && !r.stderr.includes(runtimePw), "no password in the output");
+      const [{ owner: o }] = await owner<{ owner: string }[]>`
+        select c.relowner::regrole::text as owner from pg_class c where c.oid = 'bisman_ops.audit_log'::regclass`;
+      assert.equal(o, "bisman_owner", "the runtime role does not own the state schema");
+    });
+
+    await t.step(
+      "the checking bot then starts as the runtime role, with the image's own permissions, and cannot rewrite the audit log",
+      async () => {
+        const bot = await spawnAsImage({ ...botEnv, BISMAN_VERSION: "1.2.3", BISMAN_COMMIT: "0abc123" });
+        try {
+          await waitFor(async () => {
+            const r = await fetch(`${bot.url}/readyz`).catch(() => undefined);
+            await r?.body?.cancel();
+            return r?.status === 200;
+          }, { what: "/readyz 200", timeoutMs: 30_000 });
+          // The process series work under named permissions too (Deno opens /proc/self only to -A).
+          const metrics = await (await fetch(`${bot.url}/metrics`)).text();
+          const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+          assert.ok(value("process_resident_memory_bytes") > 10 * 2 ** 20, metrics);
+          assert.ok(value("process_cpu_seconds_total") > 0);
+          assert.ok(value("nodejs_eventloop_lag_seconds") >= 0);
+          assert.match(metrics, /^bisman_build_info\{version="1\.2\.3",commit="0abc123",deno="[^"]+"\} 1$/m);
+        } finally {
+          await bot.stop();
+        }
+        assert.doesNotMatch(bot.stderr(), /NotCapable|Requires .* access/, "no permission the image lacks");
+        const runtime = postgres(runtimeUrl, { max: 1, onnotice: () => {} });
+        try {
+          await assert.rejects(
+            runtime`delete from bisman_ops.audit_log`,
+            /permission denied for table audit_log/,
+          );
+          await assert.rejects(
+            runtime`create table bisman_ops.x (y int)`,
+            /permission denied for schema bisman_ops/,
+          );
+        } finally {
+          await runtime.end();
+        }
+      },
+    );
+
+    await t.step("BISMAN_MIGRATIONS takes only apply or check", async () => {
+      const bot = await spawnBot({
+        configFile: "bisman.example.yaml",
+        env: { ...botEnv, BISMAN_MIGRATIONS: "sometimes" },
+        waitReady: false,
+      });
+      assert.equal((await bot.exited).code, 2);
+      assert.match(bot.stderr.join("\n"), /BISMAN_MIGRATIONS must be "apply" or "check", got "sometimes"/);
+    });
+  } finally {
+    await owner.end();
     await slack.stop();
   }
 });

@@ -143,6 +143,47 @@ Deno.test("POST /alerts: Alertmanager's webhook opens one thread per alert with 
       },
     );
 
+    await t.step(
+      "a delivery with UTF-8 label names (Alertmanager 0.27+) is accepted and opens its thread",
+      async () => {
+        // Debian's Alertmanager (0.25) cannot send these: since 0.27 a label name is any UTF-8 string, so
+        // the delivery is posted as 0.27+ would post it. A 400 here would lose the alert.
+        const labels = {
+          alertname: "TooManyConnections",
+          instance: `127.0.0.1:${cluster.primary.port}`,
+          "service.name": "bisman-db",
+          "région": "eu-west-3",
+          "задача": "ops",
+          "🔥 level": "hot",
+          "": "empty name",
+        };
+        const body = payload([{ fingerprint: "c0ffee0000000001", labels }]);
+        body.groupLabels = { "service.name": "bisman-db" };
+        body.commonLabels = labels;
+        const res = await fetch(alertsUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+          body: JSON.stringify(body),
+        });
+        assert.equal(res.status, 200, await res.clone().text());
+        assert.deepEqual(await res.json(), { status: "ok", received: 1, queued: 1 });
+        const parent = await waitFor(() => parents().find((m) => /TooManyConnections/.test(m.text ?? "")), {
+          timeoutMs: 20_000,
+          what: "the TooManyConnections parent message",
+        });
+        assert.match(parent.text ?? "", /^FIRING: TooManyConnections/);
+        const shown = JSON.stringify(parent.blocks);
+        for (const name of ["service.name", "région", "задача", "🔥 level"]) {
+          assert.ok(shown.includes(name), `the label ${name} is shown in the thread`);
+        }
+        assert.equal(buttonsOf(parent)[0]?.text, "Show connections", "with the runbook's buttons");
+        const [stored] = await state<{ labels: Record<string, string>; thread_ts: string | null }[]>`
+          select labels, thread_ts from bisman_ops.alert_state where fingerprint = 'c0ffee0000000001'`;
+        assert.deepEqual(stored.labels, labels, "every label is kept as sent");
+        assert.equal(stored.thread_ts, parent.ts, "the alert is threaded under its parent");
+      },
+    );
+
     const am = await startAlertmanager({
       webhookUrl: alertsUrl,
       token: TOKEN,

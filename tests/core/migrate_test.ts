@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startCluster } from "../../standins/cluster.ts";
-import { migrate, readMigrations } from "../../core/migrate.ts";
+import { checkMigrations, migrate, readMigrations } from "../../core/migrate.ts";
 
 Deno.test("migrate() applies each migration once, even when two start-ups race", async (t) => {
   await using cluster = await startCluster({ name: "migrate" });
@@ -46,6 +46,37 @@ Deno.test("migrate() applies each migration once, even when two start-ups race",
       await sql.end();
     }
   });
+
+  await t.step(
+    "checkMigrations() changes nothing and refuses a schema behind or ahead, naming both",
+    async () => {
+      const db = await cluster.createDatabase("migcheck");
+      const sql = connect(db);
+      try {
+        const all = await readMigrations();
+        const newest = all.at(-1)!.name;
+        await assert.rejects(
+          checkMigrations(sql),
+          new RegExp(`schema is at no migration, and this build needs ${newest}`),
+        );
+        const [{ s }] = await sql`select count(*)::int as s from pg_namespace where nspname = 'bisman_ops'`;
+        assert.equal(s, 0, "checking created nothing");
+        await migrate(sql, all.slice(0, -1));
+        await assert.rejects(
+          checkMigrations(sql),
+          new RegExp(
+            `schema is at ${all.at(-2)!.name}, and this build needs ${newest} \\(not applied: ${newest}\\)`,
+          ),
+        );
+        await migrate(sql);
+        await checkMigrations(sql);
+        await sql`insert into bisman_ops.migrations (id, name) values (9998, '9998_future.sql')`;
+        await assert.rejects(checkMigrations(sql), /9998_future\.sql, which this build does not know/);
+      } finally {
+        await sql.end();
+      }
+    },
+  );
 
   await t.step("a database with a migration this build does not know is refused, naming both", async () => {
     const db = await cluster.createDatabase("mignew");

@@ -105,10 +105,10 @@ Deno.test("scheduler: three bots sharing one state database run each slot exactl
 
     await t.step("every bot tried every slot: one claimed it, the others found it taken", () => {
       const claimed = perBotMetrics.map((m) =>
-        metricValue(m, 'bisman_job_claims_total{job="probe",result="claimed"}') ?? 0
+        metricValue(m, 'bisman_job_claims_total{bisman_job="probe",result="claimed"}') ?? 0
       );
       const taken = perBotMetrics.map((m) =>
-        metricValue(m, 'bisman_job_claims_total{job="probe",result="taken"}') ?? 0
+        metricValue(m, 'bisman_job_claims_total{bisman_job="probe",result="taken"}') ?? 0
       );
       const slots = new Set(calls.map((c) => c.slot)).size;
       assert.equal(claimed.reduce((a, b) => a + b, 0), slots);
@@ -120,9 +120,9 @@ Deno.test("scheduler: three bots sharing one state database run each slot exactl
 
     await t.step("/metrics of every replica shows the job's last success", () => {
       for (const m of perBotMetrics) {
-        const last = metricValue(m, 'bisman_job_last_success_timestamp_seconds{job="probe"}');
+        const last = metricValue(m, 'bisman_job_last_success_timestamp_seconds{bisman_job="probe"}');
         assert.ok(last && Math.abs(last - Date.now() / 1000) < 60, `last success ${last}`);
-        assert.match(m, /bisman_job_failing\{job="probe"\} 0/);
+        assert.match(m, /bisman_job_failing\{bisman_job="probe"\} 0/);
       }
     });
   } finally {
@@ -165,7 +165,7 @@ Deno.test("scheduler: a failing job posts once, not every run, and once more whe
       assert.equal(failed.length, 1, failed.map((m) => m.text).join("\n"));
       assert.match(failed[0].text!, /Job flaky failed .*attempt 1/);
       const m = await metricsOf(tb);
-      assert.equal(metricValue(m, 'bisman_job_failures_total{job="flaky"}'), 3);
+      assert.equal(metricValue(m, 'bisman_job_failures_total{bisman_job="flaky"}'), 3);
     });
 
     await t.step("the first success posts the recovery once; later successes post nothing", async () => {
@@ -181,8 +181,8 @@ Deno.test("scheduler: a failing job posts once, not every run, and once more whe
       assert.match(recovered[0].text!, /after 3 failed runs/);
       assert.equal(posts().length, 2, "one failure post and one recovery post in all");
       const m = await metricsOf(tb);
-      assert.match(m, /bisman_job_failing\{job="flaky"\} 0/);
-      assert.ok((metricValue(m, 'bisman_job_last_success_timestamp_seconds{job="flaky"}') ?? 0) > 0);
+      assert.match(m, /bisman_job_failing\{bisman_job="flaky"\} 0/);
+      assert.ok((metricValue(m, 'bisman_job_last_success_timestamp_seconds{bisman_job="flaky"}') ?? 0) > 0);
     });
 
     await t.step("failing again after a recovery is a new streak, posted once", async () => {
