@@ -564,7 +564,7 @@ export const auditLogSchema = z.strictObject({
       "a KV v2 folder such as bisman/audit-anchors",
     ),
     mount: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/).default("secret"),
-  }).optional(),
+  }).nullish(),
 }).prefault({});
 
 export const configSchema = z.strictObject({

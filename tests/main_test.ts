@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startCluster } from "../standins/cluster.ts";
 import { freePort } from "../standins/ports.ts";
 import { spawnBot } from "./support/bot_process.ts";
+import { TEST_SIGNING_KEY } from "./support/bot.ts";
 import { waitFor } from "../standins/wait.ts";
 import { SlackStandIn } from "../standins/slack.ts";
 import postgres from "postgres";
@@ -82,6 +83,23 @@ Deno.test("main.ts with bisman.example.yaml comes up healthy while the example's
       assert.match(stderrOf(bot), /bisman-ops could not start: /);
       assert.ok(!stderrOf(bot).includes("pw-in-url"), "the state database password is not printed");
     });
+
+    await t.step(
+      "without BISMAN_SIGNING_KEY, or with a short one, start-up stops and names the variable",
+      async () => {
+        for (
+          const [key, said] of [
+            ["", /BISMAN_SIGNING_KEY is not set: the key, kept outside the state database/],
+            ["c2hvcnQta2V5", /BISMAN_SIGNING_KEY holds 9 bytes; at least 32 are needed/],
+          ] as const
+        ) {
+          const bot = await start({ ...baseEnv, BISMAN_SIGNING_KEY: key });
+          assert.notEqual((await bot.exited).code, 0);
+          assert.match(stderrOf(bot), said);
+          assert.ok(!key || !stderrOf(bot).includes(key), "the key is not printed");
+        }
+      },
+    );
   } finally {
     await slack.stop();
   }
@@ -136,7 +154,13 @@ async function spawnAsImage(env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...cmd.slice(2)],
     cwd: new URL("../", import.meta.url).pathname,
-    env: { ...base, ...env, BISMAN_CONFIG: "bisman.example.yaml", PORT: String(port) },
+    env: {
+      ...base,
+      BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
+      ...env,
+      BISMAN_CONFIG: "bisman.example.yaml",
+      PORT: String(port),
+    },
     clearEnv: true,
     stdin: "null",
     stdout: "null",
