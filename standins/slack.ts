@@ -1291,12 +1291,11 @@ export class SlackStandIn {
     const at = Date.now();
     const rec: RecordedCall = { method: "response_url", args: {}, at, status: 0 };
     this.calls.push(rec);
-    let posted: Json | undefined;
     const answer = (status: number, body: Json): Response => {
       rec.status = status;
       if (body.ok === false && typeof body.error === "string") rec.error = body.error;
-      if (status === 200 && body.ok === true && posted) {
-        this.responses.push({ url: `${this.base}/response/${id}`, body: posted, at });
+      if (status === 200 && body.ok === true) {
+        this.responses.push({ url: `${this.base}/response/${id}`, body: rec.args, at });
       }
       return json(body, status);
     };
@@ -1310,7 +1309,6 @@ export class SlackStandIn {
     }
     if (!isObj(body)) return answer(400, { ok: false, error: "invalid_payload" });
     rec.args = body;
-    posted = body;
     if (!binding) return answer(404, { ok: false, error: "invalid_url" });
 
     const fault = await this.applyFault(this.takeFault("response_url"));
