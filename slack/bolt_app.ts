@@ -19,6 +19,7 @@ import {
 import type { OpsError } from "../core/errors.ts";
 import type { Reply } from "../views/reply.ts";
 import { renderError } from "../views/error.ts";
+import { slackMessage } from "../views/blocks.ts";
 import { withShareButton } from "./share.ts";
 import type { BoltApp, BoltRegistration } from "./bolt_types.ts";
 
@@ -57,8 +58,7 @@ export function toSlackResponse(reply: Reply, extra: Record<string, unknown> = {
   if (known) return known;
   const response = {
     response_type: reply.visibility ?? "ephemeral",
-    text: reply.text,
-    ...(reply.blocks ? { blocks: reply.blocks } : {}),
+    ...slackMessage(reply),
     ...extra,
   };
   if (plain) responseOf.set(reply, response);
