@@ -169,7 +169,11 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
         assert.ok(b.has("Rotate all credentials") && b.has("Promote replica") && b.has("Show connections"));
         // A runbook button performs its entry as the alert threads' button does: a read-only one answers the clicker.
         const show = b.get("Show connections")!;
-        assert.match(show.action_id, CHECKLIST_RUNBOOK_PATTERN, "an indexed runbook action_id, unique in its block");
+        assert.match(
+          show.action_id,
+          CHECKLIST_RUNBOOK_PATTERN,
+          "an indexed runbook action_id, unique in its block",
+        );
         await (await tb.slack.sendBlockAction(tb.eventsUrl, {
           action_id: show.action_id,
           value: show.value,
