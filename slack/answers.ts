@@ -19,7 +19,7 @@
 import type { WebClient } from "@slack/web-api";
 import type { AppDeps } from "../core/deps.ts";
 import type { Block, Reply } from "../views/reply.ts";
-import { capBlocks, context, slackMessage, truncateMrkdwn } from "../views/blocks.ts";
+import { capBlocks, context, escapeMrkdwn, slackMessage, truncateMrkdwn } from "../views/blocks.ts";
 
 /** Who asked, and where. */
 export interface Asker {
@@ -74,6 +74,19 @@ export async function postToAsker(
   }
 }
 
+/** Long work's message as `reply` shows it, under a line saying who asked for what (50 blocks at most). */
+export function workMessageContent(
+  user: string,
+  what: string,
+  reply: Reply,
+): { text: string; blocks: Block[] } {
+  const asked = context(`<@${user}> asked for \`${escapeMrkdwn(what)}\``);
+  return {
+    text: slackMessage(reply).text,
+    blocks: capBlocks([asked, ...(reply.blocks ?? [])]),
+  };
+}
+
 /**
  * The message long work lives in: posted when the work starts, edited with its progress and, at the end, with
  * its answer; the asker is mentioned in its thread when it ends.
@@ -113,11 +126,10 @@ export class WorkMessage {
     return new WorkMessage(client, deps, asker, what, r.channel, r.ts);
   }
 
-  /** The message as `reply` shows it, under a line saying who asked for what. */
   #content(reply: Reply): { text: string; blocks: Block[] } {
-    const asked = context(`<@${this.asker.user}> asked for \`${this.what}\``);
-    const msg = slackMessage({ text: reply.text, blocks: capBlocks([asked, ...(reply.blocks ?? [])]) });
-    return JSON.parse(this.deps.secrets.scrub(JSON.stringify(msg)));
+    return JSON.parse(
+      this.deps.secrets.scrub(JSON.stringify(workMessageContent(this.asker.user, this.what, reply))),
+    );
   }
 
   /** Shows progress. A failed edit is logged, not thrown: the work goes on. */

@@ -64,6 +64,7 @@ import { alertButtonKeys } from "../../core/config.ts";
 import { OpsError } from "../../core/errors.ts";
 import { allSubcommands } from "../../commands/registry.ts";
 import { sharedAnswer, withShareButtonBlocks } from "../../slack/share.ts";
+import { workMessageContent } from "../../slack/answers.ts";
 import type { BackupStatusReport } from "../../ops/backup_status.ts";
 import type { ConnectionsReport, IdleSession } from "../../ops/connections.ts";
 import type { SlowQueriesReport } from "../../ops/slow_queries.ts";
@@ -1377,6 +1378,43 @@ export const CASES: MessageCase[] = [
     },
   },
 ];
+
+CASES.push({
+  name: "long work's message: progress and the answer under who asked",
+  covers: ["slack/answers.ts#workMessageContent"],
+  render() {
+    const asked = `/bisman restore-test ${hostile(200, "args")}`;
+    const progress = renderRestoreProgress({
+      target: "main",
+      backup: "bisman_20260304.dump",
+      phase: "restoring",
+      objectsDone: 10,
+      objectsTotal: 1234,
+      verifyDone: 0,
+      verifyTotal: 4,
+      elapsedMs: 3 * 3600_000,
+    });
+    return direct(
+      ["progress", workMessageContent("U0ALICE", "/bisman restore-test main", progress)],
+      [
+        "result, maximal",
+        workMessageContent("U0ALICE", asked, renderRestoreResult(restoreResult(true, false))),
+      ],
+      [
+        "a 50-block answer keeps 50 blocks",
+        workMessageContent("U0ALICE", asked, renderConnections(connections(200, true))),
+      ],
+      [
+        "a refusal",
+        workMessageContent(
+          "U0BOB",
+          "/bisman restore-test main",
+          renderError(new OpsError("conflict", "A restore test of main is already running")),
+        ),
+      ],
+    );
+  },
+});
 
 /** Exports of views/ (and the other message modules) that are not messages, and why. */
 export const NOT_MESSAGES: Record<string, string> = {

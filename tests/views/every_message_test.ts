@@ -24,6 +24,7 @@ const BUILT_ELSEWHERE: Record<string, string> = {
   "slack/share.ts":
     "case: a query result with its Post to channel button (withShareButtonBlocks, sharedAnswer)",
   "slack/approval_messages.ts": "step: approval messages through SlackApprovalNotifier",
+  "slack/answers.ts": "case: long work's message (workMessageContent)",
   "commands/config.ts":
     "a header and mrkdwnSection()s of config lines, at most 45 sections; mrkdwnSection cuts safely",
   "commands/freeze.ts": "one mrkdwnSection() of a short sentence",
