@@ -17,7 +17,12 @@ import type { AppDeps } from "../core/deps.ts";
 import { actorOf, checkWorkspace, type Invoker, requireOperator } from "../core/access.ts";
 import { InvalidInput, OpsError } from "../core/errors.ts";
 import type { BoltRegistration } from "../slack/bolt_app.ts";
-import { parseThreadButton, THREAD_ACTION_PATTERN, THREAD_ACTIONS } from "../views/actions.ts";
+import {
+  parseSilenceAction,
+  parseThreadButton,
+  THREAD_ACTION_PATTERN,
+  THREAD_ACTIONS,
+} from "../views/actions.ts";
 import { alertClick } from "./click.ts";
 import { renderError } from "../views/error.ts";
 import { toUserError } from "../commands/router.ts";
@@ -136,9 +141,18 @@ export function alertThreadRegistration(threads: ParentRefresher): BoltRegistrat
           return;
         }
         await requireOperator(deps.config, inv, deps.groupMembers, "Silencing alerts");
-        if (a.action_id === THREAD_ACTIONS.silence) {
-          if (!ref.hours) throw new InvalidInput("This silence button names no duration");
-          const s = await silenceAlert(deps, alert, inv, ref.hours);
+        const silence = parseSilenceAction(a.action_id);
+        if (silence) {
+          // Each length has its own action_id (views/actions.ts silenceActionId); parents posted before that
+          // carry the plain id, with the hours only in the value. Both must agree when both are there.
+          const hours = silence.hours ?? ref.hours;
+          if (!hours) throw new InvalidInput("This silence button names no duration");
+          if (silence.hours && ref.hours && silence.hours !== ref.hours) {
+            throw new InvalidInput(
+              "This silence button's duration does not match its value: nothing was done",
+            );
+          }
+          const s = await silenceAlert(deps, alert, inv, hours);
           await deps.audit.append({
             ...base,
             action: "alert.silenced",
@@ -146,14 +160,14 @@ export function alertThreadRegistration(threads: ParentRefresher): BoltRegistrat
             details: {
               ...base.details,
               silence_id: s.id,
-              hours: ref.hours,
+              hours,
               until: s.until.toISOString(),
               alertmanager: s.base,
               matchers: matchersOf(alert.labels).map((m) => `${m.name}="${m.value}"`),
             },
           });
           await inThread(
-            `:no_bell: <@${inv.userId}> silenced this alert in Alertmanager for ${ref.hours} h, until ${
+            `:no_bell: <@${inv.userId}> silenced this alert in Alertmanager for ${hours} h, until ${
               s.until.toISOString().slice(0, 16).replace("T", " ")
             } UTC (silence \`${s.id}\`)`,
           );

@@ -4,9 +4,11 @@
  * target's config says restore tests need approval (by default: only when they restore on the production
  * primary), this creates an approval request instead.
  *
- * The ack comes at once (the router acks non-instant commands before running them); while the test runs
- * the reply is updated with its phase, objects restored and elapsed time, throttled (see
- * {@link throttleProgress}).
+ * The ack comes at once (the router acks non-instant commands before running them). A test may run for hours
+ * (up to `restore_test.timeout`), longer than a Slack response_url lives (30 minutes, 5 posts): it is `long`,
+ * so Slack shows its progress and its result in a message in the asker's channel, through the Web API
+ * (slack/answers.ts). Progress (phase, objects restored, elapsed time) is throttled ({@link throttleProgress}):
+ * as many updates as come, at most one a minute, through the Web API; 4 where the entry has fewer to give.
  *
  * @module
  */
@@ -37,19 +39,21 @@ registerPlanNote(({ target, deps }) => provenRestoreNote(deps, target));
 const usage = "/bisman restore-test [target] [backup]";
 
 /**
- * Paces progress updates of one reply. A Slack response_url may be used at most 5 times in 30 minutes,
- * and the final answer needs one of them: so at most `maxUpdates` (4) progress posts, the first after
- * `firstAfterMs` and each later one twice as far apart (3 s, 9 s, 21 s, 45 s into the run), always with
- * the newest state and a fresh elapsed time. Posts are chained, so the final answer (sent after `done()`)
- * can never be overtaken by a late progress post; a tick while a post is in flight is skipped, and a
- * failed post stops progress updates (the run goes on).
+ * Paces progress updates of one reply: at most `maxUpdates` (4 by default: a response_url takes 5 posts and
+ * the answer needs one), the first after `firstAfterMs` and each later one twice as far apart, up to
+ * `maxGapMs` (3 s, 9 s, 21 s, 45 s into the run; with the Web API's unlimited updates and a one-minute cap,
+ * once a minute after that), always with the newest state and a fresh elapsed time. Posts are chained, so the
+ * final answer (sent after `done()`) can never be overtaken by a late progress post; a tick while a post is in
+ * flight is skipped, and a failed post stops progress updates (the run goes on).
  */
 export function throttleProgress(
   send: (reply: Reply) => Promise<void>,
-  opts: { firstAfterMs?: number; maxUpdates?: number; onError?: (err: unknown) => void } = {},
+  opts: { firstAfterMs?: number; maxUpdates?: number; maxGapMs?: number; onError?: (err: unknown) => void } =
+    {},
 ): { push(p: RestoreProgress): void; done(): Promise<void>; sent(): number } {
   const maxUpdates = opts.maxUpdates ?? 4;
-  let gap = opts.firstAfterMs ?? 3000;
+  const maxGap = opts.maxGapMs ?? Infinity;
+  let gap = Math.min(opts.firstAfterMs ?? 3000, maxGap);
   const started = performance.now();
   let latest: RestoreProgress | undefined;
   let count = 0;
@@ -75,7 +79,7 @@ export function throttleProgress(
           })
           .finally(() => (inFlight = false));
       }
-      gap *= 2;
+      gap = Math.min(gap * 2, maxGap);
       schedule();
     }, gap);
   };
@@ -130,6 +134,8 @@ export const restoreTestCommand = defineSubcommand({
     restoreTestConfig(deps, resolved); // NotConfigured at once when the target has no restore tests
     return { target: resolved, backup };
   },
+  // Hours where it restores; a request for approval when the target wants one (the gate reports that run).
+  long: (args, deps) => !restoreTestNeedsApproval(deps, args.target),
   run: async (ctx, args) => {
     const deps = ctx.deps;
     if (restoreTestNeedsApproval(deps, args.target)) {
@@ -150,6 +156,8 @@ export const restoreTestCommand = defineSubcommand({
     const plan = await planRestoreTest(args, opDeps);
     const progress = ctx.progress
       ? throttleProgress(ctx.progress, {
+        maxUpdates: ctx.progressLimit ?? 4,
+        maxGapMs: 60_000,
         onError: (err) => deps.log.warn("restore progress update failed", { error: err }),
       })
       : undefined;

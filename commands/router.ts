@@ -62,19 +62,32 @@ export function prepareCommand(text: string, inv: Invoker, deps: AppDeps): Prepa
   return { sub, args, parsed };
 }
 
+/**
+ * Whether the asker may run a prepared command (operators only, for operator and destructive subcommands; may
+ * call Slack for group membership).
+ * @throws {OpsError} not_permitted
+ */
+export async function authorizePrepared(p: PreparedCommand, inv: Invoker, deps: AppDeps): Promise<void> {
+  if (p.sub.access === "operator" || p.sub.destructive) {
+    await requireOperator(deps.config, inv, deps.groupMembers, `\`/bisman ${p.sub.name}\``);
+  }
+}
+
 /** Runs a prepared command: operator check (may call Slack for groups), audit, then the subcommand. */
 export async function runPrepared(
   p: PreparedCommand,
   inv: Invoker,
   deps: AppDeps,
   progress?: CommandContext["progress"],
+  opts: { progressLimit?: number } = {},
 ): Promise<Reply> {
-  if (p.sub.access === "operator" || p.sub.destructive) {
-    await requireOperator(deps.config, inv, deps.groupMembers, `\`/bisman ${p.sub.name}\``);
-  }
+  await authorizePrepared(p, inv, deps);
   const started = performance.now();
   try {
-    const reply = await p.sub.run({ invoker: inv, deps, progress }, p.args);
+    const reply = await p.sub.run(
+      { invoker: inv, deps, progress, progressLimit: opts.progressLimit },
+      p.args,
+    );
     deps.metrics.inc(
       "bisman_commands_total",
       { subcommand: p.sub.name, outcome: "ok" },

@@ -18,6 +18,11 @@ export interface CommandContext {
   deps: AppDeps;
   /** Shows interim progress of long work (Slack edits the reply; the CLI prints a line). */
   progress?: (reply: Reply) => Promise<void>;
+  /**
+   * How many progress updates the entry takes (undefined: a few, as a response_url allows 5 posts in all; the
+   * Web API message of long work takes as many as come, paced by the subcommand).
+   */
+  progressLimit?: number;
 }
 
 /** Who may run a subcommand: anyone in the allowed channels, or configured operators only. */
@@ -35,6 +40,12 @@ export interface Subcommand<A = unknown> {
   readonly destructive?: boolean;
   /** Answered inside the acknowledgement (no I/O beyond memory). */
   readonly instant?: boolean;
+  /**
+   * Whether this run may last longer than a response_url lives (30 minutes, 5 posts): then Slack reports its
+   * progress and answer through the Web API, in a message in the asker's channel (slack/answers.ts), never
+   * through the response_url. Its answer must be fit for that channel.
+   */
+  readonly long?: (args: A, deps: AppDeps) => boolean;
   /** Validates arguments. @throws {InvalidInput} */
   parse(args: ParsedArgs, deps: AppDeps): A;
   run(ctx: CommandContext, args: A): Promise<Reply>;

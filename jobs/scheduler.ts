@@ -44,6 +44,7 @@ import type {
   RunRecord,
 } from "./types.ts";
 import { renderJobFailed, renderJobInterrupted, renderJobRecovered } from "../views/jobs.ts";
+import { slackMessage } from "../views/blocks.ts";
 
 /** Options of one scheduler; tests pass their own jobs. */
 export interface SchedulerOptions {
@@ -518,7 +519,7 @@ export interface ChatPoster {
  */
 export function opsChannelPoster(client: ChatPoster, deps: Pick<AppDeps, "config" | "secrets">): Poster {
   return async (reply, opts) => {
-    const clean = JSON.parse(deps.secrets.scrub(JSON.stringify(reply))) as typeof reply;
+    const clean = JSON.parse(deps.secrets.scrub(JSON.stringify(slackMessage(reply)))) as typeof reply;
     const r = await client.chat.postMessage({
       channel: deps.config.slack.ops_channel,
       text: clean.text,

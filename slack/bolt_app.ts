@@ -11,6 +11,7 @@ import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
 import {
   auditCommand,
+  authorizePrepared,
   prepareCommand,
   type PreparedCommand,
   runPrepared,
@@ -19,8 +20,10 @@ import {
 import type { OpsError } from "../core/errors.ts";
 import type { Reply } from "../views/reply.ts";
 import { renderError } from "../views/error.ts";
+import { slackMessage } from "../views/blocks.ts";
 import { withShareButton } from "./share.ts";
 import type { BoltApp, BoltRegistration } from "./bolt_types.ts";
+import { type Asker, postToAsker, WorkMessage } from "./answers.ts";
 
 export type { BoltApp, BoltRegistration };
 
@@ -57,13 +60,19 @@ export function toSlackResponse(reply: Reply, extra: Record<string, unknown> = {
   if (known) return known;
   const response = {
     response_type: reply.visibility ?? "ephemeral",
-    text: reply.text,
-    ...(reply.blocks ? { blocks: reply.blocks } : {}),
+    ...slackMessage(reply),
     ...extra,
   };
   if (plain) responseOf.set(reply, response);
   return response;
 }
+
+/**
+ * How long after the command the bot still answers through its response_url. Slack takes posts to it for 30
+ * minutes (at most 5): past this margin, or when the post fails, the answer goes through the Web API
+ * (slack/answers.ts) instead of being lost.
+ */
+export const RESPONSE_URL_TRUSTED_MS = 25 * 60_000;
 
 /** Delays between attempts of a response_url post that Slack did not take (5xx, 429, no answer). */
 const RESPOND_RETRY_MS = [500, 1000, 2000];
@@ -131,6 +140,53 @@ async function answerInAck(
 }
 
 /**
+ * Runs a `long` subcommand (a restore test: hours): a refusal goes to the asker alone; once it runs, its progress
+ * and its answer go through the Web API into a message in the asker's channel ({@link WorkMessage}), never only
+ * through the response_url, which stops working after 30 minutes or 5 posts.
+ */
+async function runLong(
+  prepared: PreparedCommand,
+  inv: Invoker,
+  text: string,
+  asker: Asker,
+  client: Parameters<typeof WorkMessage.start>[0],
+  deps: AppDeps,
+  answer: (reply: Reply) => Promise<void>,
+): Promise<void> {
+  let work: WorkMessage | undefined;
+  let reply: Reply;
+  let failed: OpsError | undefined;
+  try {
+    // Who may run it is settled before anything is posted in the channel.
+    await authorizePrepared(prepared, inv, deps);
+    work = await WorkMessage.start(client, deps, asker, `/bisman ${text.trim().slice(0, 200)}`).catch(
+      (err) => {
+        deps.log.error("could not post long work's message; its answer will go to the asker", { error: err });
+        return undefined;
+      },
+    );
+    const progress = work ? (r: Reply) => work!.progress(r) : undefined;
+    reply = await runPrepared(prepared, inv, deps, progress, { progressLimit: work ? Infinity : undefined });
+  } catch (err) {
+    failed = toUserError(err, deps);
+    reply = renderError(failed);
+  }
+  try {
+    if (work) await work.finish(reply);
+    else await answer(reply);
+  } catch (postErr) {
+    deps.log.error("could not deliver the answer of long work", { error: postErr });
+  }
+  await auditCommand(
+    deps,
+    inv,
+    text,
+    failed ? (failed.code === "internal" ? "failed" : "refused") : "ok",
+    failed,
+  );
+}
+
+/**
  * Creates the Bolt app on a receiver. `botId`/`botUserId` are given so Bolt never calls `auth.test` per
  * request (with Slack slow or down every ack would wait on it); the bot runs its own `auth.test` at start.
  */
@@ -163,7 +219,7 @@ export function createBoltApp(
     },
   });
 
-  app.command("/bisman", async ({ command, ack, respond: respondOnce }) => {
+  app.command("/bisman", async ({ command, ack, respond: respondOnce, client }) => {
     // The final answer must not be lost to one Slack 5xx; progress updates are not retried (each post
     // spends one of the response_url's five uses).
     const respond = respondReliably(respondOnce, deps, { timeoutMs: opts.timeoutMs });
@@ -190,6 +246,31 @@ export function createBoltApp(
       await auditCommand(deps, inv, text, failed ? "refused" : "ok", failed);
       return;
     }
+    const asker: Asker = { channel: command.channel_id, user: command.user_id };
+    const started = Date.now();
+    /** The answer: through the response_url while it surely works, else (or when that fails) the Web API. */
+    const answer = async (reply: Reply) => {
+      if (Date.now() - started < RESPONSE_URL_TRUSTED_MS) {
+        try {
+          return await respond(toSlackResponse(reply, { replace_original: true }));
+        } catch (err) {
+          deps.log.warn("the response_url did not take the answer; posting it through the Web API", {
+            error: err,
+          });
+        }
+      }
+      await postToAsker(client, deps, asker, reply);
+    };
+    if (prepared.sub.long?.(prepared.args, deps)) {
+      await ack({
+        response_type: "ephemeral",
+        text:
+          `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`: its progress and result ` +
+          "will be posted in this channel",
+      });
+      await runLong(prepared, inv, text, asker, client, deps, answer);
+      return;
+    }
     await ack({
       response_type: "ephemeral",
       text: `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`…`,
@@ -203,11 +284,11 @@ export function createBoltApp(
         inv,
         deps,
       );
-      await respond(toSlackResponse(reply, { replace_original: true }));
+      await answer(reply);
       await auditCommand(deps, inv, text, "ok");
     } catch (err) {
       const e = toUserError(err, deps);
-      await respond(toSlackResponse(renderError(e), { replace_original: true })).catch((postErr) =>
+      await answer(renderError(e)).catch((postErr) =>
         deps.log.error("could not deliver an error reply", { error: postErr })
       );
       await auditCommand(deps, inv, text, e.code === "internal" ? "failed" : "refused", e);

@@ -8,7 +8,14 @@
  */
 
 import type { BoltRegistration } from "./bolt_app.ts";
-import { JOB_ACTIONS, parseAckButton, parseAttestButton, parseRunbookButton } from "../views/actions.ts";
+import {
+  CHECKLIST_ATTEST_PATTERN,
+  CHECKLIST_RUNBOOK_PATTERN,
+  JOB_ACTIONS,
+  parseAckButton,
+  parseAttestButton,
+  parseRunbookButton,
+} from "../views/actions.ts";
 import { type InteractionBody, invokerOfInteraction } from "./interaction.ts";
 import { actorOf, checkWorkspace, type Invoker, requireOperator } from "../core/access.ts";
 import { InvalidInput, OpsError } from "../core/errors.ts";
@@ -79,7 +86,7 @@ export function jobActionHandlers(): BoltRegistration {
       }
     });
 
-    app.action(JOB_ACTIONS.attest, async ({ ack, body, client }) => {
+    app.action(CHECKLIST_ATTEST_PATTERN, async ({ ack, body, client }) => {
       await ack();
       const { inv, tell, value } = clicked(body as ButtonBody, client);
       try {
@@ -108,7 +115,7 @@ export function jobActionHandlers(): BoltRegistration {
       }
     });
 
-    app.action(JOB_ACTIONS.runbook, async ({ ack, body, client }) => {
+    app.action(CHECKLIST_RUNBOOK_PATTERN, async ({ ack, body, client }) => {
       await ack();
       const { inv, tell, channel } = clicked(body as ButtonBody, client);
       try {

@@ -15,7 +15,7 @@ import type { Subcommand } from "../commands/types.ts";
 import type { BoltRegistration } from "./bolt_types.ts";
 import { encodeShareButton, parseShareButton, SHARE_ACTION } from "../views/actions.ts";
 import { invokerOfInteraction } from "./interaction.ts";
-import { context, LIMITS } from "../views/blocks.ts";
+import { context, LIMITS, slackText } from "../views/blocks.ts";
 
 /** Subcommands whose answers are not query results (help, confirmations of what the asker just did). */
 const NOT_SHARED = new Set(["help", "cancel", "config"]);
@@ -66,6 +66,38 @@ async function claimShare(
   return { channel: row.channel, subcommand: row.subcommand, reply: row.reply };
 }
 
+/** The blocks of a query result with its "Post to channel" button for stored reply `id` (50 blocks at most). */
+export function withShareButtonBlocks(reply: Reply, id: number): Block[] {
+  const blocks = (reply.blocks ?? []).slice(0, LIMITS.blocks - 1);
+  // block_id unique in the message (Slack refuses a repeat): a reply never uses this one itself.
+  blocks.push({
+    type: "actions",
+    block_id: "bisman.share",
+    elements: [{
+      type: "button",
+      action_id: SHARE_ACTION,
+      text: { type: "plain_text", text: "Post to channel" },
+      value: encodeShareButton(id),
+    }],
+  });
+  return blocks;
+}
+
+/** What "Post to channel" posts: the answer as the asker saw it, and who posted it. */
+export function sharedAnswer(
+  reply: Reply,
+  userId: string,
+  subcommand: string,
+): { text: string; blocks: Block[] } {
+  return {
+    text: slackText(reply.text),
+    blocks: [
+      ...(reply.blocks ?? []).filter((b) => b.block_id !== "bisman.share").slice(0, LIMITS.blocks - 1),
+      context(`<@${userId}> posted this answer to \`/bisman ${subcommand}\``),
+    ],
+  };
+}
+
 /**
  * Adds the "Post to channel" button to a query result (stored so the click posts exactly this). A reply
  * that cannot be stored is returned as it was: the answer matters more than the button.
@@ -85,18 +117,7 @@ export async function withShareButton(
       reply,
       now: deps.now(),
     });
-    const blocks = reply.blocks!.slice(0, LIMITS.blocks - 1);
-    blocks.push({
-      type: "actions",
-      block_id: "bisman.share",
-      elements: [{
-        type: "button",
-        action_id: SHARE_ACTION,
-        text: { type: "plain_text", text: "Post to channel" },
-        value: encodeShareButton(id),
-      }],
-    });
-    return { ...reply, blocks };
+    return { ...reply, blocks: withShareButtonBlocks(reply, id) };
   } catch (err) {
     deps.log.warn("could not store a reply for sharing", { error: err });
     return reply;
@@ -124,11 +145,9 @@ export function shareRegistration(): BoltRegistration {
         }
         if (claim === "not yours") return void await tell(":no_entry: Only the person who asked can post it");
         if (claim === "already") return void await tell(":information_source: It is already in the channel");
-        const blocks: Block[] = [
-          ...(claim.reply.blocks ?? []).slice(0, LIMITS.blocks - 1),
-          context(`<@${inv.userId}> posted this answer to \`/bisman ${claim.subcommand}\``),
-        ];
-        const clean = JSON.parse(deps.secrets.scrub(JSON.stringify({ text: claim.reply.text, blocks })));
+        const clean = JSON.parse(
+          deps.secrets.scrub(JSON.stringify(sharedAnswer(claim.reply, inv.userId, claim.subcommand))),
+        );
         await client.chat.postMessage({ channel: claim.channel, text: clean.text, blocks: clean.blocks });
         await deps.audit.append({
           actor: actorOf(inv),

@@ -18,17 +18,19 @@
  *   private). An upload whose byte count differs from `length`, or a completion before the upload, fails.
  * - Rate limits: HTTP 429 with `Retry-After: <seconds>`; chat.postMessage allows about one message
  *   per second per channel. https://docs.slack.dev/apis/web-api/rate-limits
- * - Block Kit limits: https://docs.slack.dev/reference/block-kit/blocks (50 blocks per message, 100
- *   per modal; section text 3000, fields 10 x 2000; header plain_text 150; actions 25 elements;
- *   context 10 elements; block_id/action_id 255) and .../block-elements/button-element (text 75,
- *   value 2000, url 3000). `invalid_blocks` answers carry `errors` and
- *   `response_metadata.messages` such as "no more than 50 items allowed [json-pointer:/blocks]".
+ * - Block Kit: every rule, with the documentation page it comes from, is in ./slack_blockkit.ts
+ *   (`validateMessage`, `validateView`, `blockKitErrors`, re-exported here as pure functions). `invalid_blocks`
+ *   answers carry `errors` and `response_metadata.messages` such as "no more than 50 items allowed
+ *   [json-pointer:/blocks]".
+ * - Channels: a channel not known answers channel_not_found, one the bot is not in not_in_channel
+ *   (chat.postMessage errors); chat.update edits only the bot's own messages (cant_update_message).
  * - Signing: https://api.slack.com/authentication/verifying-requests-from-slack —
  *   `v0=` + hex(HMAC-SHA256(signing_secret, "v0:" + timestamp + ":" + raw_body)).
  * - response_url: https://docs.slack.dev/interactivity/handling-user-interaction (JSON posts with
- *   text/blocks/response_type/replace_original/delete_original/thread_ts).
+ *   text/blocks/response_type/replace_original/delete_original/thread_ts), at most 5 posts within 30 minutes
+ *   (#message_responses), timed by the stand-in's clock, which tests move with `advanceClock()`.
  * - trigger_id: usable once, expires 3 s after it is issued
- *   (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses).
+ *   (https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses), same clock.
  * - Socket Mode: https://docs.slack.dev/apis/events-api/using-socket-mode — `apps.connections.open` with
  *   the app-level token (`xapp-…`; a bot token gets `not_allowed_token_type`) answers a single-use
  *   `wss://` URL; the server sends `{type:"hello"}`, then envelopes `{envelope_id, type, payload,
@@ -92,8 +94,11 @@ export interface SlackStandInOptions {
   users?: Record<string, { name: string; real_name?: string; is_bot?: boolean }>;
   usergroups?: Record<string, string[]>;
   rateLimit?: { perChannelPerSecond?: number };
-  /** conversations.info answers; "C0OPS" (#ops) is always known. */
-  channels?: Record<string, { name: string; is_private?: boolean }>;
+  /**
+   * Channels that exist; "C0OPS" (#ops) always does. A channel the bot is not in (`is_member: false`) answers
+   * chat.postMessage with `not_in_channel`; a channel not listed answers `channel_not_found`.
+   */
+  channels?: Record<string, ChannelInfo>;
   /** Workspace domain used in auth.test's url and permalinks (default "bisman-standin"). */
   teamDomain?: string;
   /** api_app_id sent in payloads (default "A0STANDIN"). */
@@ -104,6 +109,14 @@ export interface SlackStandInOptions {
   triggerTtlMs?: number;
   /** App-level token accepted by apps.connections.open (default "xapp-1-A0STANDIN-test-app-token"). */
   appToken?: string;
+}
+
+/** A channel as the stand-in knows it. */
+export interface ChannelInfo {
+  name: string;
+  is_private?: boolean;
+  /** Whether the bot is a member (default true): the manifest asks for chat:write, not chat:write.public. */
+  is_member?: boolean;
 }
 
 export interface SocketDeliveryOptions {
@@ -199,26 +212,18 @@ export interface ViewSubmissionPayload {
   view_id?: string;
 }
 
-// --- Block Kit validation ---------------------------------------------------------------------
+// --- Block Kit validation (standins/slack_blockkit.ts, re-exported for tests) ---------------------
 
-const TEXT_LIMIT = 40_000; // https://docs.slack.dev/reference/methods/chat.postMessage ("text" argument)
-const MESSAGE_BLOCKS_MAX = 50;
-const MODAL_BLOCKS_MAX = 100;
-const KNOWN_BLOCK_TYPES = new Set([
-  "actions",
-  "context",
-  "context_actions",
-  "divider",
-  "file",
-  "header",
-  "image",
-  "input",
-  "markdown",
-  "rich_text",
-  "section",
-  "table",
-  "video",
-]);
+import { validateMessage, validateView } from "./slack_blockkit.ts";
+export {
+  blockKitErrors,
+  invalidBlocks,
+  type MessageContent,
+  type SlackRefusal,
+  type Surface,
+  validateMessage,
+  validateView,
+} from "./slack_blockkit.ts";
 
 type Json = Record<string, unknown>;
 
@@ -226,110 +231,11 @@ function isObj(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-class BlockChecker {
-  errors: string[] = [];
-
-  private err(msg: string, ptr: string) {
-    this.errors.push(`${msg} [json-pointer:${ptr}]`);
-  }
-
-  private maxLen(v: unknown, max: number, ptr: string) {
-    if (typeof v === "string" && v.length > max) this.err(`must be less than ${max + 1} characters`, ptr);
-  }
-
-  /** A composition text object; `plainOnly` for fields that only accept plain_text. */
-  text(t: unknown, ptr: string, max: number, plainOnly = false) {
-    if (!isObj(t)) return this.err("must be an object", ptr);
-    if (t.type !== "plain_text" && (plainOnly || t.type !== "mrkdwn")) {
-      return this.err(
-        plainOnly ? "must be a valid enum value: plain_text" : "must be a valid enum value",
-        `${ptr}/type`,
-      );
-    }
-    if (typeof t.text !== "string") return this.err("must be a string", `${ptr}/text`);
-    if (t.text.length === 0) return this.err("must be more than 0 characters", `${ptr}/text`);
-    this.maxLen(t.text, max, `${ptr}/text`);
-  }
-
-  element(e: unknown, ptr: string) {
-    if (!isObj(e)) return this.err("must be an object", ptr);
-    if (typeof e.type !== "string") return this.err("missing required field: type", ptr);
-    this.maxLen(e.action_id, 255, `${ptr}/action_id`);
-    if (e.type === "button") {
-      this.text(e.text, `${ptr}/text`, 75, true);
-      this.maxLen(e.value, 2000, `${ptr}/value`);
-      this.maxLen(e.url, 3000, `${ptr}/url`);
-      if (e.style !== undefined && e.style !== "primary" && e.style !== "danger") {
-        this.err("must be a valid enum value", `${ptr}/style`);
-      }
-    }
-  }
-
-  blocks(blocks: unknown[], max: number, base: string) {
-    if (blocks.length > max) this.err(`no more than ${max} items allowed`, base);
-    blocks.forEach((b, i) => this.block(b, `${base}/${i}`));
-    return this.errors;
-  }
-
-  private block(b: unknown, ptr: string) {
-    if (!isObj(b)) return this.err("must be an object", ptr);
-    if (typeof b.type !== "string") return this.err("missing required field: type", ptr);
-    if (!KNOWN_BLOCK_TYPES.has(b.type)) return this.err(`unsupported type: ${b.type}`, `${ptr}/type`);
-    this.maxLen(b.block_id, 255, `${ptr}/block_id`);
-    switch (b.type) {
-      case "section": {
-        if (b.text === undefined && b.fields === undefined) {
-          this.err("must define either `text` or `fields`", `${ptr}/type`);
-        }
-        if (b.text !== undefined) this.text(b.text, `${ptr}/text`, 3000);
-        if (b.fields !== undefined) {
-          if (!Array.isArray(b.fields)) {
-            this.err("must be an array", `${ptr}/fields`);
-          } else {
-            if (b.fields.length > 10) this.err("no more than 10 items allowed", `${ptr}/fields`);
-            b.fields.forEach((f, j) => this.text(f, `${ptr}/fields/${j}`, 2000));
-          }
-        }
-        if (b.accessory !== undefined) this.element(b.accessory, `${ptr}/accessory`);
-        break;
-      }
-      case "header":
-        this.text(b.text, `${ptr}/text`, 150, true);
-        break;
-      case "actions":
-      case "context": {
-        const max = b.type === "actions" ? 25 : 10;
-        if (!Array.isArray(b.elements)) return this.err("must be an array", `${ptr}/elements`);
-        if (b.elements.length === 0) this.err("must have at least 1 item", `${ptr}/elements`);
-        if (b.elements.length > max) this.err(`no more than ${max} items allowed`, `${ptr}/elements`);
-        b.elements.forEach((e, j) => {
-          const p = `${ptr}/elements/${j}`;
-          if (b.type === "context") {
-            // context elements are text objects or images
-            if (isObj(e) && (e.type === "plain_text" || e.type === "mrkdwn")) this.text(e, p, 3000);
-            else if (!isObj(e) || e.type !== "image") {
-              this.err("must be a text object or an image element", p);
-            }
-          } else {
-            this.element(e, p);
-          }
-        });
-        break;
-      }
-      case "input":
-        this.text(b.label, `${ptr}/label`, 2000, true);
-        if (b.element === undefined) this.err("missing required field: element", ptr);
-        else this.element(b.element, `${ptr}/element`);
-        break;
-      case "markdown":
-        if (typeof b.text !== "string") this.err("must be a string", `${ptr}/text`);
-        else this.maxLen(b.text, 12_000, `${ptr}/text`);
-        break;
-    }
-  }
-}
-
 // --- helpers ------------------------------------------------------------------------------------
+
+/** How long a response_url works, and how many posts it takes (see handleResponseUrl). */
+export const RESPONSE_URL_TTL_MS = 30 * 60_000;
+export const RESPONSE_URL_MAX_USES = 5;
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
@@ -400,6 +306,7 @@ export class SlackStandIn {
   calls: RecordedCall[] = [];
   messages: StoredMessage[] = [];
   ephemerals: StoredMessage[] = [];
+  /** Posts to response_urls that Slack accepted, in order (refused ones are only in `calls`, with their error). */
   responses: { url: string; body: Record<string, unknown>; at: number }[] = [];
   views: { trigger_id: string; view: unknown }[] = [];
   /** Files uploaded through the external upload flow, with their bytes as text and where they were shared. */
@@ -408,7 +315,7 @@ export class SlackStandIn {
   private readonly base: string;
   private readonly users: Record<string, { name: string; real_name?: string; is_bot?: boolean }>;
   private readonly usergroups: Record<string, string[]>;
-  private readonly channels: Record<string, { name: string; is_private?: boolean }>;
+  private readonly channels: Record<string, ChannelInfo>;
   private readonly triggerTtlMs: number;
   private perChannelPerSecond: number | undefined;
   private readonly sent = new Map<string, number[]>(); // channel → accepted post/update times
@@ -417,6 +324,8 @@ export class SlackStandIn {
   private readonly triggers = new Map<string, { issued: number; used: boolean }>();
   private readonly storedViews = new Map<string, StoredView>();
   private lastTs = 0; // microseconds
+  /** How far tests moved the stand-in's clock ({@link advanceClock}); it times response_urls and trigger_ids. */
+  private clockOffsetMs = 0;
   private readonly stopping = new AbortController();
 
   // Socket Mode (started on the first apps.connections.open)
@@ -488,6 +397,30 @@ export class SlackStandIn {
     this.faults.set(method, q);
   }
 
+  /** The stand-in's clock (ms since epoch): real time plus what {@link advanceClock} added. */
+  now(): number {
+    return Date.now() + this.clockOffsetMs;
+  }
+
+  /**
+   * Moves the stand-in's clock forward, so a test can let a response_url (30 minutes) or a trigger_id (3 s)
+   * expire without waiting. Message timestamps keep real time.
+   */
+  advanceClock(ms: number): void {
+    if (!(ms >= 0)) throw new RangeError(`advanceClock takes a non-negative duration, got ${ms}`);
+    this.clockOffsetMs += ms;
+  }
+
+  /**
+   * Stores a message as a person posted it (for tests of what the bot may not do to it: chat.update answers
+   * cant_update_message). Returns its ts.
+   */
+  postAsUser(channel: string, user: string, text: string, threadTs?: string): string {
+    const ts = this.nextTs();
+    this.messages.push({ channel, ts, text, user, edits: 0, ...(threadTs ? { thread_ts: threadTs } : {}) });
+    return ts;
+  }
+
   setRateLimit(perChannelPerSecond: number | undefined): void {
     this.perChannelPerSecond = perChannelPerSecond;
     this.sent.clear();
@@ -500,14 +433,14 @@ export class SlackStandIn {
   /** A fresh response_url served by this stand-in. */
   responseUrl(binding: Partial<Omit<ResponseUrlBinding, "uses" | "created">> = {}): string {
     const id = `${randomDigits(10)}/${randomBytes(12).toString("hex")}`;
-    this.responseUrls.set(id, { ...binding, uses: 0, created: Date.now() });
+    this.responseUrls.set(id, { ...binding, uses: 0, created: this.now() });
     return `${this.base}/response/${id}`;
   }
 
   /** Issues a trigger_id in Slack's documented format ("132456.7890123.abcdef…"). */
   triggerId(): string {
     const id = `${randomDigits(10)}.${randomDigits(10)}.${randomBytes(16).toString("hex")}`;
-    this.triggers.set(id, { issued: Date.now(), used: false });
+    this.triggers.set(id, { issued: this.now(), used: false });
     return id;
   }
 
@@ -999,6 +932,18 @@ export class SlackStandIn {
     }
   }
 
+  /**
+   * A channel the bot can write to, or the refusal (https://docs.slack.dev/reference/methods/chat.postMessage
+   * errors: channel_not_found "Value passed for channel was invalid", not_in_channel "Cannot post user messages
+   * to a channel they are not in"; the manifest has chat:write without chat:write.public).
+   */
+  private checkChannel(channel: string | undefined): Answer | undefined {
+    const c = channel ? this.channels[channel] : undefined;
+    if (!c) return fail("channel_not_found");
+    if (c.is_member === false) return fail("not_in_channel");
+    return undefined;
+  }
+
   /** Per-channel limit for chat.postMessage/chat.update; returns a 429 Answer when exceeded. */
   private rateLimit(channel: string): Answer | undefined {
     const limit = this.perChannelPerSecond;
@@ -1018,33 +963,10 @@ export class SlackStandIn {
     return undefined;
   }
 
-  /** Validates text/blocks like Slack; returns the error Answer for invalid content. */
+  /** Validates text/blocks like Slack (standins/slack_blockkit.ts); returns the error Answer for invalid content. */
   private checkContent(args: Json, opts: { requireContent: boolean }): Answer | undefined {
-    const text = args.text;
-    const blocks = args.blocks;
-    if (text !== undefined && typeof text !== "string") {
-      return { body: { ok: false, error: "invalid_arguments" } };
-    }
-    if (blocks !== undefined && !Array.isArray(blocks)) {
-      return { body: { ok: false, error: "invalid_blocks_format" } };
-    }
-    const hasText = typeof text === "string" && text.length > 0;
-    const hasBlocks = Array.isArray(blocks) && blocks.length > 0;
-    const hasAttachments = Array.isArray(args.attachments) && args.attachments.length > 0;
-    if (opts.requireContent && !hasText && !hasBlocks && !hasAttachments) {
-      return { body: { ok: false, error: "no_text" } };
-    }
-    // The current chat.postMessage reference only says text past 40,000 characters "risks truncation";
-    // chat.update and chat.postEphemeral still document msg_too_long. The stand-in rejects in all cases
-    // so the bot is forced to stay under the limit.
-    if (typeof text === "string" && text.length > TEXT_LIMIT) {
-      return { body: { ok: false, error: "msg_too_long" } };
-    }
-    if (Array.isArray(blocks)) {
-      const errors = new BlockChecker().blocks(blocks, MESSAGE_BLOCKS_MAX, "/blocks");
-      if (errors.length) return invalidBlocks(errors);
-    }
-    return undefined;
+    const refusal = validateMessage(args, opts);
+    return refusal ? { body: refusal as unknown as Json } : undefined;
   }
 
   private readonly methods: Record<string, (args: Json) => Answer> = {
@@ -1063,7 +985,8 @@ export class SlackStandIn {
 
     "chat.postMessage": (args) => {
       const channel = str(args.channel);
-      if (!channel) return fail("channel_not_found");
+      const where = this.checkChannel(channel);
+      if (where || !channel) return where ?? fail("channel_not_found");
       const bad = this.checkContent(args, { requireContent: true });
       if (bad) return bad;
       const limited = this.rateLimit(channel);
@@ -1086,10 +1009,15 @@ export class SlackStandIn {
 
     "chat.update": (args) => {
       const channel = str(args.channel);
-      if (!channel) return fail("channel_not_found");
+      const where = this.checkChannel(channel);
+      if (where || !channel) return where ?? fail("channel_not_found");
       const ts = str(args.ts);
+      // Ephemeral messages are not stored messages: chat.update cannot find them (their response_url edits them).
       const m = ts ? this.messages.find((x) => x.channel === channel && x.ts === ts) : undefined;
       if (!m) return fail("message_not_found");
+      // https://docs.slack.dev/reference/methods/chat.update: cant_update_message, "Authenticated user does not
+      // have permission to update this message" — a bot token edits only the bot's own messages.
+      if (m.user !== this.botUserId) return fail("cant_update_message");
       if (args.text === undefined && args.blocks === undefined && args.attachments === undefined) {
         return fail("no_text");
       }
@@ -1110,9 +1038,12 @@ export class SlackStandIn {
 
     "chat.postEphemeral": (args) => {
       const channel = str(args.channel);
-      if (!channel) return fail("channel_not_found");
+      const where = this.checkChannel(channel);
+      if (where || !channel) return where ?? fail("channel_not_found");
+      // https://docs.slack.dev/reference/methods/chat.postEphemeral: user_not_in_channel, "Intended recipient
+      // is not in the specified channel" (every known user is taken to be in every known channel).
       const user = str(args.user);
-      if (!user) return fail("user_not_in_channel");
+      if (!user || !this.users[user]) return fail("user_not_in_channel");
       const bad = this.checkContent(args, { requireContent: true });
       if (bad) return bad;
       const ts = this.nextTs();
@@ -1259,7 +1190,9 @@ export class SlackStandIn {
       const t = trigger ? this.triggers.get(trigger) : undefined;
       if (!trigger || !t) return fail("invalid_trigger_id");
       if (t.used) return fail("exchanged_trigger_id");
-      if (Date.now() - t.issued > this.triggerTtlMs) return fail("expired_trigger_id");
+      // https://docs.slack.dev/interactivity/handling-user-interaction#modal_responses: a trigger_id
+      // "expires in 3 seconds" and is exchanged once (views.open errors expired_trigger_id, exchanged_trigger_id).
+      if (this.now() - t.issued > this.triggerTtlMs) return fail("expired_trigger_id");
       const bad = this.checkView(args.view);
       if (bad) return bad;
       t.used = true;
@@ -1287,30 +1220,8 @@ export class SlackStandIn {
   };
 
   private checkView(view: unknown): Answer | undefined {
-    if (!isObj(view)) return fail("invalid_arguments");
-    const errors: string[] = [];
-    if (!Array.isArray(view.blocks)) {
-      errors.push("must be an array [json-pointer:/view/blocks]");
-    } else {
-      const checker = new BlockChecker();
-      if (view.title !== undefined) checker.text(view.title, "/view/title", 24, true);
-      errors.push(...checker.blocks(view.blocks, MODAL_BLOCKS_MAX, "/view/blocks"));
-    }
-    if (typeof view.private_metadata === "string" && view.private_metadata.length > 3000) {
-      errors.push("must be less than 3001 characters [json-pointer:/view/private_metadata]");
-    }
-    if (typeof view.callback_id === "string" && view.callback_id.length > 255) {
-      errors.push("must be less than 256 characters [json-pointer:/view/callback_id]");
-    }
-    if (!errors.length) return undefined;
-    // views.* answer schema problems as invalid_arguments with the details in response_metadata.
-    return {
-      body: {
-        ok: false,
-        error: "invalid_arguments",
-        response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) },
-      },
-    };
+    const refusal = validateView(view);
+    return refusal ? { body: refusal as unknown as Json } : undefined;
   }
 
   private newHash(): string {
@@ -1383,6 +1294,9 @@ export class SlackStandIn {
     const answer = (status: number, body: Json): Response => {
       rec.status = status;
       if (body.ok === false && typeof body.error === "string") rec.error = body.error;
+      if (status === 200 && body.ok === true) {
+        this.responses.push({ url: `${this.base}/response/${id}`, body: rec.args, at });
+      }
       return json(body, status);
     };
     const binding = this.responseUrls.get(id);
@@ -1395,12 +1309,19 @@ export class SlackStandIn {
     }
     if (!isObj(body)) return answer(400, { ok: false, error: "invalid_payload" });
     rec.args = body;
-    this.responses.push({ url: `${this.base}/response/${id}`, body, at });
     if (!binding) return answer(404, { ok: false, error: "invalid_url" });
 
     const fault = await this.applyFault(this.takeFault("response_url"));
     if (fault) return answer(fault.status ?? 200, fault.body);
 
+    // https://docs.slack.dev/interactivity/handling-user-interaction#message_responses: a response_url can be
+    // used "up to 5 times within 30 minutes". The page does not say how a later post is answered: the stand-in
+    // answers HTTP 404 with `expired_url` (past 30 minutes) or `used_url` (a sixth post), names of its own;
+    // what the bot meets is that the post fails (Bolt's respond() rejects). Every post counts, whatever it carried.
+    if (this.now() - binding.created > RESPONSE_URL_TTL_MS) {
+      return answer(404, { ok: false, error: "expired_url" });
+    }
+    if (binding.uses >= RESPONSE_URL_MAX_USES) return answer(404, { ok: false, error: "used_url" });
     binding.uses++;
     const origin = binding.originTs ? this.findOrigin(binding) : undefined;
     // A slash command's response_url edits the message the command produced: its immediate answer, which
@@ -1461,17 +1382,6 @@ function str(v: unknown): string | undefined {
 
 function fail(error: string): Answer {
   return { body: { ok: false, error } };
-}
-
-function invalidBlocks(errors: string[]): Answer {
-  return {
-    body: {
-      ok: false,
-      error: "invalid_blocks",
-      errors,
-      response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) },
-    },
-  };
 }
 
 /** Finds the block_id and button text of an interactive element by action_id. */

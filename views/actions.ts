@@ -172,11 +172,33 @@ export function parseAlertButton(value: unknown): AlertButtonRef | undefined {
 export const JOB_ACTIONS = {
   /** Acknowledge a review run (the weekly slow-query review, audit-anomaly findings). */
   ack: "bisman.job.ack",
-  /** Attest a checklist item the database cannot show (WAF rules, encryption at rest). */
+  /**
+   * Attest a checklist item the database cannot show (WAF rules, encryption at rest). Several sit in one
+   * actions block, and Slack refuses a repeated action_id in a block: each button's id is this plus its index
+   * ({@link checklistButtonId}); the value says what it does.
+   */
   attest: "bisman.checklist.attest",
-  /** Perform an incident-response runbook entry from the checklist (the alert runbook's buttons). */
+  /** Perform an incident-response runbook entry from the checklist (the alert runbook's buttons); indexed too. */
   runbook: "bisman.checklist.runbook",
 } as const;
+
+/**
+ * The action_id of the `i`-th attest or runbook button of a checklist item: unique within its actions block,
+ * as Slack requires ("unique among all other action_ids in the containing block").
+ * @example
+ * checklistButtonId(JOB_ACTIONS.attest, 2); // "bisman.checklist.attest.2"
+ */
+export function checklistButtonId(
+  base: typeof JOB_ACTIONS.attest | typeof JOB_ACTIONS.runbook,
+  i: number,
+): string {
+  return `${base}.${i}`;
+}
+
+/** Matches every attest button (indexed, and the plain id of messages posted before the index). */
+export const CHECKLIST_ATTEST_PATTERN = /^bisman\.checklist\.attest(\.\d{1,2})?$/;
+/** Matches every checklist runbook button (indexed, and the plain id). */
+export const CHECKLIST_RUNBOOK_PATTERN = /^bisman\.checklist\.runbook(\.\d{1,2})?$/;
 
 const ackButtonSchema = z.strictObject({ v: z.literal(1), run: z.number().int().positive() });
 
@@ -257,15 +279,42 @@ export function parseRunbookButton(value: unknown): RunbookButton | undefined {
 /** Action IDs of the "I'm on it" and silence buttons on an alert's parent message. */
 export const THREAD_ACTIONS = {
   take: "bisman.thread.take",
+  /**
+   * The silence buttons share one actions block, and Slack refuses a repeated action_id in a block
+   * (invalid_blocks): each length has its own id, {@link silenceActionId}. This plain id is what parents
+   * posted before that carry; a click on one is still understood (its value names the hours).
+   */
   silence: "bisman.thread.silence",
   unsilence: "bisman.thread.unsilence",
 } as const;
 
 /** Matches every thread button's action ID (one Bolt listener serves them all). */
-export const THREAD_ACTION_PATTERN = /^bisman\.thread\.[a-z]+$/;
+export const THREAD_ACTION_PATTERN = /^bisman\.thread\.[a-z]+(\.\d{1,2}h)?$/;
 
 /** The silence lengths offered, in hours. */
 export const SILENCE_HOURS = [1, 4, 24] as const;
+export type SilenceHours = typeof SILENCE_HOURS[number];
+
+/**
+ * The action_id of the "Silence `hours` h" button.
+ * @example
+ * silenceActionId(4); // "bisman.thread.silence.4h"
+ */
+export function silenceActionId(hours: SilenceHours): string {
+  return `${THREAD_ACTIONS.silence}.${hours}h`;
+}
+
+/**
+ * Whether an action_id is a silence button, and for how long: `{hours}` for `bisman.thread.silence.<n>h`,
+ * `{hours: undefined}` for the plain id of older messages (the hours are in its value), undefined otherwise.
+ */
+export function parseSilenceAction(actionId: string): { hours?: SilenceHours } | undefined {
+  if (actionId === THREAD_ACTIONS.silence) return {};
+  const m = /^bisman\.thread\.silence\.(\d{1,2})h$/.exec(actionId);
+  if (!m) return undefined;
+  const hours = Number(m[1]);
+  return (SILENCE_HOURS as readonly number[]).includes(hours) ? { hours: hours as SilenceHours } : undefined;
+}
 
 const threadButtonSchema = z.strictObject({
   v: z.literal(1),

@@ -15,6 +15,7 @@ import {
   encodeAlertButton,
   encodeThreadButton,
   SILENCE_HOURS,
+  silenceActionId,
   THREAD_ACTIONS,
 } from "./actions.ts";
 import {
@@ -26,6 +27,7 @@ import {
   LIMITS,
   mrkdwnSection,
   truncate,
+  truncateMrkdwn,
 } from "./blocks.ts";
 
 /** An alert as one notification carried it (alerts/threads.ts stores it as the outbox snapshot). */
@@ -76,13 +78,17 @@ export function alertOneLine(a: AlertView): string {
   return truncate(`${a.alertname}${what ? `: ${what}` : ""}`, 200);
 }
 
-/** The actions block of a thread's parent; values point back at the alert or storm. */
+/**
+ * The actions block of a thread's parent; values point back at the alert or storm. A key listed twice (the
+ * config allows it) is drawn once: Slack refuses a repeated action_id in one block.
+ */
 export function buttonsBlock(buttons: ButtonView[], ref: AlertButtonRef): Block | undefined {
-  if (!buttons.length) return undefined;
+  const once = buttons.filter((b, i) => buttons.findIndex((x) => x.key === b.key) === i);
+  if (!once.length) return undefined;
   return {
     type: "actions",
     block_id: "bisman.alert.buttons",
-    elements: buttons.map((b) => ({
+    elements: once.map((b) => ({
       type: "button",
       action_id: ALERT_ACTIONS[b.key],
       text: { type: "plain_text", text: truncate(b.label, LIMITS.buttonText) },
@@ -134,7 +140,8 @@ export function threadButtonsBlock(fingerprint: string, x: ThreadExtras, now = n
       for (const h of SILENCE_HOURS) {
         elements.push({
           type: "button",
-          action_id: THREAD_ACTIONS.silence,
+          // One id per length: Slack refuses the same action_id twice in one block.
+          action_id: silenceActionId(h),
           text: { type: "plain_text", text: `Silence ${h} h` },
           value: encodeThreadButton({ fingerprint, hours: h }),
         });
@@ -282,7 +289,7 @@ export function renderStormDetail(entries: { event: string; alert: AlertView }[]
       : ":red_circle: firing";
     const labels = labelLines(a.labels).map((l) => l.replace(/^\*([^*]+)\*: /, "$1=")).join(", ");
     return `${status} \`${a.fingerprint}\` ${escapeMrkdwn(truncate(alertOneLine(a), 150))} (${
-      truncate(labels, 400)
+      truncateMrkdwn(labels, 400)
     })`;
   });
   const blocks = chunkLines(lines).slice(0, LIMITS.blocks).map((c) => mrkdwnSection(c));
@@ -299,7 +306,7 @@ export function renderStormDetail(entries: { event: string; alert: AlertView }[]
 /** A read-only button's answer, posted in the alert's thread for everyone. */
 export function renderButtonAnswer(reply: Reply, userId: string, label: string): MessageBody {
   return {
-    text: reply.text.slice(0, 3000),
+    text: truncate(reply.text, 3000),
     blocks: capBlocks([
       context(`<@${userId}> pressed *${escapeMrkdwn(label)}*`),
       ...(reply.blocks ?? [mrkdwnSection(escapeMrkdwn(reply.text))]),

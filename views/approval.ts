@@ -294,6 +294,15 @@ function backupFirstBlocks(r: RequestRow): Block[] {
   }];
 }
 
+/**
+ * A modal's title: Slack allows 24 characters (https://docs.slack.dev/reference/views/modal-views), which
+ * "Approve request #" and a large request id pass; the shorter form is used then.
+ */
+function modalTitle(verb: "Approve" | "Deny", id: number): string {
+  const long = `${verb} request #${id}`;
+  return long.length <= 24 ? long : truncate(`${verb} #${id}`, 24);
+}
+
 /** The modal that asks a denier for the reason. */
 export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
   const r = v.request;
@@ -301,7 +310,7 @@ export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<str
     type: "modal",
     callback_id: VIEWS.denyReason,
     private_metadata: encodeModalMetadata(meta),
-    title: { type: "plain_text", text: `Deny request #${r.id}` },
+    title: { type: "plain_text", text: modalTitle("Deny", r.id) },
     submit: { type: "plain_text", text: "Deny" },
     close: { type: "plain_text", text: "Back" },
     blocks: [
@@ -330,7 +339,7 @@ export function renderTypedConfirmationModal(meta: ModalMetadata, v: RequestView
     type: "modal",
     callback_id: VIEWS.typedConfirmation,
     private_metadata: encodeModalMetadata(meta),
-    title: { type: "plain_text", text: `Approve request #${r.id}` },
+    title: { type: "plain_text", text: modalTitle("Approve", r.id) },
     submit: { type: "plain_text", text: "Approve" },
     close: { type: "plain_text", text: "Back" },
     blocks: [
@@ -361,7 +370,7 @@ export function renderRequestCreated(r: RequestCreated): Reply {
     } in <#${r.postedIn}>: ${r.summary} (plan ${r.planHash}, expires ${formatTime(r.expiresAt)})`
     : `:warning: Request #${r.id} (${r.summary}) was recorded, but its approval message could not be ` +
       `posted, so nobody can approve it from Slack; it expires at ${formatTime(r.expiresAt)}`;
-  return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text } }], visibility: "ephemeral" };
+  return { text, blocks: [mrkdwnSection(text)], visibility: "ephemeral" };
 }
 
 /**

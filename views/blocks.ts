@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Block } from "./reply.ts";
+import type { Block, Reply } from "./reply.ts";
 
 export const LIMITS = {
   sectionText: 3000,
@@ -17,9 +17,37 @@ export const LIMITS = {
   buttonText: 75,
 };
 
-/** Cuts `s` to `max` characters, marking the cut. */
+/** Cuts plain text `s` to `max` characters, marking the cut (never half an emoji's surrogate pair). */
 export function truncate(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, Math.max(0, max - 1))}…`;
+  if (s.length <= max) return s;
+  let cut = s.slice(0, Math.max(0, max - 1));
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}
+
+/**
+ * Cuts mrkdwn `s` to `max` characters without breaking what Slack parses: a cut never lands inside a `<…>`
+ * link, mention or date (the whole of it goes), inside an `&amp;`/`&lt;`/`&gt;` entity, or inside an emoji's
+ * surrogate pair, and a ``` code block the cut leaves open is closed again.
+ *
+ * @example
+ * truncateMrkdwn("see <https://example.com/a|the runbook> now", 12); // "see …"
+ */
+export function truncateMrkdwn(s: string, max: number): string {
+  if (s.length <= max) return s;
+  let room = Math.max(0, max - 1); // the "…"
+  for (;;) {
+    let cut = s.slice(0, room);
+    const lt = cut.lastIndexOf("<");
+    if (lt > cut.lastIndexOf(">")) cut = cut.slice(0, lt);
+    const entity = /&[a-zA-Z#0-9]{0,6}$/.exec(cut);
+    if (entity) cut = cut.slice(0, entity.index);
+    if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+    const open = (cut.match(/```/g) ?? []).length % 2 === 1;
+    if (!open) return `${cut}…`;
+    if (cut.length + 4 <= max) return `${cut}…\`\`\``;
+    room = max - 4; // make room for the closing fence and cut again
+  }
 }
 
 /** Escapes the three characters Slack's mrkdwn treats as control characters. */
@@ -28,7 +56,7 @@ export function escapeMrkdwn(s: string): string {
 }
 
 export function mrkdwnSection(text: string): Block {
-  return { type: "section", text: { type: "mrkdwn", text: truncate(text, LIMITS.sectionText) } };
+  return { type: "section", text: { type: "mrkdwn", text: truncateMrkdwn(text, LIMITS.sectionText) } };
 }
 
 export function header(text: string): Block {
@@ -36,7 +64,7 @@ export function header(text: string): Block {
 }
 
 export function context(text: string): Block {
-  return { type: "context", elements: [{ type: "mrkdwn", text: truncate(text, LIMITS.sectionText) }] };
+  return { type: "context", elements: [{ type: "mrkdwn", text: truncateMrkdwn(text, LIMITS.sectionText) }] };
 }
 
 export function fieldsSection(fields: string[]): Block[] {
@@ -46,7 +74,7 @@ export function fieldsSection(fields: string[]): Block[] {
       type: "section",
       fields: fields.slice(i, i + LIMITS.fields).map((f) => ({
         type: "mrkdwn",
-        text: truncate(f, LIMITS.field),
+        text: truncateMrkdwn(f, LIMITS.field),
       })),
     });
   }
@@ -58,7 +86,7 @@ export function chunkLines(lines: string[], max = LIMITS.sectionText - 100): str
   const chunks: string[] = [];
   let cur = "";
   for (const l of lines) {
-    const piece = truncate(l, max);
+    const piece = truncateMrkdwn(l, max);
     if (cur && cur.length + 1 + piece.length > max) {
       chunks.push(cur);
       cur = piece;
@@ -75,6 +103,30 @@ export function capBlocks(blocks: Block[], note = "more in the thread or the CLI
     ...blocks.slice(0, LIMITS.blocks - 1),
     context(`…${blocks.length - LIMITS.blocks + 1} more blocks: ${note}`),
   ];
+}
+
+/** Most characters of a message's `text` the bot sends: chat.update and chat.postEphemeral refuse more than
+ * 40,000 (msg_too_long), chat.postMessage truncates. */
+export const SLACK_TEXT_MAX = 39_000;
+
+/**
+ * A reply as the bot sends it to Slack: its text within {@link SLACK_TEXT_MAX}, cut at a line where it can,
+ * saying how much was left out (the CLI prints the whole text: replies keep it, only Slack's copy is cut).
+ * Every path that sends a Reply to Slack goes through this.
+ */
+export function slackMessage(reply: Pick<Reply, "text" | "blocks">): { text: string; blocks?: Block[] } {
+  return { text: slackText(reply.text), ...(reply.blocks ? { blocks: reply.blocks } : {}) };
+}
+
+/** `text` within {@link SLACK_TEXT_MAX}; see {@link slackMessage}. */
+export function slackText(text: string): string {
+  if (text.length <= SLACK_TEXT_MAX) return text;
+  const note = (n: number) =>
+    `\n… ${n} more characters not shown: narrow the request, or run it from the CLI`;
+  const budget = SLACK_TEXT_MAX - note(text.length).length;
+  const line = text.lastIndexOf("\n", budget);
+  const head = line > budget / 2 ? text.slice(0, line) : truncateMrkdwn(text, budget);
+  return `${head}${note(text.length - head.length)}`;
 }
 
 /** A status word with its emoji: ok / warning / critical / unknown. */

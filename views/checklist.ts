@@ -9,8 +9,17 @@
 import type { Block, Reply } from "./reply.ts";
 import type { Checklist, ChecklistItem, ItemGroup, ItemStatus } from "./checklist_model.ts";
 import { BUTTONS } from "../core/runbook_buttons.ts";
-import { encodeAttestButton, encodeRunbookButton, JOB_ACTIONS } from "./actions.ts";
-import { capBlocks, context, escapeMrkdwn, header, LIMITS, mrkdwnSection, truncate } from "./blocks.ts";
+import { checklistButtonId, encodeAttestButton, encodeRunbookButton, JOB_ACTIONS } from "./actions.ts";
+import {
+  capBlocks,
+  context,
+  escapeMrkdwn,
+  header,
+  LIMITS,
+  mrkdwnSection,
+  truncate,
+  truncateMrkdwn,
+} from "./blocks.ts";
 
 const mark: Record<ItemStatus, string> = {
   pass: ":white_check_mark: pass",
@@ -32,7 +41,10 @@ function itemText(i: ChecklistItem): string {
   if (i.evidence.length > 8) lines.push(`      …${i.evidence.length - 8} more`);
   const more = i.command ? `\n      more: \`${i.command}\`` : "";
   const status = i.status === "runbook" ? mark.runbook : mark[i.status];
-  return truncate(`${status} *${escapeMrkdwn(i.title)}*\n${lines.join("\n")}${more}`, LIMITS.sectionText);
+  return truncateMrkdwn(
+    `${status} *${escapeMrkdwn(i.title)}*\n${lines.join("\n")}${more}`,
+    LIMITS.sectionText,
+  );
 }
 
 function button(
@@ -80,10 +92,10 @@ export function renderChecklist(c: Checklist): Reply {
         blocks.push({
           type: "actions",
           block_id: `checklist.${c.target}.${i.key}.attest`,
-          elements: i.attest.mechanisms.slice(0, 5).map((m) =>
+          elements: i.attest.mechanisms.slice(0, 5).map((m, n) =>
             button(
               i.attest!.item === "waf_rules" ? "Confirm: WAF rules deployed" : `Attest: ${m}`,
-              JOB_ACTIONS.attest,
+              checklistButtonId(JOB_ACTIONS.attest, n),
               encodeAttestButton({ target: c.target, item: i.attest!.item, mechanism: m }),
             )
           ),
@@ -93,10 +105,10 @@ export function renderChecklist(c: Checklist): Reply {
         blocks.push({
           type: "actions",
           block_id: `checklist.${c.target}.${i.key}.runbook`,
-          elements: i.buttons.slice(0, 5).map((k) =>
+          elements: i.buttons.slice(0, 5).map((k, n) =>
             button(
               BUTTONS[k].label,
-              JOB_ACTIONS.runbook,
+              checklistButtonId(JOB_ACTIONS.runbook, n),
               encodeRunbookButton({ target: c.target, key: k }),
               BUTTONS[k].kind === "gated" ? "danger" : undefined,
             )

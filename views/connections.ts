@@ -104,7 +104,7 @@ export function renderSlowQueries(r: SlowQueriesReport): Reply {
           ms(q.meanMs)
         }*, ${q.calls} call(s), total ${ms(q.totalMs)}, ` +
           `${q.rows} row(s), ${escapeMrkdwn(q.user ?? "?")}@${escapeMrkdwn(q.database ?? "?")}\n\`\`\`${
-            truncate(q.query.replace(/```/g, "'''"), 300)
+            escapeMrkdwn(truncate(q.query.replace(/```/g, "'''"), 300))
           }\`\`\``,
       ),
     );

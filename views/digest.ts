@@ -27,6 +27,7 @@ import {
   mrkdwnSection,
   statusMark,
   truncate,
+  truncateMrkdwn,
 } from "./blocks.ts";
 
 type AnyStatus = keyof typeof statusRank;
@@ -119,7 +120,7 @@ function unavailableNote(d: Digest): string | undefined {
 /** A one-line summary of a target for the compact form: its status and its worst line. */
 function summaryLine(t: TargetDigest): string {
   const first = targetLines(t)[0] ?? "";
-  return `${targetHeading(t)}  ${truncate(first.replace(/^:[a-z_]+: [a-z ]+\s*/, ""), 200)}`;
+  return `${targetHeading(t)}  ${truncateMrkdwn(first.replace(/^:[a-z_]+: [a-z ]+\s*/, ""), 200)}`;
 }
 
 /** The digest as one message and, when it is too long for one, the replies of its thread. */
@@ -133,7 +134,7 @@ export function renderDigest(d: Digest): { main: Reply; thread: Reply[] } {
   if (globalLines.length) top.push(...chunkLines(globalLines).map(mrkdwnSection));
   const note = unavailableNote(d);
   const footer = [
-    ...(note ? [context(truncate(note, LIMITS.sectionText))] : []),
+    ...(note ? [context(escapeMrkdwn(note))] : []),
     context(
       "`/bisman checklist <target>` evaluates the runbook checklist live; `/bisman jobs` shows the schedules.",
     ),

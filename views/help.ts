@@ -5,7 +5,7 @@
  */
 
 import type { Block, Reply } from "./reply.ts";
-import { chunkLines, mrkdwnSection } from "./blocks.ts";
+import { capBlocks, chunkLines, mrkdwnSection } from "./blocks.ts";
 
 /** What help shows of a subcommand (commands/types.ts `Subcommand` has these fields). */
 export interface HelpEntry {
@@ -24,14 +24,14 @@ function line(s: HelpEntry): string {
 /** Every subcommand, in sections that respect Slack's 3,000-character limit. */
 export function renderHelp(all: readonly HelpEntry[]): Reply {
   const lines = all.map(line);
-  const blocks: Block[] = [
+  const blocks: Block[] = capBlocks([
     { type: "header", text: { type: "plain_text", text: "bisman-ops: PostgreSQL runbook commands" } },
     ...chunkLines(lines, 2800).map(mrkdwnSection),
     {
       type: "context",
       elements: [{ type: "mrkdwn", text: "`/bisman help <subcommand>` shows one in detail." }],
     },
-  ];
+  ], "`/bisman help <subcommand>` shows each one");
   const text = [
     "bisman-ops subcommands:",
     ...all.map((s) => `  ${s.usage}  ${s.summary}  (e.g. ${s.examples[0]})`),

@@ -232,7 +232,12 @@ export function renderAuditAnomalies(
     if (!r.findings.length && !r.events.length) continue;
     lines.push(`*${escapeMrkdwn(r.target)}*`);
     for (const f of r.findings) {
-      const more = f.auditSearch ? ` \`${f.auditSearch}\`` : f.next ? ` \`${f.next}\`` : "";
+      // The searches name roles and tables from the database: escaped like every other value.
+      const more = f.auditSearch
+        ? ` \`${escapeMrkdwn(f.auditSearch)}\``
+        : f.next
+        ? ` \`${escapeMrkdwn(f.next)}\``
+        : "";
       lines.push(`${mark[f.severity]} ${escapeMrkdwn(truncate(f.title, 300))}${more}`);
     }
     for (const e of r.events) {

@@ -4,7 +4,7 @@ import { OPS_CHANNEL, startTestBot, type TestBot, testConfig, USERS } from "../s
 import { startAlertmanager } from "../../standins/alertmanager.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
-import { THREAD_ACTIONS } from "../../views/actions.ts";
+import { silenceActionId, THREAD_ACTIONS } from "../../views/actions.ts";
 import { alertmanagerBase, matchersOf } from "../../alerts/silences.ts";
 import { threadButtonsBlock } from "../../views/alerts.ts";
 import type { StoredMessage } from "../../standins/slack.ts";
@@ -116,8 +116,8 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
       const blocks = JSON.stringify(lagParent.blocks);
       assert.match(blocks, /<https:\/\/wiki\.example\/lag\|Runbook>/);
       assert.ok(button(lagParent, THREAD_ACTIONS.take), "I'm on it");
-      assert.ok(button(lagParent, THREAD_ACTIONS.silence, "Silence 1 h"));
-      assert.ok(button(lagParent, THREAD_ACTIONS.silence, "Silence 24 h"));
+      assert.ok(button(lagParent, silenceActionId(1), "Silence 1 h"));
+      assert.ok(button(lagParent, silenceActionId(24), "Silence 24 h"));
     });
 
     await t.step("an alert without a runbook_url annotation links the configured one", async () => {
@@ -152,7 +152,7 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
         timeoutMs: 20_000,
       });
       const before = tb.slack.ephemerals.length;
-      await click(tb, lagParent, THREAD_ACTIONS.silence, USERS.carol, "Silence 1 h");
+      await click(tb, lagParent, silenceActionId(1), USERS.carol, "Silence 1 h");
       await ephemeralTo(tb, USERS.carol, /Silencing alerts is for operators/, before);
       assert.equal((await am.amtool("silence", "query", "-o", "json")).trim(), "[]");
     });
@@ -161,7 +161,7 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
     await t.step(
       "Silence 1 h creates a real silence that amtool lists, with its author and the thread link",
       async () => {
-        await click(tb, lagParent, THREAD_ACTIONS.silence, USERS.bob, "Silence 1 h");
+        await click(tb, lagParent, silenceActionId(1), USERS.bob, "Silence 1 h");
         const note = await waitFor(
           () =>
             thread(lagParent).find((m) => /silenced this alert in Alertmanager for 1 h/.test(m.text ?? "")),
@@ -240,7 +240,7 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
         what: "a notification of the alert again",
         timeoutMs: 20_000,
       });
-      await waitFor(() => button(lagParent, THREAD_ACTIONS.silence, "Silence 4 h"), {
+      await waitFor(() => button(lagParent, silenceActionId(4), "Silence 4 h"), {
         what: "silence buttons back",
       });
       assert.doesNotMatch(JSON.stringify(lagParent.blocks), /Silenced until/);

@@ -78,7 +78,7 @@ Deno.test("cancel: a restore test stopped mid-way drops its scratch database and
 
   await t.step("without approval: /bisman cancel restore-test stops it from another request", async (t) => {
     await withBot(false, async (tb) => {
-      const before = tb.slack.responses.length;
+      const since = Number(tb.slack.messages.at(-1)?.ts ?? 0);
       const started = await tb.command("restore-test main", USERS.alice);
       assert.match(started.body.text, /Working on/);
       const scratch = await restoring(cluster);
@@ -91,11 +91,13 @@ Deno.test("cancel: a restore test stopped mid-way drops its scratch database and
       await t.step("an operator stops it; pg_restore ends and the answer says cancelled", async () => {
         const r = await ask(tb, "cancel restore-test", USERS.bob);
         assert.match(r.text, /Stopping restore test run \d+ of main/);
+        // A restore test answers in its message in the channel (slack/answers.ts), not on the response_url.
         const final = await waitFor(
           () =>
-            tb.slack.responses.slice(before).map((x) => x.body as { text: string }).find((b) =>
-              /Restore test of main (cancelled|passed|failed)/.test(b.text)
-            ),
+            tb.slack.messages.filter((m) => Number(m.ts) > since && !m.thread_ts).map((m) => ({
+              text: m.text ?? "",
+            }))
+              .find((b) => /Restore test of main (cancelled|passed|failed)/.test(b.text)),
           { what: "the restore test's final answer", timeoutMs: 30_000 },
         );
         assert.match(final.text, /Restore test of main cancelled/);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
-import { startTestBot, TEAM, USERS } from "../support/bot.ts";
+import { OPS_CHANNEL, startTestBot, TEAM, USERS } from "../support/bot.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { allSubcommands } from "../../commands/registry.ts";
 import { parseArgs } from "../../commands/args.ts";
@@ -89,6 +89,45 @@ Deno.test("/bisman help, unknown subcommands and /bisman status against a real p
       );
       assert.equal(reply.body.response_type, "ephemeral");
     });
+
+    await t.step(
+      "an answer whose response_url no longer works reaches the asker privately through the Web API",
+      async () => {
+        for (const spoil of ["used up", "expired"] as const) {
+          const url = tb.slack.responseUrl({ user: USERS.bob, channel: OPS_CHANNEL });
+          if (spoil === "used up") {
+            for (let i = 0; i < 5; i++) {
+              const r = await fetch(url, {
+                method: "POST",
+                headers: { "content-type": "application/json" },
+                body: JSON.stringify({ text: `earlier answer ${i}` }),
+              });
+              assert.equal(r.status, 200);
+              await r.body?.cancel();
+            }
+          } else tb.slack.advanceClock(31 * 60_000);
+          const before = tb.slack.ephemerals.length;
+          const r = await tb.command("status", USERS.bob, { response_url: url });
+          assert.match(r.body.text, /Working on/);
+          const eph = await waitFor(
+            () => tb.slack.ephemerals.slice(before).find((m) => /main:/.test(m.text ?? "")),
+            { what: `the status answer after the response_url was ${spoil}` },
+          );
+          assert.equal(
+            eph.ephemeral_user,
+            USERS.bob,
+            "to the asker only, as the response_url answer would be",
+          );
+          assert.equal(eph.channel, OPS_CHANNEL);
+          assert.ok(
+            tb.slack.calls.some((c) =>
+              c.method === "response_url" && ["used_url", "expired_url"].includes(c.error ?? "")
+            ),
+            "the response_url was tried first and refused",
+          );
+        }
+      },
+    );
 
     await t.step(
       "status reports a stopped replica as not answering, and still reports the primary",

@@ -7,7 +7,7 @@ import { enableTls, seedHba, writeHba } from "../support/tls.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
 import { DAY, prepareTarget, seedRestoreTests } from "./_digest_fixture.ts";
 import { evaluateChecklist } from "../../jobs/checklist.ts";
-import { JOB_ACTIONS } from "../../views/actions.ts";
+import { CHECKLIST_RUNBOOK_PATTERN, JOB_ACTIONS } from "../../views/actions.ts";
 import { readRuns } from "../../jobs/run_store.ts";
 
 /** A Kong Admin API stand-in: GET /plugins answers whatever the test sets. */
@@ -169,7 +169,11 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
         assert.ok(b.has("Rotate all credentials") && b.has("Promote replica") && b.has("Show connections"));
         // A runbook button performs its entry as the alert threads' button does: a read-only one answers the clicker.
         const show = b.get("Show connections")!;
-        assert.equal(show.action_id, JOB_ACTIONS.runbook);
+        assert.match(
+          show.action_id,
+          CHECKLIST_RUNBOOK_PATTERN,
+          "an indexed runbook action_id, unique in its block",
+        );
         await (await tb.slack.sendBlockAction(tb.eventsUrl, {
           action_id: show.action_id,
           value: show.value,

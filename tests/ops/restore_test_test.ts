@@ -28,6 +28,8 @@ import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { ACTIONS } from "../../views/actions.ts";
+import { OPS_CHANNEL } from "../support/bot.ts";
+import type { StoredMessage } from "../../standins/slack.ts";
 
 // A harmless destructive action (gate_test) whose policy requires a recent restore test.
 registerGateTest();
@@ -498,20 +500,33 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
       },
     );
 
+    /** The message a restore test asked by `user` lives in (slack/answers.ts WorkMessage), once posted. */
+    const workMessage = (user: string, after: number) =>
+      tb.slack.messages.find((m) =>
+        Number(m.ts) > after && !m.thread_ts &&
+        ((m.text ?? "").startsWith(`:hourglass_flowing_sand: <@${user}> started \`/bisman restore-test`) ||
+          JSON.stringify(m.blocks ?? []).includes(`<@${user}> asked for \`/bisman restore-test`))
+      );
+    const threadReply = (m: StoredMessage) =>
+      tb.slack.messages.find((x) => x.thread_ts === m.ts && x.ts !== m.ts);
+
     await t.step(
-      "/bisman restore-test acks at once, keeps acking 200 other commands while it runs, shows progress, then the result; a second one is refused",
+      "/bisman restore-test acks at once, keeps acking 200 other commands while it runs, shows progress in a channel message through the Web API, then the result there and a mention of the asker in its thread; a second one is refused",
       async () => {
-        tb.slack.responses.length = 0;
+        const since = Number(tb.slack.messages.at(-1)?.ts ?? 0);
+        const responseUrlPosts = tb.slack.calls.filter((c) => c.method === "response_url").length;
         const [first, second] = await Promise.all([
           tb.command("restore-test main"),
           tb.command("restore-test main", USERS.bob),
         ]);
         for (const res of [first, second]) {
           assert.equal(res.status, 200);
-          assert.match(res.body.text, /Working on `\/bisman restore-test`/);
+          assert.match(
+            res.body.text,
+            /Working on `\/bisman restore-test`: its progress and result will be posted in this channel/,
+          );
           assert.ok(res.ms < 2000, `acked in ${res.ms} ms`);
         }
-        const texts = () => tb.slack.responses.map((x) => String(x.body.text));
         // The same process keeps acking while its restore test runs: 200 /bisman help, 20 at a time, once
         // the test is under way (the benchmark's load at a small scale; `deno task bench load` has figures).
         await waitFor(async () =>
@@ -531,29 +546,93 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
           }
         }
         assert.ok(Math.max(...acks) < 3000, `every ack within Slack's 3 s (slowest ${Math.max(...acks)} ms)`);
-        await tb.slack.waitFor(
-          () => texts().some((x) => /Restore test of main passed/.test(x)),
+        // Whichever of the two got the target's lock runs; the other is refused in its own message.
+        const [winner, loser] = await tb.slack.waitFor(
+          () => {
+            for (const [w, l] of [[USERS.alice, USERS.bob], [USERS.bob, USERS.alice]]) {
+              const m = workMessage(w, since);
+              if (m && /Restore test of main passed/.test(m.text ?? "")) return [w, l];
+            }
+            return undefined;
+          },
           30_000,
-          "the result",
+          "a restore test message turned into the result",
         );
-        const all = texts();
-        const progressAt = all.findIndex((x) =>
+        const message = workMessage(winner, since)!;
+        const updates = tb.slack.calls.filter((c) =>
+          c.method === "chat.update" && c.args.ts === message.ts && c.status === 200
+        ).map((c) => String(c.args.text));
+        const progressAt = updates.findIndex((x) =>
           /^:hourglass_flowing_sand: Restore test of main from bisman_good\.dump: /.test(x)
         );
-        const resultAt = all.findIndex((x) => /Restore test of main passed/.test(x));
-        assert.ok(progressAt >= 0 && progressAt < resultAt, all.join("\n---\n"));
+        const resultAt = updates.findIndex((x) => /Restore test of main passed/.test(x));
+        assert.ok(progressAt >= 0 && progressAt < resultAt, updates.join("\n---\n"));
         assert.match(
-          all[progressAt],
+          updates[progressAt],
           /: (restoring|verifying) \(step [34] of 5\), \d+ of \d+ objects restored(, 0 of 1 verification queries)?, \d+ s elapsed$/,
         );
-        assert.ok(
-          all.some((x) => /A restore test of main is already running/.test(x)),
-          "the second was refused",
+        assert.match(message.text!, /restore \(RTO\) \d+(\.\d)? s/);
+        assert.match(message.text!, /scratch database bisman_rt_main_\d{14}_[0-9a-f]{4} dropped/);
+        assert.match(
+          JSON.stringify(message.blocks),
+          new RegExp(`<@${winner}> asked for \`/bisman restore-test main\``),
         );
-        assert.ok(tb.slack.responses.length <= 2 * 5, "within Slack's 5 uses of a response_url each");
-        assert.match(all[resultAt], /restore \(RTO\) \d+(\.\d)? s/);
-        assert.match(all[resultAt], /scratch database bisman_rt_main_\d{14}_[0-9a-f]{4} dropped/);
+        const mention = await tb.slack.waitFor(() => threadReply(message), 5000, "the mention in its thread");
+        assert.match(
+          mention.text!,
+          new RegExp(
+            `^<@${winner}> \`/bisman restore-test main\` finished: :white_check_mark: Restore test of main passed`,
+          ),
+        );
+        const refused = await tb.slack.waitFor(
+          () => {
+            const m = workMessage(loser, since);
+            return m && /A restore test of main is already running/.test(m.text ?? "") && m;
+          },
+          5000,
+          "the second one's refusal",
+        );
+        assert.match(JSON.stringify(refused.blocks), new RegExp(`<@${loser}> asked for`));
+        assert.equal(
+          tb.slack.calls.filter((c) => c.method === "response_url").length,
+          responseUrlPosts,
+          "no progress or answer of a restore test goes through a response_url",
+        );
         assert.deepEqual(await scratchDatabases(cluster), []);
+      },
+    );
+
+    await t.step(
+      "a restore test whose result comes after its response_url expired still reaches the asker and the channel",
+      async () => {
+        const since = Number(tb.slack.messages.at(-1)?.ts ?? 0);
+        const responseUrl = tb.slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL });
+        const res = await tb.command("restore-test main", USERS.alice, { response_url: responseUrl });
+        assert.match(res.body.text, /Working on `\/bisman restore-test`/);
+        // 31 minutes pass on Slack's clock while the test runs (it verifies with a 3.5 s query, so it is still
+        // running now): the response_url Slack gave the command no longer works.
+        tb.slack.advanceClock(31 * 60_000);
+        const late = await fetch(responseUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ text: "probe" }),
+        });
+        assert.deepEqual([late.status, (await late.json()).error], [404, "expired_url"]);
+        const message = await tb.slack.waitFor(
+          () => {
+            const m = workMessage(USERS.alice, since);
+            return m && /Restore test of main passed/.test(m.text ?? "") && m;
+          },
+          30_000,
+          "the result in the channel",
+        );
+        assert.equal(message.channel, OPS_CHANNEL, "in the channel it was asked in");
+        const mention = await tb.slack.waitFor(() => threadReply(message), 5000, "the asker's mention");
+        assert.match(mention.text!, /^<@U0ALICE> .*finished: :white_check_mark: Restore test of main passed/);
+        const lost = tb.slack.calls.filter((c) =>
+          c.method === "response_url" && c.error && c.error !== "expired_url"
+        );
+        assert.deepEqual(lost, [], "nothing was sent to the expired response_url but the probe");
       },
     );
 

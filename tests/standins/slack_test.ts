@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { type Logger, LogLevel, WebClient } from "@slack/web-api";
 import { isValidSlackRequest } from "@slack/bolt";
-import { SlackStandIn } from "../../standins/slack.ts";
+import { SlackStandIn, validateMessage, validateView } from "../../standins/slack.ts";
 import { serveLoopback } from "../../standins/http.ts";
 
 /** A Logger that keeps what WebClient says instead of printing it. */
@@ -42,6 +42,7 @@ Deno.test("Slack stand-in with the real WebClient", async (t) => {
   const slack = await SlackStandIn.start({
     users: { U0ALICE: { name: "alice", real_name: "Alice Ops" } },
     usergroups: { S0ONCALL: ["U0ALICE"] },
+    channels: { C0RATE: { name: "rate" } },
   });
   try {
     await t.step("auth.test answers with the bot identity", async () => {
@@ -525,6 +526,444 @@ Deno.test("Slack stand-in with the real WebClient", async (t) => {
       assert.equal(stored.text, "approved by alice");
       assert.equal(stored.blocks, undefined);
       assert.equal(stored.edits, 1);
+    });
+  } finally {
+    await slack.stop();
+  }
+});
+
+// --- What Slack refuses (standins/slack_blockkit.ts), each refused as Slack refuses it ---------------------
+
+const button = (action_id: string, extra: Record<string, unknown> = {}) => ({
+  type: "button",
+  action_id,
+  text: { type: "plain_text", text: "Go" },
+  ...extra,
+});
+const confirm = (patch: Record<string, unknown> = {}) => ({
+  title: { type: "plain_text", text: "Sure?" },
+  text: { type: "plain_text", text: "It runs now." },
+  confirm: { type: "plain_text", text: "Yes" },
+  deny: { type: "plain_text", text: "No" },
+  ...patch,
+});
+const options = (n: number, text = "o", value = "v") =>
+  Array.from({ length: n }, (_, i) => ({ text: { type: "plain_text", text }, value: `${value}${i}` }));
+
+/** Each case: blocks Slack refuses with invalid_blocks, and the error (pointer included) it names. */
+const REFUSED_BLOCKS: [string, unknown[], RegExp][] = [
+  [
+    "a repeated action_id in one actions block (the alert parent's three silence buttons)",
+    [{ type: "actions", elements: [button("silence"), button("silence"), button("silence")] }],
+    /duplicate action_id "silence" .*\[json-pointer:\/blocks\/0\/elements\/1\/action_id\]/,
+  ],
+  [
+    "a repeated block_id in one message",
+    [{ type: "divider", block_id: "b" }, {
+      type: "section",
+      block_id: "b",
+      text: { type: "mrkdwn", text: "x" },
+    }],
+    /duplicate block_id "b".*\[json-pointer:\/blocks\/1\/block_id\]/,
+  ],
+  [
+    "a section with neither text nor fields",
+    [{ type: "section" }],
+    /must define either `text` or `fields` \[json-pointer:\/blocks\/0\]/,
+  ],
+  [
+    "empty text",
+    [{ type: "section", text: { type: "mrkdwn", text: "" } }],
+    /more than 0 characters .*\/text\/text\]/,
+  ],
+  [
+    "a button with mrkdwn text",
+    [{ type: "actions", elements: [button("a", { text: { type: "mrkdwn", text: "*Go*" } })] }],
+    /valid enum value: plain_text \[json-pointer:\/blocks\/0\/elements\/0\/text\/type\]/,
+  ],
+  [
+    "a button url that is not a URL",
+    [{ type: "actions", elements: [button("a", { url: "not a url" })] }],
+    /must be a valid URL \[json-pointer:\/blocks\/0\/elements\/0\/url\]/,
+  ],
+  [
+    "a button url with a javascript: scheme",
+    [{ type: "actions", elements: [button("a", { url: "javascript:alert(1)" })] }],
+    /must be a valid URL/,
+  ],
+  [
+    "a button url over 3,000 characters",
+    [{ type: "actions", elements: [button("a", { url: `https://x.example/${"p".repeat(3000)}` })] }],
+    /3001 characters .*\/url\]/,
+  ],
+  [
+    "an action_id over 255 characters",
+    [{ type: "actions", elements: [button("a".repeat(256))] }],
+    /256 characters .*action_id/,
+  ],
+  [
+    "an actions block with no elements",
+    [{ type: "actions", elements: [] }],
+    /at least 1 item .*\/elements\]/,
+  ],
+  [
+    "a confirm dialog title over 100 characters",
+    [{
+      type: "actions",
+      elements: [button("a", { confirm: confirm({ title: { type: "plain_text", text: "t".repeat(101) } }) })],
+    }],
+    /101 characters .*\/confirm\/title\/text\]/,
+  ],
+  [
+    "a confirm dialog text over 300 characters",
+    [{
+      type: "actions",
+      elements: [button("a", { confirm: confirm({ text: { type: "plain_text", text: "t".repeat(301) } }) })],
+    }],
+    /301 characters .*\/confirm\/text\/text\]/,
+  ],
+  [
+    "a confirm button over 30 characters",
+    [{
+      type: "actions",
+      elements: [
+        button("a", { confirm: confirm({ confirm: { type: "plain_text", text: "c".repeat(31) } }) }),
+      ],
+    }],
+    /31 characters .*\/confirm\/confirm\/text\]/,
+  ],
+  [
+    "a confirm dialog without deny",
+    [{ type: "actions", elements: [button("a", { confirm: confirm({ deny: undefined }) })] }],
+    /\/confirm\/deny\]/,
+  ],
+  [
+    "a static_select with 101 options",
+    [{ type: "actions", elements: [{ type: "static_select", action_id: "s", options: options(101) }] }],
+    /no more than 100 items allowed \[json-pointer:\/blocks\/0\/elements\/0\/options\]/,
+  ],
+  [
+    "an option text over 75 characters",
+    [{
+      type: "actions",
+      elements: [{ type: "static_select", action_id: "s", options: options(1, "o".repeat(76)) }],
+    }],
+    /76 characters .*\/options\/0\/text\/text\]/,
+  ],
+  [
+    "an option value over 150 characters",
+    [{
+      type: "actions",
+      elements: [{ type: "static_select", action_id: "s", options: options(1, "o", "v".repeat(150)) }],
+    }],
+    /151 characters .*\/options\/0\/value\]/,
+  ],
+  [
+    "an overflow menu with 6 options",
+    [{ type: "actions", elements: [{ type: "overflow", action_id: "o", options: options(6) }] }],
+    /no more than 5 items allowed/,
+  ],
+  [
+    "a select placeholder in mrkdwn",
+    [{
+      type: "actions",
+      elements: [{
+        type: "static_select",
+        action_id: "s",
+        placeholder: { type: "mrkdwn", text: "p" },
+        options: options(2),
+      }],
+    }],
+    /plain_text \[json-pointer:\/blocks\/0\/elements\/0\/placeholder\/type\]/,
+  ],
+  [
+    "an input's max_length over 3,000",
+    [{
+      type: "input",
+      label: { type: "plain_text", text: "Why" },
+      element: { type: "plain_text_input", action_id: "i", max_length: 3001 },
+    }],
+    /between 1 and 3000 \[json-pointer:\/blocks\/0\/element\/max_length\]/,
+  ],
+  [
+    "a markdown block over 12,000 characters",
+    [{ type: "markdown", text: "m".repeat(12_001) }],
+    /12001 characters/,
+  ],
+  [
+    "emoji on a mrkdwn text object",
+    [{ type: "section", text: { type: "mrkdwn", text: "x", emoji: true } }],
+    /not a valid field for mrkdwn \[json-pointer:\/blocks\/0\/text\/emoji\]/,
+  ],
+];
+
+Deno.test("Slack stand-in refuses what Slack refuses", async (t) => {
+  const slack = await SlackStandIn.start({
+    users: { U0ALICE: { name: "alice" } },
+    channels: { C0AWAY: { name: "away", is_member: false } },
+  });
+  const web = client(slack);
+  try {
+    for (const [name, blocks, re] of REFUSED_BLOCKS) {
+      await t.step(`chat.postMessage refuses ${name} with invalid_blocks`, async () => {
+        const r = await platformError(
+          web.chat.postMessage({ channel: "C0OPS", text: name, blocks: blocks as never }),
+        );
+        assert.equal(r.error, "invalid_blocks");
+        assert.match((r.data.errors as string[]).join("\n"), re);
+        assert.equal(slack.calls.at(-1)?.status, 200, "refused at HTTP 200, as the Web API does");
+        // The same rule holds in chat.update, chat.postEphemeral and the pure validator the tests use.
+        const posted = await web.chat.postMessage({ channel: "C0OPS", text: "x" });
+        assert.equal(
+          (await platformError(
+            web.chat.update({ channel: "C0OPS", ts: posted.ts!, blocks: blocks as never }),
+          )).error,
+          "invalid_blocks",
+        );
+        assert.equal(
+          (await platformError(
+            web.chat.postEphemeral({ channel: "C0OPS", user: "U0ALICE", text: "x", blocks: blocks as never }),
+          )).error,
+          "invalid_blocks",
+        );
+        assert.match(validateMessage({ text: "x", blocks })?.errors?.join("\n") ?? "", re);
+      });
+    }
+
+    await t.step(
+      "the same blocks without the fault are accepted (each case fails for its own reason)",
+      async () => {
+        const ok = [
+          {
+            type: "actions",
+            block_id: "a",
+            elements: [button("silence.1"), button("silence.4", { url: "https://x.example/p" })],
+          },
+          { type: "section", block_id: "b", text: { type: "mrkdwn", text: "x" } },
+          {
+            type: "actions",
+            elements: [
+              button("c", { confirm: confirm() }),
+              {
+                type: "static_select",
+                action_id: "s",
+                placeholder: { type: "plain_text", text: "p" },
+                options: options(100),
+              },
+              { type: "overflow", action_id: "o", options: options(5) },
+            ],
+          },
+          {
+            type: "input",
+            label: { type: "plain_text", text: "Why" },
+            element: { type: "plain_text_input", action_id: "i", max_length: 3000 },
+          },
+          { type: "markdown", text: "m".repeat(12_000) },
+        ];
+        assert.equal(
+          validateMessage({ text: "x", blocks: ok }),
+          undefined,
+          JSON.stringify(validateMessage({ text: "x", blocks: ok })),
+        );
+        assert.equal(
+          (await web.chat.postMessage({ channel: "C0OPS", text: "ok", blocks: ok as never })).ok,
+          true,
+        );
+      },
+    );
+
+    await t.step("a repeated action_id in two different blocks is fine", () => {
+      const blocks = [
+        { type: "actions", elements: [button("go")] },
+        { type: "actions", elements: [button("go")] },
+      ];
+      assert.equal(validateMessage({ text: "x", blocks }), undefined);
+    });
+
+    await t.step("views.open refuses a bad modal with invalid_arguments and Slack's sentences", async () => {
+      const base = {
+        type: "modal",
+        title: { type: "plain_text", text: "Deny request #12" },
+        submit: { type: "plain_text", text: "Deny" },
+        blocks: [{
+          type: "input",
+          block_id: "r",
+          label: { type: "plain_text", text: "Why" },
+          element: { type: "plain_text_input", action_id: "i" },
+        }],
+      };
+      const cases: [string, Record<string, unknown>, RegExp][] = [
+        [
+          "a title over 24 characters",
+          { title: { type: "plain_text", text: "Approve request #12345678" } },
+          /25 characters \[json-pointer:\/view\/title\/text\]/,
+        ],
+        [
+          "a mrkdwn title",
+          { title: { type: "mrkdwn", text: "Deny" } },
+          /plain_text \[json-pointer:\/view\/title\/type\]/,
+        ],
+        [
+          "an input without submit",
+          { submit: undefined },
+          /submit is required .*\[json-pointer:\/view\/submit\]/,
+        ],
+        [
+          "a close button over 24 characters",
+          { close: { type: "plain_text", text: "c".repeat(25) } },
+          /\/view\/close\/text\]/,
+        ],
+        [
+          "101 blocks",
+          { blocks: Array.from({ length: 101 }, () => ({ type: "divider" })) },
+          /no more than 100 items allowed \[json-pointer:\/view\/blocks\]/,
+        ],
+        [
+          "a repeated block_id",
+          { blocks: [...base.blocks, { ...base.blocks[0] }] },
+          /duplicate block_id "r"/,
+        ],
+        [
+          "private_metadata over 3,000",
+          { private_metadata: "m".repeat(3001) },
+          /3001 characters \[json-pointer:\/view\/private_metadata\]/,
+        ],
+        [
+          "a markdown block (messages only)",
+          { blocks: [{ type: "markdown", text: "x" }] },
+          /unsupported type: markdown/,
+        ],
+      ];
+      for (const [name, patch, re] of cases) {
+        const view = { ...base, ...patch };
+        const r = await platformError(web.views.open({ trigger_id: slack.triggerId(), view: view as never }));
+        assert.equal(r.error, "invalid_arguments", name);
+        assert.match((r.data.response_metadata as { messages: string[] }).messages.join("\n"), re, name);
+        assert.match(validateView(view)?.response_metadata?.messages.join("\n") ?? "", re, name);
+      }
+      assert.equal((await web.views.open({ trigger_id: slack.triggerId(), view: base as never })).ok, true);
+    });
+
+    await t.step("a trigger_id expires 3 s after it was issued, on the stand-in's clock", async () => {
+      const view = { type: "modal", title: { type: "plain_text", text: "T" }, blocks: [] };
+      const trigger = slack.triggerId();
+      slack.advanceClock(3001);
+      assert.equal(
+        (await platformError(web.views.open({ trigger_id: trigger, view: view as never }))).error,
+        "expired_trigger_id",
+      );
+      const fresh = slack.triggerId();
+      slack.advanceClock(2500);
+      assert.equal((await web.views.open({ trigger_id: fresh, view: view as never })).ok, true);
+      assert.equal(
+        (await platformError(web.views.open({ trigger_id: fresh, view: view as never }))).error,
+        "exchanged_trigger_id",
+      );
+    });
+
+    await t.step("chat.update edits only the bot's own messages", async () => {
+      const theirs = slack.postAsUser("C0OPS", "U0ALICE", "a person wrote this");
+      assert.equal(
+        (await platformError(web.chat.update({ channel: "C0OPS", ts: theirs, text: "edited" }))).error,
+        "cant_update_message",
+      );
+      assert.equal(slack.messages.find((m) => m.ts === theirs)?.text, "a person wrote this");
+      const eph = await web.chat.postEphemeral({ channel: "C0OPS", user: "U0ALICE", text: "only you" });
+      assert.equal(
+        (await platformError(web.chat.update({ channel: "C0OPS", ts: eph.message_ts!, text: "x" }))).error,
+        "message_not_found",
+      );
+    });
+
+    await t.step("a channel that does not exist, or that the bot is not in, is refused", async () => {
+      assert.equal(
+        (await platformError(web.chat.postMessage({ channel: "C0NOWHERE", text: "x" }))).error,
+        "channel_not_found",
+      );
+      assert.equal(
+        (await platformError(web.chat.postMessage({ channel: "C0AWAY", text: "x" }))).error,
+        "not_in_channel",
+      );
+      assert.equal(
+        (await platformError(web.chat.postEphemeral({ channel: "C0NOWHERE", user: "U0ALICE", text: "x" })))
+          .error,
+        "channel_not_found",
+      );
+      assert.equal(
+        (await platformError(web.chat.postEphemeral({ channel: "C0OPS", user: "U0NOBODY", text: "x" })))
+          .error,
+        "user_not_in_channel",
+      );
+    });
+
+    await t.step("metadata without event_type and event_payload is refused", async () => {
+      assert.equal(
+        (await platformError(
+          web.chat.postMessage({
+            channel: "C0OPS",
+            text: "x",
+            metadata: { event_type: "bad type" } as never,
+          }),
+        )).error,
+        "invalid_metadata_format",
+      );
+    });
+
+    const post = async (url: string, body: Record<string, unknown>) => {
+      const r = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: r.status, body: await r.json() };
+    };
+
+    await t.step("a response_url takes 5 posts; the sixth is refused and reaches nobody", async () => {
+      const url = slack.responseUrl({ user: "U0ALICE", channel: "C0OPS" });
+      const before = slack.ephemerals.length;
+      for (let i = 1; i <= 5; i++) {
+        assert.deepEqual(await post(url, { text: `post ${i}` }), { status: 200, body: { ok: true } });
+      }
+      assert.deepEqual(await post(url, { text: "post 6" }), {
+        status: 404,
+        body: { ok: false, error: "used_url" },
+      });
+      assert.deepEqual(slack.ephemerals.slice(before).map((m) => m.text), [
+        "post 1",
+        "post 2",
+        "post 3",
+        "post 4",
+        "post 5",
+      ]);
+      assert.ok(
+        !slack.responses.some((r) => r.body.text === "post 6"),
+        "a refused post is not among the accepted responses",
+      );
+      assert.equal(slack.calls.at(-1)?.error, "used_url");
+    });
+
+    await t.step("a response_url works for 30 minutes of the stand-in's clock, then is refused", async () => {
+      const url = slack.responseUrl({ user: "U0ALICE", channel: "C0OPS" });
+      slack.advanceClock(29 * 60_000);
+      assert.equal((await post(url, { text: "in time" })).status, 200);
+      slack.advanceClock(60_000 + 1);
+      assert.deepEqual(await post(url, { text: "too late" }), {
+        status: 404,
+        body: { ok: false, error: "expired_url" },
+      });
+      assert.ok(!slack.ephemerals.some((m) => m.text === "too late"));
+    });
+
+    await t.step("a response_url post with invalid blocks is refused and spends a use", async () => {
+      const url = slack.responseUrl({ user: "U0ALICE", channel: "C0OPS" });
+      const r = await post(url, {
+        text: "x",
+        blocks: [{ type: "actions", elements: [button("a"), button("a")] }],
+      });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error, "invalid_blocks");
+      for (let i = 0; i < 4; i++) assert.equal((await post(url, { text: "ok" })).status, 200);
+      assert.equal((await post(url, { text: "sixth" })).status, 404);
     });
   } finally {
     await slack.stop();

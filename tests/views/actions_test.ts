@@ -117,3 +117,44 @@ Deno.test("views/actions: alert button values round-trip, and each alert button 
   assert.equal(alertButtonOf(ALERT_ACTIONS.promote_replica), "promote_replica");
   assert.equal(alertButtonOf(ACTIONS.approve), undefined);
 });
+
+Deno.test("views/actions: each silence length has its own action_id, and the listener reads the hours back", async () => {
+  const { parseSilenceAction, silenceActionId, SILENCE_HOURS, THREAD_ACTION_PATTERN, THREAD_ACTIONS } =
+    await import(
+      "../../views/actions.ts"
+    );
+  const ids = SILENCE_HOURS.map((h) => silenceActionId(h));
+  assert.equal(new Set(ids).size, ids.length, "distinct within the parent's actions block");
+  for (const h of SILENCE_HOURS) {
+    assert.deepEqual(parseSilenceAction(silenceActionId(h)), { hours: h });
+    assert.match(silenceActionId(h), THREAD_ACTION_PATTERN, "the thread listener receives it");
+  }
+  assert.deepEqual(
+    parseSilenceAction(THREAD_ACTIONS.silence),
+    {},
+    "the plain id of older parents: hours from the value",
+  );
+  for (
+    const other of [
+      THREAD_ACTIONS.take,
+      THREAD_ACTIONS.unsilence,
+      "bisman.thread.silence.2h",
+      "bisman.thread.silence.x",
+    ]
+  ) {
+    assert.equal(parseSilenceAction(other), undefined, other);
+  }
+});
+
+Deno.test("views/actions: checklist buttons get indexed ids that their listeners match", async () => {
+  const { checklistButtonId, CHECKLIST_ATTEST_PATTERN, CHECKLIST_RUNBOOK_PATTERN, JOB_ACTIONS } =
+    await import(
+      "../../views/actions.ts"
+    );
+  const ids = [0, 1, 2, 3, 4].map((i) => checklistButtonId(JOB_ACTIONS.attest, i));
+  assert.equal(new Set(ids).size, 5);
+  for (const id of ids) assert.match(id, CHECKLIST_ATTEST_PATTERN);
+  assert.match(JOB_ACTIONS.attest, CHECKLIST_ATTEST_PATTERN, "older messages still work");
+  assert.match(checklistButtonId(JOB_ACTIONS.runbook, 3), CHECKLIST_RUNBOOK_PATTERN);
+  assert.doesNotMatch(checklistButtonId(JOB_ACTIONS.runbook, 3), CHECKLIST_ATTEST_PATTERN);
+});
