@@ -9,6 +9,8 @@ import { maskStatementFor, redactionOf, redactRow } from "../../core/redact.ts";
 import { ConfigError, parseConfig } from "../../core/config.ts";
 import { createLogger, Secrets } from "../../core/log.ts";
 import { rng } from "../fuzz/_cases.ts";
+import { renderAlertParent } from "../../views/alerts.ts";
+import { redactDetails } from "../../ops/security_events.ts";
 
 const VERIFIER =
   "SCRAM-SHA-256$4096:80N2VbUpUFOCthby2xpAKw==$XtS0DrJgFPzC/3X3iNxwdoWTFqgTdmcHxWO5YKMJuB8=:5XMwKV2sVMlWnDcy0fxO5ftexmYCriC94jMptESyUH4=";
@@ -283,4 +285,37 @@ Deno.test("maskStatement() never lets a generated secret through: 3,000 seeded h
       assert.equal(maskStatement(out, { keepNumbers }), out, `seed ${seed} case ${i}: not idempotent`);
     }
   }
+});
+
+Deno.test("renderAlertParent() masks a query label (postgres_exporter's include_query) and verifiers in any label", () => {
+  const body = renderAlertParent({
+    fingerprint: "0123456789abcdef",
+    alertname: "SlowQueries",
+    status: "firing",
+    labels: { instance: "db:9187", query: `update cards set pan = '${"4111 1111 1111 1111"}' where id = 7` },
+    annotations: { summary: "Mean query time 2s", detail: `rolpassword ${MD5}` },
+    startsAt: "2025-01-02T03:04:05Z",
+    endsAt: null,
+    source: "alertmanager",
+  }, []);
+  const shown = JSON.stringify(body);
+  assert.ok(!shown.includes("4111 1111"), shown);
+  assert.ok(!shown.includes(MD5), shown);
+  assert.match(shown, /update cards set pan = '\?' where id = \?/);
+});
+
+Deno.test("redactDetails() masks a security event's statement and its sensitive keys", () => {
+  const r = { columns: ["password", "token"], mark: "[redacted]" };
+  assert.deepEqual(
+    redactDetails({
+      command_tag: "COMMENT",
+      query: "comment on table t is 'card 4111 1111 1111 1111'; alter role x password E'a\\'b'",
+      api_token: "tok-1",
+    }, r),
+    {
+      command_tag: "COMMENT",
+      query: "comment on table t is '?'; alter role x password '?'",
+      api_token: "[redacted]",
+    },
+  );
 });
