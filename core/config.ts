@@ -528,7 +528,7 @@ export const retentionSchema = z.strictObject({
 }).prefault({});
 export type RetentionConfig = z.infer<typeof retentionSchema>;
 
-// --- everyday use (issue 11): what the bot never shows of row data ---
+// --- everyday use (issue 11): what the bot never shows of row data and statement text ---
 
 /**
  * Columns whose values are replaced by `mark` wherever row data is shown or exported (`/bisman audit` old
@@ -549,6 +549,13 @@ export const redactionSchema = z.strictObject({
   sensitive_columns: z.array(z.string().regex(/^[A-Za-z0-9_]{2,63}$/, "a column name or part of one"))
     .default(DEFAULT_SENSITIVE_COLUMNS),
   mark: z.string().min(1).max(40).default("[redacted]"),
+  /**
+   * Numeric literals in statement text the bot shows (slow queries, sessions, audit rows): `mask` (default)
+   * replaces them with `?` like string literals; `keep` shows numbers of fewer than 12 digits (longer ones,
+   * which may be card or account numbers, are masked anyway). String literals, comments and passwords are
+   * always masked (core/statement_mask.ts).
+   */
+  statement_numbers: z.enum(["mask", "keep"], { error: 'either "mask" or "keep"' }).default("mask"),
 }).prefault({});
 
 /** The bot's own audit log: where its anchors go besides Slack. */

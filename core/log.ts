@@ -3,13 +3,15 @@
  *
  * Secrets reach the process from env (Slack tokens, signing secret, Vault token) and from Vault (role
  * passwords). Each is registered with {@link Secrets} when it is read, and the logger replaces any
- * occurrence in a line, so a library error that echoes a connection string cannot leak it.
+ * occurrence in a line, so a library error that echoes a connection string cannot leak it. SCRAM verifiers
+ * and md5 password hashes are masked in every line too (core/statement_mask.ts), whoever made them.
  *
  * @module
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { describeError } from "./errors.ts";
+import { maskSecretTokens } from "./statement_mask.ts";
 
 /** Fields of the request being handled (its `request_id`), carried across awaits to every log line. */
 const requestContext = new AsyncLocalStorage<Record<string, unknown>>();
@@ -43,13 +45,16 @@ export class Secrets {
     if (value && value.length >= 6) this.#values.add(value);
   }
 
-  /** Replaces every registered secret in `text` with `[redacted]`. */
+  /**
+   * Replaces every registered secret in `text` with `[redacted]`, and every SCRAM verifier or md5 password
+   * hash (which no registry can know: the bot computes some, Vault and people set others) with a mark.
+   */
   scrub(text: string): string {
     let out = text;
     for (const v of this.#values) {
       if (out.includes(v)) out = out.split(v).join("[redacted]");
     }
-    return out;
+    return maskSecretTokens(out);
   }
 
   /** True when `text` contains a registered secret (used by tests and as a last guard before posting). */

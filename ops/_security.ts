@@ -413,13 +413,3 @@ export function describeSession(s: SessionInfo): string {
   }` +
     ` (${s.application || "no application_name"}, since ${s.backendStart.replace(/\.\d{3}Z$/, "Z")})`;
 }
-
-/**
- * Removes password literals from statement text (pg_stat_statements keeps utility statements verbatim, and
- * DML text may carry one too).
- * @example
- * redactStatement("alter role x password 'hunter22'"); // "alter role x password '[redacted]'"
- */
-export function redactStatement(text: string): string {
-  return text.replace(/(\bpassword\s+)('(?:[^']|'')*'|\S+)/gi, "$1'[redacted]'");
-}

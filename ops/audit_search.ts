@@ -11,16 +11,9 @@
 import type { PendingQuery, Row, Sql } from "postgres";
 import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
-import { type Redaction, redactionOf, redactRow } from "../core/redact.ts";
-import {
-  clientAddress,
-  onAuditReader,
-  parseSince,
-  redactStatement,
-  roleName,
-  sinceArg,
-  targetName,
-} from "./_security.ts";
+import { maskStatementFor, type Redaction, redactionOf, redactRow } from "../core/redact.ts";
+import type { MaskedStatement } from "../core/statement_mask.ts";
+import { clientAddress, onAuditReader, parseSince, roleName, sinceArg, targetName } from "./_security.ts";
 
 /** Counting stops here: "10,000+ more rows" is enough to say "narrow the search". */
 export const MORE_ROWS_CAP = 10_000;
@@ -53,8 +46,8 @@ export type AuditSearchArgs = z.infer<typeof auditSearchArgs>;
 
 /**
  * One audit row as shown. Row data is redacted (core/redact.ts: sensitive columns named in config become the
- * mark) before it leaves this module: for an UPDATE only the changed columns' old and new values, for an
- * INSERT the new row, for a DELETE the old one.
+ * mark) and the statement masked before it leaves this module: for an UPDATE only the changed columns' old
+ * and new values, for an INSERT the new row, for a DELETE the old one.
  */
 export interface AuditRowView {
   id: number;
@@ -68,8 +61,11 @@ export interface AuditRowView {
   serviceName: string | null;
   clientAddr: string | null;
   applicationName: string | null;
-  /** First 300 characters of the statement. */
-  query: string | null;
+  /**
+   * First 300 characters of the statement, masked (core/statement_mask.ts): `current_query()` in the
+   * trigger is the client's text, with every literal value it wrote.
+   */
+  query: MaskedStatement | null;
   changed: string[];
   /** Old values (UPDATE: the changed columns only; DELETE: the row), redacted. */
   oldData?: Record<string, unknown> | null;
@@ -192,7 +188,7 @@ export async function searchAudit(
       serviceName: x.service_name,
       clientAddr: x.client_addr,
       applicationName: x.application_name,
-      query: x.query_text === null ? null : redactStatement(x.query_text),
+      query: x.query_text === null ? null : maskStatementFor(x.query_text, redaction),
       changed: x.changed ?? [],
       ...rowData(x.action, x.old_data, x.new_data, x.changed ?? [], redaction),
     })),

@@ -14,6 +14,8 @@ import type { Sql } from "postgres";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { targetFailure } from "./_pg_errors.ts";
 import { type Severity, worst } from "./replication_lag.ts";
+import { maskStatementFor, type Redaction, redactionOf } from "../core/redact.ts";
+import type { MaskedStatement } from "../core/statement_mask.ts";
 
 /** A session idle inside an open transaction: it holds locks and a snapshot, and a connection slot. */
 export interface IdleSession {
@@ -31,8 +33,11 @@ export interface IdleSession {
   xactStart: string | null;
   /** Seconds since the session went idle in its transaction (`now() - state_change`). */
   idleSeconds: number;
-  /** The last statement, cut to 200 characters. */
-  query: string;
+  /**
+   * The last statement, cut to 200 characters and masked (core/statement_mask.ts): a session idle in its
+   * transaction shows the literal values it last sent.
+   */
+  query: MaskedStatement;
 }
 
 /** A count per value of one column. */
@@ -64,8 +69,16 @@ export interface ConnectionsReport {
   reasons: string[];
 }
 
-/** Idle-in-transaction client sessions older than `minutes` (0: all), oldest first, not the bot's own. */
-export async function readIdleInTransaction(sql: Sql, minutes: number, limit = 100): Promise<IdleSession[]> {
+/**
+ * Idle-in-transaction client sessions older than `minutes` (0: all), oldest first, not the bot's own; their
+ * last statements masked as `redaction` says.
+ */
+export async function readIdleInTransaction(
+  sql: Sql,
+  minutes: number,
+  redaction: Pick<Redaction, "keepNumbers">,
+  limit = 100,
+): Promise<IdleSession[]> {
   const rows = await sql<
     {
       pid: number;
@@ -99,7 +112,7 @@ export async function readIdleInTransaction(sql: Sql, minutes: number, limit = 1
     state: r.state,
     xactStart: r.xact_start ? new Date(r.xact_start).toISOString() : null,
     idleSeconds: r.idle_seconds,
-    query: r.query,
+    query: maskStatementFor(r.query ?? "", redaction),
   }));
 }
 
@@ -139,7 +152,7 @@ export async function readConnections(
       breakdown(sql, "application_name"),
       breakdown(sql, "client_addr"),
       breakdown(sql, "state"),
-      readIdleInTransaction(sql, 0),
+      readIdleInTransaction(sql, 0, redactionOf(deps.config)),
     ]);
     const t = deps.config.thresholds;
     const percent = Math.round((totals.total / totals.max) * 1000) / 10;

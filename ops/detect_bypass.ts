@@ -30,9 +30,8 @@ import {
   targetSecurity,
   writerRoles,
 } from "./_security.ts";
-import { asTargetError, redactStatement } from "./_security.ts";
-
-export { redactStatement };
+import { asTargetError } from "./_security.ts";
+import { maskStatementFor, type Redaction, redactionOf } from "../core/redact.ts";
 
 /** Arguments: target and the window (default 24h). */
 export const detectBypassArgs = z.strictObject({
@@ -96,6 +95,8 @@ function iso(d: Date | string): string {
 interface Ctx {
   sql: Sql;
   sec: TargetSecurity;
+  /** How statement text in evidence is masked (core/statement_mask.ts). */
+  redaction: Redaction;
   since: Date;
   sinceText: string;
   findings: BypassFinding[];
@@ -245,7 +246,7 @@ async function ddlOutsideBot(c: Ctx): Promise<void> {
       title: `${user} changed the schema or grants ${mine.length} time(s) outside the bot's own actions`,
       evidence: mine.slice(0, 10).map((r) =>
         `${iso(r.occurred_at)} ${r.tag}${r.object ? ` ${r.object}` : ""}: ${
-          oneLine(redactStatement(r.query), 120)
+          oneLine(maskStatementFor(r.query, c.redaction), 120)
         } (security_events id ${r.id})`
       ),
       next: `/bisman security-events ${c.sec.target} type=ddl since=${c.sinceText}`,
@@ -283,7 +284,10 @@ async function roleChangesOutsideBot(c: Ctx): Promise<void> {
     () => [{ reset: null }],
   );
   for (const who of [...new Set(rows.map((r) => r.who ?? "(dropped role)"))]) {
-    const mine = rows.filter((r) => (r.who ?? "(dropped role)") === who);
+    const mine = rows.filter((r) => (r.who ?? "(dropped role)") === who).map((r) => ({
+      ...r,
+      query: maskStatementFor(r.query, c.redaction),
+    }));
     c.findings.push({
       kind: "role_change_outside_bot",
       severity: "critical",
@@ -291,10 +295,10 @@ async function roleChangesOutsideBot(c: Ctx): Promise<void> {
         info?.reset ? iso(info.reset) : "statistics were last reset"
       })`,
       evidence: mine.slice(0, 10).map((r) =>
-        `${oneLine(redactStatement(r.query), 140)} — ${r.calls} call(s)${r.datname ? ` in ${r.datname}` : ""}`
+        `${oneLine(r.query, 140)} — ${r.calls} call(s)${r.datname ? ` in ${r.datname}` : ""}`
       ),
       next: `/bisman roles ${c.sec.target}`,
-      subject: { role: who, statements: mine.map((r) => redactStatement(r.query)) },
+      subject: { role: who, statements: mine.map((r) => r.query) },
     });
   }
 }
@@ -349,10 +353,11 @@ export async function detectBypass(
   const args = detectBypassArgs.parse(input);
   const sec = targetSecurity(deps, args.target);
   const since = parseSince(args.since, deps.now());
+  const redaction = redactionOf(deps.config);
   const findings: BypassFinding[] = [];
   const skipped: string[] = [];
   const { value: rowsInWindow, member, note } = await onAuditReader(deps, args.target, async (sql) => {
-    const c: Ctx = { sql, sec, since, sinceText: args.since, findings, skipped };
+    const c: Ctx = { sql, sec, redaction, since, sinceText: args.since, findings, skipped };
     await unexpectedDml(c);
     await serviceOutsideGrants(c);
     await dmlWithoutContext(c);
@@ -364,7 +369,7 @@ export async function detectBypass(
   const m = deps.targets.member(args.target, "primary");
   try {
     const primary = await deps.targets.pool(args.target, "primary");
-    const c: Ctx = { sql: primary, sec, since, sinceText: args.since, findings, skipped };
+    const c: Ctx = { sql: primary, sec, redaction, since, sinceText: args.since, findings, skipped };
     await roleChangesOutsideBot(c);
     await unexpectedLogins(c, primary);
   } catch (err) {

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { onAuditReader, parseSince, sinceArg, targetName } from "./_security.ts";
+import { maskStatementFor, type Redaction, redactionOf, redactRow } from "../core/redact.ts";
 
 /** Arguments: target, since (default 7d), optional event type, limit. */
 export const securityEventsArgs = z.strictObject({
@@ -34,7 +35,20 @@ export interface SecurityEventView {
   dbUser: string;
   clientAddr: string | null;
   txid: number | null;
+  /** The event's details, redacted: {@link redactDetails}. */
   details: Record<string, unknown>;
+}
+
+/**
+ * An event's details as the bot may show them: sensitive keys (`redaction.sensitive_columns`) replaced by the
+ * mark, verifiers masked in every value, and the statement the DDL event trigger stores (`query`, the
+ * client's text: audit.sql only strips `password '…'` with a pattern a doubled quote or an E'' literal gets
+ * past) masked like every statement (core/statement_mask.ts).
+ */
+export function redactDetails(details: Record<string, unknown>, r: Redaction): Record<string, unknown> {
+  const out = redactRow(details, r);
+  if (typeof out.query === "string") out.query = maskStatementFor(out.query, r);
+  return out;
 }
 
 /** What the listing found, with counts per type in the window. */
@@ -76,6 +90,7 @@ export async function listSecurityEvents(
        group by event_type order by event_type`;
     return { rows, counts };
   });
+  const redaction = redactionOf(deps.config);
   const byType = Object.fromEntries(value.counts.map((c) => [c.event_type, c.n]));
   const total = value.counts.reduce((a, c) => a + c.n, 0);
   return {
@@ -98,7 +113,7 @@ export async function listSecurityEvents(
       dbUser: r.db_user,
       clientAddr: r.client_addr,
       txid: r.txid === null ? null : Number(r.txid),
-      details: r.details ?? {},
+      details: redactDetails(r.details ?? {}, redaction),
     })),
   };
 }

@@ -5,12 +5,18 @@
  * The view exists only in databases where `CREATE EXTENSION pg_stat_statements` ran, and only works when the
  * library is in `shared_preload_libraries`; both cases answer "not configured" with the fix.
  *
+ * The text is masked here, as it is read (core/statement_mask.ts): pg_stat_statements keeps utility
+ * statements verbatim, so `ALTER ROLE … PASSWORD '…'` (Vault's rotate-root in clear, the bot's own SCRAM
+ * verifiers) would otherwise reach the command, the digest and the weekly review.
+ *
  * @module
  */
 
 import { z } from "zod";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { NotConfigured } from "../core/errors.ts";
+import { maskStatementFor, redactionOf } from "../core/redact.ts";
+import type { MaskedStatement } from "../core/statement_mask.ts";
 import { targetFailure } from "./_pg_errors.ts";
 import type { Severity } from "./replication_lag.ts";
 
@@ -26,8 +32,8 @@ export interface SlowQuery {
   meanMs: number;
   totalMs: number;
   rows: number;
-  /** The normalised text, cut to {@link QUERY_TEXT_MAX} characters. */
-  query: string;
+  /** The normalised text, cut to {@link QUERY_TEXT_MAX} characters, then masked (literals, passwords). */
+  query: MaskedStatement;
   severity: Severity;
 }
 
@@ -88,6 +94,7 @@ export async function readSlowQueries(target: string, deps: OpDeps, limit = 10):
        where mean_exec_time >= ${thresholdMs}`;
     const [info] = await sql<{ stats_reset: Date | null }[]>`
       select stats_reset from ${sql(ext.schema)}.pg_stat_statements_info`;
+    const redaction = redactionOf(deps.config);
     const queries: SlowQuery[] = rows.map((r) => ({
       queryId: r.queryid,
       user: r.usename,
@@ -96,7 +103,7 @@ export async function readSlowQueries(target: string, deps: OpDeps, limit = 10):
       meanMs: r.mean,
       totalMs: r.total,
       rows: r.rows,
-      query: r.query,
+      query: maskStatementFor(r.query, redaction),
       severity: r.mean >= thresholdMs ? "warning" : "ok",
     }));
     return {

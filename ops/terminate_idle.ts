@@ -14,6 +14,7 @@
 import { z } from "zod";
 import type { OpDeps, Operation, PlanBase, Reconciled } from "./types.ts";
 import { type IdleSession, readIdleInTransaction } from "./connections.ts";
+import { redactionOf } from "../core/redact.ts";
 import { targetFailure } from "./_pg_errors.ts";
 import { formatSeconds } from "./replication_lag.ts";
 
@@ -86,7 +87,13 @@ export const terminateIdle: Operation<TerminateIdleArgs, TerminateIdlePlan, Term
     let sessions: IdleSession[];
     try {
       const sql = await deps.targets.pool(args.target, "primary");
-      sessions = await readIdleInTransaction(sql, args.older_than_minutes, MAX_SESSIONS + 1);
+      // The plan is stored, audited and posted for approval: its sessions' statements are masked.
+      sessions = await readIdleInTransaction(
+        sql,
+        args.older_than_minutes,
+        redactionOf(deps.config),
+        MAX_SESSIONS + 1,
+      );
     } catch (err) {
       throw targetFailure(m, err, "list idle-in-transaction sessions");
     }

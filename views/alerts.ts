@@ -9,6 +9,7 @@
 
 import type { Block, Reply } from "./reply.ts";
 import type { AlertButtonKey } from "../core/config.ts";
+import { maskSecretTokens, maskStatement } from "../core/statement_mask.ts";
 import {
   ALERT_ACTIONS,
   type AlertButtonRef,
@@ -62,6 +63,15 @@ function mark(status: AlertView["status"]): string {
   return status === "firing" ? ":red_circle: *FIRING*" : ":white_check_mark: *RESOLVED*";
 }
 
+/**
+ * A label or annotation value as shown: statement text (postgres_exporter's `query` label, exported with
+ * `--collector.stat_statements.include_query`) masked like every statement (core/statement_mask.ts),
+ * verifiers masked in any value.
+ */
+function shownValue(key: string, value: string): string {
+  return /^(query|statement|sql)$/i.test(key) ? maskStatement(value) : maskSecretTokens(value);
+}
+
 function labelLines(labels: Record<string, string>): string[] {
   const keys = Object.keys(labels).filter((k) => k !== "alertname");
   keys.sort((a, b) => {
@@ -69,7 +79,9 @@ function labelLines(labels: Record<string, string>): string[] {
     const ib = LABELS_SHOWN_FIRST.indexOf(b);
     return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
   });
-  return keys.map((k) => `*${escapeMrkdwn(truncate(k, 60))}*: ${escapeMrkdwn(truncate(labels[k], 200))}`);
+  return keys.map((k) =>
+    `*${escapeMrkdwn(truncate(k, 60))}*: ${escapeMrkdwn(truncate(shownValue(k, labels[k]), 200))}`
+  );
 }
 
 /** A one-line description of an alert: its summary annotation, else its labels. */
@@ -169,7 +181,9 @@ export function renderAlertParent(
   );
   for (
     const chunk of chunkLines(
-      other.map(([k, v]) => `*${escapeMrkdwn(truncate(k, 60))}*: ${escapeMrkdwn(truncate(v, 500))}`),
+      other.map(([k, v]) =>
+        `*${escapeMrkdwn(truncate(k, 60))}*: ${escapeMrkdwn(truncate(shownValue(k, v), 500))}`
+      ),
     ).slice(0, 3)
   ) {
     blocks.push(mrkdwnSection(chunk));

@@ -3,7 +3,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { connectAs, createBismanDatabase, setTestPassword } from "../support/bisman_schema.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { testConfig } from "../support/bot.ts";
-import { detectBypass, type FindingKind, redactStatement } from "../../ops/detect_bypass.ts";
+import { detectBypass, type FindingKind } from "../../ops/detect_bypass.ts";
 import { searchAudit } from "../../ops/audit_search.ts";
 
 Deno.test("detect_bypass tells clean app and service writes from writes by an unexpected role, without context and beyond a service's grants", async (t) => {
@@ -105,7 +105,7 @@ Deno.test("detect_bypass tells clean app and service writes from writes by an un
         assert.equal(roles.subject.role, "postgres");
         const statements = roles.subject.statements as string[];
         assert.ok(
-          statements.some((s) => /^create role mallory login password '\[redacted\]'/.test(s)),
+          statements.some((s) => s === "create role mallory login password '?'"),
           statements.join("\n"),
         );
         assert.ok(!JSON.stringify(r).includes("Mall0ry-secret-pw"), "no password in any finding");
@@ -154,13 +154,4 @@ Deno.test("detect_bypass tells clean app and service writes from writes by an un
     await svc.end({ timeout: 1 });
     await deps.close();
   }
-});
-
-Deno.test("redactStatement() hides password literals in statement text", () => {
-  assert.equal(redactStatement("ALTER ROLE x PASSWORD 'a''b c'"), "ALTER ROLE x PASSWORD '[redacted]'");
-  assert.equal(
-    redactStatement("create user y with encrypted password 'zz' valid until 'infinity'"),
-    "create user y with encrypted password '[redacted]' valid until 'infinity'",
-  );
-  assert.equal(redactStatement("alter role z password $1"), "alter role z password '[redacted]'");
 });

@@ -82,6 +82,10 @@ import type { DetectBypassResult } from "../../ops/detect_bypass.ts";
 import type { ServiceUsageResult } from "../../ops/service_usage.ts";
 import type { RoleDriftResult } from "../../ops/role_drift.ts";
 import type { TlsCheckResult } from "../../ops/tls_check.ts";
+import type { MaskedStatement } from "../../core/statement_mask.ts";
+
+/** Statement text as the renderers receive it. Hostile on purpose: a renderer must survive any masked text. */
+const masked = (s: string) => s as MaskedStatement;
 
 /** A message body as chat.postMessage / chat.update / a response_url take it. */
 export interface MessageBody {
@@ -353,7 +357,7 @@ function idle(i: number, long: boolean): IdleSession {
     state: "idle in transaction",
     xactStart: ISO,
     idleSeconds: 600 + i,
-    query: long ? hostile(200, "q") : "update invoices set status = $1 where id = $2",
+    query: masked(long ? hostile(200, "q") : "update invoices set status = $1 where id = $2"),
   };
 }
 
@@ -398,7 +402,7 @@ function slowQueries(n: number, long: boolean): SlowQueriesReport {
       meanMs: 1500 - i,
       totalMs: 1_500_000,
       rows: 10,
-      query: long ? hostile(1000, "select ```") : "select * from invoices where client_id = $1",
+      query: masked(long ? hostile(1000, "select ```") : "select * from invoices where client_id = $1"),
       severity: "warning" as const,
     })),
     overThreshold: n,
@@ -575,7 +579,7 @@ function auditSearch(rows: number, long: boolean): AuditSearchResult {
       serviceName: long ? hostile(100, "svc") : "erp-web",
       clientAddr: "10.0.0.21",
       applicationName: "erp-web",
-      query: "update clients set name = $1 where id = $2",
+      query: masked("update clients set name = $1 where id = $2"),
       changed: long ? Array.from({ length: 30 }, (_, j) => `col_${j}_${"c".repeat(30)}`) : ["name"],
       oldData: long
         ? Object.fromEntries(Array.from({ length: 30 }, (_, j) => [`c${j}`, hostile(100, "o")]))

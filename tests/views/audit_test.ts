@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { auditRowLine, renderAuditSearch } from "../../views/audit.ts";
 import type { AuditRowView, AuditSearchResult } from "../../ops/audit_search.ts";
+import { maskStatement } from "../../core/statement_mask.ts";
 
 function row(i: number, over: Partial<AuditRowView> = {}): AuditRowView {
   return {
@@ -15,7 +16,7 @@ function row(i: number, over: Partial<AuditRowView> = {}): AuditRowView {
     serviceName: "web",
     clientAddr: "10.0.1.17",
     applicationName: "web",
-    query: "update payment_requests set status = $1 where id = $2",
+    query: maskStatement("update payment_requests set status = $1 where id = $2"),
     changed: ["status", "updated_at"],
     ...over,
   };
