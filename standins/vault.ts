@@ -115,6 +115,27 @@ function errors(status: number, ...msgs: string[]): Response {
   return reply(status, { errors: msgs });
 }
 
+/**
+ * Reads the `path "…" { capabilities = [...] }` blocks of a Vault policy in HCL (the subset policies use), so
+ * a test can give the stand-in the policy the deployment ships.
+ * @throws {Error} on a block it cannot read
+ */
+export function parsePolicyHcl(text: string): Record<string, VaultCapability[]> {
+  const out: Record<string, VaultCapability[]> = {};
+  const body = text.split("\n").map((l) => l.replace(/#.*$/, "")).join("\n");
+  const re = /path\s+"([^"]+)"\s*\{\s*capabilities\s*=\s*\[([^\]]*)\]\s*\}/g;
+  let m: RegExpExecArray | null;
+  let seen = 0;
+  while ((m = re.exec(body))) {
+    seen++;
+    out[m[1]] = [...m[2].matchAll(/"([a-z]+)"/g)].map((c) => c[1] as VaultCapability);
+  }
+  if (seen !== (body.match(/\bpath\s+"/g) ?? []).length) {
+    throw new Error("A path block of the policy is not readable");
+  }
+  return out;
+}
+
 /** Whether a path rule (exact, trailing `*` glob, `+` segment) matches `path`. */
 function ruleMatches(rule: string, path: string): boolean {
   const glob = rule.endsWith("*");

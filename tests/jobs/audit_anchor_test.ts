@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
-import { VaultStandIn } from "../../standins/vault.ts";
+import { parsePolicyHcl, VaultStandIn } from "../../standins/vault.ts";
 import { anchorKey } from "../../core/witness.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
@@ -123,11 +123,10 @@ Deno.test("with a Vault witness, deleting the newest rows is caught by the ancho
   const stateDb = await cluster.createDatabase("witnessstate");
   const superuser = cluster.primary.sql(stateDb);
   const vault = await VaultStandIn.start();
-  // The bot's policy on the witness: create, read and list; nothing that changes or removes an anchor.
-  const botToken = vault.issueToken({
-    "secret/data/bisman/audit-anchors/*": ["create", "read"],
-    "secret/metadata/bisman/audit-anchors/*": ["list"],
-  });
+  // The policy the deployment ships (deploy/vault/bisman-ops.hcl): on the witness, create, read and list only.
+  const botToken = vault.issueToken(
+    parsePolicyHcl(await Deno.readTextFile(new URL("../../deploy/vault/bisman-ops.hcl", import.meta.url))),
+  );
   const config = testConfig(cluster, (doc) => {
     doc.audit_log = { witness: { vault_path: "bisman/audit-anchors" } };
   });
