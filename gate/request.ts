@@ -21,6 +21,7 @@ import {
   toJsonValue,
 } from "./hooks.ts";
 import { BACKUP_FIRST_ACTIONS, type GateRuntime } from "./run.ts";
+import { backupFirstNotes, planBackupFirst, recordBackupFirstPlan } from "./backup_first.ts";
 
 /**
  * Plans and persists a destructive request and posts its approval message.
@@ -57,7 +58,8 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
     const ctx = { action: op.name, args: parsed.data, plan, target, deps: opDeps };
     const refusal = await checkPreconditions({ ...ctx, phase: "request" });
     if (refusal) throw new OpsError("conflict", `Cannot request ${op.name}: ${refusal}`);
-    const notes = await collectPlanNotes(ctx);
+    const backupFirst = await planBackupFirst(opDeps, offersBackupFirst(deps, op.name, target), target);
+    const notes = [...await collectPlanNotes(ctx), ...backupFirstNotes(backupFirst)];
 
     const now = deps.now();
     const row = await store.insertRequest(deps.state, {
@@ -75,7 +77,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
       policy,
       createdAt: now,
       expiresAt: new Date(now.getTime() + policy.expiry_minutes * 60_000),
-      preBackup: offersBackupFirst(deps, op.name, target) || undefined,
+      preBackup: backupFirst.preBackup,
     });
     const base = { actor: actorOf(inv), actorName: inv.userName, target, requestId: row.id };
     await deps.audit.append({
@@ -97,6 +99,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
       outcome: "ok",
       details: { plan_hash: row.plan_hash, plan, notes },
     });
+    await recordBackupFirstPlan(deps, base, backupFirst);
     deps.metrics.inc("bisman_requests_total", { action: op.name }, 1, "Destructive requests created");
 
     const where = req.thread

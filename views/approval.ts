@@ -278,7 +278,8 @@ function backupFirstBlocks(r: RequestRow): Block[] {
   const line = kept
     ? `*Step 0, take a backup first*: kept. A \`backup_now\` of ${
       escapeMrkdwn(r.target ?? "the target")
-    } runs before the steps below; if it fails, nothing else runs.`
+    } runs before the steps below; if it fails, nothing else runs. If the primary no longer answers ` +
+      `as a writable primary by then, the step is skipped and the reason recorded.`
     : `*Step 0, take a backup first*: dropped; the steps below run without a fresh backup.`;
   if (r.state !== "pending") return [context(line)];
   return [mrkdwnSection(line), {
