@@ -375,6 +375,8 @@ const security: DigestCheck = {
           (total ? ` (${Object.entries(ev.byType).map(([t, n]) => `${t} ${n}`).join(", ")})` : ""),
       });
     }
+    // The bot's own approved actions, seen in the statistics under another role: ok, with their requests.
+    for (const own of d.ownActions ?? []) lines.push({ status: "ok", text: `the bot's own: ${own}` });
     if (d.skipped.length) lines.push({ status: "unknown", text: `could not check: ${d.skipped.join("; ")}` });
     return lines;
   },
