@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
-import { startCluster } from "../../standins/cluster.ts";
+import { freePort, startCluster } from "../../standins/cluster.ts";
 import { setupStanza } from "../../standins/pgbackrest.ts";
 import { startTestBot, type TestBot, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
@@ -15,7 +15,7 @@ import { ACTIONS, INPUTS, VIEWS } from "../../views/actions.ts";
  */
 async function exampleConfig(
   conn: (port: number) => Record<string, unknown>,
-  ports: { primary: number; replica: number },
+  ports: { primary: number; replica: number; replica2: number },
   backups: { stanza: string; configFile: string; dumps: string },
 ) {
   const doc = parseYaml(
@@ -23,7 +23,10 @@ async function exampleConfig(
   ) as any;
   const prod = doc.targets.prod;
   prod.primary = conn(ports.primary);
-  prod.replicas = [{ name: "replica1", ...conn(ports.replica) }];
+  prod.replicas = [{ name: "replica1", ...conn(ports.replica) }, {
+    name: "replica2",
+    ...conn(ports.replica2),
+  }];
   prod.backups.pgbackrest = {
     ...prod.backups.pgbackrest,
     stanza: backups.stanza,
@@ -62,9 +65,11 @@ Deno.test("promote with the example's defaults: the primary stopped, the backup 
     sslmode: "disable",
     connect_timeout_seconds: 3,
   });
+  // replica2 is configured but its server is gone: the result must say so, not call it a standby.
+  const replica2 = await freePort();
   const config = await exampleConfig(
     conn,
-    { primary: cluster.primary.port, replica: cluster.replica!.port },
+    { primary: cluster.primary.port, replica: cluster.replica!.port, replica2 },
     {
       stanza: stanza.name,
       configFile: stanza.configFile,
@@ -148,7 +153,16 @@ Deno.test("promote with the example's defaults: the primary stopped, the backup 
         assert.equal(result.writes.verified, true);
         assert.match(result.writes.xid, /^\d+$/);
         assert.equal(result.oldPrimary.state, "down");
-        assert.deepEqual(result.otherReplicas, []);
+        assert.equal(result.otherReplicas.length, 1);
+        assert.equal(result.otherReplicas[0].name, "replica2");
+        assert.match(
+          result.otherReplicas[0].state,
+          new RegExp(`^does not answer \\(prod/replica2 \\(127\\.0\\.0\\.1:${replica2}\\)`),
+        );
+        assert.ok(
+          result.next.some((s: string) => /^Point replica2 at 127\.0\.0\.1:\d+ \(primary_conninfo/.test(s)),
+        );
+        assert.match(row.summary!, /Other replicas: replica2 does not answer/);
         assert.ok(result.next.some((s: string) => /Point the application/.test(s)));
         assert.ok(result.next.some((s: string) => /Investigate why replication failed/.test(s)));
         assert.match(row.summary!, /timeline 1 → 2/);
