@@ -15,6 +15,7 @@ import {
   type ButtonView,
   renderAlertEvent,
   renderAlertParent,
+  renderContinuedBelow,
   renderStormDetail,
   renderStormParent,
 } from "../views/alerts.ts";
@@ -326,9 +327,16 @@ export class AlertPoster {
     }));
   }
 
-  /** An alert in its own thread: post the parent, or edit it (and reply when it resolves or fires again). */
+  /**
+   * An alert in its own thread: post the parent, or edit it (and reply when it resolves). Firing again after
+   * a resolve starts a fresh thread at the bottom of the channel (see alerts/threads.ts for why).
+   */
   async #postOwn(channel: string, s: StateRow, r: OutboxRow): Promise<void> {
     const sql = this.deps.state;
+    let noteError: string | undefined;
+    if (s.message_ts && r.event === "refiring") {
+      noteError = await this.#leaveOldThread(channel, s, r);
+    }
     const parent = renderAlertParent(r.snapshot, this.#buttons(r.snapshot.alertname), {
       alertmanagerUrl: this.deps.config.alerts.alertmanager_url,
       ...threadExtras(this.deps.config, r.snapshot, s),
@@ -340,7 +348,7 @@ export class AlertPoster {
         () => this.slack.chat.update({ channel, ts: s.message_ts!, ...parent } as never),
       );
       if (edit.error !== "message_not_found") {
-        if (r.event === "resolved" || r.event === "refiring") {
+        if (r.event === "resolved") {
           const reply = renderAlertEvent(r.event, r.snapshot);
           const res = await this.#call(
             channel,
@@ -369,7 +377,40 @@ export class AlertPoster {
       s.thread_ts = res.ts;
       s.message_ts = res.ts;
     }
-    await this.#done([r.id], res.error);
+    await this.#done([r.id], res.error ?? noteError);
+  }
+
+  /**
+   * Ends an alert's old episode when it fires again: a reply in the old thread says a new thread follows at
+   * the bottom of the channel, and the old thread, its owner and any expired silence are let go, so the new
+   * parent starts clean. An active silence stays (Alertmanager still applies it). @returns Slack's error, if any
+   */
+  async #leaveOldThread(channel: string, s: StateRow, r: OutboxRow): Promise<string | undefined> {
+    const note = renderContinuedBelow(r.snapshot);
+    const res = await this.#call(
+      channel,
+      "chat.postMessage",
+      () => this.slack.chat.postMessage({ channel, thread_ts: s.thread_ts!, ...note } as never),
+    );
+    const now = this.deps.now();
+    const expired = !s.silence_until || new Date(s.silence_until) <= now;
+    await this.deps.state`
+      update bisman_ops.alert_state
+         set thread_ts = null, message_ts = null, posted_status = null, owner = null, owned_at = null,
+             silence_id = case when ${expired} then null else silence_id end,
+             silence_until = case when ${expired} then null else silence_until end,
+             silenced_by = case when ${expired} then null else silenced_by end
+       where fingerprint = ${s.fingerprint}`;
+    s.thread_ts = null;
+    s.message_ts = null;
+    s.owner = null;
+    s.owned_at = null;
+    if (expired) {
+      s.silence_id = null;
+      s.silence_until = null;
+      s.silenced_by = null;
+    }
+    return res.error;
   }
 
   async #stormView(storm: StormRow) {

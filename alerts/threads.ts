@@ -12,7 +12,12 @@
  *   for and tries the same call again: nothing is dropped.
  *
  * The first notification of a fingerprint posts the parent message (with its runbook buttons); later ones
- * edit it and, when it resolves or fires again, reply in the thread. In a storm (at least
+ * edit it and, when it resolves, reply in the thread. An alert that fires again after it resolved is a new
+ * episode: it opens a fresh thread at the bottom of the channel, where people look, and a reply in the old
+ * thread says so (editing a parent far up the channel would go unseen, and the old owner and silence
+ * belonged to the old episode). A notification whose alert name differs from what the fingerprint held is a
+ * different alert and never writes into the old thread. A resolve Alertmanager never sends (it does not notify
+ * the resolve of a silenced alert) is found by asking its API (alerts/am_sync.ts). In a storm (at least
  * `alerts.storm_group_at` new alerts of one Alertmanager group waiting at once, or any new alert of a group
  * that has an open storm) the alerts are listed in one parent message per group, edited as they change, with
  * each alert's detail in its thread, twenty alerts per reply: a storm of 500 alerts costs about a hundred
@@ -37,6 +42,7 @@ import { type AlertEvent, AlertPoster, alertViewOf, type AlertViewRow } from "./
 
 export type { AlertEvent };
 import { transaction } from "../core/pg_tx.ts";
+import { type AmSyncResult, syncWithAlertmanager } from "./am_sync.ts";
 
 // The poster moved to alerts/poster.ts; what this module exported from it still comes from here.
 export { STORM_DETAIL_PER_REPLY, threadExtras } from "./poster.ts";
@@ -50,6 +56,8 @@ export interface AlertThreadsOptions {
   slack: WebClient;
   /** How often every channel with pending rows is drained again (ms; default 5000). */
   sweepMs?: number;
+  /** How often firing threads are compared with what Alertmanager holds (ms; default 60000; 0: never). */
+  alertmanagerSyncMs?: number;
 }
 
 async function sha256(text: string): Promise<string> {
@@ -78,6 +86,8 @@ function eventOf(previous: "firing" | "resolved" | undefined, next: "firing" | "
 export class AlertThreads implements AlertLookup, AlertSink {
   #poster: AlertPoster;
   #sweep?: ReturnType<typeof setInterval>;
+  #amSync?: ReturnType<typeof setInterval>;
+  #syncing?: Promise<AmSyncResult>;
 
   constructor(private readonly deps: AppDeps, private readonly opts: AlertThreadsOptions) {
     this.#poster = new AlertPoster(deps, opts.slack);
@@ -99,11 +109,32 @@ export class AlertThreads implements AlertLookup, AlertSink {
     this.#sweep = setInterval(() => void this.sweep(), ms);
     Deno.unrefTimer(this.#sweep);
     void this.sweep();
+    const syncMs = this.opts.alertmanagerSyncMs ?? 60_000;
+    if (syncMs > 0) {
+      this.#amSync = setInterval(() => {
+        this.syncWithAlertmanager().catch((err) =>
+          this.deps.log.warn("alertmanager sync failed", { error: err })
+        );
+      }, syncMs);
+      Deno.unrefTimer(this.#amSync);
+    }
+  }
+
+  /**
+   * Resolves firing threads whose alert Alertmanager no longer holds: it sends no resolve for a silenced
+   * alert (alerts/am_sync.ts). One sync at a time per process; the periodic one uses the default uptime guard.
+   */
+  syncWithAlertmanager(opts: { minUptimeMs?: number } = {}): Promise<AmSyncResult> {
+    this.#syncing ??= syncWithAlertmanager(this.deps, (alerts, source) => this.ingest(alerts, source), opts)
+      .finally(() => (this.#syncing = undefined));
+    return this.#syncing;
   }
 
   /** Stops posting (a wait for Slack is cut short) and waits for the posters to let go of their locks. */
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
+    clearInterval(this.#amSync);
+    await this.#syncing?.catch(() => undefined);
     await this.#poster.stop();
   }
 
@@ -137,15 +168,24 @@ export class AlertThreads implements AlertLookup, AlertSink {
       await tx`select pg_advisory_xact_lock(${INGEST_LOCK_NS}::int, hashtext(${channel}))`;
       const fps = list.map((a) => a.fingerprint);
       const known = fps.length
-        ? await tx<{ fingerprint: string; status: "firing" | "resolved"; content_hash: string }[]>`
-            select fingerprint, status, content_hash from bisman_ops.alert_state
+        ? await tx<
+          { fingerprint: string; status: "firing" | "resolved"; content_hash: string; alertname: string }[]
+        >`
+            select fingerprint, status, content_hash, alertname from bisman_ops.alert_state
              where fingerprint = any(${fps}::text[])`
         : [];
       const before = new Map(known.map((k) => [k.fingerprint, k]));
       const changed: { a: IncomingAlert; hash: string; event: AlertEvent }[] = [];
+      // Fingerprints that now carry another alert name: a different alert, so a thread of its own.
+      const renamed: string[] = [];
       list.forEach((a, i) => {
         const prev = before.get(a.fingerprint);
         if (prev && prev.content_hash === hashes[i]) return;
+        if (prev && prev.alertname !== (a.labels.alertname ?? "unnamed")) {
+          renamed.push(a.fingerprint);
+          changed.push({ a, hash: hashes[i], event: a.status === "firing" ? "firing" : "resolved" });
+          return;
+        }
         // A resolved alert we never saw firing is still shown (as resolved): nothing is dropped.
         if (prev?.status === "resolved" && a.status === "resolved") return;
         changed.push({ a, hash: hashes[i], event: eventOf(prev?.status, a.status) });
@@ -195,6 +235,13 @@ export class AlertThreads implements AlertLookup, AlertSink {
           external_url = coalesce(excluded.external_url, bisman_ops.alert_state.external_url),
           content_hash = excluded.content_hash, received_at = excluded.received_at,
           group_key = excluded.group_key, alertname = excluded.alertname`;
+      if (renamed.length) {
+        await tx`
+          update bisman_ops.alert_state
+             set thread_ts = null, message_ts = null, storm_id = null, posted_status = null, owner = null,
+                 owned_at = null, silence_id = null, silence_until = null, silenced_by = null, first_seen_at = ${now}
+           where fingerprint = any(${renamed}::text[])`;
+      }
       const outbox = changed.map(({ a, event }) => ({
         channel,
         fingerprint: a.fingerprint,

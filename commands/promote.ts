@@ -1,7 +1,8 @@
 /**
  * `/bisman promote <replica> [target]`: asks, through the approval gate (2 approvals unless the policy says
  * otherwise), to promote a streaming replica to primary (ops/promote_replica.ts). The plan shows the replica's
- * lag and whether the old primary still answers.
+ * lag and whether the old primary still answers; right before promoting, the run refuses when the old primary
+ * answers as a writable primary, unless the request said `fenced=true`.
  *
  * @module
  */
@@ -12,11 +13,13 @@ import { defineSubcommand } from "./types.ts";
 import { InvalidInput } from "../core/errors.ts";
 import { renderRequestCreated } from "../views/approval.ts";
 
-const USAGE = "/bisman promote <replica> [target]";
+const USAGE = "/bisman promote <replica> [target] [fenced=true]";
 
 const schema = z.object({
   positional: z.tuple([targetArg]).or(z.tuple([targetArg, targetArg])),
-  named: z.strictObject({}),
+  // fenced=true: the requester states no client can write to the old primary any more, so the run promotes
+  // even if the bot still reaches it as a writable primary. Without it, that answer refuses the run.
+  named: z.strictObject({ fenced: z.enum(["true", "false"]).transform((v) => v === "true").optional() }),
   rest: z.string(),
 });
 
@@ -24,7 +27,11 @@ export const promoteCommand = defineSubcommand({
   name: "promote",
   summary: "Promote a streaming replica to primary (asks for approval; warns about split brain)",
   usage: USAGE,
-  examples: ["/bisman promote replica1", "/bisman promote replica1 prod"],
+  examples: [
+    "/bisman promote replica1",
+    "/bisman promote replica1 prod",
+    "/bisman promote replica1 fenced=true",
+  ],
   access: "operator",
   destructive: true,
   parse: (args, deps) => {
@@ -39,7 +46,7 @@ export const promoteCommand = defineSubcommand({
         }. Usage: \`${USAGE}\``,
       );
     }
-    return { replica, target };
+    return { replica, target, ...(a.named.fenced ? { fenced: true } : {}) };
   },
   run: async (ctx, args) =>
     renderRequestCreated(

@@ -325,6 +325,11 @@ export const targetSchema = z.strictObject({
   vault: z.strictObject({
     kv_mount: z.string().default("secret"),
     database_connection: z.string().optional(),
+    /**
+     * A Vault database role of that connection: after `rotate root` the bot asks Vault for its credentials
+     * (Vault must log in with the new root credential to create them), logs in with them and revokes them.
+     */
+    verify_role: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "a Vault role name").optional(),
   }).default({ kv_mount: "secret" }),
   roles: z.record(identifier, rotatableRoleSchema).default({}),
   credential_max_age_days: z.number().int().positive().default(90),

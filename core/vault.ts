@@ -452,6 +452,38 @@ export class VaultClient {
     }
   }
 
+  /**
+   * `GET database/creds/<role>`: Vault creates a database user for `role` over its connection's root
+   * credential and returns it with a lease. The password is registered as a secret at once.
+   * @throws {VaultError} as mapped (an unknown role is 400 `unknown role`)
+   */
+  async issueDatabaseCredentials(
+    role: string,
+    opts: { mount?: string } = {},
+  ): Promise<{ username: string; password: string; leaseId: string }> {
+    const mount = opts.mount ?? "database";
+    checkVaultPath(mount, "mount");
+    if (!NAME_RE.test(role)) {
+      throw new VaultError("bad_request", undefined, "Refusing Vault database role name");
+    }
+    const res = await this.#call(
+      `issue credentials of ${mount}/roles/${role}`,
+      (c) => c.read(`${mount}/creds/${role}`),
+    );
+    const username = String(res?.data?.username ?? "");
+    const password = String(res?.data?.password ?? "");
+    this.#secrets.add(password);
+    return { username, password, leaseId: String(res?.lease_id ?? "") };
+  }
+
+  /** `PUT sys/leases/revoke`: ends a lease (for database credentials, Vault drops the user). */
+  async revokeLease(leaseId: string): Promise<void> {
+    if (!/^[A-Za-z0-9_./-]{1,300}$/.test(leaseId)) {
+      throw new VaultError("bad_request", undefined, "Refusing a malformed lease ID");
+    }
+    await this.#call("revoke a lease", (c) => c.write("sys/leases/revoke", { lease_id: leaseId }));
+  }
+
   /** Runs one node-vault call with a valid token; on 403 with AppRole, logs in again and retries once. */
   async #call<T>(what: string, fn: (c: ReturnType<typeof vault>) => Promise<T>): Promise<T> {
     if (this.auth === "none") {

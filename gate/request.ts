@@ -23,6 +23,7 @@ import {
 import { BACKUP_FIRST_ACTIONS, type GateRuntime } from "./run.ts";
 import { sealRequest } from "./seal.ts";
 import { gateKeys } from "./integrity.ts";
+import { backupFirstNotes, planBackupFirst, recordBackupFirstPlan } from "./backup_first.ts";
 
 /**
  * Plans and persists a destructive request and posts its approval message.
@@ -59,7 +60,8 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
     const ctx = { action: op.name, args: parsed.data, plan, target, deps: opDeps };
     const refusal = await checkPreconditions({ ...ctx, phase: "request" });
     if (refusal) throw new OpsError("conflict", `Cannot request ${op.name}: ${refusal}`);
-    const notes = await collectPlanNotes(ctx);
+    const backupFirst = await planBackupFirst(opDeps, offersBackupFirst(deps, op.name, target), target);
+    const notes = [...await collectPlanNotes(ctx), ...backupFirstNotes(backupFirst)];
 
     const now = deps.now();
     const keys = gateKeys(deps);
@@ -78,7 +80,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
       // Millisecond precision, as the row will hand them back.
       created_at: new Date(Math.floor(now.getTime())),
       expires_at: new Date(Math.floor(now.getTime()) + policy.expiry_minutes * 60_000),
-      pre_backup: offersBackupFirst(deps, op.name, target) || null,
+      pre_backup: backupFirst.preBackup ?? null,
     };
     const row = await store.insertRequest(deps.state, {
       id: fields.id,
@@ -119,6 +121,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
       outcome: "ok",
       details: { plan_hash: row.plan_hash, plan, notes },
     });
+    await recordBackupFirstPlan(deps, base, backupFirst);
     deps.metrics.inc("bisman_requests_total", { action: op.name }, 1, "Destructive requests created");
 
     const where = req.thread

@@ -15,6 +15,7 @@ import * as store from "./store.ts";
 import type { ApprovalRow, ReconcileVerdict, RequestRow } from "./store.ts";
 import { checkPreconditions, toJsonValue } from "./hooks.ts";
 import { gateKeys, recordTampering, requestProblem, tamperedMessage } from "./integrity.ts";
+import { backupFirstUnlessPrimaryDown } from "./backup_first.ts";
 
 /** The audit actor of the gate's own transitions (expiry sweeps, interruptions). */
 export const SYSTEM_ACTOR = "bisman-ops";
@@ -140,7 +141,13 @@ async function runClaimed(
   });
   let changed: string | undefined = refusal ? `Not run: ${refusal}` : undefined;
   if (!changed && row.pre_backup) {
-    const failed = await backupFirst(rt, row, opDeps, base);
+    const failed = await backupFirstUnlessPrimaryDown(
+      deps,
+      opDeps,
+      row.target,
+      base,
+      () => backupFirst(rt, row, opDeps, base),
+    );
     if (failed) {
       await finish(rt, row, {
         state: "failed",

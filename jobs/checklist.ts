@@ -88,6 +88,10 @@ function tlsItem(checks: string[]) {
   return async ({ deps, target }: ItemContext): Promise<Evaluated> => {
     const r = await checkTls({ target }, deps);
     const mine = r.checks.filter((c) => checks.includes(c.check));
+    // None of this item's checks came back: nothing was looked at, so nothing passes.
+    if (!mine.length) {
+      return { status: "unknown", evidence: [`could not check: no result for ${checks.join(", ")}`] };
+    }
     const bad = mine.filter((c) => c.status !== "ok");
     const lines = (list: TlsCheck[]) =>
       list.flatMap((c) => [c.detail, ...c.evidence.slice(0, 5).map((e) => `  ${e}`)]);
@@ -206,8 +210,10 @@ const preProduction: ItemDefinition[] = [
       const ages = await readCredentialAges(target, deps);
       if (!ages.length) {
         return {
-          status: "fail",
-          evidence: [`no role of ${target} is mapped to a Vault key (targets.${target}.roles)`],
+          status: "not_configured",
+          evidence: [
+            `no role of ${target} is mapped to a Vault key (targets.${target}.roles): nothing to check`,
+          ],
         };
       }
       const bad = ages.filter((a) => a.error || a.currentVersion === 0 || a.overdue);
@@ -337,7 +343,12 @@ const ongoing: ItemDefinition[] = [
     command: (t) => `/bisman creds ${t}`,
     evaluate: async ({ deps, target }) => {
       const ages = await readCredentialAges(target, deps);
-      if (!ages.length) return { status: "fail", evidence: ["no rotatable roles are mapped"] };
+      if (!ages.length) {
+        return {
+          status: "not_configured",
+          evidence: [`no rotatable roles are mapped (targets.${target}.roles)`],
+        };
+      }
       const unknown = ages.filter((a) => a.ageDays === undefined);
       const overdue = ages.filter((a) => a.overdue);
       const evidence = ages.map((a) =>
@@ -413,7 +424,10 @@ const ongoing: ItemDefinition[] = [
     command: (t) => `/bisman lag ${t}`,
     evaluate: async ({ deps, target, now }) => {
       if (!deps.config.targets[target].replicas.length) {
-        return { status: "pass", evidence: ["no replicas configured: nothing lags"] };
+        return {
+          status: "not_configured",
+          evidence: [`no replicas configured (targets.${target}.replicas)`],
+        };
       }
       const since = periodStart(deps, "day", now);
       const runs = await readRuns(deps.state, "lag_check", { outcomes: ["ok"], since, limit: 1000 });

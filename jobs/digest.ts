@@ -24,6 +24,7 @@ import {
   type Digest,
   type DigestLine,
   type DigestSection,
+  type LineStatus,
   type SectionResult,
   sectionStatus,
   type Status,
@@ -46,11 +47,11 @@ export {
   worstOf,
 };
 
-const lineRank = { critical: 3, warning: 2, ok: 1 } as const;
-
-function worstLine(lines: DigestLine[]): Status {
-  let w: Status = "ok";
-  for (const l of lines) if (lineRank[l.status] > lineRank[w]) w = l.status;
+/** The worst line of a section; a section of "not configured" lines only is "not configured". */
+function worstLine(lines: DigestLine[]): LineStatus {
+  if (lines.length && lines.every((l) => l.status === "not_configured")) return "not_configured";
+  let w: LineStatus = "ok";
+  for (const l of lines) if (statusRank[l.status] > statusRank[w]) w = l.status;
   return w;
 }
 
@@ -95,7 +96,7 @@ async function runCheck(
       check.run({ ...base, previous, remember }, target),
       deps.config.digest.check_timeout_seconds * 1000,
     );
-    const sorted = [...lines].sort((a, b) => lineRank[b.status] - lineRank[a.status]);
+    const sorted = [...lines].sort((a, b) => statusRank[b.status] - statusRank[a.status]);
     return {
       key: check.key,
       title: check.title,
@@ -180,7 +181,7 @@ export async function buildDigest(deps: AppDeps, opts: BuildOptions = {}): Promi
 
 /** Counts of targets by status, for the run summary and /metrics. */
 export function countTargets(d: Digest): Record<keyof typeof statusRank, number> {
-  const counts = { critical: 0, unknown: 0, warning: 0, ok: 0, unavailable: 0 };
+  const counts = { critical: 0, unknown: 0, warning: 0, ok: 0, not_configured: 0, unavailable: 0 };
   for (const t of d.targets) counts[targetStatus(t)]++;
   return counts;
 }

@@ -7,7 +7,7 @@
  */
 
 import type { DigestCheck } from "./digest_check.ts";
-import type { DigestLine, Status } from "../views/digest_model.ts";
+import type { DigestLine, LineStatus, Status } from "../views/digest_model.ts";
 import { OpsError } from "../core/errors.ts";
 import { readVacuumStats } from "../ops/vacuum_stats.ts";
 import { formatBytes, formatSeconds, readReplicationLag } from "../ops/replication_lag.ts";
@@ -21,9 +21,9 @@ import { readCredentialAges } from "../ops/credential_ages.ts";
 import { detectBypass } from "../ops/detect_bypass.ts";
 import { listSecurityEvents } from "../ops/security_events.ts";
 
-/** The operations judge "unknown" where they could not decide; the digest never shows that as fine. */
-function judged(s: "ok" | "warning" | "critical" | "unknown"): Status {
-  return s === "unknown" ? "warning" : s;
+/** The operations judge "unknown" where they could not decide: "could not check", never fine or a finding. */
+function judged(s: "ok" | "warning" | "critical" | "unknown"): LineStatus {
+  return s;
 }
 
 function oneLine(s: string, max = 90): string {
@@ -86,7 +86,9 @@ const replication: DigestCheck = {
       const why = rep.reasons.length ? `: ${rep.reasons.join("; ")}` : "";
       lines.push({ status: judged(rep.severity), text: `${rep.replica} ${figures}${why}` });
     }
-    if (!r.replicas.length && !lines.length) lines.push({ status: "ok", text: "no replicas configured" });
+    if (!r.replicas.length && !lines.length) {
+      lines.push({ status: "not_configured", text: `no replicas configured (targets.${target}.replicas)` });
+    }
     return lines;
   },
 };
@@ -237,10 +239,15 @@ const backups: DigestCheck = {
     const shown = bad.length
       ? bad
       : findings.filter((f) => /newest|archiv|stanza/i.test(f.check)).slice(0, 3);
-    const lines = shown.map((f) => ({ status: f.severity, text: `${f.check}: ${f.reason}` }));
-    return lines.length
-      ? lines
-      : [{ status: "ok", text: findings.map((f) => f.check).join(", ") || "checked" }];
+    // "No backup source configured" is not a finding about a backup: nothing was there to look at.
+    const lines = shown.map((f): DigestLine => ({
+      status: f.source === "config" ? "not_configured" : f.severity,
+      text: `${f.check}: ${f.reason}`,
+    }));
+    if (lines.length) return lines;
+    return findings.length
+      ? [{ status: "ok", text: findings.map((f) => f.check).join(", ") }]
+      : [{ status: "unknown", text: "the backup check returned no finding at all" }];
   },
 };
 
@@ -252,7 +259,7 @@ const restoreTest: DigestCheck = {
     const rt = ctx.deps.config.targets[target!]?.restore_test;
     if (!rt) {
       return [{
-        status: "warning",
+        status: "not_configured",
         text: `restore tests are not configured: add targets.${target}.restore_test`,
       }];
     }
@@ -300,13 +307,18 @@ const credentials: DigestCheck = {
   scope: "target",
   run: async (ctx, target) => {
     const ages = await readCredentialAges(target!, ctx.deps);
-    if (!ages.length) return [{ status: "ok", text: "no rotatable roles are mapped for this target" }];
+    if (!ages.length) {
+      return [{
+        status: "not_configured",
+        text: `no rotatable roles are mapped for this target (targets.${target}.roles)`,
+      }];
+    }
     const warnDays = ctx.deps.config.digest.credential_warning_days;
     const lines: DigestLine[] = [];
     const fine: string[] = [];
     for (const a of ages) {
       const age = a.ageDays === undefined ? "?" : `${Math.floor(a.ageDays)}${a.atLeast ? "+" : ""} days`;
-      if (a.error) lines.push({ status: "warning", text: `${a.role}: age unknown: ${a.error}` });
+      if (a.error) lines.push({ status: "unknown", text: `${a.role}: could not check its age: ${a.error}` });
       else if (a.overdue) {
         lines.push({
           status: "critical",
@@ -363,7 +375,9 @@ const security: DigestCheck = {
           (total ? ` (${Object.entries(ev.byType).map(([t, n]) => `${t} ${n}`).join(", ")})` : ""),
       });
     }
-    if (d.skipped.length) lines.push({ status: "warning", text: `not checked: ${d.skipped.join("; ")}` });
+    // The bot's own approved actions, seen in the statistics under another role: ok, with their requests.
+    for (const own of d.ownActions ?? []) lines.push({ status: "ok", text: `the bot's own: ${own}` });
+    if (d.skipped.length) lines.push({ status: "unknown", text: `could not check: ${d.skipped.join("; ")}` });
     return lines;
   },
 };

@@ -44,8 +44,13 @@ interface Condition {
   description: string;
 }
 
-async function fingerprintOf(key: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`lag_check:${key}`));
+/**
+ * One fingerprint per problem AND alert name: a replica's HighReplicationLag and its ReplicationFailure are
+ * different alerts with different threads (with one fingerprint for both, a failure was written into the old,
+ * resolved lag thread far up the channel).
+ */
+async function fingerprintOf(alertname: string, key: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`lag_check:${alertname}:${key}`));
   return Array.from(new Uint8Array(d).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -123,7 +128,7 @@ export async function runLagCheck(
   const resolved: string[] = [];
   const stillBad = new Set<string>();
   for (const c of conditions) {
-    const fingerprint = await fingerprintOf(c.key);
+    const fingerprint = await fingerprintOf(c.alertname, c.key);
     stillBad.add(fingerprint);
     const current = open.get(fingerprint);
     // Same problem, same severity: the thread already says so.

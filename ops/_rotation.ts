@@ -11,6 +11,7 @@ import { OpsError } from "../core/errors.ts";
 import { requireVault, type VaultClient, VaultError } from "../core/vault.ts";
 import type { OpDeps, PlanBase } from "./types.ts";
 import { type RoleState, type SessionGroup, tryLogin } from "./_role_login.ts";
+import { passwordsChecked } from "./_password_check.ts";
 
 /** One role of a plan. */
 export interface RolePlan {
@@ -59,8 +60,13 @@ export interface RoleOutcome {
   status: "rotated" | "failed" | "skipped" | "inconsistent";
   fromVersion: number;
   toVersion?: number;
-  /** Whether a fresh login with the new password succeeded (undefined when not tried). */
+  /**
+   * True when logins showed the new password works where passwords are checked; false when the new one was
+   * refused or the old one still logs in; undefined when no login could tell (NOLOGIN, a trusted connection).
+   */
   verified?: boolean;
+  /** What the verification checked and found, in words (see ops/_password_check.ts). */
+  verification?: string;
   /** The step that failed. */
   step?: string;
   message?: string;
@@ -181,6 +187,20 @@ export async function afterCommitFailure(
   base: { role: string; ref: string; fromVersion: number },
 ): Promise<RoleOutcome & { stop?: boolean; committedAt?: Date }> {
   const primary = deps.targets.member(p.target, "primary");
+  const checked = await passwordsChecked(primary, r.role);
+  if (!checked.checked) {
+    // A trusted connection lets every password in: a login cannot tell which one is in force.
+    return {
+      ...base,
+      status: "inconsistent",
+      step: "COMMIT",
+      toVersion: written,
+      stop: true,
+      message:
+        `COMMIT failed, and a login cannot tell which password is in force: ${checked.why}. Vault holds ` +
+        `the new one at version ${written}; rotate ${r.role} again so PostgreSQL and Vault surely match`,
+    };
+  }
   const login = await tryLogin(primary, r.role, password);
   if (login.ok) {
     // The COMMIT reached the server even though its answer was lost.

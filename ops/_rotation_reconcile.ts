@@ -9,6 +9,7 @@ import { OpsError } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Reconciled } from "./types.ts";
 import { alterRolePassword, type LoginResult, tryLogin } from "./_role_login.ts";
+import { passwordsChecked } from "./_password_check.ts";
 import { beginGuarded } from "../core/pg_tx.ts";
 import {
   audit,
@@ -59,6 +60,11 @@ export async function reconcileRotation(p: RotatePlan, deps: OpDeps): Promise<Re
       continue;
     }
     const changed = cur.version > planned;
+    const checked = await passwordsChecked(primary, r.role);
+    if (!checked.checked) {
+      human.push(`${r.role}: a login cannot tell which password is in force: ${checked.why}`);
+      continue;
+    }
     const login: LoginResult = await tryLogin(primary, r.role, value);
     if (login.ok) {
       outcomes.push(

@@ -5,8 +5,10 @@
  * (with a marker comment) above every other pg_hba.conf rule, checks the file through pg_hba_file_rules,
  * reloads with pg_reload_conf(), verifies again, then terminates the sessions already open from the address.
  * Otherwise the plan gives the exact pg_hba.conf line and the Kong ip-restriction deny entry for a person
- * to apply, and the run only terminates the open sessions. Either way `address_blocked` goes to
- * security_events. `unblock_address` undoes it.
+ * to apply, and the run only terminates the open sessions. Only a block the bot applied and saw in
+ * pg_hba_file_rules is recorded as `address_blocked`; the other is `address_block_handed_over` (warning) and
+ * its result says "handed to a person": the address is not blocked until someone applies the lines.
+ * `unblock_address` undoes a managed block.
  *
  * Safety: destructive, through the approval gate. Refuses an address range containing the bot's own
  * client address, ranges wider than /8 (IPv4) or /16 (IPv6), and a configured path that is not the file the
@@ -73,6 +75,11 @@ export interface BlockAddressPlan extends PlanBase {
 export interface BlockAddressResult {
   target: string;
   address: string;
+  /**
+   * `blocked`: the bot edited pg_hba.conf, reloaded, and pg_hba_file_rules lists the reject rule first.
+   * `handed_to_person`: nothing was blocked; a person must apply `manualSteps`.
+   */
+  outcome: "blocked" | "handed_to_person";
   /** True when the bot edited and reloaded pg_hba.conf; false when a person must apply the lines. */
   managed: boolean;
   /** The rule's line number in pg_hba.conf after the reload. */
@@ -228,9 +235,11 @@ export const blockAddress: Operation<BlockAddressInput, BlockAddressPlan, BlockA
         await sessionsOnTarget(deps, plan.target, { address: plan.address }),
       )
       : { terminated: [], failed: [] };
+    // Only what the bot applied and saw in pg_hba_file_rules is a block; lines handed over are not one yet.
+    const blocked = !!plan.hbaPath && ruleLine !== undefined;
     await recordSecurityEvent(await primaryPool(deps, plan.target), deps, {
-      eventType: "address_blocked",
-      severity: "critical",
+      eventType: blocked ? "address_blocked" : "address_block_handed_over",
+      severity: blocked ? "critical" : "warning",
       targetAddress: plan.address,
       details: {
         managed: !!plan.hbaPath,
@@ -245,6 +254,7 @@ export const blockAddress: Operation<BlockAddressInput, BlockAddressPlan, BlockA
     return {
       target: plan.target,
       address: plan.address,
+      outcome: blocked ? "blocked" : "handed_to_person",
       managed: !!plan.hbaPath,
       ruleLine,
       reloadedAt,
@@ -271,5 +281,7 @@ export const blockAddress: Operation<BlockAddressInput, BlockAddressPlan, BlockA
       ? `${r.address} blocked (pg_hba.conf line ${
         r.ruleLine ?? "?"
       }, reloaded); ${r.terminated.terminated.length} session(s) terminated`
-      : `${r.address}: lines handed to a person; ${r.terminated.terminated.length} session(s) terminated`,
+      : `${r.address} is NOT blocked yet: handed to a person, who must add the pg_hba.conf line (then ` +
+        `SELECT pg_reload_conf()) and the Kong deny entry shown in the plan; until then new connections from ` +
+        `it are accepted. ${r.terminated.terminated.length} open session(s) terminated`,
 };

@@ -11,6 +11,10 @@
  * - `unexpected_login`: sessions of roles outside the configured role list (the seed's "unexpected DB user")
  * - `service_outside_grants`: a service role writing tables outside its policy
  *
+ * The bot's own approved actions that PostgreSQL records under another role (Vault's `ALTER ROLE … PASSWORD`
+ * for an approved `rotate root`) are listed apart as `ownActions`, each with its approval request, never as
+ * findings; only as many as the audit log shows approved runs (ops/_own_actions.ts).
+ *
  * Each finding names the rows or sessions and the `/bisman audit` search that shows them.
  *
  * @module
@@ -32,6 +36,7 @@ import {
 } from "./_security.ts";
 import { asTargetError } from "./_security.ts";
 import { maskStatementFor, type Redaction, redactionOf } from "../core/redact.ts";
+import { approvedRuns, selfPasswordChange } from "./_own_actions.ts";
 
 /** Arguments: target and the window (default 24h). */
 export const detectBypassArgs = z.strictObject({
@@ -78,6 +83,11 @@ export interface DetectBypassResult {
   findings: BypassFinding[];
   /** Checks that could not run (e.g. pg_stat_statements absent), with why. */
   skipped: string[];
+  /**
+   * What the checks saw that the bot itself did after an approval (e.g. Vault's password change for an
+   * approved `rotate root`), one line each naming the request: reported as such, not as findings.
+   */
+  ownActions: string[];
   /** Rows of audit_logs_dml in the window (for context: "0 findings in N writes"). */
   rowsInWindow: number;
 }
@@ -101,6 +111,8 @@ interface Ctx {
   sinceText: string;
   findings: BypassFinding[];
   skipped: string[];
+  ownActions: string[];
+  deps: OpDeps;
 }
 
 function auditLink(c: Ctx, filters: Record<string, string>): string {
@@ -283,11 +295,13 @@ async function roleChangesOutsideBot(c: Ctx): Promise<void> {
     select stats_reset as reset from ${c.sql(ext.schema)}.pg_stat_statements_info`.catch(
     () => [{ reset: null }],
   );
+  const own = await ownRotateRoots(c, rows, info?.reset ?? null);
   for (const who of [...new Set(rows.map((r) => r.who ?? "(dropped role)"))]) {
-    const mine = rows.filter((r) => (r.who ?? "(dropped role)") === who).map((r) => ({
+    const mine = rows.filter((r) => (r.who ?? "(dropped role)") === who && !own.has(r)).map((r) => ({
       ...r,
       query: maskStatementFor(r.query, c.redaction),
     }));
+    if (!mine.length) continue;
     c.findings.push({
       kind: "role_change_outside_bot",
       severity: "critical",
@@ -301,6 +315,36 @@ async function roleChangesOutsideBot(c: Ctx): Promise<void> {
       subject: { role: who, statements: mine.map((r) => r.query) },
     });
   }
+}
+
+/**
+ * Vault's self password changes that the bot's approved `rotate root` runs explain: each counted call needs
+ * one approved run since the statistics were reset. The explained statements go to `ownActions` with their
+ * requests; a surplus (more changes than approved runs) stays a finding.
+ */
+async function ownRotateRoots(
+  c: Ctx,
+  rows: { who: string | null; query: string; calls: string }[],
+  reset: Date | null,
+): Promise<Set<(typeof rows)[number]>> {
+  const explained = new Set<(typeof rows)[number]>();
+  const self = rows.filter((r) => r.who && selfPasswordChange(r.query, r.who));
+  if (!self.length) return explained;
+  const runs = await approvedRuns(c.deps, "rotate_root", c.sec.target, reset);
+  let left = runs.length;
+  for (const who of [...new Set(self.map((r) => r.who!))]) {
+    const mine = self.filter((r) => r.who === who);
+    const calls = mine.reduce((a, r) => a + Number(r.calls), 0);
+    if (calls > left) continue;
+    left -= calls;
+    for (const r of mine) explained.add(r);
+    const ids = runs.map((r) => `#${r.requestId}`).join(", ");
+    c.ownActions.push(
+      `${who} changed its own password ${calls} time(s): Vault's rotate-root for the bot's approved ` +
+        `\`rotate root\` on ${c.sec.target} (request ${ids}; \`/bisman requests\`)`,
+    );
+  }
+  return explained;
 }
 
 async function unexpectedLogins(c: Ctx, primary: Sql): Promise<void> {
@@ -356,8 +400,9 @@ export async function detectBypass(
   const redaction = redactionOf(deps.config);
   const findings: BypassFinding[] = [];
   const skipped: string[] = [];
+  const ownActions: string[] = [];
   const { value: rowsInWindow, member, note } = await onAuditReader(deps, args.target, async (sql) => {
-    const c: Ctx = { sql, sec, redaction, since, sinceText: args.since, findings, skipped };
+    const c: Ctx = { sql, sec, redaction, since, sinceText: args.since, findings, skipped, ownActions, deps };
     await unexpectedDml(c);
     await serviceOutsideGrants(c);
     await dmlWithoutContext(c);
@@ -369,14 +414,33 @@ export async function detectBypass(
   const m = deps.targets.member(args.target, "primary");
   try {
     const primary = await deps.targets.pool(args.target, "primary");
-    const c: Ctx = { sql: primary, sec, redaction, since, sinceText: args.since, findings, skipped };
+    const c: Ctx = {
+      sql: primary,
+      sec,
+      redaction,
+      since,
+      sinceText: args.since,
+      findings,
+      skipped,
+      ownActions,
+      deps,
+    };
     await roleChangesOutsideBot(c);
     await unexpectedLogins(c, primary);
   } catch (err) {
     throw asTargetError(m, err, "read sessions and statement statistics");
   }
   findings.sort((a, b) => FINDING_KINDS.indexOf(a.kind) - FINDING_KINDS.indexOf(b.kind));
-  return { target: args.target, member, note, since: since.toISOString(), findings, skipped, rowsInWindow };
+  return {
+    target: args.target,
+    member,
+    note,
+    since: since.toISOString(),
+    findings,
+    skipped,
+    ownActions,
+    rowsInWindow,
+  };
 }
 
 /** The read-only operation (the digest and alert threads call it too). */

@@ -28,13 +28,8 @@ import { failpoint } from "../core/failpoint.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Operation } from "./types.ts";
 import { generatePassword } from "./_scram.ts";
-import {
-  alterRolePassword,
-  readRoleState,
-  readTargetSessions,
-  type RoleState,
-  tryLogin,
-} from "./_role_login.ts";
+import { alterRolePassword, readRoleState, readTargetSessions, type RoleState } from "./_role_login.ts";
+import { verifyPasswordChange } from "./_password_check.ts";
 import {
   afterCommitFailure,
   afterUnknownWrite,
@@ -237,7 +232,7 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
       `${r.role}: new 32-byte random password (base64) and its SCRAM-SHA-256 verifier, computed in the bot; ` +
         `in a transaction on ${target}/primary, ALTER ROLE ${r.role} with the verifier (PostgreSQL never sees the password); ` +
         `write ${r.ref} with check-and-set on version ${r.vaultVersion} (or the version this rotation wrote last), ` +
-        `keeping the secret's other keys; COMMIT; log in as ${r.role} with the new password on a fresh connection`,
+        `keeping the secret's other keys; COMMIT; verify on fresh connections (below)`,
     );
   }
   steps.push(
@@ -254,7 +249,9 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
     plannedAt: deps.now().toISOString(),
     steps,
     verify: [
-      "A fresh login with each new password succeeds; the old password no longer logs in",
+      "Per role, on fresh connections to the primary: a random wrong password is refused (otherwise the " +
+      'server does not check passwords there, and the result says "not verified" and why), the new ' +
+      "password logs in, and the old one (Vault's previous value) is refused",
       "Each Vault secret's version went up by one per role rotated",
     ],
     undo: [
@@ -375,15 +372,18 @@ async function rotateRole(
       if (m.conn.user === r.role) await deps.targets.reset(p.target, m.name);
     }
   }
-  const login = r.canLogin ? await tryLogin(primary, r.role, password) : undefined;
-  const verified = login?.ok;
+  // The old password is Vault's previous value (what services logged in with); it must now be refused.
+  const oldPassword = cas > 0 ? prev[r.key] : undefined;
+  deps.secrets.add(oldPassword);
+  const check = r.canLogin ? await verifyPasswordChange(primary, r.role, password, oldPassword) : undefined;
   return {
     ...base,
     status: "rotated",
     toVersion: st.written!.version,
-    verified,
+    // true only where a login could tell (verified, or the new password where the old was not tried).
+    verified: check === undefined || check.status === "not_verified" ? undefined : check.status !== "failed",
+    verification: check?.words ?? "not verified: the role is NOLOGIN, so no login can test its password",
     committedAt,
-    message: login && !login.ok ? `verification login failed: ${login.detail}` : undefined,
   };
 }
 
@@ -421,6 +421,7 @@ async function run(p: RotatePlan, deps: OpDeps): Promise<RotateResult> {
         from_version: o.fromVersion,
         to_version: o.toVersion,
         verified: o.verified,
+        verification: o.verification,
         step: o.step,
         message: o.message,
       },
@@ -453,11 +454,9 @@ export function describeRotation(result: RotateResult): string {
   const parts = result.roles.map((o) => {
     switch (o.status) {
       case "rotated": {
-        const v = o.verified === undefined
-          ? "not verified (NOLOGIN)"
-          : o.verified
-          ? "verified"
-          : "NOT verified";
+        // Older results (before verification words) carry only the boolean.
+        const v = o.verification ??
+          (o.verified === undefined ? "not verified (NOLOGIN)" : o.verified ? "verified" : "NOT verified");
         const old = o.stillOnOldPassword?.length
           ? `; still on the old password: ${sessionWords(o.stillOnOldPassword)}`
           : "; no session left on the old password";

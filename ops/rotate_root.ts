@@ -3,6 +3,13 @@
  * connection (the seed's `vault write database/rotate-root/bisman`). Vault changes the password of the user
  * it connects to PostgreSQL as and keeps the new one to itself: afterwards nobody else knows it.
  *
+ * What can be checked afterwards, when only Vault knows the new password: that Vault's connection works with
+ * it. With `targets.<t>.vault.verify_role` set, the run reads `database/creds/<role>` (Vault must log in with
+ * the new root credential to create that user), logs in as the issued user on the target's primary, and
+ * revokes the lease (Vault drops the user, again over the new credential). Without it, the result says this
+ * was not checked. That the OLD password is refused cannot be checked by anyone but Vault: the bot never knew
+ * it. The plan promises exactly these checks and no more.
+ *
  * @module
  */
 
@@ -11,6 +18,8 @@ import { resolveTargetName } from "../core/config.ts";
 import { InvalidInput, NotConfigured } from "../core/errors.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Operation, PlanBase, Reconciled } from "./types.ts";
+import { OpsError, StepFailed } from "../core/errors.ts";
+import { tryLogin } from "./_role_login.ts";
 
 /** Arguments: an optional target (else the default one). */
 export const rotateRootArgs = z.strictObject({
@@ -22,6 +31,8 @@ export type RotateRootArgs = z.infer<typeof rotateRootArgs>;
 export interface RotateRootPlan extends PlanBase {
   target: string;
   connection: string;
+  /** The Vault database role whose credentials prove the new root credential works (verify_role). */
+  verifyRole?: string;
   verify: string[];
   fingerprint: { connection: string; vault: string };
 }
@@ -31,7 +42,12 @@ export interface RotateRootResult {
   target: string;
   connection: string;
   rotatedAt: string;
+  /** Whether Vault's connection was shown to work with the new credential, in words. */
+  verification: { status: "verified" | "not_checked"; words: string };
 }
+
+/** What the run never checks, and why (shown on the plan and in the result). */
+const OLD_NOT_CHECKED = "the old root password is refused: not checked, only Vault ever knew it";
 
 function connectionOf(args: RotateRootArgs, deps: OpDeps): { target: string; connection: string } {
   const target = resolveTargetName(deps.config, args.target);
@@ -58,15 +74,29 @@ async function plan(args: RotateRootArgs, deps: OpDeps): Promise<RotateRootPlan>
   ];
   if (!h.reachable) warnings.push(`Vault does not answer right now (${h.error})`);
   else if (h.sealed) warnings.push("Vault is sealed right now: the rotation will fail until it is unsealed");
+  const verifyRole = deps.config.targets[target].vault.verify_role;
   return {
     summary: `Rotate the root credential of Vault's database connection ${connection} (target ${target})`,
     target,
     connection,
+    ...(verifyRole ? { verifyRole } : {}),
     steps: [
-      `POST database/rotate-root/${connection} to Vault (${vault.displayAddr}): Vault sets a new password for the connection's user on PostgreSQL and keeps it`,
+      `POST database/rotate-root/${connection} to Vault (${vault.displayAddr}): Vault logs in with the old root credential, sets a new password for the connection's user on PostgreSQL and keeps it`,
       "Vault answers 204 when the new password is in force",
+      ...(verifyRole
+        ? [
+          `Read database/creds/${verifyRole}: Vault must log in with the new root credential to create that user; ` +
+          `log in as it on ${target}/primary; revoke its lease (Vault drops the user)`,
+        ]
+        : []),
     ],
-    verify: ["Vault answered 204; the old password of the connection's user no longer logs in"],
+    verify: [
+      "Vault answered 204",
+      verifyRole
+        ? `Vault's connection works with the new credential: it issued credentials of role ${verifyRole}, they log in on ${target}/primary, and their lease is revoked`
+        : `Not checked: whether Vault's connection works with the new credential (set targets.${target}.vault.verify_role to a database role of ${connection} to check it)`,
+      `Not checked: ${OLD_NOT_CHECKED}`,
+    ],
     warnings,
     fingerprint: { connection, vault: vault.displayAddr },
   };
@@ -82,8 +112,70 @@ async function revalidate(p: RotateRootPlan, deps: OpDeps): Promise<string | und
 }
 
 async function run(p: RotateRootPlan, deps: OpDeps): Promise<RotateRootResult> {
-  await requireVault(deps).rotateRoot(p.connection);
-  return { target: p.target, connection: p.connection, rotatedAt: deps.now().toISOString() };
+  const vault = requireVault(deps);
+  await vault.rotateRoot(p.connection);
+  const base = { target: p.target, connection: p.connection, rotatedAt: deps.now().toISOString() };
+  if (!p.verifyRole) {
+    return {
+      ...base,
+      verification: {
+        status: "not_checked",
+        words: `Not checked whether Vault's connection works with the new credential (no ` +
+          `targets.${p.target}.vault.verify_role); ${OLD_NOT_CHECKED}`,
+      },
+    };
+  }
+  return { ...base, verification: await verifyConnection(p, deps) };
+}
+
+/**
+ * Proves Vault's connection works with the new root credential: issue credentials of the verify role (Vault
+ * creates the user over that connection), log in with them, revoke the lease.
+ * @throws {StepFailed} `verify` when Vault cannot issue them or they do not log in (the rotation itself is done)
+ */
+async function verifyConnection(p: RotateRootPlan, deps: OpDeps): Promise<RotateRootResult["verification"]> {
+  const vault = requireVault(deps);
+  const role = p.verifyRole!;
+  let creds: { username: string; password: string; leaseId: string };
+  try {
+    creds = await vault.issueDatabaseCredentials(role);
+  } catch (err) {
+    throw new StepFailed(
+      "verify",
+      `Vault rotated the root credential of ${p.connection}, but then could not issue credentials of role ${role} ` +
+        `over that connection (${
+          err instanceof OpsError ? err.userMessage : "error"
+        }): its connection may not ` +
+        `work with the new credential. Check \`vault read database/creds/${role}\` and Vault's log`,
+      { cause: err },
+    );
+  }
+  const login = await tryLogin(deps.targets.member(p.target, "primary"), creds.username, creds.password);
+  let revoked = "its lease was revoked (Vault dropped the user)";
+  try {
+    await vault.revokeLease(creds.leaseId);
+  } catch (err) {
+    deps.log.warn("could not revoke the verify credentials' lease", { error: err });
+    revoked = `its lease could not be revoked (${
+      err instanceof OpsError ? err.userMessage : "error"
+    }): the user ${creds.username} lasts until the lease expires`;
+  }
+  if (!login.ok && login.reason === "wrong_password") {
+    throw new StepFailed(
+      "verify",
+      `Vault rotated the root credential of ${p.connection} and issued credentials of role ${role}, but they do ` +
+        `not log in on ${p.target}/primary (${login.detail}); ${revoked}`,
+    );
+  }
+  const loginWords = login.ok
+    ? `they logged in on ${p.target}/primary`
+    : `a login with them on ${p.target}/primary says nothing (${login.detail})`;
+  return {
+    status: "verified",
+    words:
+      `Verified: Vault's connection works with the new credential (Vault created a user of role ${role} ` +
+      `over it; ${loginWords}; ${revoked}); ${OLD_NOT_CHECKED}`,
+  };
 }
 
 /**
@@ -110,5 +202,7 @@ export const rotateRoot: Operation<RotateRootArgs, RotateRootPlan, RotateRootRes
   run,
   reconcile,
   describeResult: (r) =>
-    `Vault rotated the root credential of connection ${r.connection}; only Vault knows it now`,
+    `Vault rotated the root credential of connection ${r.connection}; only Vault knows it now. ${
+      r.verification?.words ?? ""
+    }`.trim(),
 };

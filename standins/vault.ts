@@ -35,6 +35,17 @@
  * - LIST `<mount>/metadata/<path>` (HTTP method LIST, or GET with `?list=true`): `{"data":{"keys":[…]}}`
  *   with sub-folders ending in `/`; 404 `{"errors":[]}` when nothing is there.
  *   https://developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2#list-secrets
+ * - Database dynamic credentials: `GET database/creds/<role>` makes a user with the role's
+ *   creation_statements (`{{name}}`, `{{password}}`, `{{expiration}}`) over the connection's CURRENT root
+ *   credential, and answers `{lease_id, lease_duration, renewable, data: {username, password}}`. An unknown
+ *   role is 400 `unknown role: <name>` (logical.ErrorResponse in path_creds_create.go); a role the
+ *   connection's allowed_roles does not list (default: none) is 500 `"<name>" is not an allowed role`; a
+ *   failed statement is 500. Usernames follow the PostgreSQL plugin's default template
+ *   `v-<display name, 8>-<role, 8>-<20 random>-<unix time>`, cut to 63.
+ *   https://developer.hashicorp.com/vault/api-docs/secret/databases#generate-credentials
+ * - `PUT sys/leases/revoke {lease_id}` runs the role's revocation_statements (default: DROP ROLE) over the
+ *   connection and answers 204; a lease already gone is 204 too (revocation is idempotent).
+ *   https://developer.hashicorp.com/vault/api-docs/system/leases#revoke-lease
  */
 
 import { randomBytes, randomInt, randomUUID } from "node:crypto";
@@ -93,7 +104,21 @@ interface DbConnection {
   connectionUrl: string;
   username: string;
   password: string;
+  /** Vault's allowed_roles: role names, or "*" (default: none). */
+  allowedRoles: string[];
   chain: Promise<unknown>;
+}
+
+interface DbRole {
+  dbName: string;
+  creationStatements: string[];
+  revocationStatements: string[];
+  defaultTtlSeconds: number;
+}
+
+interface DbLease {
+  role: string;
+  username: string;
 }
 
 const VERSION = "1.15.0-standin";
@@ -224,6 +249,8 @@ export class VaultStandIn {
   private readonly delays: { prefix: string; ms: number; remaining: number }[] = [];
   private readonly stopping = new AbortController();
   private readonly databases = new Map<string, DbConnection>();
+  private readonly dbRoles = new Map<string, DbRole>();
+  private readonly leases = new Map<string, DbLease>();
 
   private constructor(private readonly server: LoopbackServer, opts: VaultStandInOptions) {
     this.addr = server.url;
@@ -310,8 +337,34 @@ export class VaultStandIn {
     this.delays.push({ prefix: pathPrefix.replace(/^\/?(v1\/)?/, ""), ms, remaining: times });
   }
 
-  configureDatabase(name: string, c: { connectionUrl: string; username: string; password: string }): void {
-    this.databases.set(name, { ...c, chain: Promise.resolve() });
+  configureDatabase(
+    name: string,
+    c: { connectionUrl: string; username: string; password: string; allowedRoles?: string[] },
+  ): void {
+    this.databases.set(name, { ...c, allowedRoles: c.allowedRoles ?? [], chain: Promise.resolve() });
+  }
+
+  /** `vault write database/roles/<name> db_name=… creation_statements=…` (test side). */
+  configureDatabaseRole(
+    name: string,
+    r: {
+      dbName: string;
+      creationStatements: string[];
+      revocationStatements?: string[];
+      defaultTtlSeconds?: number;
+    },
+  ): void {
+    this.dbRoles.set(name, {
+      dbName: r.dbName,
+      creationStatements: r.creationStatements,
+      revocationStatements: r.revocationStatements ?? [],
+      defaultTtlSeconds: r.defaultTtlSeconds ?? 3600,
+    });
+  }
+
+  /** Users of dynamic-credential leases still open (test side). */
+  openLeases(): { leaseId: string; role: string; username: string }[] {
+    return [...this.leases].map(([leaseId, l]) => ({ leaseId, ...l }));
   }
 
   databasePassword(name: string): string | undefined {
@@ -440,6 +493,11 @@ export class VaultStandIn {
 
     const rotate = /^database\/rotate-root\/([\w.-]+)$/.exec(path);
     if (rotate && (req.method === "POST" || req.method === "PUT")) return await this.rotateRoot(rotate[1]);
+    const creds = /^database\/creds\/([\w.-]+)$/.exec(path);
+    if (creds && req.method === "GET") return await this.issueCreds(creds[1], t);
+    if (path === "sys/leases/revoke" && (req.method === "POST" || req.method === "PUT")) {
+      return await this.revokeLease(await readJson(req));
+    }
 
     return errors(404);
   }
@@ -461,6 +519,7 @@ export class VaultStandIn {
     }
     if (/^[^/]+\/(delete|undelete|destroy)\//.test(path)) return "update";
     if (path.startsWith("database/")) return method === "GET" ? "read" : "update";
+    if (path.startsWith("sys/")) return method === "GET" ? "read" : "update";
     return undefined;
   }
 
@@ -687,6 +746,77 @@ export class VaultStandIn {
     );
   }
 
+  // --- database dynamic credentials ---
+
+  private async issueCreds(name: string, token: IssuedToken): Promise<Response> {
+    const role = this.dbRoles.get(name);
+    if (!role) return errors(400, `unknown role: ${name}`);
+    const conn = this.databases.get(role.dbName);
+    if (!conn) {
+      return internalError(`failed to find entry for connection with name: ${JSON.stringify(role.dbName)}`);
+    }
+    if (!conn.allowedRoles.includes("*") && !conn.allowedRoles.includes(name)) {
+      return internalError(`${JSON.stringify(name)} is not an allowed role`);
+    }
+    const display = (token.policies.includes("root") ? "root" : "token").slice(0, 8);
+    const username = `v-${display}-${name.slice(0, 8)}-${randomToken("").slice(0, 20)}-${
+      Math.floor(Date.now() / 1000)
+    }`.slice(0, 63);
+    const password = generatePassword();
+    const expiration = new Date(Date.now() + role.defaultTtlSeconds * 1000).toISOString()
+      .replace("T", " ").replace(/\.\d+Z$/, "+00");
+    const statements = role.creationStatements.map((st) =>
+      st.replaceAll("{{name}}", username).replaceAll("{{username}}", username)
+        .replaceAll("{{password}}", password).replaceAll("{{expiration}}", expiration)
+    );
+    // Vault serializes operations on one connection.
+    const run = conn.chain.then(() => runOnConnection(conn, statements));
+    conn.chain = run.catch(() => {});
+    try {
+      await run;
+    } catch (e) {
+      return internalError(
+        `failed to create user: ${errText(e)}`.replaceAll(password, "[redacted]").replaceAll(
+          conn.password,
+          "[redacted]",
+        ),
+      );
+    }
+    const leaseId = `database/creds/${name}/${randomToken("")}`;
+    this.leases.set(leaseId, { role: name, username });
+    return reply(
+      200,
+      envelope({
+        lease_id: leaseId,
+        renewable: true,
+        lease_duration: role.defaultTtlSeconds,
+        data: { username, password },
+      }),
+    );
+  }
+
+  private async revokeLease(body: Json): Promise<Response> {
+    const leaseId = typeof body.lease_id === "string" ? body.lease_id : "";
+    if (!leaseId) return errors(400, "missing lease ID");
+    const lease = this.leases.get(leaseId);
+    if (!lease) return reply(204);
+    const role = this.dbRoles.get(lease.role);
+    const conn = role ? this.databases.get(role.dbName) : undefined;
+    if (!role || !conn) return internalError("failed to revoke entry: connection not found");
+    const statements = role.revocationStatements.length
+      ? role.revocationStatements.map((st) => st.replaceAll("{{name}}", lease.username))
+      : [`DROP ROLE IF EXISTS ${quoteIdent(lease.username)}`];
+    const run = conn.chain.then(() => runOnConnection(conn, statements));
+    conn.chain = run.catch(() => {});
+    try {
+      await run;
+    } catch (e) {
+      return internalError(`failed to revoke entry: ${errText(e)}`.replaceAll(conn.password, "[redacted]"));
+    }
+    this.leases.delete(leaseId);
+    return reply(204);
+  }
+
   // --- database rotate-root ---
 
   private rotateRoot(name: string): Promise<Response> {
@@ -747,6 +877,30 @@ export class VaultStandIn {
     } finally {
       await sql.end({ timeout: 5 }).catch(() => {});
     }
+  }
+}
+
+/**
+ * Runs `statements` over database connection `conn` with its current root credential (as Vault's plugin
+ * does for every dynamic-credential operation); the error text never holds the credential.
+ */
+async function runOnConnection(conn: DbConnection, statements: string[]): Promise<void> {
+  const templated = conn.connectionUrl.includes("{{");
+  const url = conn.connectionUrl
+    .replaceAll("{{username}}", encodeURIComponent(conn.username))
+    .replaceAll("{{password}}", encodeURIComponent(conn.password));
+  const sql = postgres(url, {
+    ...(templated ? {} : { username: conn.username, password: conn.password }),
+    max: 1,
+    connect_timeout: 5,
+    idle_timeout: 1,
+    onnotice: () => {},
+    debug: false,
+  });
+  try {
+    for (const st of statements) await sql.unsafe(st);
+  } finally {
+    await sql.end({ timeout: 5 }).catch(() => {});
   }
 }
 

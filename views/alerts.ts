@@ -327,3 +327,13 @@ export function renderButtonAnswer(reply: Reply, userId: string, label: string):
     ]),
   };
 }
+
+/**
+ * The reply in an alert's old thread when it fires again after it resolved: the new episode has a thread of
+ * its own at the bottom of the channel, where people look.
+ */
+export function renderContinuedBelow(a: AlertView): MessageBody {
+  const line = `:repeat: Fired again since ${when(a.startsAt)}: followed in a new thread at the bottom of ` +
+    `the channel; this thread is the earlier episode`;
+  return { text: line.replace(/:[a-z_0-9]+: /, ""), blocks: [mrkdwnSection(line)] };
+}

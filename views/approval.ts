@@ -74,7 +74,10 @@ export function stateLine(v: RequestView): string {
       }.${stopping}${progress}`;
     }
     case "succeeded":
-      return `*Succeeded*: ${escapeMrkdwn(r.summary ?? "done")}. Approved by ${approvers || by}.`;
+      // An operation that only handed work to a person did not do it: the card must not say it succeeded.
+      return handedToPerson(r)
+        ? `*Handed to a person*: ${escapeMrkdwn(r.summary ?? "")}. Approved by ${approvers || by}.`
+        : `*Succeeded*: ${escapeMrkdwn(r.summary ?? "done")}. Approved by ${approvers || by}.`;
     case "failed":
       return `*Failed*: ${escapeMrkdwn(r.error ?? "unknown error")}. Approved by ${approvers || by}.`;
     case "denied":
@@ -132,7 +135,9 @@ export function approvalText(v: RequestView): string {
     pending: `waiting for approval (${v.approvals.length} of ${r.approvals_needed})`,
     approved: "approved",
     running: "running",
-    succeeded: `succeeded: ${r.summary ?? "done"}`,
+    succeeded: handedToPerson(r)
+      ? `handed to a person: ${r.summary ?? ""}`
+      : `succeeded: ${r.summary ?? "done"}`,
     failed: `failed: ${r.error ?? ""}`,
     denied: `denied by ${r.decided_by_name ?? r.decided_by}: ${r.deny_reason ?? ""}`,
     expired: "expired",
@@ -143,13 +148,23 @@ export function approvalText(v: RequestView): string {
   return truncate(`Request #${r.id} (${r.action}${on}) ${stateWord[r.state]}. Plan: ${r.plan.summary}`, 3000);
 }
 
+/** True when a run ended by handing its work to a person (its result says `outcome: "handed_to_person"`). */
+function handedToPerson(r: RequestRow): boolean {
+  return r.state === "succeeded" &&
+    (r.result as { outcome?: unknown } | null)?.outcome === "handed_to_person";
+}
+
 /** The approval message for the request's current state; buttons only while it is pending. */
 export function renderApproval(v: RequestView): { text: string; blocks: Block[] } {
   if (v.tampered) return renderTampered(v, v.tampered);
   const r = v.request;
   const p = r.plan;
   const head: Block[] = [
-    header(`${stateHeader[r.state]}: ${r.action}${r.target ? ` on ${r.target}` : ""}`),
+    header(
+      `${handedToPerson(r) ? ":raising_hand: Handed to a person" : stateHeader[r.state]}: ${r.action}${
+        r.target ? ` on ${r.target}` : ""
+      }`,
+    ),
     mrkdwnSection(`*${escapeMrkdwn(p.summary)}*`),
     ...fieldsSection([
       `*Requester*\n${mention(r.requester_id)}`,
@@ -279,7 +294,8 @@ function backupFirstBlocks(r: RequestRow): Block[] {
   const line = kept
     ? `*Step 0, take a backup first*: kept. A \`backup_now\` of ${
       escapeMrkdwn(r.target ?? "the target")
-    } runs before the steps below; if it fails, nothing else runs.`
+    } runs before the steps below; if it fails, nothing else runs. If the primary no longer answers ` +
+      `as a writable primary by then, the step is skipped and the reason recorded.`
     : `*Step 0, take a backup first*: dropped; the steps below run without a fresh backup.`;
   if (r.state !== "pending") return [context(line)];
   return [mrkdwnSection(line), {

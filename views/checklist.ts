@@ -25,8 +25,9 @@ const mark: Record<ItemStatus, string> = {
   pass: ":white_check_mark: pass",
   fail: ":x: fail",
   warning: ":warning: warning",
+  not_configured: ":heavy_minus_sign: not configured",
   unknown: ":white_circle: could not check",
-  attestation_needed: ":memo: attestation needed",
+  attestation_needed: ":memo: could not check: attestation needed",
   runbook: ":blue_book:",
 };
 
@@ -70,6 +71,7 @@ export function checklistCounts(c: Checklist): string {
     ["pass", "pass"],
     ["fail", "fail"],
     ["warning", "warning"],
+    ["not_configured", "not configured"],
     ["unknown", "could not check"],
     ["attestation_needed", "attestation needed"],
   ];

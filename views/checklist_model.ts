@@ -7,8 +7,20 @@
 
 import type { AlertButtonKey } from "../core/config.ts";
 
-/** How an item stands. */
-export type ItemStatus = "pass" | "fail" | "warning" | "unknown" | "attestation_needed" | "runbook";
+/**
+ * How an item stands: pass / warning / fail judge something that was looked at; `not_configured` (nothing is
+ * configured to look at), `unknown` (could not check) and `attestation_needed` (only a person can tell) say
+ * why nothing was judged. `runbook` items are the incident runbook, not checks. Never pass for something not
+ * looked at.
+ */
+export type ItemStatus =
+  | "pass"
+  | "fail"
+  | "warning"
+  | "not_configured"
+  | "unknown"
+  | "attestation_needed"
+  | "runbook";
 
 /** The three lists of the seed's section 9. */
 export type ItemGroup = "pre_production" | "ongoing" | "incident_response";

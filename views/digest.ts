@@ -34,7 +34,9 @@ type AnyStatus = keyof typeof statusRank;
 
 /** The mark of any status, including "not available". */
 export function mark(s: AnyStatus): string {
-  return s === "unavailable" ? ":heavy_minus_sign: not available" : statusMark(s);
+  if (s === "unavailable") return ":heavy_minus_sign: not available";
+  if (s === "not_configured") return ":heavy_minus_sign: not configured";
+  return statusMark(s);
 }
 
 function day(d: Date): string {
@@ -49,7 +51,7 @@ function time(d: Date): string {
 function sectionLines(s: DigestSection): string[] {
   const r = s.result;
   if (r.state === "checked") {
-    return r.lines.map((l) => `${statusMark(l.status)} *${s.title}*: ${escapeMrkdwn(l.text)}`);
+    return r.lines.map((l) => `${mark(l.status)} *${s.title}*: ${escapeMrkdwn(l.text)}`);
   }
   if (r.state === "failed") {
     return [`${statusMark("unknown")} *${s.title}*: could not check: ${escapeMrkdwn(r.error)}`];
@@ -96,13 +98,21 @@ function sortTargets(list: TargetDigest[]): TargetDigest[] {
 }
 
 function counts(d: Digest): string {
-  const c: Record<AnyStatus, number> = { critical: 0, unknown: 0, warning: 0, ok: 0, unavailable: 0 };
+  const c: Record<AnyStatus, number> = {
+    critical: 0,
+    unknown: 0,
+    warning: 0,
+    ok: 0,
+    not_configured: 0,
+    unavailable: 0,
+  };
   for (const t of d.targets) c[targetStatus(t)]++;
   const parts = [
     c.critical && `${c.critical} critical`,
     c.unknown && `${c.unknown} could not check`,
     c.warning && `${c.warning} warning`,
     c.ok && `${c.ok} ok`,
+    c.not_configured && `${c.not_configured} not configured`,
   ].filter(Boolean);
   return `${d.targets.length} target${d.targets.length === 1 ? "" : "s"}: ${parts.join(", ") || "none"}`;
 }

@@ -7,18 +7,25 @@
 
 import type { JobLevel } from "../core/job_service.ts";
 
-/** ok / warning / critical: what every line of the digest says. */
+/** ok / warning / critical: a judgement of something the check looked at. */
 export type Status = JobLevel;
+
+/**
+ * What every line of the digest says: a judgement (ok / warning / critical) of something that was looked at,
+ * or why nothing was judged: `not_configured` (there is nothing configured to look at) or `unknown` (could not
+ * check). Never ok for something not looked at.
+ */
+export type LineStatus = Status | "not_configured" | "unknown";
 
 /** One line of a section. */
 export interface DigestLine {
-  status: Status;
+  status: LineStatus;
   text: string;
 }
 
 /** What became of one check. */
 export type SectionResult =
-  | { state: "checked"; status: Status; lines: DigestLine[] }
+  | { state: "checked"; status: LineStatus; lines: DigestLine[] }
   | { state: "failed"; error: string; unreachable?: boolean }
   | { state: "unavailable"; why: string };
 
@@ -53,8 +60,15 @@ export interface Digest {
   inlineTargets: number;
 }
 
-/** Rank for "worst first": critical, then could not check, then warning, ok, not available. */
-export const statusRank = { critical: 4, unknown: 3, warning: 2, ok: 1, unavailable: 0 } as const;
+/** Rank for "worst first": critical, then could not check, then warning, ok, not configured, not available. */
+export const statusRank = {
+  critical: 5,
+  unknown: 4,
+  warning: 3,
+  ok: 2,
+  not_configured: 1,
+  unavailable: 0,
+} as const;
 
 /** The status a section shows: its worst line, `unknown` when it failed, `unavailable` when absent. */
 export function sectionStatus(r: SectionResult): keyof typeof statusRank {
@@ -62,9 +76,11 @@ export function sectionStatus(r: SectionResult): keyof typeof statusRank {
   return r.state === "failed" ? "unknown" : "unavailable";
 }
 
-/** The worst status of a list of sections (`ok` when empty). */
+/** The worst status of a list of sections (`ok` when empty; `not_configured` when all are). */
 export function worstOf(sections: DigestSection[]): keyof typeof statusRank {
-  let worst: keyof typeof statusRank = "ok";
+  if (!sections.length) return "ok";
+  // Start from the first section, not from "ok": sections that are all "not configured" are not ok.
+  let worst: keyof typeof statusRank = sectionStatus(sections[0].result);
   for (const s of sections) {
     const st = sectionStatus(s.result);
     if (statusRank[st] > statusRank[worst]) worst = st;

@@ -97,6 +97,14 @@ export function renderDetect(r: DetectBypassResult): Reply {
   if (r.findings.length > 15) {
     blocks.push(context(`… ${r.findings.length - 15} more finding(s): use the CLI`));
   }
+  if (r.ownActions?.length) {
+    blocks.push(mrkdwnSection(
+      `:robot_face: *The bot's own approved actions* (not intrusions)\n${
+        r.ownActions.map((a) => `• ${esc(truncate(a, 300))}`).join("\n")
+      }`,
+    ));
+    text.push(...r.ownActions.map((a) => `own approved action: ${a}`));
+  }
   if (r.skipped.length) blocks.push(context(r.skipped.map(esc).join("; ")));
   return reply(text, blocks);
 }

@@ -11,6 +11,13 @@ const parse = (text: string) => promoteCommand.parse(parseArgs(text), deps);
 Deno.test("promote parse() takes a configured replica and an optional target, and refuses anything else", () => {
   assert.deepEqual(parse("promote replica1"), { replica: "replica1", target: "main" });
   assert.deepEqual(parse("promote replica1 main"), { replica: "replica1", target: "main" });
+  assert.deepEqual(parse("promote replica1 fenced=true"), {
+    replica: "replica1",
+    target: "main",
+    fenced: true,
+  });
+  assert.deepEqual(parse("promote replica1 fenced=false"), { replica: "replica1", target: "main" });
+  assert.throws(() => parse("promote replica1 fenced=yes"), (e: OpsError) => e.code === "invalid_input");
   assert.throws(
     () => parse("promote primary"),
     (e: OpsError) => /target main has replicas replica1/.test(e.userMessage),

@@ -134,7 +134,7 @@ Deno.test("digest shows seeded problems as warning or critical, healthy targets 
       );
       assert.match(
         s,
-        /:large_yellow_circle: warning \*Last restore test\*: restore tests are not configured/,
+        /:heavy_minus_sign: not configured \*Last restore test\*: restore tests are not configured/,
       );
       // Worst first: no warning line comes before a critical one.
       const lines = s.split("\n").slice(1);
@@ -143,26 +143,31 @@ Deno.test("digest shows seeded problems as warning or critical, healthy targets 
       assert.ok(firstWarning === -1 || lastCritical < firstWarning, lines.join("\n"));
     });
 
-    await t.step("the healthy target is ok on every line, with the restore test's duration and trend", () => {
-      const s = targetSection(digest, "healthy");
-      assert.match(s, /\*healthy\*.*:large_green_circle: ok/);
-      assert.doesNotMatch(s, /yellow_circle|red_circle|white_circle|not available/);
-      for (
-        const title of [
-          "Backups",
-          "Last restore test",
-          "Replication lag",
-          "Connections",
-          "Slow queries",
-          "Autovacuum",
-          "Credential ages",
-          "Audit anomalies and security events",
-        ]
-      ) {
-        assert.match(s, new RegExp(`:large_green_circle: ok \\*${title}\\*`), title);
-      }
-      assert.match(s, /Last restore test\*: passed .* restored in 1 s, \+20% vs the 1 before/);
-    });
+    await t.step(
+      "the healthy target is ok on every line it checked, with the restore test's duration and trend",
+      () => {
+        const s = targetSection(digest, "healthy");
+        assert.match(s, /\*healthy\*.*:large_green_circle: ok/);
+        assert.doesNotMatch(s, /yellow_circle|red_circle|white_circle|not available/);
+        // It has no replica: nothing was looked at, so the line says so instead of "ok".
+        assert.match(s, /:heavy_minus_sign: not configured \*Replication lag\*: no replicas configured/);
+        assert.doesNotMatch(s, /ok \*Replication lag\*/);
+        for (
+          const title of [
+            "Backups",
+            "Last restore test",
+            "Connections",
+            "Slow queries",
+            "Autovacuum",
+            "Credential ages",
+            "Audit anomalies and security events",
+          ]
+        ) {
+          assert.match(s, new RegExp(`:large_green_circle: ok \\*${title}\\*`), title);
+        }
+        assert.match(s, /Last restore test\*: passed .* restored in 1 s, \+20% vs the 1 before/);
+      },
+    );
 
     await t.step("the unreachable target says could not check, once, and the rest was still posted", () => {
       const s = targetSection(digest, "down");
@@ -174,8 +179,13 @@ Deno.test("digest shows seeded problems as warning or critical, healthy targets 
       // What needs no server is still judged: the config names no backup source and maps no roles.
       assert.match(
         s,
-        /:large_yellow_circle: warning \*Backups\*: backup sources: no backup source is configured/,
+        /:heavy_minus_sign: not configured \*Backups\*: backup sources: no backup source is configured/,
       );
+      assert.match(
+        s,
+        /:heavy_minus_sign: not configured \*Credential ages\*: no rotatable roles are mapped for this target/,
+      );
+      assert.doesNotMatch(s, /ok \*Credential ages\*/);
       assert.equal(s.match(/does not answer/g)?.length, 1, "the unreachable primary is said once");
       const text = textOf(digest);
       assert.match(text, /\*Freeze\*: destructive actions are not frozen/);

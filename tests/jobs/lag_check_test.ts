@@ -100,6 +100,29 @@ Deno.test("the scheduled lag check opens one thread when paused replay lets lag 
         [[], ["main:replica1"]],
       ]);
     });
+
+    await t.step(
+      "the replica stops: ReplicationFailure opens a thread of its own; nothing is written into the resolved lag thread",
+      async () => {
+        const lagParent = lagThreads()[0];
+        const repliesBefore = tb.slack.messages.filter((m) => m.thread_ts === lagParent.ts).length;
+        const editsBefore = lagParent.edits;
+        await replica.stop("fast");
+        const failure = await waitFor(
+          () => lagThreads().find((m) => /^FIRING: ReplicationFailure/.test(m.text ?? "")),
+          { timeoutMs: 30_000, what: "the ReplicationFailure thread" },
+        );
+        assert.notEqual(failure.ts, lagParent.ts, "a new parent, at the bottom of the channel");
+        assert.equal(
+          tb.slack.messages.filter((m) => m.channel === OPS_CHANNEL && !m.thread_ts).at(-1)?.ts,
+          failure.ts,
+        );
+        await tb.bot.alerts.idle();
+        assert.equal(tb.slack.messages.filter((m) => m.thread_ts === lagParent.ts).length, repliesBefore);
+        assert.equal(lagParent.edits, editsBefore, "the old lag thread is left as it was");
+        assert.match(lagParent.text ?? "", /^RESOLVED: HighReplicationLag/);
+      },
+    );
   } finally {
     await tb.stop();
   }

@@ -103,7 +103,9 @@ Deno.test("backup now: pgBackRest and pg_dump backups through the gate, shown in
     await t.step(
       "promote offers 'take a backup first': an approver drops and keeps it; a stale Approve is refused",
       async (t) => {
-        const id = (await ask(tb, "promote replica1 main", USERS.alice)).id!;
+        // fenced=true: the primary stays up here (the backup is taken from it), and an unfenced writable old
+        // primary refuses the promotion at run time.
+        const id = (await ask(tb, "promote replica1 main fenced=true", USERS.alice)).id!;
         const blocks = () => JSON.stringify(tb.approvalMessage(id)!.blocks);
         assert.match(blocks(), /Step 0, take a backup first\*: kept/);
         assert.equal(await tb.click(ACTIONS.backupFirst, id, USERS.carol), 200);

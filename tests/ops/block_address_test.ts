@@ -88,6 +88,7 @@ Deno.test("block_address rejects new connections from one loopback address and n
 
         const result = await blockAddress.run(plan, deps);
         assert.equal(result.managed, true);
+        assert.equal(result.outcome, "blocked", "applied and seen in pg_hba_file_rules");
         assert.equal(result.terminated.terminated.length, 1);
         const lines = (await Deno.readTextFile(hbaPath)).split("\n");
         assert.match(lines[result.ruleLine! - 2], /^# bisman-ops block 127\.0\.0\.2\/32 by=U0ALICE at=\S+Z$/);
@@ -177,9 +178,18 @@ Deno.test("block_address rejects new connections from one loopback address and n
           );
           const result = await blockAddress.run(plan, d2);
           assert.equal(result.managed, false);
+          assert.equal(result.outcome, "handed_to_person");
           assert.equal(result.manualSteps.length, 2);
           assert.equal(await Deno.readTextFile(hbaPath), original);
           assert.equal(await accepted("127.0.0.2"), "accepted");
+          // Nothing was blocked: the record and the answer say it was handed over, not blocked.
+          assert.match(
+            blockAddress.describeResult!(result),
+            /127\.0\.0\.2\/32 is NOT blocked yet: handed to a person/,
+          );
+          const [ev] = await sql`
+            select event_type, severity from security_events where event_type like 'address_%' order by id desc limit 1`;
+          assert.deepEqual({ ...ev }, { event_type: "address_block_handed_over", severity: "warning" });
         } finally {
           await d2.close();
         }

@@ -9,7 +9,7 @@ import type { OpsError } from "../../core/errors.ts";
 import { ACTIONS } from "../../views/actions.ts";
 
 // Promotion changes cluster-wide state: this file has its own cluster, and its steps run in order.
-Deno.test("promote_replica: the plan warns of split brain, non-standbys are refused, two approvals promote, reconcile sees it", async (t) => {
+Deno.test("promote_replica: the plan warns of split brain, the run refuses while the old primary is writable and not fenced, fenced=true promotes, reconcile sees it", async (t) => {
   await using cluster = await startCluster({ name: "promote", replica: true });
   const config = testConfig(cluster, (doc) => {
     doc.alerts = { lag_check: { enabled: false } };
@@ -49,8 +49,13 @@ Deno.test("promote_replica: the plan warns of split brain, non-standbys are refu
           acceptsWrites: true,
         });
         assert.ok(
-          plan.warnings!.some((w) => /SPLIT BRAIN.*STILL ANSWERS.*Fence the old primary first/s.test(w)),
+          plan.warnings!.some((w) =>
+            /SPLIT BRAIN.*STILL ANSWERS.*Fence the old primary first.*fenced=true/s.test(w)
+          ),
         );
+        assert.equal(plan.fenced, false);
+        assert.ok(plan.steps.some((s) => /Probe the old primary .* refuse, promoting nothing/.test(s)));
+        assert.ok(plan.steps.some((s) => /Verify writes are accepted/.test(s)));
         assert.deepEqual(plan.fingerprint, {
           replica: "replica1",
           role: "standby",
@@ -96,10 +101,51 @@ Deno.test("promote_replica: the plan warns of split brain, non-standbys are refu
     });
 
     await t.step(
-      "the second approval promotes: the replica leaves recovery, changes timeline and accepts writes",
+      "with the old primary alive and not fenced, the second approval is refused at run time: nothing promoted",
       async () => {
         await tb.click(ACTIONS.approve, id, USERS.carol);
+        await tb.waitForState(id, "failed", 60_000);
+        const row = (await tb.bot.gate.view(id))!.request;
+        assert.match(
+          row.error!,
+          /Refused to promote replica1, nothing was changed: the old primary .* answers as a writable primary/,
+        );
+        assert.match(row.error!, /split brain/);
+        const [r] = await cluster.replica!.sql()`select pg_is_in_recovery() as r`;
+        assert.equal(r.r, true, "still a standby");
+        const failed = (await tb.bot.deps.audit.rows({ requestId: id })).find((x) =>
+          x.action === "op.failed"
+        )!;
+        assert.equal((failed.details as { step?: string }).step, "fence");
+        // run() itself refuses the same way (the gate is not what stops it).
+        await assert.rejects(
+          promoteReplica.run(plan, deps),
+          (e: OpsError) => e.code === "step_failed" && /Refused to promote/.test(e.userMessage),
+        );
+        assert.equal((await cluster.replica!.sql()`select pg_is_in_recovery() as r`)[0].r, true);
+      },
+    );
+
+    await t.step(
+      "fenced=true is shown on the plan, and two approvals promote: the replica leaves recovery, changes timeline and accepts writes",
+      async () => {
+        const asked = await ask(tb, "promote replica1 fenced=true");
+        assert.ok(asked.id, asked.text);
+        id = asked.id!;
+        const shown = JSON.stringify(tb.approvalMessage(id)!.blocks);
+        assert.match(shown, /old primary stated fenced: fenced=true/);
+        assert.match(shown, /requester states it is fenced/);
+        await tb.click(ACTIONS.approve, id, USERS.bob);
+        await waitFor(async () => (await tb.bot.gate.view(id))!.approvals.length === 1, {
+          what: "bob's approval",
+        });
+        await tb.click(ACTIONS.approve, id, USERS.carol);
         await tb.waitForState(id, "succeeded", 90_000);
+        const result = (await tb.bot.gate.view(id))!.request.result as any;
+        assert.equal(result.oldPrimary.state, "writable");
+        assert.equal(result.oldPrimary.fenced, true);
+        assert.equal(result.writes.verified, true);
+        assert.match((await tb.bot.gate.view(id))!.request.summary!, /stated fenced: fenced=true/);
         const rsql = cluster.replica!.sql();
         const [r] = await rsql`select pg_is_in_recovery() as r`;
         assert.equal(r.r, false);

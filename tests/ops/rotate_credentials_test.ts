@@ -382,7 +382,10 @@ Deno.test("rotate credentials on a real cluster and the Vault stand-in", async (
             ["all_2", "failed"],
             ["all_3", "skipped"],
           ]);
-          assert.match(err.userMessage, /all_1: rotated \(secret\/all\/db#one v1→v2, verified\)/);
+          assert.match(
+            err.userMessage,
+            /all_1: rotated \(secret\/all\/db#one v1→v2, verified: the new password logs in, the old one is refused/,
+          );
           assert.match(err.userMessage, /all_2: NOT rotated at step "write Vault"/);
           const now = vault.kvGet("all/db")!;
           assert.equal(now.version, 2);
@@ -596,7 +599,7 @@ Deno.test("/bisman rotate through the approval gate: old password refused, Vault
       const view = await tb.bot.gate.view(id);
       assert.match(
         view!.request.summary ?? "",
-        /bisman_app: rotated \(secret\/bisman\/db#app_password v1→v2, verified\)/,
+        /bisman_app: rotated \(secret\/bisman\/db#app_password v1→v2, verified: the new password logs in, the old one is refused/,
       );
     });
     await t.step("the old password fails, Vault's logs in, Vault went up by one", async () => {

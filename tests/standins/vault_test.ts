@@ -215,6 +215,28 @@ Deno.test("Vault stand-in with node-vault", async (t) => {
       assert.deepEqual(e.response?.body, { errors: [] });
     });
 
+    await t.step(
+      "database creds: an unknown role is 400, a role the connection does not allow is 500",
+      async () => {
+        const c = root();
+        const unknown = await rejection(c.read("database/creds/nope"));
+        assert.equal(unknown.response?.statusCode, 400);
+        assert.deepEqual(unknown.response?.body, { errors: ["unknown role: nope"] });
+        v.configureDatabase("creds-conn", {
+          connectionUrl: "postgres://127.0.0.1:1/postgres",
+          username: "u",
+          password: "Never-Shown-Creds-1",
+        });
+        v.configureDatabaseRole("not-allowed", { dbName: "creds-conn", creationStatements: ["SELECT 1"] });
+        const refused = await rejection(c.read("database/creds/not-allowed"));
+        assert.equal(refused.response?.statusCode, 500);
+        assert.match(refused.message, /"not-allowed" is not an allowed role/);
+        // Revoking a lease that is already gone is not an error: revocation is idempotent.
+        await c.write("sys/leases/revoke", { lease_id: "database/creds/x/gone" });
+        assert.equal(v.calls.at(-1)?.status, 204);
+      },
+    );
+
     await t.step("database rotate-root really changes the PostgreSQL password", async () => {
       const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
       // A name that needs identifier quoting: upper case, a space and a double quote.

@@ -779,6 +779,9 @@ function detect(n: number, long: boolean): DetectBypassResult {
       subject: {},
     })),
     skipped: long ? Array.from({ length: 10 }, (_, i) => hostile(300, `skip${i}`)) : [],
+    ownActions: long
+      ? Array.from({ length: 10 }, (_, i) => hostile(300, `own${i}`))
+      : ["bisman_vault changed its own password for approved rotate root #12"],
     rowsInWindow: 1000,
   };
 }

@@ -139,3 +139,25 @@ Deno.test("renderDenyModal() and renderTypedConfirmationModal() carry their requ
   assert.equal(typed.blocks[1].block_id, INPUTS.typed.block);
   assert.match(JSON.stringify(typed.blocks), /Type \*prod\* to approve/);
 });
+
+Deno.test("renderApproval() says 'handed to a person', never 'Succeeded', when the run only handed its work over", () => {
+  const approvals = [{ approver: "U0BOB", approver_name: "bob", at: new Date("2026-01-02T03:05:00Z") }];
+  const handed = renderApproval(view({
+    action: "block_address",
+    state: "succeeded",
+    summary: "203.0.113.7/32 is NOT blocked yet: handed to a person",
+    result: { outcome: "handed_to_person", managed: false },
+  }, approvals));
+  const text = JSON.stringify(handed.blocks);
+  assert.match(text, /Handed to a person: block_address on prod/);
+  assert.match(text, /\*Handed to a person\*: 203\.0\.113\.7\/32 is NOT blocked yet/);
+  assert.doesNotMatch(text, /Succeeded/);
+  assert.match(handed.text, /handed to a person: /);
+  const blocked = renderApproval(view({
+    action: "block_address",
+    state: "succeeded",
+    summary: "203.0.113.7/32 blocked",
+    result: { outcome: "blocked", managed: true },
+  }, approvals));
+  assert.match(JSON.stringify(blocked.blocks), /\*Succeeded\*: 203\.0\.113\.7\/32 blocked/);
+});

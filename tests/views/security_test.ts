@@ -18,6 +18,7 @@ Deno.test("renderDetect() shows each finding with its evidence and audit search,
     since: "2025-01-01T00:00:00.000Z",
     rowsInWindow: 12345,
     skipped: [],
+    ownActions: [],
     findings: Array.from({ length: 40 }, (_, i) => ({
       kind: "unexpected_dml_role" as const,
       severity: "critical" as const,
