@@ -16,6 +16,7 @@ import {
   renderAlertEvent,
   renderAlertParent,
   renderButtonAnswer,
+  renderContinuedBelow,
   renderStormDetail,
   renderStormParent,
   type StormView,
@@ -928,7 +929,7 @@ export const CASES: MessageCase[] = [
   },
   {
     name: "alert thread replies",
-    covers: ["views/alerts.ts#renderAlertEvent"],
+    covers: ["views/alerts.ts#renderAlertEvent", "views/alerts.ts#renderContinuedBelow"],
     render() {
       return direct(
         ...(["firing", "refiring", "updated", "resolved"] as const).flatMap((e) =>
@@ -940,6 +941,8 @@ export const CASES: MessageCase[] = [
             { text: string; blocks: Block[] },
           ][]
         ),
+        ["continued below", renderContinuedBelow(alert(1))],
+        ["continued below, maximal", renderContinuedBelow(maximalAlert(1))],
       );
     },
   },
