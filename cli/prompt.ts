@@ -17,21 +17,37 @@ function say(text: string): void {
   Deno.stderr.writeSync(enc.encode(text));
 }
 
-/** Reads one line from the terminal; with `secret`, in raw mode without echo. Ctrl-C or Ctrl-D abort. */
-async function readLine(secret: boolean): Promise<string> {
+/** Bytes read past the end of the last answer (typed ahead): the next question starts with them. */
+let typedAhead: number[] = [];
+
+/**
+ * Asks `question` and reads one line from the terminal; with `secret`, in raw mode without echo (switched on
+ * before the question shows, so nothing typed after it is ever echoed). Ctrl-C or Ctrl-D abort.
+ */
+async function readLine(question: string, secret: boolean): Promise<string> {
   if (secret) Deno.stdin.setRaw(true);
+  say(question);
   const buf = new Uint8Array(256);
   const bytes: number[] = [];
+  let pending = typedAhead;
+  typedAhead = [];
   try {
     for (;;) {
-      const n = await Deno.stdin.read(buf);
-      if (n === null) throw new Error("The terminal closed before an answer");
-      for (const b of buf.subarray(0, n)) {
+      for (let i = 0; i < pending.length; i++) {
+        const b = pending[i];
         if (b === 0x03 || (b === 0x04 && !bytes.length)) throw new Error("Cancelled");
-        if (b === 0x0d || b === 0x0a) return new TextDecoder().decode(new Uint8Array(bytes));
+        if (b === 0x0d || b === 0x0a) {
+          // A CR LF pair is one line end.
+          const next = b === 0x0d && pending[i + 1] === 0x0a ? i + 2 : i + 1;
+          typedAhead = pending.slice(next);
+          return new TextDecoder().decode(new Uint8Array(bytes));
+        }
         if (b === 0x7f || b === 0x08) bytes.pop();
         else bytes.push(b);
       }
+      const n = await Deno.stdin.read(buf);
+      if (n === null) throw new Error("The terminal closed before an answer");
+      pending = [...buf.subarray(0, n)];
     }
   } finally {
     if (secret) {
@@ -43,18 +59,15 @@ async function readLine(secret: boolean): Promise<string> {
 
 /** Asks for a secret without echoing it. @throws Error when the person cancels */
 export async function askSecret(question: string): Promise<string> {
-  say(question);
-  return await readLine(true);
+  return await readLine(question, true);
 }
 
 /** Asks a yes/no question; only "y" or "yes" is yes. */
 export async function askYesNo(question: string): Promise<boolean> {
-  say(`${question} [y/N] `);
-  return /^\s*y(es)?\s*$/i.test(await readLine(false));
+  return /^\s*y(es)?\s*$/i.test(await readLine(`${question} [y/N] `, false));
 }
 
 /** Asks for a line of text (echoed). */
 export async function askLine(question: string): Promise<string> {
-  say(question);
-  return (await readLine(false)).trim();
+  return (await readLine(question, false)).trim();
 }

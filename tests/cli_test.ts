@@ -79,10 +79,49 @@ async function setUp(cluster: TestCluster) {
       ms: performance.now() - started,
     };
   };
+  /**
+   * Runs the CLI at a terminal (util-linux `script` gives it a pseudo-terminal) and types each answer once
+   * its question has appeared, as a person would. Returns everything the terminal showed.
+   */
+  const atTerminal = async (
+    env: Record<string, string>,
+    args: string[],
+    answers: { question: RegExp; answer: string }[],
+  ): Promise<{ code: number; screen: string }> => {
+    const quote = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
+    const child = new Deno.Command("script", {
+      args: ["-qec", [Deno.execPath(), "run", "-A", "cli.ts", ...args].map(quote).join(" "), "/dev/null"],
+      cwd: root,
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: home, NO_COLOR: "1", TERM: "dumb", ...env },
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    const kill = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    let screen = "";
+    let next = 0;
+    let from = 0;
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      screen += dec.decode(chunk, { stream: true });
+      while (next < answers.length && answers[next].question.test(screen.slice(from))) {
+        from = screen.length;
+        await writer.write(new TextEncoder().encode(`${answers[next++].answer}\r`));
+      }
+    }
+    clearTimeout(kill);
+    await writer.close().catch(() => {});
+    const status = await child.status;
+    await child.stderr.cancel();
+    return { code: status.code, screen: screen.replaceAll("\r", "") };
+  };
   return {
     db,
     vault,
     tb,
+    atTerminal,
     home,
     stateUrl,
     urlOf,
@@ -223,6 +262,15 @@ Deno.test("cli: who is typing is the PostgreSQL login; help, output, exit codes 
       },
     );
 
+    await t.step("at a terminal the CLI asks for the password, and never echoes it", async () => {
+      const r = await w.atTerminal({ BISMAN_CLI_DATABASE_URL: w.urlOf("alice", null) }, ["status"], [
+        { question: /Password for alice on 127\.0\.0\.1:\d+\/\S+: $/, answer: PEOPLE.alice },
+      ]);
+      assert.equal(r.code, 0, r.screen);
+      assert.match(r.screen, /primary PostgreSQL 15/);
+      assert.ok(!r.screen.includes(PEOPLE.alice), `the password was echoed:\n${r.screen}`);
+    });
+
     await t.step("the audit log names the CLI logins and still verifies", async () => {
       const { rows, verdict } = await w.audit();
       const actors = new Set(rows.filter((r) => r.action === "command.received").map((r) => r.actor));
@@ -318,20 +366,35 @@ Deno.test("cli: alice requests a rotation, bob approves the plan he was shown, i
       assert.ok(await login(before));
     });
 
+    const bobAtTerminal = (yes: string) =>
+      w.atTerminal({ BISMAN_CLI_DATABASE_URL: w.urlOf("bob") }, ["approve", String(id)], [
+        { question: new RegExp(`Approve request #${id}, plan ${hash}\\? \\[y/N\\] $`), answer: yes },
+      ]);
+
+    await t.step("at a terminal, approve shows the plan first and asks; no approves nothing", async () => {
+      const r = await bobAtTerminal("n");
+      assert.equal(r.code, 2, r.screen);
+      const shown = r.screen.indexOf(`Request #${id}: rotate on main (pending)`);
+      assert.ok(
+        shown >= 0 && shown < r.screen.indexOf("[y/N]"),
+        `the plan comes before the question:\n${r.screen}`,
+      );
+      assert.match(r.screen, /bisman\/db/);
+      assert.match(r.screen, new RegExp(`Not approved: request #${id} stays pending`));
+      assert.deepEqual(await approvals(id), []);
+    });
+
     await t.step(
-      "bob approves the plan he was shown: it runs once; Vault's new password logs in",
+      "bob says yes to the plan he was shown: it runs once; Vault's new password logs in",
       async () => {
-        const r = await w.as("bob", "approve", String(id), "--plan", hash);
-        assert.equal(r.code, 0, r.stderr + r.stdout);
-        assert.match(r.stdout, new RegExp(`Request #${id}: rotate on main \\(succeeded\\)`));
+        const r = await bobAtTerminal("y");
+        assert.equal(r.code, 0, r.screen);
+        assert.match(r.screen, new RegExp(`Request #${id}: rotate on main \\(succeeded\\)`));
         const after = w.vault.kvGet("bisman/db")!.data.app_password;
         assert.notEqual(after, before);
         assert.ok(await login(after), "the password in Vault logs in");
         assert.ok(!(await login(before)), "the old password no longer does");
-        assert.ok(
-          !r.stdout.includes(after) && !r.stderr.includes(after),
-          "the CLI never prints the password",
-        );
+        assert.ok(!r.screen.includes(after), "the CLI never prints the password");
         const again = await w.as("bob", "approve", String(id), "--plan", hash);
         assert.equal(again.code, 2, "a closed request is refused with 2");
         assert.deepEqual(await approvals(id), [USERS.bob]);
