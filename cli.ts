@@ -25,7 +25,13 @@ import { parseArgs, type ParsedArgs } from "./commands/args.ts";
 import { renderHelp, renderHelpOne } from "./views/help.ts";
 import { plainText } from "./views/plain_text.ts";
 import { asOpsError, OpsError } from "./core/errors.ts";
-import { CLI_REQUEST_COMMANDS, type CliOutcome, EXIT, exitCodeOf } from "./commands/cli_requests.ts";
+import {
+  CLI_REQUEST_COMMANDS,
+  type CliOutcome,
+  EXIT,
+  exitCodeOf,
+  isRequestCommand,
+} from "./commands/cli_requests.ts";
 import { exportAuditRows, exportLine, parseAnchor } from "./core/audit.ts";
 import { verifyExportFile } from "./commands/audit_log.ts";
 import { type CliSession, connectCli, pickCliUrl } from "./cli/connect.ts";
@@ -190,7 +196,7 @@ async function runParsed(
   }
   if (parsed.subcommand === "help") {
     const name = parsed.positional[0];
-    const cli = CLI_REQUEST_COMMANDS[name];
+    const cli = isRequestCommand(name) ? CLI_REQUEST_COMMANDS[name] : undefined;
     const t = cli
       ? `deno task ops ${cli.usage}\n${cli.summary}`
       : plainText(renderHelpOne(findSubcommand(name)).text).replaceAll("/bisman ", "deno task ops ");
@@ -209,7 +215,7 @@ async function runParsed(
     return { text: v.text, exit: v.ok ? EXIT.ok : EXIT.failed, json: { ok: v.ok, text: v.text } };
   }
   // A typo is answered here, without a bot; the bot checks everything again.
-  if (!(parsed.subcommand in CLI_REQUEST_COMMANDS)) findSubcommand(parsed.subcommand);
+  if (!isRequestCommand(parsed.subcommand)) findSubcommand(parsed.subcommand);
 
   const env = io.env ?? Deno.env.toObject();
   const fileEnv = flags.envFile

@@ -77,7 +77,14 @@ export class CliInbox {
     if (this.#stopped) return 0;
     this.#stopped = true;
     clearInterval(this.#timer);
-    await this.#unlisten?.().catch(() => undefined);
+    // UNLISTEN waits for the connection; with the state database down that could be forever. Closing the
+    // pool (bot.ts, after this) ends the listening connection anyway.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#unlisten?.().catch(() => undefined),
+      new Promise((r) => (timer = setTimeout(r, 2_000))),
+    ]);
+    clearTimeout(timer);
     await this.#sweeping;
     const deadline = Date.now() + graceMs;
     while (this.#inflight.size && Date.now() < deadline) {

@@ -17,12 +17,12 @@ import { parseArgs, type ParsedArgs } from "./args.ts";
 import { auditCommand, dispatch, findSubcommand, prepareCommand, toUserError } from "./router.ts";
 import { operatorOfLogin, unmappedInvoker } from "./cli_identity.ts";
 import {
-  CLI_REQUEST_COMMANDS,
   cliOptions,
   type CliOutcome,
   describeRequest,
   EXIT,
   exitCodeOf,
+  isRequestCommand,
   runRequestCommand,
 } from "./cli_requests.ts";
 import type { AuditLogRequest } from "./audit_log.ts";
@@ -92,7 +92,7 @@ export async function runCliCommand(
     return refusal(e);
   }
 
-  if (parsed.subcommand in CLI_REQUEST_COMMANDS) {
+  if (isRequestCommand(parsed.subcommand)) {
     let out: CliOutcome;
     try {
       out = await runRequestCommand(parsed, inv, deps, ctx.gate, options.data);

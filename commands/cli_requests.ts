@@ -55,6 +55,11 @@ export interface CliOutcome {
   json: Record<string, unknown>;
 }
 
+/** Whether `name` is one of the CLI's request subcommands (own keys only: not "constructor" and the like). */
+export function isRequestCommand(name: string): boolean {
+  return Object.hasOwn(CLI_REQUEST_COMMANDS, name);
+}
+
 /** Names of the CLI-only subcommands, with their usage. */
 export const CLI_REQUEST_COMMANDS: Record<string, { usage: string; summary: string }> = {
   approve: {
@@ -164,7 +169,7 @@ export async function runRequestCommand(
   options: CliOptions,
 ): Promise<CliOutcome> {
   const name = parsed.subcommand;
-  const usage = `deno task ops ${CLI_REQUEST_COMMANDS[name]?.usage ?? name}`;
+  const usage = `deno task ops ${isRequestCommand(name) ? CLI_REQUEST_COMMANDS[name].usage : name}`;
   switch (name) {
     case "approve": {
       const a = validateArgs(

@@ -32,7 +32,10 @@ const PEOPLE = {
 } as const;
 type Person = keyof typeof PEOPLE;
 
-/** The CLI's world: a BISMAN target, Vault, a running bot, and the people's own state-database logins. */
+/**
+ * The CLI's world: a BISMAN target, Vault, a running bot in the shipped role split, and the people's own
+ * state-database logins.
+ */
 async function setUp(cluster: TestCluster) {
   const { db, sql } = await createBismanDatabase(cluster, { rows: { clients: 20, invoices: 20 } });
   await sql.end();
@@ -43,18 +46,39 @@ async function setUp(cluster: TestCluster) {
     d.targets.main.replicas = [];
     d.targets.main.roles = { bisman_app: { path: "bisman/db", key: "app_password" } };
   });
+  // The shipped role split: the schema's owner runs the migrations (it lacks CREATEROLE, so an admin made
+  // bisman_cli first), the bot runs as a runtime role that owns nothing.
+  const stateDb = await cluster.createDatabase("clistate");
+  await cluster.primary.psql(`
+    create role cli_test_owner login password 'owner-pw';
+    create role cli_test_runtime login password 'runtime-pw';
+    create role bisman_cli nologin;
+    alter database "${stateDb}" owner to cli_test_owner;`);
+  const stateUrl = cluster.primary.url({
+    database: stateDb,
+    user: "cli_test_runtime",
+    password: "runtime-pw",
+  });
   const tb: TestBot = await startTestBot(cluster, {
     config,
-    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken },
+    stateDb,
+    env: {
+      DATABASE_URL: stateUrl,
+      DATABASE_MIGRATION_URL: cluster.primary.url({
+        database: stateDb,
+        user: "cli_test_owner",
+        password: "owner-pw",
+      }),
+      VAULT_ADDR: vault.addr,
+      VAULT_TOKEN: vault.rootToken,
+    },
   });
-  // The bot's migration made bisman_cli; an admin gives each person a login in it.
+  // An admin gives each person a login in bisman_cli (mallory gets a login and nothing else).
   await cluster.primary.psql(
     Object.entries(PEOPLE).map(([p, pw]) =>
       `create role ${p} login password '${pw}'${p === "mallory" ? "" : " in role bisman_cli"};`
     ).join("\n"),
   );
-  const stateUrl = tb.bot.deps.env.databaseUrl;
-  const stateDb = new URL(stateUrl).pathname.slice(1);
   const home = await Deno.makeTempDir({ prefix: "bisman-cli-home-" });
   const urlOf = (p: Person, password: string | null = PEOPLE[p]) =>
     cluster.primary.url({ database: stateDb, user: p, ...(password === null ? {} : { password }) }) +
@@ -363,6 +387,12 @@ Deno.test("cli: alice requests a rotation, bob approves the plan he was shown, i
       assert.match(sudo.stderr, new RegExp(`You requested #${id}, so your approval does not count`));
       assert.deepEqual(await approvals(id), [], "nothing was approved");
       assert.equal(await stateOf(id), "pending");
+      const show = await w.as("bob", "--json", "request", String(id));
+      assert.equal(show.code, 0, show.stderr);
+      assert.equal(JSON.parse(show.stdout).request.state, "pending");
+      assert.equal(JSON.parse(show.stdout).request.plan_hash, hash);
+      const open = await w.as("carol", "requests");
+      assert.match(open.stdout, new RegExp(`Request #${id}: rotate on main \\(pending\\)`));
       assert.ok(await login(before));
     });
 
