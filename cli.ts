@@ -239,7 +239,7 @@ async function runParsed(
     if ("outcome" in prep) return prep.outcome;
     options = prep.options;
     watch = () => requestProgress(session.sql, id);
-  } else if (flags.plan !== undefined || flags.confirm !== undefined) {
+  } else if (parsed.subcommand !== "approve" && (flags.plan !== undefined || flags.confirm !== undefined)) {
     throw new OpsError(
       "invalid_input",
       "--plan and --confirm belong to approve: deno task ops approve <id> --plan <hash>",
