@@ -164,8 +164,9 @@ export function parseCliUrl(
       ...(cert
         ? { cert: read(cert, "the client certificate (sslcert)"), key: read(key!, "the client key (sslkey)") }
         : {}),
-      // verify-ca checks the chain only; verify-full also the host name (node:tls's default).
-      ...(mode === "verify-ca" ? { checkServerIdentity: () => undefined } : { servername: host }),
+      // verify-ca checks the chain only; verify-full also the host name (node:tls's default; postgres.js
+      // passes the host as the TLS server name unless it is an IP address).
+      ...(mode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
     };
   }
   const timeout = Number(q("connect_timeout") ?? 10);
@@ -347,6 +348,17 @@ function connectError(err: unknown, c: CliConnection, target: CliUrl, asked: boo
     return new OpsError("invalid_input", `The state database ${where} does not exist: ${e.message}`, {
       cause: err,
     });
+  }
+  // node:tls's verification failures (an unknown CA, a name that does not match): not an outage.
+  if (
+    /certificate|self[- ]signed|altnames|verify/i.test(e.message ?? "") ||
+    String(e.code ?? "").startsWith("ERR_TLS")
+  ) {
+    return new OpsError(
+      "not_permitted",
+      `The state database ${where} did not prove who it is (TLS): ${e.message}. Check sslrootcert and the host name`,
+      { cause: err },
+    );
   }
   return new OpsError(
     "unreachable",

@@ -60,7 +60,6 @@ Deno.test("cli/connect parseCliUrl() reads libpq's URL: user, database, port, so
     ca: "CA",
     cert: "CERT",
     key: "KEY",
-    servername: "db.example",
   });
   Deno.chmodSync(key, 0o644);
   assert.throws(
