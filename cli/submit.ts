@@ -75,7 +75,7 @@ export async function submitAndWait(
     throw submitError(err);
   }
   const started = Date.now();
-  let pause = 100;
+  let pause = 25;
   let progress: string | null = null;
   let watched: string | undefined;
   for (;;) {
