@@ -41,6 +41,7 @@ import { reloadConfig } from "./core/config_reload.ts";
 import { scheduleCheck } from "./commands/config.ts";
 import { VaultWitness } from "./core/witness.ts";
 import { registerRunbookMetrics } from "./http/runbook_metrics.ts";
+import { CliInbox } from "./cli/inbox.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -53,6 +54,8 @@ export interface RunningBot {
   alerts: AlertThreads;
   /** The approval gate (also `deps.gate`). */
   gate: ApprovalGate;
+  /** Takes the break-glass CLI's commands from the state database (cli/inbox.ts). */
+  cliInbox: CliInbox;
   /** The Socket Mode connection, when `SLACK_APP_TOKEN` selected it (then there is no `/slack/events`). */
   socket?: SocketModeEventsReceiver;
   /** `http://127.0.0.1:<port>` */
@@ -87,6 +90,8 @@ export interface StartOptions {
   sweepIntervalMs?: number;
   /** This process's identity in the requests it runs (default: a random UUID). */
   instanceId?: string;
+  /** How often the CLI's inbox is swept for commands a lost notification missed (ms, default 3 s). */
+  cliSweepIntervalMs?: number;
   /** Slack Web API request timeout (ms, default 10 s): an unanswered call is retried, never waited on forever. */
   slackTimeoutMs?: number;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
@@ -210,6 +215,13 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     sweep: opts.sweepIntervalMs !== undefined || config.schedules.approval_expiry?.enabled === false ||
       !jobList.some((j) => j.name === "approval_expiry"),
   });
+
+  // The break-glass CLI hands its commands in through the state database, as the person logged in there.
+  const cliInbox = new CliInbox(deps, gate, {
+    instanceId: gate.instanceId,
+    sweepIntervalMs: opts.cliSweepIntervalMs,
+  });
+  await cliInbox.start();
 
   // Alert threads post through their own client: it reports a 429 instead of waiting inside the library, so
   // the poster can honour Retry-After per channel and keep order.
@@ -346,6 +358,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     slack,
     scheduler,
     gate,
+    cliInbox,
     alerts,
     socket,
     port,
@@ -363,7 +376,11 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       await socket?.stop();
       await server.shutdown();
       log.info("stopping: waiting for work in flight", { grace_ms: graceMs });
-      const left = (await (receiver ?? socket)?.drain(graceMs)) ?? 0;
+      const [slackLeft, cliLeft] = await Promise.all([
+        (receiver ?? socket)?.drain(graceMs),
+        cliInbox.stop(graceMs),
+      ]);
+      const left = (slackLeft ?? 0) + cliLeft;
       if (left) {
         // Work still running past the bound keeps its pools and the gate's liveness lock: both end with the
         // process, at the same moment as the work, and a peer (or the next start) marks it interrupted and

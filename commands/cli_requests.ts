@@ -1,9 +1,10 @@
 /**
  * The CLI's own subcommands over approval requests: `approve <id>`, `deny <id> <reason>`, `cancel <id>`,
  * `requests` (open ones) and `request <id>` (one in full). In Slack these are the approval message's
- * buttons; the CLI reaches the same gate calls, so the same rules hold: an eligible approver, never the
- * requester, the policy's number of approvals, typed confirmation where the policy asks for it, and the
- * run happens here, in this process, once the request is claimed.
+ * buttons; the bot runs them for the CLI (cli/inbox.ts) through the same gate calls, so the same rules hold:
+ * an eligible approver, never the requester, the policy's number of approvals, typed confirmation where the
+ * policy asks for it, and the hash of the plan the approver was shown (`--plan`, or the plan the CLI showed
+ * and the person confirmed). The run happens in the bot, once the request is claimed.
  *
  * @module
  */
@@ -36,6 +37,17 @@ export function exitCodeOf(code: ErrorCode): number {
   }
 }
 
+/** The options a CLI command carries besides its text (checked again here: anyone may call cli_submit). */
+export const cliOptions = z.object({
+  /** approve: the hash of the plan the person was shown. */
+  planHash: z.string().regex(/^[0-9a-f]{12,64}$/, "a plan hash as the plan shows it").optional(),
+  /** approve: the typed confirmation some policies ask for. */
+  typed: z.string().max(200).optional(),
+  /** How long the CLI waits for a bot to take the command (read by cli_submit). */
+  wait_seconds: z.number().optional(),
+});
+export type CliOptions = z.infer<typeof cliOptions>;
+
 /** What one CLI subcommand produced. */
 export interface CliOutcome {
   text: string;
@@ -43,11 +55,16 @@ export interface CliOutcome {
   json: Record<string, unknown>;
 }
 
+/** Whether `name` is one of the CLI's request subcommands (own keys only: not "constructor" and the like). */
+export function isRequestCommand(name: string): boolean {
+  return Object.hasOwn(CLI_REQUEST_COMMANDS, name);
+}
+
 /** Names of the CLI-only subcommands, with their usage. */
 export const CLI_REQUEST_COMMANDS: Record<string, { usage: string; summary: string }> = {
   approve: {
-    usage: "approve <id> [--confirm <text>]",
-    summary: "Approve request <id> (not your own); runs it here once enough approvers agreed",
+    usage: "approve <id> [--plan <hash>] [--confirm <text>]",
+    summary: "Approve request <id> (not your own) after seeing its plan; the bot runs it once enough agreed",
   },
   deny: { usage: "deny <id> <reason>", summary: "Deny request <id> with a reason" },
   cancel: { usage: "cancel <id>", summary: "Withdraw a pending request (yours, or any as an operator)" },
@@ -149,10 +166,10 @@ export async function runRequestCommand(
   inv: Invoker,
   deps: AppDeps,
   gate: ApprovalGate,
-  flags: { confirm?: string },
+  options: CliOptions,
 ): Promise<CliOutcome> {
   const name = parsed.subcommand;
-  const usage = `deno task ops ${CLI_REQUEST_COMMANDS[name]?.usage ?? name}`;
+  const usage = `deno task ops ${isRequestCommand(name) ? CLI_REQUEST_COMMANDS[name].usage : name}`;
   switch (name) {
     case "approve": {
       const a = validateArgs(
@@ -161,11 +178,16 @@ export async function runRequestCommand(
         usage,
       );
       const id = a.positional[0];
-      // The plan hash of the request as the gate reads it now; the outcome prints that plan.
-      const shown = await gate.view(id);
+      // What runs must be what this person was shown: the CLI sends the hash of the plan it displayed.
+      if (!options.planHash) {
+        throw new InvalidInput(
+          `An approval names the plan it approves: \`deno task ops approve ${id}\` shows the plan and asks, ` +
+            `or pass the hash you were shown with --plan <hash>`,
+        );
+      }
       const d = await gate.approve(id, inv, {
-        planHash: shown?.request.plan_hash,
-        ...(flags.confirm !== undefined ? { typed: flags.confirm } : {}),
+        planHash: options.planHash,
+        ...(options.typed !== undefined ? { typed: options.typed } : {}),
       });
       return decisionOutcome(d, await gate.view(id));
     }

@@ -15,8 +15,8 @@ import { Cron } from "croner";
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
 const slackChannelId = z.string().regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID such as C012ABCDEF");
-/** An operating-system login name (the break-glass CLI's operators). */
-const cliLogin = z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/, "an operating-system login such as alice");
+/** A PostgreSQL login name (the break-glass CLI's people: their own roles on the state database). */
+const cliLogin = z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/, "a PostgreSQL login such as alice");
 const identifier = z.string().regex(
   /^[a-z_][a-z0-9_]{0,62}$/,
   "a lower-case PostgreSQL identifier (letters, digits, underscore)",
@@ -592,9 +592,9 @@ export const configSchema = z.strictObject({
     operators: principalsSchema,
     approvers: principalsSchema,
     /**
-     * Break-glass CLI (`deno task ops`): operating-system login → Slack user ID. The CLI acts as that person,
-     * with that person's operator and approver rights (never approving their own request); logins not
-     * listed may not use it.
+     * Break-glass CLI (`deno task ops`): PostgreSQL login on the state database → Slack user ID. The bot runs
+     * the CLI's commands as that person, with their operator and approver rights (never approving their own
+     * request); logins not listed may not use it.
      */
     cli_operators: z.record(cliLogin, slackUserId).default({}),
   }),

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { connectState } from "./state_db.ts";
 import { fileURLToPath } from "node:url";
 import { transaction } from "./pg_tx.ts";
@@ -119,7 +119,48 @@ export async function grantRuntimeAccess(owner: Sql, runtimeRole: string): Promi
     await tx`grant usage, select on all sequences in schema bisman_ops to ${role}`;
     await tx`revoke update, delete, truncate, references, trigger on bisman_ops.audit_log from ${role}`;
     await tx`revoke insert, update, delete, truncate, references, trigger on bisman_ops.migrations from ${role}`;
+    // The CLI's inbox (sql/0009_cli_inbox.sql): the runtime role reads rows and may only claim and answer
+    // them. It never inserts one (only cli_submit() does, as the person logged in), so holding DATABASE_URL
+    // does not let anyone type a CLI command under another person's login.
+    if (await tableExists(tx, "cli_inbox")) {
+      await tx`revoke insert, update, delete, truncate, references, trigger on bisman_ops.cli_inbox from ${role}`;
+      await tx`
+        grant update (picked_by, picked_at, heartbeat_at, progress, reply, exit_code, done_at)
+          on bisman_ops.cli_inbox to ${role}`;
+    }
   });
+}
+
+async function tableExists(sql: Sql | TransactionSql, table: string): Promise<boolean> {
+  const [{ ok }] = await sql<
+    { ok: boolean }[]
+  >`select to_regclass(${`bisman_ops.${table}`}) is not null as ok`;
+  return ok;
+}
+
+/** The group role of the break-glass CLI's people (sql/0009_cli_inbox.sql). */
+export const CLI_GROUP_ROLE = "bisman_cli";
+
+/**
+ * Gives the CLI's group role `bisman_cli` exactly what the thin-client CLI needs, and nothing else: USAGE on
+ * the schema, SELECT on requests, approvals and the audit log (the plan it shows before an approval, and
+ * `audit-log export`), EXECUTE on `cli_submit` and `cli_reply`. Idempotent; run after every migration, so a
+ * role an admin created after the migration (when the owner lacked CREATEROLE) is covered at the next start.
+ * Does nothing while the role or the inbox does not exist.
+ * @param owner a connection as the schema's owner
+ * @returns whether the role exists (and was granted)
+ */
+export async function grantCliAccess(owner: Sql): Promise<boolean> {
+  const [{ exists }] = await owner<{ exists: boolean }[]>`
+    select exists (select 1 from pg_roles where rolname = ${CLI_GROUP_ROLE}) as exists`;
+  if (!exists || !(await tableExists(owner, "cli_inbox"))) return false;
+  const role = owner(CLI_GROUP_ROLE);
+  await transaction(owner, async (tx) => {
+    await tx`grant usage on schema bisman_ops to ${role}`;
+    await tx`grant select on bisman_ops.requests, bisman_ops.approvals, bisman_ops.audit_log to ${role}`;
+    await tx`grant execute on function bisman_ops.cli_submit(text, jsonb), bisman_ops.cli_reply(bigint) to ${role}`;
+  });
+  return true;
 }
 
 /**
@@ -189,13 +230,18 @@ export async function migrateState(
     await checkMigrations(state);
     return [];
   }
-  if (!migrationUrl) return await migrate(state);
+  if (!migrationUrl) {
+    const applied = await migrate(state);
+    await grantCliAccess(state);
+    return applied;
+  }
   const owner = connectState(migrationUrl, { max: 1 });
   try {
     const applied = await migrate(owner);
     // The runtime role may only read and append to the audit log (and use the gate's tables).
     const [{ role }] = await state<{ role: string }[]>`select current_user as role`;
     await grantRuntimeAccess(owner, role);
+    await grantCliAccess(owner);
     return applied;
   } finally {
     await owner.end({ timeout: 2 });

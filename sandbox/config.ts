@@ -1,7 +1,7 @@
 /**
  * The sandbox's bot configuration and environment, written into the data folder on every start (ports
- * may change): `bisman.yaml` for the bot and the CLI, and `sandbox.env` so that `deno task ops` finds the
- * running sandbox without any variable set. Both are rewritten each start; edit this file, not them.
+ * may change): `bisman.yaml` for the bot. It is rewritten each start; edit this file, not it. (The CLI's
+ * per-person env files come from sandbox/cli_people.ts.)
  *
  * @module
  */
@@ -10,6 +10,7 @@ import { stringify } from "yaml";
 import { parseConfig } from "../core/config.ts";
 import type { PersistentCluster } from "../standins/cluster.ts";
 import { BOT_ROLE, SAMPLE_DB, STATE_DB } from "./seed.ts";
+import { CLI_PEOPLE } from "./cli_people.ts";
 import {
   OPS_CHANNEL,
   ROLE_SECRETS,
@@ -36,8 +37,6 @@ export interface SandboxConfigInput {
   pgbackrest?: { stanza: string; configFile: string };
   /** Alertmanager's URL, linked from alert threads. */
   alertmanagerUrl?: string;
-  /** The OS login running the sandbox (not root), mapped to alice for the CLI. */
-  osLogin?: string;
 }
 
 /** The YAML document of the sandbox's config. */
@@ -58,16 +57,9 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
     access: {
       operators: { users: [alice, bob], groups: [] },
       approvers: { users: [bob, carol], groups: [] },
-      // The break-glass CLI: `deno task ops --as bob …` (as root) acts as bob; the login that runs the
-      // sandbox (when it is not root) acts as alice.
-      cli_operators: {
-        alice,
-        bob,
-        carol,
-        ...(input.osLogin && /^[a-z_][a-z0-9_.-]{0,31}$/.test(input.osLogin)
-          ? { [input.osLogin]: alice }
-          : {}),
-      },
+      // The break-glass CLI: each person logs in to the state database as their own role
+      // (sandbox/cli_people.ts); dave has a role too, and is refused for not being listed here.
+      cli_operators: { alice, bob, carol },
     },
     policies: { default: { expiry_minutes: 15 } },
     targets: {
@@ -100,9 +92,10 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
           tools: { pg_restore: `${cluster.binDir}/pg_restore`, pgbackrest: "pgbackrest" },
         },
         security: {
-          // The sandbox's own superuser (its harness, the tables' owner) and Vault's database-engine role are
-          // expected logins; any other role outside the seed's policy is an "unexpected DB user".
-          other_roles: ["postgres", VAULT_ROOT_ROLE],
+          // The sandbox's own superuser (its harness, the tables' owner), Vault's database-engine role and the
+          // CLI's people (roles are cluster-wide, and the state database shares this cluster) are expected
+          // logins; any other role outside the seed's policy is an "unexpected DB user".
+          other_roles: ["postgres", VAULT_ROOT_ROLE, "bisman_cli", ...CLI_PEOPLE],
           audit_reads: "replica",
         },
         // Restore tests go to the sandbox's primary as a separate "restore server" (the postgres superuser
@@ -137,20 +130,6 @@ export async function writeSandboxConfig(input: SandboxConfigInput): Promise<str
     path,
     `# Written by \`deno task dev\` on every start (sandbox/config.ts); changes here are overwritten.\n` +
       stringify(doc),
-  );
-  return path;
-}
-
-/** Writes `sandbox.env` (mode 0600: it holds the stand-ins' tokens) for the CLI, and returns its path. */
-export async function writeSandboxEnv(dataDir: string, env: Record<string, string>): Promise<string> {
-  const path = `${dataDir}/sandbox.env`;
-  const lines = Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
-  await Deno.writeTextFile(
-    path,
-    `# The running sandbox's environment, for \`deno task ops\`; removed when the sandbox stops.\n${
-      lines.join("\n")
-    }\n`,
-    { mode: 0o600 },
   );
   return path;
 }

@@ -22,17 +22,11 @@ import { createConsoleApp } from "./console.ts";
 import { ensureDump, ensurePgBackRest, forgetSetupStatements, seedDatabases } from "./seed.ts";
 import { startSandboxAlerts, stopLeftoverAlertmanager } from "./alerts.ts";
 import { freePort } from "../standins/ports.ts";
-import { loginOfUid } from "../commands/cli_identity.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
-import { PASSWORD_ENV, stateUrl, writeSandboxConfig, writeSandboxEnv } from "./config.ts";
+import { PASSWORD_ENV, stateUrl, writeSandboxConfig } from "./config.ts";
+import { cliEnvFile, setUpCliPeople } from "./cli_people.ts";
 import { createTroublePanel } from "./trouble.ts";
 import { IntegrityKeys } from "../core/keys.ts";
-
-/** The login of the user running the sandbox, from the real user ID (as the CLI resolves it). */
-function sandboxLogin(): string | undefined {
-  const uid = Deno.uid();
-  return uid === null ? undefined : loginOfUid(uid);
-}
 
 /** Options of {@link startSandbox}. */
 export interface SandboxOptions {
@@ -206,7 +200,6 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       dumpDir,
       pgbackrest,
       alertmanagerUrl: alerts.url,
-      osLogin: Deno.uid() === 0 ? undefined : sandboxLogin(),
     });
     // Targets read `password_env` from the process environment (as in production).
     Deno.env.set(PASSWORD_ENV, botPassword);
@@ -235,8 +228,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     stops.push(() => bot.stop());
     log(`bisman-ops bot at ${bot.url} (log: ${dataDir}/bot.log)`);
 
-    const envFile = await writeSandboxEnv(dataDir, env);
-    stops.push(() => Deno.remove(envFile).catch(() => {}));
+    // The CLI's people log in as themselves (the bot's migration has created bisman_cli by now).
+    const cliFiles = await setUpCliPeople(cluster, dataDir);
+    stops.push(() => Promise.all(cliFiles.map((f) => Deno.remove(f).catch(() => {}))));
 
     const trouble = createTroublePanel({
       cluster,
@@ -320,6 +314,12 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   }
 }
 
+/** A path as the person can type it: relative to the working folder when inside it. */
+function shownPath(path: string): string {
+  const cwd = `${Deno.cwd()}/`;
+  return path.startsWith(cwd) ? path.slice(cwd.length) : path;
+}
+
 function parseFlags(args: string[]): { dataDir?: string; port?: number } {
   const out: { dataDir?: string; port?: number } = {};
   for (let i = 0; i < args.length; i++) {
@@ -366,7 +366,8 @@ if (import.meta.main) {
     } else {
       console.log(
         `\n  Open ${sandbox.url}\n\n  That is the #ops console. The break-glass CLI works against this sandbox too:\n` +
-          `    deno task ops ${Deno.uid() === 0 ? "--as alice " : ""}status\n` +
+          `    deno task ops --env-file ${shownPath(cliEnvFile(sandbox.dataDir, "alice"))} status\n` +
+          `  (alice; bob, carol and dave have their own files: each logs in to the state database as themselves)\n` +
           `  Ctrl-C stops everything.\n`,
       );
     }

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { stringify } from "yaml";
 import { startCluster } from "../../standins/cluster.ts";
-import { startTestBot, TEST_SIGNING_KEY, testConfigDoc, USERS } from "../support/bot.ts";
+import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { verifyExport } from "../../core/audit.ts";
@@ -39,17 +38,17 @@ Deno.test("csvField() quotes what CSV needs and defuses spreadsheet formulas", (
 Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and offline verification of an export", async (t) => {
   await using cluster = await startCluster({ name: "auditlog" });
   const stateDb = await cluster.createDatabase("alstate");
-  const doc = testConfigDoc(cluster, (d) => {
-    d.access.cli_operators = { alice: USERS.alice };
-  });
   const dir = await Deno.makeTempDir({ prefix: "bisman-auditlog-test-" });
-  const configPath = `${dir}/bisman.yaml`;
-  await Deno.writeTextFile(configPath, stringify(doc));
-  const tb = await startTestBot(cluster, { stateDb, env: { BISMAN_CONFIG: configPath } });
+  const tb = await startTestBot(cluster, {
+    stateDb,
+    config: testConfig(cluster, (d) => {
+      d.access.cli_operators = { alice: USERS.alice };
+    }),
+  });
+  // alice's own login on the state database: the CLI's identity (the bot's migration made bisman_cli).
+  await cluster.primary.psql(`create role alice login password 'alice-pw' in role bisman_cli`);
   const env = {
-    BISMAN_CONFIG: configPath,
-    DATABASE_URL: tb.bot.deps.env.databaseUrl,
-    BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
+    BISMAN_CLI_DATABASE_URL: cluster.primary.url({ database: stateDb, user: "alice", password: "alice-pw" }),
   };
   try {
     for (let i = 0; i < 45; i++) {
@@ -143,9 +142,12 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
     await t.step(
       "deno task ops audit-log export --out writes the chain; verify --file checks it with no database",
       async () => {
-        const out = await cli(env, "--as", "alice", "audit-log", "export", "--out", exportFile);
+        const out = await cli(env, "audit-log", "export", "--out", exportFile);
         assert.equal(out.code, 0, out.stderr);
         assert.match(out.stderr, /\d+ audit-log row\(s\) exported to /);
+        // The bot recorded the export as alice's before she read the rows with her own role.
+        const rec = await tb.bot.deps.audit.rows();
+        assert.ok(rec.some((r) => r.action === "audit.exported" && r.actor === "cli:alice"));
         const text = await Deno.readTextFile(exportFile);
         const rows = text.trim().split("\n").length;
         assert.ok(rows >= 46, `${rows} rows`);
@@ -184,7 +186,7 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
     await t.step("the CLI checks an anchor against the database, and against an export offline", async () => {
       const head = (await tb.bot.deps.audit.verify()) as { head: { seq: number; hash: string } };
       const anchor = `${head.head.seq}:${head.head.hash}`;
-      const online = await cli(env, "--as", "alice", "audit-log", "verify", "--anchor", anchor);
+      const online = await cli(env, "audit-log", "verify", "--anchor", anchor);
       assert.equal(online.code, 0, online.stderr);
       assert.match(online.stdout, /Audit log holds the anchor/);
       const text = await Deno.readTextFile(exportFile);

@@ -80,7 +80,9 @@ async function assertNothingLeft(dataDir: string, ports: Record<string, number>)
     assert.equal(await listening(port), false, `nothing listens on the ${what} port ${port}`);
   }
   assert.deepEqual(processesUsing(dataDir), [], "no process of the sandbox's data folder is left");
-  assert.equal(await exists(`${dataDir}/sandbox.env`), false, "the CLI's env file is removed");
+  for (const person of ["alice", "bob", "carol", "dave"]) {
+    assert.equal(await exists(`${dataDir}/cli-${person}.env`), false, `${person}'s CLI env file is removed`);
+  }
   assert.equal(await exists(`${dataDir}/sandbox.pid`), false, "the pid file is removed");
 }
 
@@ -116,7 +118,7 @@ Deno.test({
           ]);
           assert.ok(meta.subcommands.some((s: { name: string }) => s.name === "rotate"));
           const cli = await new Deno.Command(Deno.execPath(), {
-            args: ["run", "-A", "cli.ts", "--env-file", `${dataDir}/sandbox.env`, "--as", "alice", "status"],
+            args: ["run", "-A", "cli.ts", "--env-file", `${dataDir}/cli-alice.env`, "status"],
             cwd: root,
             stdout: "piped",
             stderr: "piped",
@@ -124,6 +126,20 @@ Deno.test({
           const cliOut = new TextDecoder().decode(cli.stdout);
           assert.equal(cli.code, 0, new TextDecoder().decode(cli.stderr));
           assert.match(cliOut, /replica1 127\.0\.0\.1:\d+ standby PostgreSQL 15/);
+          assert.match(
+            out,
+            /deno task ops --env-file \S*cli-alice\.env status/,
+            "the hint names alice's file",
+          );
+          // dave logs in as himself too, and the bot refuses him: he is in no list.
+          const dave = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", "cli.ts", "--env-file", `${dataDir}/cli-dave.env`, "status"],
+            cwd: root,
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          assert.equal(dave.code, 3);
+          assert.match(new TextDecoder().decode(dave.stderr), /dave may not use the break-glass CLI/);
         },
       );
 
