@@ -12,15 +12,9 @@ import { VaultStandIn } from "../standins/vault.ts";
 import { AuditLog } from "../core/audit.ts";
 import { Secrets } from "../core/log.ts";
 import { startTestBot, type TestBot, testConfig, USERS } from "./support/bot.ts";
+import { type CliRun, DENO_DIR, runCli } from "./support/cli_process.ts";
 
 const root = new URL("../", import.meta.url).pathname;
-
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
 
 /** Each person's state-database password; dave is in bisman_cli but not in cli_operators, mallory in neither. */
 const PEOPLE = {
@@ -84,25 +78,8 @@ async function setUp(cluster: TestCluster) {
     cluster.primary.url({ database: stateDb, user: p, ...(password === null ? {} : { password }) }) +
     "?sslmode=disable";
 
-  const spawn = async (env: Record<string, string>, args: string[]): Promise<CliRun> => {
-    const started = performance.now();
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "cli.ts", ...args],
-      cwd: root,
-      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: home, NO_COLOR: "1", ...env },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dec = new TextDecoder();
-    return {
-      code: out.code,
-      stdout: dec.decode(out.stdout),
-      stderr: dec.decode(out.stderr),
-      ms: performance.now() - started,
-    };
-  };
+  const spawn = (env: Record<string, string>, args: string[]): Promise<CliRun> =>
+    runCli({ HOME: home, ...env }, args);
   /**
    * Runs the CLI at a terminal (util-linux `script` gives it a pseudo-terminal) and types each answer once
    * its question has appeared, as a person would. Returns everything the terminal showed.
@@ -116,7 +93,14 @@ async function setUp(cluster: TestCluster) {
     const child = new Deno.Command("script", {
       args: ["-qec", [Deno.execPath(), "run", "-A", "cli.ts", ...args].map(quote).join(" "), "/dev/null"],
       cwd: root,
-      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: home, NO_COLOR: "1", TERM: "dumb", ...env },
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: home,
+        NO_COLOR: "1",
+        TERM: "dumb",
+        DENO_DIR,
+        ...env,
+      },
       clearEnv: true,
       stdin: "piped",
       stdout: "piped",
@@ -448,6 +432,32 @@ Deno.test("cli: alice requests a rotation, bob approves the plan he was shown, i
     });
 
     await t.step(
+      "a CLI request edited in the state database is refused when approved through the CLI: plan_tampered, Vault unchanged",
+      async () => {
+        const r = await w.as("alice", "rotate", "bisman_app");
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        const edited = Number(/Request #(\d+)/.exec(r.stdout)![1]);
+        const shown = /plan ([0-9a-f]{12});/.exec(r.stdout)![1];
+        const vaultBefore = w.vault.kvGet("bisman/db")!.version;
+        // As the state database's superuser: what the approver is shown stays the same (so the CLI's own
+        // check of the plan hash passes), but the row says a different policy and approvals needed.
+        await state`update bisman_ops.requests
+                       set approvals_needed = 2, policy = policy || '{"approvals":2}'::jsonb
+                     where id = ${edited}`;
+        const bob = await w.as("bob", "approve", String(edited), "--plan", shown);
+        assert.notEqual(bob.code, 0);
+        assert.match(bob.stderr + bob.stdout, /altered in the state database after the bot made it/);
+        assert.equal(await stateOf(edited), "pending", "nothing ran");
+        assert.deepEqual(await approvals(edited), []);
+        assert.equal(w.vault.kvGet("bisman/db")!.version, vaultBefore, "Vault unchanged");
+        const { rows } = await w.audit();
+        const tampered = rows.filter((x) => x.request_id === edited && x.action === "plan_tampered");
+        assert.equal(tampered[0]?.actor, "cli:bob");
+        assert.match(String(tampered[0]?.details.problem), /approvals_needed, policy were changed/);
+      },
+    );
+
+    await t.step(
       "with no bot running, the CLI says so within its bound, and the command never runs",
       async () => {
         await w.tb.stop();
@@ -460,7 +470,7 @@ Deno.test("cli: alice requests a rotation, bob approves the plan he was shown, i
         assert.equal(row.picked_by, null);
         assert.ok(row.done_at, "the command is closed, so a bot that starts later cannot take it");
         const [{ n }] = await state`select count(*)::int as n from bisman_ops.requests`;
-        assert.equal(n, 1, "no new request");
+        assert.equal(n, 2, "no new request (the first one, and the edited one)");
       },
     );
   } finally {

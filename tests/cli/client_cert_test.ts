@@ -8,8 +8,7 @@ import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
 import { enableTls } from "../support/tls.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
-
-const root = new URL("../../", import.meta.url).pathname;
+import { runCli } from "../support/cli_process.ts";
 
 async function openssl(args: string[], cwd: string): Promise<void> {
   const out = await new Deno.Command("openssl", { args, cwd, stdout: "piped", stderr: "piped" }).output();
@@ -63,24 +62,7 @@ Deno.test("cli: a client certificate logs the person in, over TLS that verifies 
   const base = `postgres://alice@127.0.0.1:${cluster.primary.port}/${stateDb}?sslmode=verify-full` +
     `&sslrootcert=${certs.caFile}`;
   const home = await Deno.makeTempDir({ prefix: "bisman-cli-cert-" });
-  const cli = async (url: string, ...args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "cli.ts", ...args],
-      cwd: root,
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: home,
-        NO_COLOR: "1",
-        BISMAN_CLI_DATABASE_URL: url,
-      },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-  };
+  const cli = (url: string, ...args: string[]) => runCli({ HOME: home, BISMAN_CLI_DATABASE_URL: url }, args);
   try {
     await t.step("with her certificate and key, alice's command runs as cli:alice", async () => {
       const r = await cli(`${base}&sslcert=${certs.dir}/alice.crt&sslkey=${certs.dir}/alice.key`, "status");

@@ -5,26 +5,11 @@ import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { verifyExport } from "../../core/audit.ts";
 import { csvField, toCsv } from "../../views/csv.ts";
-
-const root = new URL("../../", import.meta.url).pathname;
+import { runCli } from "../support/cli_process.ts";
 
 /** Runs the break-glass CLI as a subprocess with exactly `env`. */
-async function cli(env: Record<string, string>, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli.ts", ...args],
-    cwd: root,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/root",
-      NO_COLOR: "1",
-      ...env,
-    },
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function cli(env: Record<string, string>, ...args: string[]) {
+  return runCli({ HOME: Deno.env.get("HOME") ?? "/root", ...env }, args);
 }
 
 Deno.test("csvField() quotes what CSV needs and defuses spreadsheet formulas", () => {
