@@ -57,6 +57,9 @@ export interface RunningAlertmanager {
   stop(): Promise<void>;
 }
 
+/** Alertmanager and amtool get a PATH and nothing else of this process's environment (the bot's secrets). */
+const NO_ENV = { env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" }, clearEnv: true } as const;
+
 function yamlString(s: string): string {
   return JSON.stringify(s); // JSON strings are valid YAML double-quoted scalars
 }
@@ -98,6 +101,7 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
       "--cluster.listen-address=",
       "--log.level=debug",
     ],
+    ...NO_ENV,
     stdout: "null",
     stderr: "piped",
     stdin: "null",
@@ -153,7 +157,8 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
         ...Object.entries(rest).map(([k, v]) => `${k}=${v}`),
         ...Object.entries(annotations).map(([k, v]) => `--annotation=${k}=${v}`),
       ];
-      const out = await new Deno.Command(AMTOOL_BIN, { args, stdout: "piped", stderr: "piped" }).output();
+      const out = await new Deno.Command(AMTOOL_BIN, { args, ...NO_ENV, stdout: "piped", stderr: "piped" })
+        .output();
       if (out.code !== 0) {
         throw new Error(`amtool alert add failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`);
       }
@@ -175,6 +180,7 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
     amtool: async (...args) => {
       const out = await new Deno.Command(AMTOOL_BIN, {
         args: [`--alertmanager.url=${url}`, ...args],
+        ...NO_ENV,
         stdout: "piped",
         stderr: "piped",
       }).output();
