@@ -14,6 +14,7 @@
 import type { Config } from "../core/config.ts";
 import type { Invoker } from "../core/access.ts";
 import { NotPermitted } from "../core/errors.ts";
+import { own as ownEntry } from "../core/lookup.ts";
 
 const LOGIN = /^[a-z_][a-z0-9_.-]{0,31}$/;
 
@@ -75,7 +76,7 @@ export function resolveOperator(config: Config, src: IdentitySource): Invoker {
     login = src.sudoUser;
   }
   if (!LOGIN.test(login)) throw new NotPermitted(`"${login.slice(0, 40)}" is not a login name`);
-  const slackId = config.access.cli_operators[login];
+  const slackId = ownEntry(config.access.cli_operators, login);
   if (!slackId) {
     const hint = src.uid === 0 && src.as === undefined ? " (as root, say who you are with --as <login>)" : "";
     throw new NotPermitted(

@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { Cron } from "croner";
+import { own, protoKeys } from "./lookup.ts";
 
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
@@ -305,7 +306,7 @@ export const securitySchema = z.strictObject({
       });
     }
     for (const m of p.member_of) {
-      if (!s.roles[m] && !s.other_roles.includes(m) && !m.startsWith("pg_")) {
+      if (!own(s.roles, m) && !s.other_roles.includes(m) && !m.startsWith("pg_")) {
         ctx.addIssue({
           code: "custom",
           path: ["roles", name, "member_of"],
@@ -606,13 +607,21 @@ function pathOf(path: readonly PropertyKey[]): string {
  * parseConfig({ workspace: { team_id: "T1" } }, "x.yaml"); // throws ConfigError "slack: expected object…"
  */
 export function parseConfig(doc: unknown, file = "<config>"): Config {
+  // zod's records drop a "__proto__" key without a word: refuse it by name instead.
+  const proto = protoKeys(doc);
+  if (proto.length) {
+    throw new ConfigError(
+      file,
+      proto.map((p) => `${p}: "__proto__" cannot be used as a name`),
+    );
+  }
   const result = configSchema.safeParse(doc);
   if (!result.success) {
     throw new ConfigError(file, result.error.issues.map((i) => `${pathOf(i.path)}: ${i.message}`));
   }
   const config = result.data;
   const problems: string[] = [];
-  if (config.default_target && !config.targets[config.default_target]) {
+  if (config.default_target && !own(config.targets, config.default_target)) {
     problems.push(
       `default_target: "${config.default_target}" is not one of targets (${
         Object.keys(config.targets).join(", ")
@@ -651,7 +660,9 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
     }
   }
   for (const t of config.retention.audit_archive?.targets ?? []) {
-    if (!config.targets[t]) problems.push(`retention.audit_archive.targets: "${t}" is not one of targets`);
+    if (!own(config.targets, t)) {
+      problems.push(`retention.audit_archive.targets: "${t}" is not one of targets`);
+    }
   }
   if (problems.length) throw new ConfigError(file, problems);
   return config;
@@ -713,12 +724,13 @@ export interface EffectivePolicy {
 
 /** Resolves `policies.<action>` over `policies.default` over the built-in defaults. */
 export function policyFor(config: Config, action: string): EffectivePolicy {
-  const alias = policyAliases[action];
-  const specific = config.policies[action] ?? (alias ? config.policies[alias] : undefined) ??
-    builtInActionPolicy[action] ?? {};
+  const alias = own(policyAliases, action);
+  const builtIn = own(builtInActionPolicy, action);
+  const specific = own(config.policies, action) ?? (alias ? own(config.policies, alias) : undefined) ??
+    builtIn ?? {};
   const base = config.policies.default ?? {};
   return {
-    approvals: specific.approvals ?? builtInActionPolicy[action]?.approvals ?? base.approvals ??
+    approvals: specific.approvals ?? builtIn?.approvals ?? base.approvals ??
       builtInPolicy.approvals,
     approvers: specific.approvers ?? base.approvers ?? config.access.approvers,
     expiry_minutes: specific.expiry_minutes ?? base.expiry_minutes ?? builtInPolicy.expiry_minutes,
@@ -734,7 +746,7 @@ export function policyFor(config: Config, action: string): EffectivePolicy {
 
 /** The target a command means when it names none: `default_target`, else the only one, else an error. */
 export function resolveTargetName(config: Config, requested?: string): string | undefined {
-  if (requested) return config.targets[requested] ? requested : undefined;
+  if (requested) return own(config.targets, requested) ? requested : undefined;
   if (config.default_target) return config.default_target;
   const names = Object.keys(config.targets);
   return names.length === 1 ? names[0] : undefined;

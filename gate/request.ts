@@ -21,6 +21,7 @@ import {
   toJsonValue,
 } from "./hooks.ts";
 import { BACKUP_FIRST_ACTIONS, type GateRuntime } from "./run.ts";
+import { own } from "../core/lookup.ts";
 
 /**
  * Plans and persists a destructive request and posts its approval message.
@@ -137,7 +138,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
  */
 export function offersBackupFirst(deps: Pick<AppDeps, "config">, action: string, target?: string): boolean {
   if (!BACKUP_FIRST_ACTIONS.has(action) || !target || !getOperation("backup_now")) return false;
-  const b = deps.config.targets[target]?.backups;
+  const b = own(deps.config.targets, target)?.backups;
   return !!(b?.pgbackrest || b?.dump_folder);
 }
 

@@ -11,6 +11,7 @@ import { OpsError } from "../core/errors.ts";
 import { requireVault, type VaultClient, VaultError } from "../core/vault.ts";
 import type { OpDeps, PlanBase } from "./types.ts";
 import { type RoleState, type SessionGroup, tryLogin } from "./_role_login.ts";
+import { own } from "../core/lookup.ts";
 
 /** One role of a plan. */
 export interface RolePlan {
@@ -131,7 +132,7 @@ export async function writeOrLearn(
       await new Promise((res) => setTimeout(res, 250 * attempt));
       try {
         const cur = await vault.read(r.path, { mount });
-        if (cur.data[r.key] === password) return { version: cur.version };
+        if (own(cur.data, r.key) === password) return { version: cur.version };
         if (cur.version === cas) throw new VaultWriteFailed(err, "no");
         throw new VaultWriteFailed(
           new VaultError(
@@ -245,7 +246,7 @@ export async function afterUnknownWrite(
   for (let attempt = 1; attempt <= 3; attempt++) {
     try {
       const cur = await vault.read(r.path, { mount: p.mount });
-      if (cur.data[r.key] !== password) {
+      if (own(cur.data, r.key) !== password) {
         return {
           ...base,
           status: "failed",

@@ -21,6 +21,7 @@ import { humanAge, humanBytes } from "./_findings.ts";
 import { libpqEnv, listDump, runTool, toolError } from "./_pg_tools.ts";
 import { pgbackrestInfoArgv } from "./_pgbackrest.ts";
 import { targetName } from "./_security.ts";
+import { own } from "../core/lookup.ts";
 
 export const backupNowArgs = z.strictObject({
   target: targetName,
@@ -58,7 +59,7 @@ export interface BackupNowResult {
 type PgBackRest = NonNullable<BackupsConfig["pgbackrest"]>;
 
 function targetOf(deps: Pick<OpDeps, "config">, target: string): TargetConfig {
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   if (!t) {
     throw new NotConfigured(
       `Unknown target "${target}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,

@@ -52,6 +52,7 @@ import {
 } from "./_rotation.ts";
 import { reconcileRotation } from "./_rotation_reconcile.ts";
 import { beginGuarded } from "../core/pg_tx.ts";
+import { own } from "../core/lookup.ts";
 
 export type { RoleOutcome, RolePlan, RotatePlan, RotateResult } from "./_rotation.ts";
 
@@ -99,7 +100,7 @@ export function resolveRotation(
         : `Name a target: configured targets are ${Object.keys(config.targets).join(", ")}`,
     );
   }
-  const t = config.targets[target];
+  const t = own(config.targets, target)!;
   const mapped = Object.entries(t.roles);
   if (!mapped.length) {
     throw new NotConfigured(
@@ -113,7 +114,7 @@ export function resolveRotation(
         `Valid: ${mapped.map(([r]) => r).join(", ")}, or ${ALL_ROLES}`,
     );
   }
-  return { target, t, roles: [[args.role, t.roles[args.role]]] };
+  return { target, t, roles: [[args.role, own(t.roles, args.role)!]] };
 }
 
 /** A name as typed, shown only when it is a plain identifier (never echo quotes, mentions or markup). */
