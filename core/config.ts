@@ -391,7 +391,10 @@ export const alertButtonKeys = [
 export type AlertButtonKey = (typeof alertButtonKeys)[number];
 
 export const alertsSchema = z.strictObject({
-  /** Alertmanager's own URL, linked from alert threads (optional). */
+  /**
+   * Alertmanager's own URL, linked from alert threads; silences go only here (alerts/silences.ts), never to
+   * the externalURL an alert names.
+   */
   alertmanager_url: z.url().optional(),
   /** Buttons per alert name; names not listed use the built-in runbook mapping, then `default`. */
   buttons: z.record(

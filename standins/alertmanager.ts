@@ -29,6 +29,8 @@ export interface AlertmanagerOptions {
   groupWait?: string;
   groupInterval?: string;
   repeatInterval?: string;
+  /** Listen here (a port the bot's config already names as alerts.alertmanager_url); default a free one. */
+  port?: number;
 }
 
 export interface RunningAlertmanager {
@@ -67,7 +69,7 @@ function yamlString(s: string): string {
 /** Starts Alertmanager and waits until `/-/ready` answers. */
 export async function startAlertmanager(opts: AlertmanagerOptions): Promise<RunningAlertmanager> {
   const dir = await Deno.makeTempDir({ prefix: "bisman-am-" });
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
   const url = `http://127.0.0.1:${port}`;
   const config = [
     "route:",
@@ -95,8 +97,8 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
       `--config.file=${dir}/alertmanager.yml`,
       `--storage.path=${dir}/data`,
       `--web.listen-address=127.0.0.1:${port}`,
-      // The externalURL every notification carries: the bot creates silences there when its config names
-      // no alerts.alertmanager_url (Alertmanager's own default is http://<hostname>:<port>/).
+      // The externalURL every notification carries (Alertmanager's own default is http://<hostname>:<port>/);
+      // the bot silences only at its configured alerts.alertmanager_url, which the tests point here.
       `--web.external-url=${url}`,
       "--cluster.listen-address=",
       "--log.level=debug",
