@@ -225,7 +225,7 @@ export function alertButtonRegistration(store: AlertLookup): BoltRegistration {
             channel: found.channel,
             thread_ts: found.threadTs,
             text: answer.text,
-            blocks: answer.blocks as never,
+            blocks: answer.blocks,
           });
           return;
         }

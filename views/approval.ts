@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ModalView } from "@slack/types";
 import type { Block, Reply } from "./reply.ts";
 import type { RequestCreated } from "../core/deps.ts";
 import type { RequestView } from "../gate/gate.ts";
@@ -294,7 +295,7 @@ function backupFirstBlocks(r: RequestRow): Block[] {
 }
 
 /** The modal that asks a denier for the reason. */
-export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
+export function renderDenyModal(meta: ModalMetadata, v: RequestView): ModalView {
   const r = v.request;
   return {
     type: "modal",
@@ -322,7 +323,7 @@ export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<str
 }
 
 /** The modal where an approver types the target's name before the approval counts. */
-export function renderTypedConfirmationModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
+export function renderTypedConfirmationModal(meta: ModalMetadata, v: RequestView): ModalView {
   const r = v.request;
   const expected = meta.expected ?? r.target ?? r.action;
   return {

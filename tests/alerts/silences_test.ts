@@ -10,6 +10,8 @@ import { NotConfigured } from "../../core/errors.ts";
 import { freePort } from "../../standins/ports.ts";
 import { postDelivery } from "../support/alert_storm.ts";
 import { threadButtonsBlock } from "../../views/alerts.ts";
+import type { Block } from "../../views/reply.ts";
+import type { ActionsBlock, Button } from "@slack/types";
 import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "silences-test-token-77c1";
@@ -41,8 +43,7 @@ Deno.test("matchersOf() matches exactly the alert's label set; alertmanagerBase(
 });
 
 Deno.test("threadButtonsBlock(): I'm on it always; silences only for Alertmanager's alerts; Expire while silenced", () => {
-  const labels = (b: Record<string, unknown>) =>
-    ((b.elements as { text: { text: string } }[]).map((e) => e.text.text)).join("|");
+  const labels = (b: Block) => (((b as ActionsBlock).elements as Button[]).map((e) => e.text.text)).join("|");
   assert.equal(labels(threadButtonsBlock("ab12", { threadButtons: { silenceable: false } })), "I'm on it");
   assert.equal(
     labels(threadButtonsBlock("ab12", { threadButtons: { silenceable: true } })),
