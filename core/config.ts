@@ -528,6 +528,21 @@ export const retentionSchema = z.strictObject({
     targets: z.array(identifier).optional(),
     /** Rows per file and per delete transaction. */
     batch_rows: z.number().int().min(100).max(1_000_000).default(50_000),
+    /**
+     * Durable storage beyond `dir` (an object store, a backup host): `store_command` copies one archive file
+     * there (`{file}`: its path in dir, `{name}`: its file name) and `fetch_command` prints it back from there
+     * (`{name}`). Rows are deleted only once the file read back from there holds exactly the archived rows.
+     * Without them, `dir` itself is the destination (put it on durable storage), read back from disk.
+     */
+    store_command: z.array(z.string().min(1).max(500)).min(1).max(30).optional(),
+    fetch_command: z.array(z.string().min(1).max(500)).min(1).max(30).optional(),
+    /** Environment variables the two commands get besides PATH and HOME (their credentials' names). */
+    command_env: z.array(
+      z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, "an environment variable name").refine(
+        (n) => !/^(SLACK_|VAULT_|DATABASE_|BISMAN_|ALERTS_TOKEN$)/.test(n),
+        "the bot's own secrets never go to a command",
+      ),
+    ).max(20).default([]),
   }).optional(),
 }).prefault({});
 export type RetentionConfig = z.infer<typeof retentionSchema>;
@@ -661,6 +676,10 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
         `targets.${name}.restore_test.compare_replica: "${rt.compare_replica}" is not one of its replicas`,
       );
     }
+  }
+  const archive = config.retention.audit_archive;
+  if (archive && !archive.store_command !== !archive.fetch_command) {
+    problems.push("retention.audit_archive: give store_command and fetch_command together, or neither");
   }
   for (const t of config.retention.audit_archive?.targets ?? []) {
     if (!own(config.targets, t)) {
