@@ -42,7 +42,11 @@ export const connectionSchema = z.strictObject({
   user: z.string().min(1),
   password_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name").optional(),
   vault: vaultRef.optional(),
-  sslmode: z.enum(["disable", "prefer", "require", "verify-full"]).default("prefer"),
+  /**
+   * TLS to the server. verify-full by default: `prefer` and `require` accept any certificate (a machine in
+   * the middle reads every password the bot sends or rotates), and `prefer` falls back to clear text.
+   */
+  sslmode: z.enum(["disable", "prefer", "require", "verify-full"]).default("verify-full"),
   ca_file: z.string().optional(),
   connect_timeout_seconds: z.number().int().min(1).max(60).default(3),
 });

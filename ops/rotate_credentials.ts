@@ -23,7 +23,7 @@
 import { z } from "zod";
 import type { Config, TargetConfig } from "../core/config.ts";
 import { resolveTargetName } from "../core/config.ts";
-import { InvalidInput, NotConfigured, OpsError, StepFailed } from "../core/errors.ts";
+import { InvalidInput, NotConfigured, NotPermitted, OpsError, StepFailed } from "../core/errors.ts";
 import { failpoint } from "../core/failpoint.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Operation } from "./types.ts";
@@ -53,6 +53,7 @@ import {
 import { reconcileRotation } from "./_rotation_reconcile.ts";
 import { beginGuarded } from "../core/pg_tx.ts";
 import { own } from "../core/lookup.ts";
+import { cleartextRefusal, probeAuthMethod } from "./_auth_probe.ts";
 
 export type { RoleOutcome, RolePlan, RotatePlan, RotateResult } from "./_rotation.ts";
 
@@ -150,6 +151,7 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
   const warnings: string[] = [];
   const roles: RolePlan[] = [];
   const states: Record<string, RoleState> = {};
+  const primaryConn = deps.targets.member(target, "primary").conn;
   const missing: string[] = [];
   const lockout: string[] = [];
   for (const [role, m] of wanted) {
@@ -184,6 +186,10 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
     });
     if (!state.canLogin) {
       warnings.push(`${role} is NOLOGIN: its password is rotated, but a login cannot verify it`);
+    } else {
+      // The verification login would send the new password; refuse where the server wants it in clear.
+      const refusal = cleartextRefusal(role, await probeAuthMethod(primaryConn, role));
+      if (refusal) throw new NotPermitted(`Cannot rotate ${role} on ${target}: ${refusal}`);
     }
     const n = sessions.reduce((a, g) => a + g.count, 0);
     if (n) {
@@ -319,10 +325,23 @@ async function rotateRole(
       };
     }
   }
+  const primary = deps.targets.member(p.target, "primary");
+  if (r.canLogin) {
+    // Checked again before anything changes: pg_hba.conf may have changed since the plan.
+    const refusal = cleartextRefusal(r.role, await probeAuthMethod(primary.conn, r.role));
+    if (refusal) {
+      return {
+        ...base,
+        status: "failed",
+        step: "check authentication",
+        message: `${refusal}; nothing was changed`,
+        stop: true,
+      };
+    }
+  }
   const password = generatePassword();
   deps.secrets.add(password);
   const sql = await deps.targets.pool(p.target);
-  const primary = deps.targets.member(p.target, "primary");
   const st: { phase: "alter" | "vault_write" | "commit"; written?: { version: number } } = { phase: "alter" };
   const guarded = beginGuarded(sql, async (tx) => {
     // Never queue for long behind another transaction that holds the role's row.
