@@ -1,3 +1,4 @@
+// The Origin check is hand-written (crossSiteRefusal): Hono's csrf() lets a foreign JSON POST through.
 /**
  * The sandbox console's server: serves the static page (sandbox/console/) and a small JSON API that acts
  * on the Slack stand-in as the selected user. Commands, clicks and modal submissions reach the bot the

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { createConsoleApp, crossSiteRefusal } from "../../sandbox/console.ts";
 import { SlackStandIn } from "../../standins/slack.ts";
+import { Hono } from "hono";
+import { csrf } from "hono/csrf";
 
 Deno.test("the sandbox console refuses state-changing requests from another origin (403) and acts on its own page's", async (t) => {
   const slack = await SlackStandIn.start({ users: { U0ALICE: { name: "alice" } } });
@@ -71,6 +73,22 @@ Deno.test("the sandbox console refuses state-changing requests from another orig
         }
         assert.equal(delivered.length, before, "no command reached the bot");
         assert.deepEqual(troubleRuns, ["pause"], "no trouble was made");
+      },
+    );
+
+    await t.step(
+      "why not Hono's csrf middleware: it lets a JSON POST from a foreign Origin through",
+      async () => {
+        const h = new Hono();
+        h.use("*", csrf());
+        h.post("/api/command", (c) => c.text("acted"));
+        const res = await h.request(`${self}/api/command`, {
+          method: "POST",
+          headers: { origin: "https://evil.example", "content-type": "application/json" },
+          body: "{}",
+        });
+        assert.equal(res.status, 200, "Hono's csrf() checks form-like content types only");
+        assert.equal(await res.text(), "acted");
       },
     );
 
