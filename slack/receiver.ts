@@ -1,3 +1,4 @@
+// A hand-written Bolt receiver: Bolt's own need Node's http server; here Hono and Deno.serve own the socket.
 /**
  * `POST /slack/events`: verifies Slack's signature on the raw body before anything else, parses the body
  * as Slack sends it, and hands it to Bolt's `processEvent`. The HTTP response is whatever the listener
