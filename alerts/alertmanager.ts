@@ -12,10 +12,10 @@
  */
 
 import { z } from "zod";
-import { timingSafeEqual } from "node:crypto";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import type { AppDeps } from "../core/deps.ts";
-import type { RouteRegistration } from "../http/app.ts";
+import { limitBody, type RouteRegistration } from "../http/app.ts";
 import type { AlertThreads, IncomingAlert } from "./threads.ts";
 import { RefusalBudget } from "../core/refusal_budget.ts";
 
@@ -93,13 +93,6 @@ export function alertsOf(p: WebhookPayload): IncomingAlert[] {
   }));
 }
 
-/** Constant-time comparison of the bearer token (hashes first, so lengths do not leak either). */
-async function tokenMatches(given: string, expected: string): Promise<boolean> {
-  const h = async (s: string) =>
-    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
-  return timingSafeEqual(await h(given), await h(expected));
-}
-
 /** The `POST /alerts` route. */
 export function alertmanagerRoute(threads: AlertThreads, deps: AppDeps): RouteRegistration {
   // Anyone who can reach /alerts can send refused deliveries: every one is counted, at most 60 a minute
@@ -112,44 +105,55 @@ export function alertmanagerRoute(threads: AlertThreads, deps: AppDeps): RouteRe
       details: { reason, ...detail },
     }).catch((err) => deps.log.error("audit append failed", { error: err }))
   );
-  const refuse = (c: Context, status: 400 | 401 | 413 | 503, reason: string, message: string) => {
+  const refusal = (c: Context, status: 400 | 401 | 413 | 503, reason: string, message: string): Response => {
     deps.metrics.inc("bisman_alerts_rejected_total", { reason }, 1, "Alertmanager deliveries refused");
     refusals.report(reason, { from: c.req.header("x-forwarded-for") ?? "direct" });
-    const headers: Record<string, string> = status === 401
-      ? { "www-authenticate": 'Bearer realm="bisman-ops"' }
-      : {};
-    return c.json({ status: "error", error: reason, message }, status, headers);
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (status === 401) headers["www-authenticate"] = 'Bearer realm="bisman-ops"';
+    return new Response(JSON.stringify({ status: "error", error: reason, message }), { status, headers });
   };
+  const badToken = (c: Context) => refusal(c, 401, "bad_token", "Missing or wrong bearer token");
+
+  // Without ALERTS_TOKEN the route answers 503 before anything else.
+  const configured: MiddlewareHandler = async (c, next) => {
+    if (!deps.env.alertsToken) {
+      return refusal(c, 503, "not_configured", "POST /alerts is not configured: set ALERTS_TOKEN");
+    }
+    return await next();
+  };
+  // Hono's bearerAuth parses the header and compares the token without an early exit (SHA-256 of both, then
+  // the strings); a missing, malformed or wrong token is one refusal (401), counted and audited within the
+  // budget. Without ALERTS_TOKEN `configured` answered already.
+  const auth = bearerAuth({
+    realm: "bisman-ops",
+    token: deps.env.alertsToken ?? "",
+    noAuthenticationHeader: { message: badToken },
+    invalidAuthenticationHeader: { message: badToken },
+    invalidToken: { message: badToken },
+  });
+  // Counted as the bytes stream in (chunked bodies too): 413 as soon as the limit is passed.
+  const limit = limitBody(
+    MAX_ALERT_BODY_BYTES,
+    (c) => refusal(c, 413, "body_too_large", "Body too large"),
+  );
 
   return (app) => {
-    app.post("/alerts", async (c) => {
-      const expected = deps.env.alertsToken;
-      if (!expected) {
-        return refuse(c, 503, "not_configured", "POST /alerts is not configured: set ALERTS_TOKEN");
-      }
-      const auth = c.req.header("authorization") ?? "";
-      const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-      if (!m || !(await tokenMatches(m[1], expected))) {
-        return refuse(c, 401, "bad_token", "Missing or wrong bearer token");
-      }
-      const length = Number(c.req.header("content-length") ?? "0");
-      if (length > MAX_ALERT_BODY_BYTES) return refuse(c, 413, "body_too_large", "Body too large");
+    app.post("/alerts", configured, auth, limit, async (c) => {
       const raw = await c.req.text();
-      if (raw.length > MAX_ALERT_BODY_BYTES) return refuse(c, 413, "body_too_large", "Body too large");
       let json: unknown;
       try {
         json = JSON.parse(raw);
       } catch {
-        return refuse(c, 400, "malformed_body", "The body is not JSON");
+        return refusal(c, 400, "malformed_body", "The body is not JSON");
       }
       // PostgreSQL refuses NUL and broken surrogate pairs in text and jsonb: such a body is malformed, not a 500.
       if (hasUnstorableText(json)) {
-        return refuse(c, 400, "malformed_body", "The body holds NUL characters or broken Unicode");
+        return refusal(c, 400, "malformed_body", "The body holds NUL characters or broken Unicode");
       }
       const parsed = webhookSchema.safeParse(json);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        return refuse(
+        return refusal(
           c,
           400,
           "malformed_body",

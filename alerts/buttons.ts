@@ -31,6 +31,7 @@ import { renderButtonAnswer } from "../views/alerts.ts";
 import { renderError } from "../views/error.ts";
 import { renderRequestCreated } from "../views/approval.ts";
 import { buttonLabel, BUTTONS, buttonsFor } from "../core/runbook_buttons.ts";
+import { own } from "../core/lookup.ts";
 
 export { buttonLabel, BUTTONS, buttonsFor };
 
@@ -55,8 +56,8 @@ export function memberOf(
   config: Config,
   labels: Record<string, string>,
 ): { target?: string; member?: string } {
-  if (labels.target && config.targets[labels.target]) {
-    const t = config.targets[labels.target];
+  const t = labels.target ? own(config.targets, labels.target) : undefined;
+  if (t) {
     const member = labels.replica && t.replicas.some((r) => r.name === labels.replica)
       ? labels.replica
       : undefined;
@@ -138,7 +139,7 @@ export function resolveButton(
   }
   switch (key) {
     case "promote_replica": {
-      const replicas = config.targets[target].replicas.map((r) => r.name);
+      const replicas = own(config.targets, target)!.replicas.map((r) => r.name);
       const replica = member && member !== "primary"
         ? member
         : replicas.length === 1
@@ -224,7 +225,7 @@ export function alertButtonRegistration(store: AlertLookup): BoltRegistration {
             channel: found.channel,
             thread_ts: found.threadTs,
             text: answer.text,
-            blocks: answer.blocks as never,
+            blocks: answer.blocks,
           });
           return;
         }

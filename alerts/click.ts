@@ -9,6 +9,7 @@ import type { WebClient } from "@slack/web-api";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import { invokerOfInteraction } from "../slack/interaction.ts";
+import type { Block } from "../views/reply.ts";
 
 /** What a Bolt action listener is given that a click needs. */
 interface ClickArgs {
@@ -27,7 +28,7 @@ export interface AlertClick {
   /** Where answers go: the clicked message's thread until the listener knows the alert's own. */
   threadTs?: string;
   /** Answers the clicker alone (in the thread when known); a failure to do so is logged, not thrown. */
-  tell(text: string, blocks?: unknown[]): Promise<void>;
+  tell(text: string, blocks?: Block[]): Promise<void>;
 }
 
 /** Reads a click; `what` names the buttons in the log line of an answer that could not be posted. */
@@ -45,7 +46,7 @@ export function alertClick({ body, action, client }: ClickArgs, deps: AppDeps, w
         channel,
         user: click.inv.userId,
         text,
-        ...(blocks ? { blocks: blocks as never } : {}),
+        ...(blocks ? { blocks } : {}),
         ...(click.threadTs ? { thread_ts: click.threadTs } : {}),
       }).catch((err) => deps.log.error(`could not answer ${what}`, { error: err }));
     },

@@ -31,6 +31,7 @@ import {
   clearSilence,
   createSilence,
   expireSilence,
+  fromConfiguredAlertmanager,
   matchersOf,
   readThreadAlert,
   recordSilence,
@@ -163,6 +164,8 @@ export function alertThreadRegistration(threads: ParentRefresher): BoltRegistrat
               hours,
               until: s.until.toISOString(),
               alertmanager: s.base,
+              // Whether the alert's own externalURL named this Alertmanager (it is never used otherwise).
+              external_url_matched: fromConfiguredAlertmanager(deps.config, alert.externalUrl),
               matchers: matchersOf(alert.labels).map((m) => `${m.name}="${m.value}"`),
             },
           });

@@ -22,6 +22,7 @@ import {
 import { buttonLabel, BUTTONS, buttonsFor } from "./buttons.ts";
 // Type only: threads.ts imports this module for the poster itself.
 import { transaction } from "../core/pg_tx.ts";
+import { own } from "../core/lookup.ts";
 
 /** What changed for one alert, and so what the thread will show. */
 export type AlertEvent = "firing" | "refiring" | "updated" | "resolved";
@@ -95,7 +96,7 @@ export function threadExtras(
 ) {
   const urls = config.alerts.runbook_urls;
   const runbook = a.annotations.runbook_url ??
-    (Object.hasOwn(urls, a.alertname) ? urls[a.alertname] : undefined) ?? urls.default;
+    own(urls, a.alertname) ?? own(urls, "default");
   return {
     runbookUrl: runbook,
     owner: s.owner

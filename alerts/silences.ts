@@ -2,8 +2,12 @@
  * Alertmanager silences for alert threads: "Silence 1 h / 4 h / 24 h" creates a real silence through
  * Alertmanager's API v2 (`POST /api/v2/silences`) whose matchers are the alert's labels, created by the Slack
  * user who clicked, with a comment linking the thread; "Expire silence" removes it
- * (`DELETE /api/v2/silence/<id>`). Alertmanager's URL is `alerts.alertmanager_url`, else the `externalURL`
- * the alert came with.
+ * (`DELETE /api/v2/silence/<id>`). Silences go only to the configured `alerts.alertmanager_url`: the
+ * `externalURL` an alert carries is written by whoever can post to `POST /alerts`, and the bot would otherwise
+ * send the clicker's name, the alert's labels and the thread's link to any server it names (and report a
+ * silence that silences nothing). An externalURL that matches the configured URL is that Alertmanager; any
+ * other is ignored, and the silence still goes to the configured one (the peers of an HA Alertmanager share
+ * their silences). Without the setting, the button answers why it cannot silence.
  *
  * API: https://github.com/prometheus/alertmanager/blob/main/api/v2/openapi.yaml
  *
@@ -52,17 +56,46 @@ export function matchersOf(labels: Record<string, string>): Matcher[] {
 }
 
 /**
- * The Alertmanager base URL for an alert: the config's, else the alert's own externalURL (http/https only).
- * @throws {NotConfigured} when neither is usable
+ * A URL as the bot compares Alertmanager addresses: scheme, host and port, and the path without trailing
+ * slashes (`http://am:9093/` and `http://AM:9093` are the same); undefined for anything but http(s).
+ * @example
+ * normalUrl("HTTP://Am.Local:9093/alertmanager/"); // "http://am.local:9093/alertmanager"
+ */
+export function normalUrl(url: string | null | undefined): string | undefined {
+  if (!url) return undefined;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
+  if (u.username || u.password || u.search || u.hash) return undefined;
+  return `${u.origin}${u.pathname.replace(/\/+$/, "")}`;
+}
+
+/**
+ * The Alertmanager that silences an alert: the configured `alerts.alertmanager_url`, whatever URL the alert
+ * names (an externalURL equal to it is the same server; any other is not trusted).
+ * @throws {NotConfigured} when no Alertmanager is configured
+ * @example
+ * alertmanagerBase(configWith("http://am:9093"), "http://elsewhere.example"); // "http://am:9093"
  */
 export function alertmanagerBase(config: Config, externalUrl: string | null | undefined): string {
-  const candidates = [config.alerts.alertmanager_url, externalUrl ?? undefined];
-  for (const c of candidates) {
-    if (c && /^https?:\/\/[^\s]+$/.test(c)) return c.replace(/\/+$/, "");
-  }
+  const configured = normalUrl(config.alerts.alertmanager_url);
+  if (configured) return configured;
   throw new NotConfigured(
-    "Alertmanager's URL is not known: set alerts.alertmanager_url (the alert carried no externalURL)",
+    normalUrl(externalUrl)
+      ? "Cannot silence: no Alertmanager is configured (alerts.alertmanager_url). The alert names its own " +
+        "externalURL, but anyone who can post to /alerts writes that, so the bot does not send silences there"
+      : "Cannot silence: no Alertmanager is configured: set alerts.alertmanager_url",
   );
+}
+
+/** True when an alert's externalURL is the configured Alertmanager (for the audit record). */
+export function fromConfiguredAlertmanager(config: Config, externalUrl: string | null | undefined): boolean {
+  const configured = normalUrl(config.alerts.alertmanager_url);
+  return configured !== undefined && normalUrl(externalUrl) === configured;
 }
 
 async function call(base: string, path: string, init: RequestInit): Promise<Response> {

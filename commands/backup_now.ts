@@ -13,6 +13,7 @@ import { defineSubcommand } from "./types.ts";
 import { NotConfigured } from "../core/errors.ts";
 import { backupSource } from "../ops/backup_now.ts";
 import { renderRequestCreated } from "../views/approval.ts";
+import { own } from "../core/lookup.ts";
 
 const USAGE = "/bisman backup now [target] [full|diff|incr]";
 const type = z.enum(["full", "diff", "incr"]);
@@ -39,7 +40,7 @@ export const backupNowCommand = defineSubcommand({
     let target: string | undefined;
     let kind: "full" | "diff" | "incr" | undefined;
     for (const p of a.positional.slice(1)) {
-      if (type.safeParse(p).success && !deps.config.targets[p]) kind = p as typeof kind;
+      if (type.safeParse(p).success && !own(deps.config.targets, p)) kind = p as typeof kind;
       else target = p;
     }
     const resolved = resolveTarget(deps.config, target, USAGE);

@@ -10,6 +10,7 @@ import { defineSubcommand } from "./types.ts";
 import { InvalidInput } from "../core/errors.ts";
 import { readBackupStatus } from "../ops/backup_status.ts";
 import { renderBackups } from "../views/backups.ts";
+import { own } from "../core/lookup.ts";
 
 const usage = "/bisman backups [target]";
 
@@ -23,7 +24,7 @@ export const backupsCommand = defineSubcommand({
   parse: (args, deps) => {
     const a = validateArgs(optionalTargetOnly, args, usage);
     const t = a.positional[0];
-    if (t && !deps.config.targets[t]) {
+    if (t && !own(deps.config.targets, t)) {
       throw new InvalidInput(
         `Unknown target "${t}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
       );
@@ -31,7 +32,7 @@ export const backupsCommand = defineSubcommand({
     if (t) return { targets: [t] };
     const all = Object.keys(deps.config.targets);
     const withBackups = all.filter((n) =>
-      deps.config.targets[n].backups || deps.config.targets[n].restore_test
+      own(deps.config.targets, n)!.backups || own(deps.config.targets, n)!.restore_test
     );
     return { targets: withBackups.length ? withBackups : all };
   },

@@ -13,6 +13,7 @@
 import type { Config } from "../core/config.ts";
 import type { Invoker } from "../core/access.ts";
 import { NotPermitted } from "../core/errors.ts";
+import { own } from "../core/lookup.ts";
 
 /** The logins access.cli_operators may name (core/config.ts validates its keys with the same rule). */
 const LOGIN = /^[a-z_][a-z0-9_.-]{0,31}$/;
@@ -27,9 +28,8 @@ export function shownLogin(login: string): string {
  * @throws {NotPermitted} when the login is not in access.cli_operators (its message says how to add it)
  */
 export function operatorOfLogin(config: Config, login: string): Invoker {
-  const map = config.access.cli_operators;
   // Own keys only: a role named "constructor" or "__proto__" must not find Object.prototype's members.
-  const slackId = LOGIN.test(login) && Object.hasOwn(map, login) ? map[login] : undefined;
+  const slackId = LOGIN.test(login) ? own(config.access.cli_operators, login) : undefined;
   if (typeof slackId !== "string") {
     throw new NotPermitted(
       LOGIN.test(login)

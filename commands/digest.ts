@@ -13,6 +13,7 @@ import { buildDigest } from "../jobs/digest.ts";
 import { renderDigest } from "../views/digest.ts";
 import { renderRunResult } from "../views/jobs.ts";
 import { mrkdwnSection } from "../views/blocks.ts";
+import { own } from "../core/lookup.ts";
 
 const usage = "/bisman digest [preview [target]]";
 
@@ -35,7 +36,7 @@ export const digestCommand = defineSubcommand({
       usage,
     );
     const target = a.positional[1];
-    if (target && !deps.config.targets[target]) {
+    if (target && !own(deps.config.targets, target)) {
       throw new InvalidInput(
         `Unknown target "${target}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
       );

@@ -11,13 +11,14 @@ import { readReplicationLag } from "../ops/replication_lag.ts";
 import { renderLag } from "../views/lag.ts";
 import { InvalidInput } from "../core/errors.ts";
 import type { Config } from "../core/config.ts";
+import { own } from "../core/lookup.ts";
 
 const USAGE = "/bisman lag [target]";
 
 /** The targets a `[target]` argument means: the named one, or every configured target. */
 export function targetsOrAll(config: Config, named: string | undefined): string[] {
   if (!named) return Object.keys(config.targets);
-  if (!config.targets[named]) {
+  if (!own(config.targets, named)) {
     throw new InvalidInput(
       `Unknown target "${named}": configured targets are ${Object.keys(config.targets).join(", ")}`,
     );

@@ -12,6 +12,7 @@ import { resolveTarget, targetArg, validateArgs } from "./args.ts";
 import { defineSubcommand } from "./types.ts";
 import { InvalidInput } from "../core/errors.ts";
 import { renderRequestCreated } from "../views/approval.ts";
+import { own } from "../core/lookup.ts";
 
 const USAGE = "/bisman promote <replica> [target] [fenced=true]";
 
@@ -38,7 +39,7 @@ export const promoteCommand = defineSubcommand({
     const a = validateArgs(schema, args, USAGE);
     const [replica, named] = a.positional;
     const target = resolveTarget(deps.config, named);
-    const replicas = deps.config.targets[target].replicas.map((r) => r.name);
+    const replicas = own(deps.config.targets, target)!.replicas.map((r) => r.name);
     if (!replicas.includes(replica)) {
       throw new InvalidInput(
         `Cannot promote "${replica}": target ${target} has ${

@@ -30,6 +30,7 @@ import { renderRestoreProgress, renderRestoreResult } from "../views/restore_tes
 import { registerPlanNote, registerPrecondition } from "../gate/hooks.ts";
 import { checkRestoreRequirement, provenRestoreNote } from "../ops/restore_history.ts";
 import { renderRequestCreated } from "../views/approval.ts";
+import { own } from "../core/lookup.ts";
 
 // Proven restores are a fact the gate uses: a policy may require a recent passing test before an action
 // (checked at request time and again before running), and every plan shows the last proven restore.
@@ -120,7 +121,7 @@ export const restoreTestCommand = defineSubcommand({
     if (a.positional.length === 2) [target, backup] = a.positional;
     else if (a.positional.length === 1) {
       const one = a.positional[0];
-      if (deps.config.targets[one]) target = one;
+      if (own(deps.config.targets, one)) target = one;
       else if (backupFileArg.safeParse(one).success && one.includes(".")) backup = one;
       else {
         throw new InvalidInput(

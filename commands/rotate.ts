@@ -17,6 +17,7 @@ import { ALL_ROLES, resolveRotation } from "../ops/rotate_credentials.ts";
 import { resolveTargetName } from "../core/config.ts";
 import type { ParsedArgs } from "./args.ts";
 import { renderRequestCreated } from "../views/approval.ts";
+import { own } from "../core/lookup.ts";
 
 const USAGE = "/bisman rotate <role|all|root> [target]";
 
@@ -44,7 +45,7 @@ export function parseRotate(args: ParsedArgs, deps: AppDeps): RotateRequest {
         `Unknown target: configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
       );
     }
-    if (!deps.config.targets[target].vault.database_connection) {
+    if (!own(deps.config.targets, target)!.vault.database_connection) {
       throw new NotConfigured(
         `Target ${target} names no Vault database connection: set targets.${target}.vault.database_connection`,
       );

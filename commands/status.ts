@@ -9,6 +9,7 @@ import { defineSubcommand } from "./types.ts";
 import { readServerStatus } from "../ops/server_status.ts";
 import { renderStatus } from "../views/status.ts";
 import { InvalidInput } from "../core/errors.ts";
+import { own } from "../core/lookup.ts";
 
 export const statusCommand = defineSubcommand({
   name: "status",
@@ -19,7 +20,7 @@ export const statusCommand = defineSubcommand({
   parse: (args, deps) => {
     const a = validateArgs(optionalTargetOnly, args, "/bisman status [target]");
     const t = a.positional[0];
-    if (t && !deps.config.targets[t]) {
+    if (t && !own(deps.config.targets, t)) {
       throw new InvalidInput(
         `Unknown target "${t}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
       );

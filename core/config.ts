@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { Cron } from "croner";
+import { own, protoKeys } from "./lookup.ts";
 
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
@@ -41,7 +42,11 @@ export const connectionSchema = z.strictObject({
   user: z.string().min(1),
   password_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name").optional(),
   vault: vaultRef.optional(),
-  sslmode: z.enum(["disable", "prefer", "require", "verify-full"]).default("prefer"),
+  /**
+   * TLS to the server. verify-full by default: `prefer` and `require` accept any certificate (a machine in
+   * the middle reads every password the bot sends or rotates), and `prefer` falls back to clear text.
+   */
+  sslmode: z.enum(["disable", "prefer", "require", "verify-full"]).default("verify-full"),
   ca_file: z.string().optional(),
   connect_timeout_seconds: z.number().int().min(1).max(60).default(3),
 });
@@ -305,7 +310,7 @@ export const securitySchema = z.strictObject({
       });
     }
     for (const m of p.member_of) {
-      if (!s.roles[m] && !s.other_roles.includes(m) && !m.startsWith("pg_")) {
+      if (!own(s.roles, m) && !s.other_roles.includes(m) && !m.startsWith("pg_")) {
         ctx.addIssue({
           code: "custom",
           path: ["roles", name, "member_of"],
@@ -395,7 +400,10 @@ export const alertButtonKeys = [
 export type AlertButtonKey = (typeof alertButtonKeys)[number];
 
 export const alertsSchema = z.strictObject({
-  /** Alertmanager's own URL, linked from alert threads (optional). */
+  /**
+   * Alertmanager's own URL, linked from alert threads; silences go only here (alerts/silences.ts), never to
+   * the externalURL an alert names.
+   */
   alertmanager_url: z.url().optional(),
   /** Buttons per alert name; names not listed use the built-in runbook mapping, then `default`. */
   buttons: z.record(
@@ -529,6 +537,21 @@ export const retentionSchema = z.strictObject({
     targets: z.array(identifier).optional(),
     /** Rows per file and per delete transaction. */
     batch_rows: z.number().int().min(100).max(1_000_000).default(50_000),
+    /**
+     * Durable storage beyond `dir` (an object store, a backup host): `store_command` copies one archive file
+     * there (`{file}`: its path in dir, `{name}`: its file name) and `fetch_command` prints it back from there
+     * (`{name}`). Rows are deleted only once the file read back from there holds exactly the archived rows.
+     * Without them, `dir` itself is the destination (put it on durable storage), read back from disk.
+     */
+    store_command: z.array(z.string().min(1).max(500)).min(1).max(30).optional(),
+    fetch_command: z.array(z.string().min(1).max(500)).min(1).max(30).optional(),
+    /** Environment variables the two commands get besides PATH and HOME (their credentials' names). */
+    command_env: z.array(
+      z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, "an environment variable name").refine(
+        (n) => !/^(SLACK_|VAULT_|DATABASE_|BISMAN_|ALERTS_TOKEN$)/.test(n),
+        "the bot's own secrets never go to a command",
+      ),
+    ).max(20).default([]),
   }).optional(),
 }).prefault({});
 export type RetentionConfig = z.infer<typeof retentionSchema>;
@@ -635,13 +658,21 @@ function pathOf(path: readonly PropertyKey[]): string {
  * parseConfig({ workspace: { team_id: "T1" } }, "x.yaml"); // throws ConfigError "slack: expected object…"
  */
 export function parseConfig(doc: unknown, file = "<config>"): Config {
+  // zod's records drop a "__proto__" key without a word: refuse it by name instead.
+  const proto = protoKeys(doc);
+  if (proto.length) {
+    throw new ConfigError(
+      file,
+      proto.map((p) => `${p}: "__proto__" cannot be used as a name`),
+    );
+  }
   const result = configSchema.safeParse(doc);
   if (!result.success) {
     throw new ConfigError(file, result.error.issues.map((i) => `${pathOf(i.path)}: ${i.message}`));
   }
   const config = result.data;
   const problems: string[] = [];
-  if (config.default_target && !config.targets[config.default_target]) {
+  if (config.default_target && !own(config.targets, config.default_target)) {
     problems.push(
       `default_target: "${config.default_target}" is not one of targets (${
         Object.keys(config.targets).join(", ")
@@ -679,8 +710,14 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
       );
     }
   }
+  const archive = config.retention.audit_archive;
+  if (archive && !archive.store_command !== !archive.fetch_command) {
+    problems.push("retention.audit_archive: give store_command and fetch_command together, or neither");
+  }
   for (const t of config.retention.audit_archive?.targets ?? []) {
-    if (!config.targets[t]) problems.push(`retention.audit_archive.targets: "${t}" is not one of targets`);
+    if (!own(config.targets, t)) {
+      problems.push(`retention.audit_archive.targets: "${t}" is not one of targets`);
+    }
   }
   if (problems.length) throw new ConfigError(file, problems);
   return config;
@@ -742,12 +779,13 @@ export interface EffectivePolicy {
 
 /** Resolves `policies.<action>` over `policies.default` over the built-in defaults. */
 export function policyFor(config: Config, action: string): EffectivePolicy {
-  const alias = policyAliases[action];
-  const specific = config.policies[action] ?? (alias ? config.policies[alias] : undefined) ??
-    builtInActionPolicy[action] ?? {};
+  const alias = own(policyAliases, action);
+  const builtIn = own(builtInActionPolicy, action);
+  const specific = own(config.policies, action) ?? (alias ? own(config.policies, alias) : undefined) ??
+    builtIn ?? {};
   const base = config.policies.default ?? {};
   return {
-    approvals: specific.approvals ?? builtInActionPolicy[action]?.approvals ?? base.approvals ??
+    approvals: specific.approvals ?? builtIn?.approvals ?? base.approvals ??
       builtInPolicy.approvals,
     approvers: specific.approvers ?? base.approvers ?? config.access.approvers,
     expiry_minutes: specific.expiry_minutes ?? base.expiry_minutes ?? builtInPolicy.expiry_minutes,
@@ -763,7 +801,7 @@ export function policyFor(config: Config, action: string): EffectivePolicy {
 
 /** The target a command means when it names none: `default_target`, else the only one, else an error. */
 export function resolveTargetName(config: Config, requested?: string): string | undefined {
-  if (requested) return config.targets[requested] ? requested : undefined;
+  if (requested) return own(config.targets, requested) ? requested : undefined;
   if (config.default_target) return config.default_target;
   const names = Object.keys(config.targets);
   return names.length === 1 ? names[0] : undefined;

@@ -104,6 +104,13 @@ export function readEnv(env: Record<string, string | undefined>, secrets: Secret
       problems.push(`PORT must be a port number, got "${port}"`);
     } else out.port = n;
   }
+  // Alertmanager sends it as `Authorization: Bearer <token>`, which carries only RFC 6750's token characters
+  // (and /alerts refuses a header with others): any other character would make every delivery a 401.
+  if (out.alertsToken && !/^[A-Za-z0-9._~+/-]+=*$/.test(out.alertsToken)) {
+    problems.push(
+      "ALERTS_TOKEN may hold only letters, digits and - . _ ~ + / (then = padding): RFC 6750's token",
+    );
+  }
   if (!out.slackApiUrl.endsWith("/")) out.slackApiUrl += "/";
   if (out.vaultRoleId && !out.vaultSecretId) problems.push("VAULT_SECRET_ID must be set with VAULT_ROLE_ID");
   for (

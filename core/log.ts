@@ -36,13 +36,23 @@ export function newRequestId(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
 }
 
-/** Values that must never be written anywhere. Shared by the logger and the audit log. */
+/**
+ * Values that must never be written anywhere. Shared by the logger and the audit log.
+ *
+ * Each secret is also remembered as JSON writes it: a secret with a quote, a backslash or a control
+ * character appears escaped (`pa\"ss`) in a serialised line, and a scrub that looks only for the raw value
+ * after serialisation would miss it. The logger scrubs every string before serialising as well.
+ */
 export class Secrets {
   #values = new Set<string>();
 
   /** Remembers a secret; values shorter than 6 characters are ignored (they would mask ordinary words). */
   add(value: string | undefined | null): void {
-    if (value && value.length >= 6) this.#values.add(value);
+    if (!value || value.length < 6) return;
+    this.#values.add(value);
+    // How JSON.stringify writes it inside a string ("\"", "\\", "\n", "\u0001", lone surrogates).
+    const escaped = JSON.stringify(value).slice(1, -1);
+    if (escaped !== value) this.#values.add(escaped);
   }
 
   /**
@@ -202,6 +212,21 @@ export class AsyncLineWriter {
 export const stderrWriter = new AsyncLineWriter();
 
 /**
+ * A copy of `v` as JSON will see it (toJSON applied, as JSON.stringify does), with every string, keys
+ * included, scrubbed of registered secrets.
+ */
+function scrubbedTree(v: unknown, secrets: Secrets, depth = 0): unknown {
+  if (typeof v === "string") return secrets.scrub(v);
+  if (v === null || typeof v !== "object" || depth > 32) return v;
+  const j = (v as { toJSON?: () => unknown }).toJSON;
+  if (typeof j === "function") return scrubbedTree(j.call(v), secrets, depth + 1);
+  if (Array.isArray(v)) return v.map((x) => scrubbedTree(x, secrets, depth + 1));
+  const out: Record<string, unknown> = Object.create(null); // a key "__proto__" stays a key
+  for (const [k, x] of Object.entries(v)) out[secrets.scrub(k)] = scrubbedTree(x, secrets, depth + 1);
+  return out;
+}
+
+/**
  * Creates a JSON-lines logger.
  * @param secrets registry whose values are scrubbed from every line
  * @param opts `level` (default from `LOG_LEVEL` or info), `sink` (default stderr)
@@ -227,9 +252,16 @@ export function createLogger(
       }
       let line: string;
       try {
-        line = JSON.stringify(record);
+        // Scrubbed before serialising, where every string is still as it was registered; the scrub of
+        // the whole line after it catches what spans keys and values.
+        line = JSON.stringify(scrubbedTree(record, secrets));
       } catch {
-        line = JSON.stringify({ time: record.time, level, msg, note: "fields not serialisable" });
+        line = JSON.stringify({
+          time: record.time,
+          level,
+          msg: secrets.scrub(msg),
+          note: "fields not serialisable",
+        });
       }
       sink(secrets.scrub(line), level);
     };

@@ -7,6 +7,7 @@
  */
 
 import type { AlertButtonKey, Config } from "./config.ts";
+import { own } from "./lookup.ts";
 
 /** What a button does: run a read-only subcommand, or ask the gate for a destructive operation. */
 export interface ButtonDefinition {
@@ -60,9 +61,9 @@ export const GENERIC_BUTTONS: readonly AlertButtonKey[] = [
 
 /** The buttons of `alertname`: `alerts.buttons.<name>`, then the runbook, then `alerts.buttons.default`, then generic. */
 export function buttonsFor(config: Config, alertname: string): readonly AlertButtonKey[] {
-  const own = Object.hasOwn(config.alerts.buttons, alertname) ? config.alerts.buttons[alertname] : undefined;
-  const runbook = Object.hasOwn(RUNBOOK_BUTTONS, alertname) ? RUNBOOK_BUTTONS[alertname] : undefined;
-  return own ?? runbook ?? config.alerts.buttons.default ?? GENERIC_BUTTONS;
+  const configured = own(config.alerts.buttons, alertname);
+  const runbook = own(RUNBOOK_BUTTONS, alertname);
+  return configured ?? runbook ?? own(config.alerts.buttons, "default") ?? GENERIC_BUTTONS;
 }
 
 /** The label shown on a button (the terminate button names its age limit). */

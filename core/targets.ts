@@ -12,6 +12,7 @@ import postgres, { type Sql } from "postgres";
 import type { Config, ConnectionConfig } from "./config.ts";
 import { NotConfigured, OpsError } from "./errors.ts";
 import type { Secrets } from "./log.ts";
+import { own } from "./lookup.ts";
 
 /** One server of a target. */
 export interface TargetMember {
@@ -72,7 +73,7 @@ export class Targets {
 
   /** The primary then every replica of `target`. @throws {NotConfigured} for an unknown target */
   members(target: string): TargetMember[] {
-    const t = this.config.targets[target];
+    const t = own(this.config.targets, target);
     if (!t) {
       throw new NotConfigured(
         `Unknown target "${target}": configured targets are ${this.names().join(", ")}`,
@@ -125,7 +126,7 @@ export class Targets {
     const existing = this.#pools.get(key);
     if (existing) return existing;
     const m = this.member(target, name);
-    const pw = await this.password(m.conn, this.config.targets[target]?.vault.kv_mount);
+    const pw = await this.password(m.conn, own(this.config.targets, target)?.vault.kv_mount);
     const sql = postgres(connectionOptions(m.conn, pw));
     this.#pools.set(key, sql);
     return sql;
@@ -149,7 +150,7 @@ export class Targets {
     for (const key of [...this.#pools.keys()]) {
       const [target, name] = key.split("/");
       const conn = (c: Config) => {
-        const t = c.targets[target];
+        const t = own(c.targets, target);
         if (!t) return undefined;
         const m = name === "primary" ? t.primary : t.replicas.find((r) => r.name === name);
         return m ? JSON.stringify({ ...m, name: undefined, kv_mount: t.vault.kv_mount }) : undefined;

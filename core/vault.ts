@@ -24,6 +24,7 @@ import vault from "node-vault";
 import type { BotEnv } from "./env.ts";
 import type { Logger, Secrets } from "./log.ts";
 import { type ErrorCode, NotConfigured, OpsError } from "./errors.ts";
+import { own } from "./lookup.ts";
 
 /** Why a Vault call failed; callers branch on it (a CAS mismatch stops a rotation, sealed waits, …). */
 export type VaultFailure =
@@ -394,7 +395,7 @@ export class VaultClient {
   async readRef(ref: string, opts: { mount?: string } = {}): Promise<string> {
     const { path, key } = parseVaultRef(ref);
     const s = await this.read(path, opts);
-    const v = s.data[key];
+    const v = own(s.data, key);
     if (v === undefined) {
       throw new NotConfigured(
         `Vault secret ${s.mount}/${path} has no key ${key}: add it, or fix the reference`,

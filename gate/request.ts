@@ -24,6 +24,7 @@ import { BACKUP_FIRST_ACTIONS, type GateRuntime } from "./run.ts";
 import { sealRequest } from "./seal.ts";
 import { gateKeys } from "./integrity.ts";
 import { backupFirstNotes, planBackupFirst, recordBackupFirstPlan } from "./backup_first.ts";
+import { own } from "../core/lookup.ts";
 
 /**
  * Plans and persists a destructive request and posts its approval message.
@@ -162,7 +163,7 @@ export async function createRequest(rt: GateRuntime, req: GateRequest): Promise<
  */
 export function offersBackupFirst(deps: Pick<AppDeps, "config">, action: string, target?: string): boolean {
   if (!BACKUP_FIRST_ACTIONS.has(action) || !target || !getOperation("backup_now")) return false;
-  const b = deps.config.targets[target]?.backups;
+  const b = own(deps.config.targets, target)?.backups;
   return !!(b?.pgbackrest || b?.dump_folder);
 }
 

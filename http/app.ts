@@ -2,13 +2,22 @@
  * The HTTP surface: `POST /slack/events`, `POST /alerts`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
  * The app only registers routes; `Deno.serve` owns the socket, and tests call `app.request()`.
  *
+ * Hono's own middlewares do the generic work: `requestId` (an id per request, a sane `X-Request-Id` from a
+ * proxy kept), `secureHeaders`, and `bodyLimit` on every route that reads a body, which counts the bytes as
+ * they stream in, chunked bodies too, and answers 413 as soon as the limit is passed, so an oversized body
+ * is never buffered whole.
+ *
  * @module
  */
 
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId, type RequestIdVariables } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
 import type { Metrics } from "../core/metrics.ts";
 import { type Logger, newRequestId, withLogContext } from "../core/log.ts";
-import type { SlackEventsReceiver } from "../slack/receiver.ts";
+import { MAX_BODY_BYTES, type SlackEventsReceiver } from "../slack/receiver.ts";
 
 /** What `/readyz` reports. Only the state database and Slack's `auth.test` decide the status code. */
 export interface Readiness {
@@ -18,8 +27,23 @@ export interface Readiness {
   details(): Record<string, unknown>;
 }
 
+/** The app's context variables (the request id set by Hono's requestId middleware). */
+export type HttpEnv = { Variables: RequestIdVariables };
+
 /** Routes registered by features beyond the core (the alert receiver). */
-export type RouteRegistration = (app: Hono) => void;
+export type RouteRegistration = (app: Hono<HttpEnv>) => void;
+
+/**
+ * `bodyLimit` with the bot's refusal: `onTooLarge` answers (and counts, and audits) the 413.
+ * @example
+ * app.post("/alerts", limitBody(8 << 20, (c) => c.json({ error: "body_too_large" }, 413)), handler);
+ */
+export function limitBody(
+  maxBytes: number,
+  onTooLarge: Parameters<typeof bodyLimit>[0]["onError"],
+): MiddlewareHandler {
+  return bodyLimit({ maxSize: maxBytes, onError: onTooLarge });
+}
 
 export function createHttpApp(opts: {
   receiver?: SlackEventsReceiver;
@@ -27,17 +51,18 @@ export function createHttpApp(opts: {
   metrics: Metrics;
   log: Logger;
   routes?: RouteRegistration[];
-}): Hono {
-  const app = new Hono();
+}): Hono<HttpEnv> {
+  const app = new Hono<HttpEnv>();
 
-  // Every request gets an id (a sane X-Request-ID from a proxy is kept) that every log line written while
-  // it is handled carries, the listener's work after a Slack ack included; the response echoes it.
+  // Every request gets an id (a proxy's X-Request-Id of at most 64 word characters is kept) that every log
+  // line written while it is handled carries, the listener's work after a Slack ack included; the response
+  // echoes it.
+  app.use("*", requestId({ headerName: "X-Request-Id", limitLength: 64, generator: () => newRequestId() }));
+  app.use("*", secureHeaders());
   app.use("*", async (c, next) => {
     const started = performance.now();
-    const given = c.req.header("x-request-id");
-    const requestId = given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : newRequestId();
+    const requestId = c.get("requestId");
     await withLogContext({ request_id: requestId }, next);
-    c.header("x-request-id", requestId);
     const route = c.req.routePath === "/*" ? "other" : c.req.routePath;
     const status = c.res.status;
     opts.metrics.inc(
@@ -59,6 +84,8 @@ export function createHttpApp(opts: {
   });
 
   app.onError((err, c) => {
+    // A middleware's answer (bodyLimit's 413, bearerAuth's 401) is thrown as an HTTPException.
+    if (err instanceof HTTPException) return err.getResponse();
     opts.log.error("unhandled HTTP error", { error: err, path: c.req.path });
     return c.json({ error: "internal" }, 500);
   });
@@ -88,7 +115,11 @@ export function createHttpApp(opts: {
 
   if (opts.receiver) {
     const receiver = opts.receiver;
-    app.post("/slack/events", (c) => receiver.handle(c));
+    app.post(
+      "/slack/events",
+      limitBody(MAX_BODY_BYTES, (c) => receiver.refuseTooLarge(c)),
+      (c) => receiver.handle(c),
+    );
   }
 
   for (const r of opts.routes ?? []) r(app);

@@ -32,6 +32,7 @@ import {
   type ItemGroup,
   type ItemStatus,
 } from "../views/checklist_model.ts";
+import { own } from "../core/lookup.ts";
 
 export {
   type Attestable,
@@ -257,7 +258,7 @@ const preProduction: ItemDefinition[] = [
         status = "fail";
         evidence.push(...badSources.map((f) => `${f.check}: ${f.reason}`));
       } else evidence.push(`backup sources: ${[...new Set(sources.map((f) => f.source))].join(", ")}`);
-      const t = deps.config.targets[target];
+      const t = own(deps.config.targets, target)!;
       const schedule = resolveSchedules(deps, allJobs()).find((s) => s.name === "restore_test");
       if (!t.restore_test) {
         status = "fail";
@@ -423,7 +424,7 @@ const ongoing: ItemDefinition[] = [
     title: "Check replication lag daily",
     command: (t) => `/bisman lag ${t}`,
     evaluate: async ({ deps, target, now }) => {
-      if (!deps.config.targets[target].replicas.length) {
+      if (!own(deps.config.targets, target)!.replicas.length) {
         return {
           status: "not_configured",
           evidence: [`no replicas configured (targets.${target}.replicas)`],

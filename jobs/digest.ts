@@ -33,6 +33,7 @@ import {
   targetStatus,
   worstOf,
 } from "../views/digest_model.ts";
+import { own } from "../core/lookup.ts";
 
 export {
   type Digest,
@@ -163,7 +164,7 @@ export async function buildDigest(deps: AppDeps, opts: BuildOptions = {}): Promi
     ]);
     return {
       target,
-      description: deps.config.targets[target]?.description,
+      description: own(deps.config.targets, target)?.description,
       unreachable: probe.reachable ? undefined : probe.error ?? "does not answer",
       sections,
     };

@@ -20,6 +20,7 @@ import { humanAge } from "../ops/_findings.ts";
 import { readCredentialAges } from "../ops/credential_ages.ts";
 import { detectBypass } from "../ops/detect_bypass.ts";
 import { listSecurityEvents } from "../ops/security_events.ts";
+import { own } from "../core/lookup.ts";
 
 /** The operations judge "unknown" where they could not decide: "could not check", never fine or a finding. */
 function judged(s: "ok" | "warning" | "critical" | "unknown"): LineStatus {
@@ -256,7 +257,7 @@ const restoreTest: DigestCheck = {
   title: "Last restore test",
   scope: "target",
   run: async (ctx, target) => {
-    const rt = ctx.deps.config.targets[target!]?.restore_test;
+    const rt = own(ctx.deps.config.targets, target!)?.restore_test;
     if (!rt) {
       return [{
         status: "not_configured",

@@ -25,6 +25,7 @@ import {
 } from "../ops/restore_test.ts";
 import { renderBackups } from "../views/backups.ts";
 import { renderRestoreResult } from "../views/restore_test.ts";
+import { own } from "../core/lookup.ts";
 
 const rank: Record<Severity, number> = { ok: 0, warning: 1, critical: 2 };
 
@@ -40,7 +41,7 @@ export const backupStatusJob: JobDefinition = {
       : "no target has backups or restore_test configured",
   run: async (ctx) => {
     const names = ctx.deps.targets.names().filter((n) =>
-      ctx.deps.config.targets[n].backups || ctx.deps.config.targets[n].restore_test
+      own(ctx.deps.config.targets, n)!.backups || own(ctx.deps.config.targets, n)!.restore_test
     );
     const reports: BackupStatusReport[] = [];
     for (const target of names) reports.push(await readBackupStatus(target, ctx.deps));
@@ -74,7 +75,7 @@ export const restoreTestJob: JobDefinition = {
       : "no target has restore_test configured (and scheduled)",
   run: async (ctx) => {
     const deps = { ...ctx.deps, actor: "scheduler" };
-    const names = deps.targets.names().filter((n) => deps.config.targets[n].restore_test?.scheduled);
+    const names = deps.targets.names().filter((n) => own(deps.config.targets, n)!.restore_test?.scheduled);
     const results: RestoreTestResult[] = [];
     const skipped: string[] = [];
     let message;

@@ -45,6 +45,7 @@ import type {
 } from "./types.ts";
 import { renderJobFailed, renderJobInterrupted, renderJobRecovered } from "../views/jobs.ts";
 import { slackMessage } from "../views/blocks.ts";
+import { own } from "../core/lookup.ts";
 
 /** Options of one scheduler; tests pass their own jobs. */
 export interface SchedulerOptions {
@@ -73,7 +74,7 @@ export function resolveSchedules(deps: Pick<AppDeps, "config">, jobs: JobDefinit
     );
   }
   return jobs.map((j) => {
-    const s = config.schedules[j.name];
+    const s = own(config.schedules, j.name);
     const implied = j.configDefaults?.(config) ?? {};
     return {
       name: j.name,

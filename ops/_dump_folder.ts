@@ -9,7 +9,8 @@ import { join } from "node:path";
 import type { BackupsConfig } from "../core/config.ts";
 import type { Secrets } from "../core/log.ts";
 import { type Finding, humanAge, humanBytes, judgeAge } from "./_findings.ts";
-import { listDump, readDumpToEnd, toolError } from "./_pg_tools.ts";
+import { toolError } from "./_pg_tools.ts";
+import { type DumpReads, dumpReads } from "./_dump_reads.ts";
 
 type DumpFolderConfig = NonNullable<BackupsConfig["dump_folder"]>;
 
@@ -110,12 +111,15 @@ export async function listDumpFiles(cfg: DumpFolderConfig): Promise<DumpFile[]> 
 
 /**
  * Checks a dump folder against its policy. Never throws: a missing folder or tool is a finding.
+ * The newest dump is read through `reads` (once per version of the file, a bounded number at a time:
+ * ops/_dump_reads.ts).
  */
 export async function checkDumpFolder(
   cfg: DumpFolderConfig,
   pgRestore: string,
   now: Date,
   secrets: Secrets,
+  reads: DumpReads = dumpReads,
 ): Promise<DumpFolderReport> {
   const report: DumpFolderReport = {
     path: cfg.path,
@@ -160,7 +164,7 @@ export async function checkDumpFolder(
   if (newest.size === 0) {
     add("critical", "newest dump readable", `${newest.name} is empty (0 bytes)`);
   } else {
-    const listed = await listDump(pgRestore, newest.path);
+    const listed = await reads.list(pgRestore, newest.path);
     if (!listed.ok) {
       const missing = listed.result.code === 127;
       add(
@@ -178,7 +182,7 @@ export async function checkDumpFolder(
         dbname: listed.listing.dbname,
       });
       if (cfg.read_check === "full") {
-        const full = await readDumpToEnd(pgRestore, newest.path);
+        const full = await reads.readToEnd(pgRestore, newest.path);
         report.newest.readable = full.code === 0;
         add(
           full.code === 0 ? "ok" : "critical",

@@ -1,5 +1,5 @@
 /**
- * Running PostgreSQL's client programs (pg_restore) from the bot's host: a clean environment with the
+ * Running PostgreSQL's client programs (pg_restore) from the bot's host: a cleared environment with the
  * connection in libpq variables (the password never reaches argv, where `ps` would show it), streamed
  * stderr for progress, and the parts of `pg_restore --list` the backup checks need.
  *
@@ -9,6 +9,7 @@
 import type { ConnectionConfig } from "../core/config.ts";
 import type { Secrets } from "../core/log.ts";
 import { APPLICATION_NAME } from "../core/targets.ts";
+import { toolEnv } from "../core/exec.ts";
 
 /** The outcome of one program run. */
 export interface ToolResult {
@@ -20,17 +21,12 @@ export interface ToolResult {
 }
 
 /**
- * The environment for a libpq program: nothing inherited but PATH and HOME (an operator's PGHOST or
- * PGPASSWORD must not redirect the bot), English messages, and the connection when one is given.
+ * The environment for a libpq program: {@link toolEnv} only (never the bot's secrets, and an operator's
+ * PGHOST or PGPASSWORD must not redirect the bot), and the connection when one is given, with the password
+ * of that one server.
  */
 export function libpqEnv(conn?: ConnectionConfig, password?: string): Record<string, string> {
-  const env: Record<string, string> = {
-    PATH: Deno.env.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin",
-    LC_ALL: "C",
-    PGAPPNAME: APPLICATION_NAME,
-  };
-  const home = Deno.env.get("HOME");
-  if (home) env.HOME = home;
+  const env: Record<string, string> = { ...toolEnv(), PGAPPNAME: APPLICATION_NAME };
   if (!conn) return env;
   env.PGHOST = conn.host;
   env.PGPORT = String(conn.port);

@@ -14,13 +14,27 @@ import type { OpDeps } from "./types.ts";
 import type { Verification } from "./restore_history.ts";
 import { transaction } from "../core/pg_tx.ts";
 
-/** Runs one fixed, admin-configured SELECT read-only with a statement timeout; returns its first value. */
-async function verifyQuery(sql: Sql, text: string, timeoutMs: number): Promise<string> {
+/**
+ * postgres.js options for `unsafe()` that force the extended protocol: its `unsafe()` reads `simple`
+ * (src/index.js, 3.4.9) although its type declarations leave it out.
+ */
+const EXTENDED = { prepare: false, simple: false } as { prepare: boolean };
+
+/**
+ * Runs one fixed, admin-configured SELECT read-only with a statement timeout; returns its first value.
+ *
+ * The query text comes from the config file (an admin's fixed SELECT), never from a Slack user, and it
+ * also runs on the source (a production server). It goes over the extended protocol, where the server
+ * parses exactly one statement (`cannot insert multiple commands into a prepared statement` otherwise):
+ * postgres.js sends `unsafe(text)` without parameters over the simple protocol, where
+ * `select 1; commit; drop table clients` would end the READ ONLY transaction and run the DROP outside it.
+ * A lone `commit` ends the transaction with nothing after it; `set transaction read write` is refused after
+ * the statement_timeout query. What remains is what a read-only statement of the bot's role may do.
+ */
+export async function verifyQuery(sql: Sql, text: string, timeoutMs: number): Promise<string> {
   return await transaction(sql, async (tx) => {
     await tx`select set_config('statement_timeout', ${String(timeoutMs)}, true)`;
-    // The query text comes from the config file (an admin's fixed SELECT), never from a Slack user; the
-    // read-only transaction and the extended protocol (one statement only) bound what it can do.
-    const rows = await tx.unsafe(text);
+    const rows = await tx.unsafe(text, [], EXTENDED);
     if (!rows.length) throw new Error("the query returned no row");
     const v = Object.values(rows[0] as Record<string, unknown>)[0];
     return v === null || v === undefined ? "null" : v instanceof Date ? v.toISOString() : String(v);

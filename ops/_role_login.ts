@@ -10,6 +10,7 @@ import postgres, { type Sql, type TransactionSql } from "postgres";
 import { connectionOptions, type TargetMember } from "../core/targets.ts";
 import type { OpDeps } from "./types.ts";
 import { scramVerifier, verifierLiteral } from "./_scram.ts";
+import { cleartextRefusal, probeAuthMethod } from "./_auth_probe.ts";
 
 /** A role's state as a fingerprint records it. Never the verifier: only a digest of it, made server-side. */
 export interface RoleState {
@@ -123,9 +124,13 @@ export type LoginResult =
 
 /**
  * Opens one fresh connection as `role` with `password` and closes it. Over SCRAM the password never
- * crosses the wire. Never throws; the detail holds the SQLSTATE and the server's message, not the password.
+ * crosses the wire; where the server would ask for it in clear (ops/_auth_probe.ts) it is not sent at all,
+ * and the result says why. Never throws; the detail holds the SQLSTATE and the server's message, not the
+ * password.
  */
 export async function tryLogin(m: TargetMember, role: string, password: string): Promise<LoginResult> {
+  const refusal = cleartextRefusal(role, await probeAuthMethod(m.conn, role));
+  if (refusal) return { ok: false, reason: "unknown", detail: `not tried: ${refusal}` };
   const opts = connectionOptions(m.conn, password);
   const sql = postgres({
     ...opts,

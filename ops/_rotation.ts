@@ -12,6 +12,7 @@ import { requireVault, type VaultClient, VaultError } from "../core/vault.ts";
 import type { OpDeps, PlanBase } from "./types.ts";
 import { type RoleState, type SessionGroup, tryLogin } from "./_role_login.ts";
 import { passwordsChecked } from "./_password_check.ts";
+import { own } from "../core/lookup.ts";
 
 /** One role of a plan. */
 export interface RolePlan {
@@ -137,7 +138,7 @@ export async function writeOrLearn(
       await new Promise((res) => setTimeout(res, 250 * attempt));
       try {
         const cur = await vault.read(r.path, { mount });
-        if (cur.data[r.key] === password) return { version: cur.version };
+        if (own(cur.data, r.key) === password) return { version: cur.version };
         if (cur.version === cas) throw new VaultWriteFailed(err, "no");
         throw new VaultWriteFailed(
           new VaultError(
@@ -265,7 +266,7 @@ export async function afterUnknownWrite(
   for (let attempt = 1; attempt <= 3; attempt++) {
     try {
       const cur = await vault.read(r.path, { mount: p.mount });
-      if (cur.data[r.key] !== password) {
+      if (own(cur.data, r.key) !== password) {
         return {
           ...base,
           status: "failed",

@@ -19,6 +19,7 @@ import {
   type RotatePlan,
   type RotateResult,
 } from "./_rotation.ts";
+import { own } from "../core/lookup.ts";
 
 /**
  * After a crash mid-run: makes the password in Vault the one that logs in, role by role.
@@ -54,7 +55,7 @@ export async function reconcileRotation(p: RotatePlan, deps: OpDeps): Promise<Re
       );
       continue;
     }
-    const value = cur.data[r.key];
+    const value = own(cur.data, r.key);
     if (value === undefined) {
       human.push(`${r.role}: ${r.ref} has no value in Vault version ${cur.version}`);
       continue;

@@ -94,14 +94,25 @@ export type DropOutcome =
 /**
  * Drops a scratch database only if it carries the bot's marker (and, when `expect` is given, the marker of
  * that target and run) and has a scratch name. Anything else is refused and left alone.
+ *
+ * The check and the drop are separate statements (DROP DATABASE runs in no transaction and no function), so
+ * the name could change hands in between: another session drops the marked database and creates a different
+ * one under the same name, and a DROP by name would take that one. So the database is first renamed, by
+ * the name that was checked, to a fresh scratch name only this call knows; what now carries that name is
+ * checked again (the same OID, the same marker), renamed back if it is not the checked database, and only
+ * then dropped (WITH FORCE) by the name nobody else has. The rename needs no other session connected: the
+ * checked database's sessions (by OID, never by name) are ended first.
+ * @throws the server's error when a step fails (the database is then left under its name or the quarantine
+ *   name, which is a scratch name with the marker, so the cleanup job finds it again)
  */
 export async function dropScratch(
   server: Sql,
   name: string,
   expect?: { target: string; runId?: number },
 ): Promise<DropOutcome> {
-  const [row] = await server<{ comment: string | null }[]>`
-    select shobj_description(oid, 'pg_database') as comment from pg_database where datname = ${name}`;
+  const [row] = await server<{ oid: string; comment: string | null }[]>`
+    select oid::text as oid, shobj_description(oid, 'pg_database') as comment
+      from pg_database where datname = ${name}`;
   if (!row) return { dropped: false, absent: true };
   const c = judge(name, row.comment);
   if (c.refusal) return { dropped: false, absent: false, refusal: c.refusal };
@@ -117,6 +128,66 @@ export async function dropScratch(
       }, not ${expect.target} run ${expect.runId}`,
     };
   }
-  await server`drop database if exists ${server(name)} with (force)`;
+  return await dropChecked(server, name, row.oid, row.comment!);
+}
+
+/** SQLSTATEs of the rename: the database is gone, it has sessions, the new name is taken. */
+const UNDEFINED_DATABASE = "3D000";
+const OBJECT_IN_USE = "55006";
+const DUPLICATE_DATABASE = "42P04";
+
+/**
+ * The second half of {@link dropScratch}, for a database already checked: drops `name` only while it is still
+ * the database `oid` with the comment `comment`. Exported for the test that swaps the database in between.
+ */
+export async function dropChecked(
+  server: Sql,
+  name: string,
+  oid: string,
+  comment: string,
+): Promise<DropOutcome> {
+  const marker = parseMarker(comment);
+  if (!marker) return { dropped: false, absent: false, refusal: `${name} has no bisman-ops scratch marker` };
+  let quarantine = "";
+  for (let attempt = 1;; attempt++) {
+    await endSessions(server, oid);
+    quarantine = scratchName(marker.target, new Date());
+    try {
+      await server`alter database ${server(name)} rename to ${server(quarantine)}`;
+      break;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === UNDEFINED_DATABASE) return { dropped: false, absent: true };
+      if ((code === OBJECT_IN_USE || code === DUPLICATE_DATABASE) && attempt < 5) continue;
+      throw err;
+    }
+  }
+  const [now] = await server<{ oid: string; comment: string | null }[]>`
+    select oid::text as oid, shobj_description(oid, 'pg_database') as comment
+      from pg_database where datname = ${quarantine}`;
+  if (!now || now.oid !== oid || now.comment !== comment) {
+    // Not the database that was checked: it gets its name back, untouched.
+    const back = await server`alter database ${server(quarantine)} rename to ${server(name)}`.then(
+      () => "",
+      (err) => ` (it could not get its name back and is now called ${quarantine}: ${(err as Error).message})`,
+    );
+    return {
+      dropped: false,
+      absent: false,
+      refusal: `${name} changed between the check and the drop: it is no longer the marked database${back}`,
+    };
+  }
+  await server`drop database ${server(quarantine)} with (force)`;
   return { dropped: true };
+}
+
+/** Ends the other sessions of the database `oid` and waits (bounded) until they are gone. */
+async function endSessions(server: Sql, oid: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const [{ n }] = await server<{ n: number }[]>`
+      select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+       where datid = ${oid}::oid and pid <> pg_backend_pid()`;
+    if (n === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

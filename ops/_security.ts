@@ -18,6 +18,7 @@ import {
   withAuditContext,
 } from "../core/target_audit.ts";
 import type { OpDeps } from "./types.ts";
+import { own } from "../core/lookup.ts";
 
 /** The app.service_name the bot sets on its own target transactions and writes in security_events.source. */
 export const BOT_SERVICE_NAME = SERVICE_NAME;
@@ -105,7 +106,7 @@ export interface TargetSecurity extends SecurityConfig {
 
 /** @throws {NotConfigured} for an unknown target */
 export function targetSecurity(deps: Pick<OpDeps, "config">, target: string): TargetSecurity {
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   if (!t) {
     throw new NotConfigured(
       `Unknown target "${target}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,

@@ -22,6 +22,7 @@ import { libpqEnv, listDump, runTool, toolError } from "./_pg_tools.ts";
 import { pgbackrestInfoArgv } from "./_pgbackrest.ts";
 import { targetName } from "./_security.ts";
 import { recordBackupTime } from "./_runbook_metrics.ts";
+import { own } from "../core/lookup.ts";
 
 export const backupNowArgs = z.strictObject({
   target: targetName,
@@ -59,7 +60,7 @@ export interface BackupNowResult {
 type PgBackRest = NonNullable<BackupsConfig["pgbackrest"]>;
 
 function targetOf(deps: Pick<OpDeps, "config">, target: string): TargetConfig {
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   if (!t) {
     throw new NotConfigured(
       `Unknown target "${target}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,

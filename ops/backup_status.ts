@@ -22,6 +22,7 @@ import {
 } from "./restore_history.ts";
 import { recordBackupTime, RUNBOOK_SERIES, seconds } from "./_runbook_metrics.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { own } from "../core/lookup.ts";
 
 export const backupStatusArgs = z.strictObject({ target: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/) });
 export type BackupStatusArgs = z.infer<typeof backupStatusArgs>;
@@ -47,7 +48,7 @@ export interface BackupStatusReport {
 }
 
 function sourcesOf(deps: Pick<OpDeps, "config">, target: string): string[] {
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   const b = t?.backups;
   return [
     ...(b?.dump_folder ? [`dump folder ${b.dump_folder.path}`] : []),
@@ -63,7 +64,7 @@ function sourcesOf(deps: Pick<OpDeps, "config">, target: string): string[] {
  */
 export async function readBackupStatus(target: string, deps: OpDeps): Promise<BackupStatusReport> {
   deps.targets.members(target); // throws NotConfigured for an unknown target
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target)!; // members() above refused any other name
   const b = t.backups;
   const now = deps.now();
   const report: BackupStatusReport = { target, checkedAt: now.toISOString(), findings: [], severity: "ok" };

@@ -18,6 +18,7 @@ import { requireVault } from "../core/vault.ts";
 import type { OpDeps } from "./types.ts";
 import { CREDENTIAL_HELP, RUNBOOK_SERIES } from "./_runbook_metrics.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { own } from "../core/lookup.ts";
 
 /** One role's credential age. */
 export interface CredentialAge {
@@ -50,7 +51,7 @@ const DAY_MS = 86_400_000;
  */
 export async function readCredentialAges(target: string, deps: OpDeps): Promise<CredentialAge[]> {
   const vault = requireVault(deps);
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   if (!t) {
     throw new NotConfigured(
       `Unknown target "${target}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
@@ -96,7 +97,7 @@ export async function readCredentialAges(target: string, deps: OpDeps): Promise<
       };
       const current = await read(meta.currentVersion);
       for (const [role, key] of roles) {
-        const value = current.data[key];
+        const value = own(current.data, key);
         if (value === undefined) {
           out.push({
             ...base(role, key),
@@ -112,7 +113,7 @@ export async function readCredentialAges(target: string, deps: OpDeps): Promise<
         for (const v of live.slice(1)) {
           if (v !== oldest - 1) break;
           oldest = v;
-          if ((await read(v)).data[key] === value) since = v;
+          if (own((await read(v)).data, key) === value) since = v;
         }
         // The value may be older than the oldest readable version, unless that is version 1.
         const atLeast = since === oldest && since > 1;

@@ -27,6 +27,7 @@ import {
   terminateOnTarget,
   type TerminateOutcome,
 } from "./_security.ts";
+import { own } from "../core/lookup.ts";
 
 /** Arguments: target, role, and whether to terminate its sessions. */
 export const lockRoleArgs = z.strictObject({
@@ -99,7 +100,7 @@ async function planLock(input: LockRoleInput, deps: OpDeps): Promise<LockRolePla
     );
   }
   const warnings: string[] = [];
-  const p = sec.roles[args.role];
+  const p = own(sec.roles, args.role);
   if (p && ["app", "service", "admin"].includes(p.kind)) {
     warnings.push(
       `${args.role} is a ${p.kind} role in the policy: whatever logs in as it stops working until unlocked`,

@@ -14,6 +14,7 @@ import type { OpDeps } from "./types.ts";
 import { dropScratch, listScratch } from "./_scratch.ts";
 import { markInterrupted, tryWithRestoreLock } from "./restore_history.ts";
 import { restoreServer } from "./restore_test.ts";
+import { own } from "../core/lookup.ts";
 
 /** What one cleanup pass did. */
 export interface CleanupReport {
@@ -39,7 +40,7 @@ export async function cleanupRestoreScratch(
 ): Promise<CleanupReport> {
   const report: CleanupReport = { dropped: [], refused: [], busy: [], interrupted: [], errors: [] };
   const names = (opts.targets ?? Object.keys(deps.config.targets)).filter((t) =>
-    deps.config.targets[t]?.restore_test
+    own(deps.config.targets, t)?.restore_test
   );
   const configured = new Set(names);
   for (const target of names) {

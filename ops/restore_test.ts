@@ -30,6 +30,7 @@ import {
   withRestoreLock,
 } from "./restore_history.ts";
 import { compareValues, errText, verifyRestored } from "./_restore_verify.ts";
+import { own } from "../core/lookup.ts";
 
 export { compareValues };
 
@@ -122,7 +123,7 @@ export function restoreTestConfig(deps: Pick<OpDeps, "config">, target: string):
   t: TargetConfig;
   rt: RestoreTestConfig;
 } {
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   if (!t) {
     throw new NotConfigured(
       `Unknown target "${target}": configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
@@ -192,7 +193,7 @@ export async function pickDump(
   target: string,
   name?: string,
 ): Promise<DumpFile> {
-  const t = deps.config.targets[target];
+  const t = own(deps.config.targets, target);
   const folder = t?.backups?.dump_folder;
   if (!folder) throw new NotConfigured(`${target} has no backups.dump_folder: there is nothing to restore`);
   let files: DumpFile[];

@@ -24,6 +24,7 @@ import {
   type TargetSecurity,
   targetSecurity,
 } from "./_security.ts";
+import { own } from "../core/lookup.ts";
 
 /** Arguments: the target. */
 export const roleDriftArgs = z.strictObject({ target: targetName });
@@ -179,7 +180,7 @@ const qualified = (schema: string, name: string) => `${id(schema)}.${id(name)}`;
 /** The expected direct privileges of `role` on `table` under `policy`. */
 function expectedOn(policy: RolePolicy | undefined, table: string): TablePrivilege[] {
   if (!policy) return [];
-  return policy.tables[table] ?? policy.tables["*"] ?? [];
+  return own(policy.tables, table) ?? own(policy.tables, "*") ?? [];
 }
 
 /**
@@ -321,12 +322,12 @@ export function compareRoles(sec: TargetSecurity, snap: RoleSnapshot): RoleDrift
 
   // Memberships of managed roles, and of unexpected roles in anything.
   for (const m of snap.memberships) {
-    const memberPolicy = policy[m.member];
+    const memberPolicy = own(policy, m.member);
     const wanted = memberPolicy ? memberPolicy.member_of.includes(m.role) : false;
     if (memberPolicy && !wanted) {
       drift.push({
         kind: "membership",
-        severity: policy[m.role]?.superuser || byName.get(m.role)?.rolsuper ? "critical" : "warning",
+        severity: own(policy, m.role)?.superuser || byName.get(m.role)?.rolsuper ? "critical" : "warning",
         role: m.member,
         detail: `${m.member} is a member of ${m.role}; the policy does not give it that membership`,
         fix: [`REVOKE ${id(m.role)} FROM ${id(m.member)};`],
@@ -343,7 +344,7 @@ export function compareRoles(sec: TargetSecurity, snap: RoleSnapshot): RoleDrift
   }
   for (const [name, p] of Object.entries(policy)) {
     for (const parent of p.member_of) {
-      if (!byName.has(name) && !policy[name]) continue;
+      if (!byName.has(name) && !own(policy, name)) continue;
       if (!snap.memberships.some((m) => m.member === name && m.role === parent)) {
         drift.push({
           kind: "membership",
@@ -378,9 +379,9 @@ export function compareRoles(sec: TargetSecurity, snap: RoleSnapshot): RoleDrift
         if (g === sec.botRole) {
           // A superuser or owning bot needs no grants; otherwise it holds what bot_role.sql gives it.
           if (bot?.rolsuper || owners.get(table) === g) continue;
-          if (!(table in BOT_TABLES) && !have.privs.size) continue;
-          want = BOT_TABLES[table] ?? [];
-        } else want = managed(g) ? expectedOn(policy[g], table) : [];
+          if (!own(BOT_TABLES, table) && !have.privs.size) continue;
+          want = own(BOT_TABLES, table) ?? [];
+        } else want = managed(g) ? expectedOn(own(policy, g), table) : [];
         const extra = ALL_PRIVS.filter((p) => have.privs.has(p) && !want.includes(p));
         const missing = want.filter((p) => !have.privs.has(p));
         const grantOption = [...have.grantable].filter((p) => !extra.includes(p as TablePrivilege));

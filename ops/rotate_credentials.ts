@@ -23,7 +23,7 @@
 import { z } from "zod";
 import type { Config, TargetConfig } from "../core/config.ts";
 import { resolveTargetName } from "../core/config.ts";
-import { InvalidInput, NotConfigured, OpsError, StepFailed } from "../core/errors.ts";
+import { InvalidInput, NotConfigured, NotPermitted, OpsError, StepFailed } from "../core/errors.ts";
 import { failpoint } from "../core/failpoint.ts";
 import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Operation } from "./types.ts";
@@ -48,6 +48,8 @@ import {
 import { reconcileRotation } from "./_rotation_reconcile.ts";
 import { beginGuarded } from "../core/pg_tx.ts";
 import { recordRotation } from "./_runbook_metrics.ts";
+import { own } from "../core/lookup.ts";
+import { cleartextRefusal, probeAuthMethod } from "./_auth_probe.ts";
 
 export type { RoleOutcome, RolePlan, RotatePlan, RotateResult } from "./_rotation.ts";
 
@@ -95,7 +97,7 @@ export function resolveRotation(
         : `Name a target: configured targets are ${Object.keys(config.targets).join(", ")}`,
     );
   }
-  const t = config.targets[target];
+  const t = own(config.targets, target)!;
   const mapped = Object.entries(t.roles);
   if (!mapped.length) {
     throw new NotConfigured(
@@ -109,7 +111,7 @@ export function resolveRotation(
         `Valid: ${mapped.map(([r]) => r).join(", ")}, or ${ALL_ROLES}`,
     );
   }
-  return { target, t, roles: [[args.role, t.roles[args.role]]] };
+  return { target, t, roles: [[args.role, own(t.roles, args.role)!]] };
 }
 
 /** A name as typed, shown only when it is a plain identifier (never echo quotes, mentions or markup). */
@@ -145,6 +147,7 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
   const warnings: string[] = [];
   const roles: RolePlan[] = [];
   const states: Record<string, RoleState> = {};
+  const primaryConn = deps.targets.member(target, "primary").conn;
   const missing: string[] = [];
   const lockout: string[] = [];
   for (const [role, m] of wanted) {
@@ -179,6 +182,10 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
     });
     if (!state.canLogin) {
       warnings.push(`${role} is NOLOGIN: its password is rotated, but a login cannot verify it`);
+    } else {
+      // The verification login would send the new password; refuse where the server wants it in clear.
+      const refusal = cleartextRefusal(role, await probeAuthMethod(primaryConn, role));
+      if (refusal) throw new NotPermitted(`Cannot rotate ${role} on ${target}: ${refusal}`);
     }
     const n = sessions.reduce((a, g) => a + g.count, 0);
     if (n) {
@@ -316,10 +323,23 @@ async function rotateRole(
       };
     }
   }
+  const primary = deps.targets.member(p.target, "primary");
+  if (r.canLogin) {
+    // Checked again before anything changes: pg_hba.conf may have changed since the plan.
+    const refusal = cleartextRefusal(r.role, await probeAuthMethod(primary.conn, r.role));
+    if (refusal) {
+      return {
+        ...base,
+        status: "failed",
+        step: "check authentication",
+        message: `${refusal}; nothing was changed`,
+        stop: true,
+      };
+    }
+  }
   const password = generatePassword();
   deps.secrets.add(password);
   const sql = await deps.targets.pool(p.target);
-  const primary = deps.targets.member(p.target, "primary");
   const st: { phase: "alter" | "vault_write" | "commit"; written?: { version: number } } = { phase: "alter" };
   const guarded = beginGuarded(sql, async (tx) => {
     // Never queue for long behind another transaction that holds the role's row.

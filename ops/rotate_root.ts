@@ -20,6 +20,7 @@ import { requireVault } from "../core/vault.ts";
 import type { OpDeps, Operation, PlanBase, Reconciled } from "./types.ts";
 import { OpsError, StepFailed } from "../core/errors.ts";
 import { tryLogin } from "./_role_login.ts";
+import { own } from "../core/lookup.ts";
 
 /** Arguments: an optional target (else the default one). */
 export const rotateRootArgs = z.strictObject({
@@ -56,7 +57,7 @@ function connectionOf(args: RotateRootArgs, deps: OpDeps): { target: string; con
       `Unknown target: configured targets are ${Object.keys(deps.config.targets).join(", ")}`,
     );
   }
-  const connection = deps.config.targets[target].vault.database_connection;
+  const connection = own(deps.config.targets, target)!.vault.database_connection;
   if (!connection) {
     throw new NotConfigured(
       `Target ${target} names no Vault database connection: set targets.${target}.vault.database_connection`,
@@ -103,7 +104,7 @@ async function plan(args: RotateRootArgs, deps: OpDeps): Promise<RotateRootPlan>
 }
 
 async function revalidate(p: RotateRootPlan, deps: OpDeps): Promise<string | undefined> {
-  const now = deps.config.targets[p.target]?.vault.database_connection;
+  const now = own(deps.config.targets, p.target)?.vault.database_connection;
   if (now !== p.connection) return `targets.${p.target}.vault.database_connection is now ${now ?? "unset"}`;
   const h = await requireVault(deps).health();
   if (!h.reachable) return `Vault does not answer (${h.error})`;

@@ -13,6 +13,7 @@ import type { TablePrivilege } from "../core/config.ts";
 import { NotConfigured } from "../core/errors.ts";
 import type { OpDeps, Operation, PlanBase } from "./types.ts";
 import { onAuditReader, parseSince, sinceArg, targetName, targetSecurity } from "./_security.ts";
+import { own } from "../core/lookup.ts";
 
 /** Arguments: target, service (name or role), window (default 30d). */
 export const serviceUsageArgs = z.strictObject({
@@ -69,7 +70,8 @@ export async function readServiceUsage(
 ): Promise<ServiceUsageResult> {
   const args = serviceUsageArgs.parse(input);
   const sec = targetSecurity(deps, args.target);
-  const byRole = sec.roles[args.service]?.kind === "service" ? sec.roles[args.service] : undefined;
+  const named = own(sec.roles, args.service);
+  const byRole = named?.kind === "service" ? named : undefined;
   const service = byRole?.service ?? args.service;
   const roles = Object.entries(sec.roles).filter(([, p]) => p.kind === "service" && p.service === service)
     .map((
@@ -108,8 +110,8 @@ export async function readServiceUsage(
   const policyFor = (table: string): TablePrivilege[] => {
     const set = new Set<TablePrivilege>();
     for (const r of roles) {
-      const p = sec.roles[r].tables;
-      for (const x of p[table] ?? p["*"] ?? []) set.add(x);
+      const p = own(sec.roles, r)?.tables;
+      for (const x of own(p, table) ?? own(p, "*") ?? []) set.add(x);
     }
     return [...set];
   };

@@ -21,6 +21,7 @@ import {
   targetSecurity,
 } from "./_security.ts";
 import { readRole } from "./lock_role.ts";
+import { own } from "../core/lookup.ts";
 
 /** Arguments: target and role. */
 export const unlockRoleArgs = z.strictObject({ target: targetName, role: roleName });
@@ -60,7 +61,7 @@ async function planUnlock(input: UnlockRoleArgs, deps: OpDeps): Promise<UnlockRo
   const r = await readRole(deps, args.target, args.role);
   if (!r) throw new InvalidInput(`Cannot unlock ${args.role}: no such role on ${args.target}`);
   if (r.rolcanlogin) throw new InvalidInput(`${args.role} is not locked on ${args.target}: it can log in`);
-  const p = sec.roles[args.role];
+  const p = own(sec.roles, args.role);
   if (p && !p.login) {
     throw new InvalidInput(
       `${args.role} is NOLOGIN by policy (targets.${args.target}.security.roles.${args.role}.login: false), not locked`,

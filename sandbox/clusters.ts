@@ -64,6 +64,8 @@ async function postgresCanReach(dir: string): Promise<boolean> {
   if (Deno.uid() !== 0) return true;
   const out = await new Deno.Command("runuser", {
     args: ["-u", "postgres", "--", "test", "-x", dir],
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    clearEnv: true,
     stdout: "null",
     stderr: "null",
   }).output().catch(() => undefined);

@@ -48,6 +48,7 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
     database: SAMPLE_DB,
     user: BOT_ROLE,
     password_env: PASSWORD_ENV,
+    // The sandbox's loopback clusters have no TLS; the header of the written file says so.
     sslmode: "disable",
     connect_timeout_seconds: 3,
   });
@@ -129,6 +130,8 @@ export async function writeSandboxConfig(input: SandboxConfigInput): Promise<str
   await Deno.writeTextFile(
     path,
     `# Written by \`deno task dev\` on every start (sandbox/config.ts); changes here are overwritten.\n` +
+      `# SANDBOX ONLY: every connection has sslmode: disable (loopback clusters without TLS). A real\n` +
+      `# deployment keeps the default, verify-full, with ca_file (see bisman.example.yaml).\n` +
       stringify(doc),
   );
   return path;

@@ -1,3 +1,4 @@
+// The Origin check is hand-written (crossSiteRefusal): Hono's csrf() lets a foreign JSON POST through.
 /**
  * The sandbox console's server: serves the static page (sandbox/console/) and a small JSON API that acts
  * on the Slack stand-in as the selected user. Commands, clicks and modal submissions reach the bot the
@@ -280,6 +281,14 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
     return c.json({ error: err instanceof Error ? err.message : String(err) }, 500);
   });
 
+  // Every POST acts as one of the sandbox's users (commands, approvals, trouble): only the console's own
+  // page may send one. See crossSiteRefusal.
+  app.use("*", async (c, next) => {
+    const refusal = crossSiteRefusal(c.req.raw);
+    if (refusal) return c.json({ error: refusal }, 403);
+    return await next();
+  });
+
   const serveStatic = async (name: string) => {
     const ext = name.split(".").pop() ?? "";
     const body = await Deno.readFile(`${staticDir}${name}`);
@@ -446,6 +455,36 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
 
   app.notFound((c) => c.json({ error: "not found" }, 404));
   return Object.assign(app, { close: () => void (closed = true) });
+}
+
+const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/;
+
+/**
+ * Why a state-changing request is refused, or undefined when it may go on. Safe methods always may.
+ *
+ * A web page on any site can make the browser POST to http://127.0.0.1:<port>/api/… (a form, or a fetch in
+ * `no-cors` mode with a text/plain body, which `c.req.json()` parses all the same): that would approve a
+ * rotation as bob. So the `Origin` a browser sends must be the console's own origin, and `Sec-Fetch-Site`,
+ * when sent, `same-origin`. The console's origin is judged from the request's own URL (its Host header), and
+ * must be a loopback address, since a page could otherwise point a name of its own at 127.0.0.1 (DNS
+ * rebinding) and be same-origin by its own lights. A request without Origin or Sec-Fetch-Site is not a
+ * browser's cross-site request (curl, a test) and may go on. Hono's `csrf` middleware checks only form-like
+ * content types, and leaves a foreign Origin on a JSON request to the browser's CORS preflight; a foreign
+ * Origin is refused here whatever the content type.
+ */
+export function crossSiteRefusal(req: Request): string | undefined {
+  if (/^(GET|HEAD|OPTIONS)$/.test(req.method)) return undefined;
+  const self = new URL(req.url);
+  if (!LOOPBACK_HOST.test(self.hostname)) {
+    return `the sandbox console answers state-changing requests only on a loopback address, not ${self.hostname}`;
+  }
+  const origin = req.headers.get("origin");
+  if (origin !== null && origin !== self.origin) {
+    return `a request from another origin (${origin.slice(0, 100)})`;
+  }
+  const site = req.headers.get("sec-fetch-site");
+  if (site !== null && site !== "same-origin") return `a ${site.slice(0, 20)} request`;
+  return undefined;
 }
 
 /** An answer with a status and a message for the page. */

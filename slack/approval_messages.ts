@@ -61,7 +61,7 @@ export class SlackApprovalNotifier implements ApprovalNotifier {
       channel: r.channel,
       thread_ts: thread,
       text: m.text,
-      blocks: m.blocks as never,
+      blocks: m.blocks,
     });
   }
 

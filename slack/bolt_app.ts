@@ -226,6 +226,10 @@ export function createBoltApp(
     const inv: Invoker = {
       userId: command.user_id,
       userName: command.user_name,
+      // A slash command carries no user object: its team_id is "where the user was in Slack when they
+      // triggered your app's command" (https://docs.slack.dev/interactivity/implementing-slash-commands),
+      // the invoking user's own workspace, also for a Slack Connect member of another organisation typing
+      // in a shared channel, who is therefore refused by checkWorkspace. Clicks: slack/interaction.ts.
       teamId: command.team_id,
       enterpriseId: command.enterprise_id,
       channelId: command.channel_id,

@@ -1,12 +1,10 @@
 /**
  * Slack calls that commands need beyond their reply: a message's permalink, and sending a file to one
- * person (an audit-log export, audit search results) through Slack's external upload flow:
+ * person (an audit-log export, audit search results) in their direct message with the bot
+ * (`conversations.open`), because the results are the asker's and a channel upload cannot be ephemeral.
  *
- * 1. `files.getUploadURLExternal` (filename, length) → an upload URL and a file ID;
- * 2. the file's bytes POSTed to that URL;
- * 3. `files.completeUploadExternal` shares the file in a channel: here the direct message with the asker
- *    (`conversations.open`), because the results are the asker's and a channel upload cannot be ephemeral.
- *
+ * The upload is `@slack/web-api`'s `files.uploadV2`, which runs Slack's external upload flow
+ * (files.getUploadURLExternal, the bytes POSTed to the upload URL, files.completeUploadExternal):
  * https://docs.slack.dev/messaging/working-with-files#uploading_files
  *
  * @module
@@ -30,23 +28,23 @@ export class UploadFailed extends Error {
 /**
  * Sends `file` to `file.user` privately: upload, then share in their direct message with the bot.
  * The content is scrubbed of registered secrets first.
- * @throws {UploadFailed} naming the step that failed
+ * @throws {UploadFailed} naming the step that failed (`conversations.open` or `files.uploadV2`, with
+ *   Slack's error code when Slack gave one)
  */
 export async function sendFile(
   client: WebClient,
   secrets: Secrets,
   file: FileToSend,
-  opts: { fetch?: typeof fetch } = {},
 ): Promise<{ fileId: string; channel: string }> {
-  const bytes = new TextEncoder().encode(secrets.scrub(file.content));
-  if (bytes.length > MAX_FILE_BYTES) {
-    throw new UploadFailed("size check", `${bytes.length} bytes is more than ${MAX_FILE_BYTES}`);
+  const content = secrets.scrub(file.content);
+  const bytes = new TextEncoder().encode(content).length;
+  if (bytes > MAX_FILE_BYTES) {
+    throw new UploadFailed("size check", `${bytes} bytes is more than ${MAX_FILE_BYTES}`);
   }
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof UploadFailed) throw err;
       const e = err as { data?: { error?: string }; message?: string };
       throw new UploadFailed(name, e.data?.error ?? e.message?.split("\n")[0] ?? String(err));
     }
@@ -54,29 +52,18 @@ export async function sendFile(
   const dm = await step("conversations.open", () => client.conversations.open({ users: file.user }));
   const channel = dm.channel?.id;
   if (!channel) throw new UploadFailed("conversations.open", "no direct-message channel came back");
-  const url = await step(
-    "files.getUploadURLExternal",
-    () => client.files.getUploadURLExternal({ filename: file.filename, length: bytes.length }),
-  );
-  if (!url.upload_url || !url.file_id) {
-    throw new UploadFailed("files.getUploadURLExternal", "no upload_url or file_id came back");
-  }
-  const res = await step("the upload", () =>
-    (opts.fetch ?? fetch)(url.upload_url!, {
-      method: "POST",
-      headers: { "content-type": "application/octet-stream" },
-      body: bytes,
-    }));
-  await res.body?.cancel();
-  if (!res.ok) throw new UploadFailed("the upload", `HTTP ${res.status}`);
-  const done = await step("files.completeUploadExternal", () =>
-    client.files.completeUploadExternal({
-      files: [{ id: url.file_id!, title: file.title }],
+  const done = await step("files.uploadV2", () =>
+    client.filesUploadV2({
       channel_id: channel,
+      content,
+      filename: file.filename,
+      title: file.title,
       ...(file.comment ? { initial_comment: secrets.scrub(file.comment) } : {}),
     }));
-  if (!done.ok) throw new UploadFailed("files.completeUploadExternal", String(done.error ?? "not ok"));
-  return { fileId: url.file_id, channel };
+  // One completeUploadExternal answer per upload job, each listing its files.
+  const completed = (done.files as { files?: { id?: string }[] }[] | undefined)?.[0]?.files?.[0]?.id;
+  if (!completed) throw new UploadFailed("files.uploadV2", "Slack named no completed file");
+  return { fileId: completed, channel };
 }
 
 /** The {@link SlackApi} of one bot process, on its Web API client. */

@@ -17,14 +17,20 @@ export interface InteractionBody {
 
 /**
  * The invoker of an interaction: Slack's IDs only. The name is kept for display and never compared.
- * The workspace is the payload's team (or, without one, the user's), so a click from another workspace
- * is refused by `checkWorkspace`.
+ *
+ * The workspace is the clicking user's own (`user.team_id`), and the payload's `team` only when the user
+ * object carries none. In a Slack Connect channel members of other organisations see the bot's messages and
+ * can click their buttons, and the payload's `team` is the context of the click, which need not be the
+ * user's home (https://docs.slack.dev/apis/slack-connect: "be on the lookout for minor differences in
+ * channel, message, user, team and related objects"; Bolt's `buildSource` prefers
+ * `view.app_installed_team_id` over the payload's team for the same reason). The user's own team decides:
+ * an outsider clicking in a shared channel is refused by `checkWorkspace`.
  */
 export function invokerOfInteraction(body: InteractionBody, channelId?: string): Invoker {
   return {
     userId: body.user?.id ?? "",
     userName: body.user?.username ?? body.user?.name,
-    teamId: body.team?.id ?? body.user?.team_id,
+    teamId: body.user?.team_id ?? body.team?.id,
     enterpriseId: body.enterprise?.id,
     channelId: channelId ?? body.channel?.id,
     via: "slack",

@@ -26,6 +26,7 @@ import { resolveButton } from "../alerts/buttons.ts";
 import { prepareCommand, runPrepared, toUserError } from "../commands/router.ts";
 import { renderError } from "../views/error.ts";
 import { renderRequestCreated } from "../views/approval.ts";
+import { own } from "../core/lookup.ts";
 
 interface ButtonBody extends InteractionBody {
   actions?: { action_id?: string; value?: string }[];
@@ -92,7 +93,7 @@ export function jobActionHandlers(): BoltRegistration {
       try {
         checkWorkspace(deps.config, inv);
         const a = parseAttestButton(value);
-        if (!a || !deps.config.targets[a.target]) {
+        if (!a || !own(deps.config.targets, a.target)) {
           throw new InvalidInput("This button is not one of bisman-ops' attestation buttons");
         }
         await requireOperator(deps.config, inv, deps.groupMembers, "Attesting a checklist item");
@@ -122,7 +123,7 @@ export function jobActionHandlers(): BoltRegistration {
         checkWorkspace(deps.config, inv);
         const r = parseRunbookButton((body as ButtonBody).actions?.[0]?.value);
         const key = alertButtonKeys.find((k) => k === r?.key) as AlertButtonKey | undefined;
-        if (!r || !key || !deps.config.targets[r.target]) {
+        if (!r || !key || !own(deps.config.targets, r.target)) {
           throw new InvalidInput("This button is not one of bisman-ops' runbook buttons");
         }
         // The alert runbook decides what the button does, so the checklist and the alert threads agree.

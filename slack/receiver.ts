@@ -1,3 +1,4 @@
+// A hand-written Bolt receiver: Bolt's own need Node's http server; here Hono and Deno.serve own the socket.
 /**
  * `POST /slack/events`: verifies Slack's signature on the raw body before anything else, parses the body
  * as Slack sends it, and hands it to Bolt's `processEvent`. The HTTP response is whatever the listener
@@ -63,15 +64,21 @@ export class SlackEventsReceiver implements Receiver {
     return Response.json({ error: reason }, { status });
   }
 
-  /** Handles one request from Slack. */
+  /**
+   * The answer to a body over {@link MAX_BODY_BYTES}: Hono's bodyLimit (http/app.ts) calls it as soon as the
+   * streamed bytes pass the limit, before the rest is read.
+   */
+  refuseTooLarge(c: Context): Response {
+    const length = c.req.header("content-length");
+    return this.#refuse(413, "body_too_large", length ? { length: Number(length) } : { chunked: true });
+  }
+
+  /** Handles one request from Slack (its size already bounded by bodyLimit in http/app.ts). */
   async handle(c: Context): Promise<Response> {
     const received = performance.now();
     const app = this.#app;
     if (!app) return Response.json({ error: "not_ready" }, { status: 503 });
-    const length = Number(c.req.header("content-length") ?? "0");
-    if (length > MAX_BODY_BYTES) return this.#refuse(413, "body_too_large", { length });
     const raw = await c.req.text();
-    if (raw.length > MAX_BODY_BYTES) return this.#refuse(413, "body_too_large", { length: raw.length });
 
     const problem = await verifySlackSignature(
       this.opts.signingSecret,

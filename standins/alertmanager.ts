@@ -29,6 +29,8 @@ export interface AlertmanagerOptions {
   groupWait?: string;
   groupInterval?: string;
   repeatInterval?: string;
+  /** Listen here (a port the bot's config already names as alerts.alertmanager_url); default a free one. */
+  port?: number;
 }
 
 export interface RunningAlertmanager {
@@ -57,6 +59,9 @@ export interface RunningAlertmanager {
   stop(): Promise<void>;
 }
 
+/** Alertmanager and amtool get a PATH and nothing else of this process's environment (the bot's secrets). */
+const NO_ENV = { env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" }, clearEnv: true } as const;
+
 function yamlString(s: string): string {
   return JSON.stringify(s); // JSON strings are valid YAML double-quoted scalars
 }
@@ -64,7 +69,7 @@ function yamlString(s: string): string {
 /** Starts Alertmanager and waits until `/-/ready` answers. */
 export async function startAlertmanager(opts: AlertmanagerOptions): Promise<RunningAlertmanager> {
   const dir = await Deno.makeTempDir({ prefix: "bisman-am-" });
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
   const url = `http://127.0.0.1:${port}`;
   const config = [
     "route:",
@@ -92,12 +97,13 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
       `--config.file=${dir}/alertmanager.yml`,
       `--storage.path=${dir}/data`,
       `--web.listen-address=127.0.0.1:${port}`,
-      // The externalURL every notification carries: the bot creates silences there when its config names
-      // no alerts.alertmanager_url (Alertmanager's own default is http://<hostname>:<port>/).
+      // The externalURL every notification carries (Alertmanager's own default is http://<hostname>:<port>/);
+      // the bot silences only at its configured alerts.alertmanager_url, which the tests point here.
       `--web.external-url=${url}`,
       "--cluster.listen-address=",
       "--log.level=debug",
     ],
+    ...NO_ENV,
     stdout: "null",
     stderr: "piped",
     stdin: "null",
@@ -153,7 +159,8 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
         ...Object.entries(rest).map(([k, v]) => `${k}=${v}`),
         ...Object.entries(annotations).map(([k, v]) => `--annotation=${k}=${v}`),
       ];
-      const out = await new Deno.Command(AMTOOL_BIN, { args, stdout: "piped", stderr: "piped" }).output();
+      const out = await new Deno.Command(AMTOOL_BIN, { args, ...NO_ENV, stdout: "piped", stderr: "piped" })
+        .output();
       if (out.code !== 0) {
         throw new Error(`amtool alert add failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`);
       }
@@ -175,6 +182,7 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
     amtool: async (...args) => {
       const out = await new Deno.Command(AMTOOL_BIN, {
         args: [`--alertmanager.url=${url}`, ...args],
+        ...NO_ENV,
         stdout: "piped",
         stderr: "piped",
       }).output();

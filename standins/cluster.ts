@@ -155,17 +155,20 @@ interface ExecOptions {
 }
 
 /**
- * The inherited environment minus libpq's PG* variables (PGHOST, PGPORT, PGSSLMODE, PGDATA, ...),
- * which would otherwise redirect or break the harness's own connections. PGBACKREST_* is kept.
+ * What the servers and tools inherit: the path, home, user, locale, time zone and temp folder, and
+ * PGBACKREST_* — never libpq's PG* variables (PGHOST, PGPORT, PGSSLMODE, PGDATA, …, which would redirect
+ * or break the harness's own connections), and nothing else: the sandbox runs the bot in this process,
+ * and its secrets (tokens, `password_env` variables) must not reach a PostgreSQL server's environment.
  */
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(Deno.env.toObject())) {
-    if (/^PG/.test(k) && !/^PGBACKREST_/.test(k)) continue;
-    env[k] = v;
+    if (INHERITED_ENV.test(k)) env[k] = v;
   }
   return env;
 }
+
+const INHERITED_ENV = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|PGBACKREST_\w+)$/;
 
 function formatCmd(argv: string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(" ");

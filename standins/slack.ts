@@ -13,9 +13,9 @@
  *   files.getUploadURLExternal, files.completeUploadExternal).
  * - File uploads: https://docs.slack.dev/messaging/working-with-files#uploading_files —
  *   files.getUploadURLExternal(filename, length) answers `upload_url` and `file_id`; the bytes are POSTed
- *   to upload_url (raw body or multipart `file`; 200 "OK - <length>"); files.completeUploadExternal(files:
- *   [{id, title}], channel_id?, initial_comment?, thread_ts?) shares them (without channel_id the file stays
- *   private). An upload whose byte count differs from `length`, or a completion before the upload, fails.
+ *   to upload_url (raw body or one multipart file part; 200 "OK - <length>");
+ *   files.completeUploadExternal(files: [{id, title}], channel_id?, initial_comment?, thread_ts?) shares them
+ *   (without channel_id the file stays private). An upload whose byte count differs from `length`, or a completion before the upload, fails.
  * - Rate limits: HTTP 429 with `Retry-After: <seconds>`; chat.postMessage allows about one message
  *   per second per channel. https://docs.slack.dev/apis/web-api/rate-limits
  * - Block Kit: every rule, with the documentation page it comes from, is in ./slack_blockkit.ts
@@ -1272,8 +1272,12 @@ export class SlackStandIn {
     const type = req.headers.get("content-type") ?? "";
     let bytes: Uint8Array;
     if (type.includes("multipart/form-data")) {
-      const part = (await req.formData()).get("file");
-      if (!part || typeof part === "string") return new Response("no file part", { status: 400 });
+      // "Files can be sent as raw bytes or can be multipart form encoded" (files.getUploadURLExternal), with
+      // no field name required: curl's examples use `-F filename=@…`, @slack/web-api's files.uploadV2 a
+      // part named `body`. The one file part is the file.
+      const parts = [...(await req.formData()).values()].filter((v): v is File => typeof v !== "string");
+      if (parts.length !== 1) return new Response("expected one file part", { status: 400 });
+      const part = parts[0];
       bytes = new Uint8Array(await part.arrayBuffer());
     } else {
       bytes = new Uint8Array(await req.arrayBuffer());

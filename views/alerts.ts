@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { Button } from "@slack/types";
 import type { Block, Reply } from "./reply.ts";
 import type { AlertButtonKey } from "../core/config.ts";
 import { maskSecretTokens, maskStatement } from "../core/statement_mask.ts";
@@ -133,7 +134,7 @@ function userMention(id: string): string {
 /** The "I'm on it" and silence buttons of an alert's parent. */
 export function threadButtonsBlock(fingerprint: string, x: ThreadExtras, now = new Date()): Block {
   const silenced = x.silence && Date.parse(x.silence.until) > now.getTime();
-  const elements: Block[] = [{
+  const elements: Button[] = [{
     type: "button",
     action_id: THREAD_ACTIONS.take,
     text: { type: "plain_text", text: x.owner ? "I'm on it (take over)" : "I'm on it" },

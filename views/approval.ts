@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ModalView } from "@slack/types";
 import type { Block, Reply } from "./reply.ts";
 import type { RequestCreated } from "../core/deps.ts";
 import type { RequestView } from "../gate/gate.ts";
@@ -320,7 +321,7 @@ function modalTitle(verb: "Approve" | "Deny", id: number): string {
 }
 
 /** The modal that asks a denier for the reason. */
-export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
+export function renderDenyModal(meta: ModalMetadata, v: RequestView): ModalView {
   const r = v.request;
   return {
     type: "modal",
@@ -348,7 +349,7 @@ export function renderDenyModal(meta: ModalMetadata, v: RequestView): Record<str
 }
 
 /** The modal where an approver types the target's name before the approval counts. */
-export function renderTypedConfirmationModal(meta: ModalMetadata, v: RequestView): Record<string, unknown> {
+export function renderTypedConfirmationModal(meta: ModalMetadata, v: RequestView): ModalView {
   const r = v.request;
   const expected = meta.expected ?? r.target ?? r.action;
   return {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { Button } from "@slack/types";
 import type { Block, Reply } from "./reply.ts";
 import type { Checklist, ChecklistItem, ItemGroup, ItemStatus } from "./checklist_model.ts";
 import { BUTTONS } from "../core/runbook_buttons.ts";
@@ -53,7 +54,7 @@ function button(
   actionId: string,
   value: string,
   style?: "primary" | "danger",
-): Record<string, unknown> {
+): Button {
   return {
     type: "button",
     text: { type: "plain_text", text: truncate(text, LIMITS.buttonText) },

@@ -5,8 +5,13 @@
  * @module
  */
 
-/** A Block Kit block, kept loose: views/ builds them, the Slack stand-in validates them. */
-export type Block = Record<string, unknown>;
+import type { KnownBlock } from "@slack/types";
+
+/**
+ * A Block Kit block as `@slack/types` defines them (the version @slack/web-api 8.2.0 depends on): views/
+ * builds only blocks Slack knows, with the fields each type has; the Slack stand-in checks Slack's limits.
+ */
+export type Block = KnownBlock;
 
 export interface Reply {
   text: string;

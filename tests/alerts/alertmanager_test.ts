@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
+import type { HttpEnv } from "../../http/app.ts";
 import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, TEAM, testConfig, USERS } from "../support/bot.ts";
 import { startAlertmanager } from "../../standins/alertmanager.ts";
@@ -62,7 +63,7 @@ Deno.test("POST /alerts: Alertmanager's webhook opens one thread per alert with 
     );
   try {
     await t.step("without ALERTS_TOKEN the route answers not configured", async () => {
-      const app = new Hono();
+      const app = new Hono<HttpEnv>();
       alertmanagerRoute(tb.bot.alerts, {
         ...tb.bot.deps,
         env: { ...tb.bot.deps.env, alertsToken: undefined },

@@ -5,33 +5,45 @@ import { startAlertmanager } from "../../standins/alertmanager.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { ephemeralTo } from "../support/gate.ts";
 import { silenceActionId, THREAD_ACTIONS } from "../../views/actions.ts";
-import { alertmanagerBase, matchersOf } from "../../alerts/silences.ts";
+import { alertmanagerBase, fromConfiguredAlertmanager, matchersOf } from "../../alerts/silences.ts";
+import { NotConfigured } from "../../core/errors.ts";
+import { freePort } from "../../standins/ports.ts";
+import { postDelivery } from "../support/alert_storm.ts";
 import { threadButtonsBlock } from "../../views/alerts.ts";
+import type { Block } from "../../views/reply.ts";
+import type { ActionsBlock, Button } from "@slack/types";
 import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "silences-test-token-77c1";
 
-Deno.test("matchersOf() matches exactly the alert's label set; alertmanagerBase() prefers the config", () => {
+Deno.test("matchersOf() matches exactly the alert's label set; alertmanagerBase() is only ever the configured Alertmanager", () => {
   assert.deepEqual(matchersOf({ instance: "db1:5432", alertname: "X" }), [
     { name: "alertname", value: "X", isRegex: false, isEqual: true },
     { name: "instance", value: "db1:5432", isRegex: false, isEqual: true },
   ]);
   const config = testConfigless();
-  assert.equal(alertmanagerBase(config, "http://am.local:9093/"), "http://am.local:9093");
-  assert.equal(
-    alertmanagerBase(
-      { ...config, alerts: { ...config.alerts, alertmanager_url: "https://am.example/" } },
-      "http://x",
-    ),
-    "https://am.example",
+  const withAm = { ...config, alerts: { ...config.alerts, alertmanager_url: "https://AM.example:9093/" } };
+  // The alert's own externalURL is never a destination on its own…
+  assert.throws(
+    () => alertmanagerBase(config, "http://am.local:9093/"),
+    (err) =>
+      err instanceof NotConfigured && /no Alertmanager is configured/.test(err.userMessage) &&
+      /does not send silences there/.test(err.userMessage),
   );
   assert.throws(() => alertmanagerBase(config, ""), /set alerts\.alertmanager_url/);
   assert.throws(() => alertmanagerBase(config, "javascript:alert(1)"), /set alerts\.alertmanager_url/);
+  // …the configured one is, whether the externalURL names it, names another server or is absent.
+  for (const ext of ["https://am.example:9093", "http://elsewhere.example", "javascript:alert(1)", null]) {
+    assert.equal(alertmanagerBase(withAm, ext), "https://am.example:9093", String(ext));
+  }
+  assert.equal(fromConfiguredAlertmanager(withAm, "https://am.example:9093/"), true);
+  assert.equal(fromConfiguredAlertmanager(withAm, "https://am.example:9093.evil.example/"), false);
+  assert.equal(fromConfiguredAlertmanager(withAm, "https://user@am.example:9093/"), false);
+  assert.equal(fromConfiguredAlertmanager(config, "https://am.example:9093/"), false);
 });
 
 Deno.test("threadButtonsBlock(): I'm on it always; silences only for Alertmanager's alerts; Expire while silenced", () => {
-  const labels = (b: Record<string, unknown>) =>
-    ((b.elements as { text: { text: string } }[]).map((e) => e.text.text)).join("|");
+  const labels = (b: Block) => (((b as ActionsBlock).elements as Button[]).map((e) => e.text.text)).join("|");
   assert.equal(labels(threadButtonsBlock("ab12", { threadButtons: { silenceable: false } })), "I'm on it");
   assert.equal(
     labels(threadButtonsBlock("ab12", { threadButtons: { silenceable: true } })),
@@ -83,8 +95,11 @@ async function click(
 
 Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtool lists it, the next notification is suppressed), Expire silence, runbook links", async (t) => {
   await using cluster = await startCluster({ name: "silences" });
+  // The bot's config names Alertmanager's URL, so its port is chosen before either starts.
+  const amPort = await freePort();
   const config = testConfig(cluster, (doc) => {
     doc.alerts = {
+      alertmanager_url: `http://127.0.0.1:${amPort}/`,
       lag_check: { enabled: false },
       slack_per_channel_per_second: 50,
       runbook_urls: { default: "https://wiki.example/runbooks/db" },
@@ -95,6 +110,13 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
     webhookUrl: `${tb.bot.url}/alerts`,
     token: TOKEN,
     repeatInterval: "2s",
+    port: amPort,
+  });
+  // A server an alert may name as its externalURL: it must never hear from the bot.
+  const trapHits: string[] = [];
+  const trap = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    trapHits.push(`${req.method} ${new URL(req.url).pathname}`);
+    return Response.json({ silenceID: "trap" });
   });
   const parent = (name: string) =>
     tb.slack.messages.find((m) => m.channel === OPS_CHANNEL && !m.thread_ts && m.text?.includes(name));
@@ -247,7 +269,55 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
       const audit = (await tb.bot.deps.audit.rows()).filter((r) => r.action === "alert.silence_expired");
       assert.deepEqual(audit.map((r) => r.details.silence_id), [silenceId]);
     });
+
+    await t.step(
+      "an alert naming another server as its externalURL is silenced at the configured Alertmanager; that server hears nothing",
+      async () => {
+        const labels = { alertname: "ForeignURL", instance: "db7:5432", target: "main" };
+        await postDelivery(tb.bot.url, TOKEN, {
+          version: "4",
+          groupKey: '{}:{alertname="ForeignURL"}',
+          status: "firing",
+          receiver: "bot",
+          externalURL: `http://127.0.0.1:${trap.addr.port}/`,
+          alerts: [{
+            status: "firing",
+            labels,
+            annotations: { summary: "from a delivery that names another server" },
+            startsAt: new Date().toISOString(),
+            endsAt: "0001-01-01T00:00:00Z",
+            fingerprint: "f0e1d2c3b4a59687",
+          }],
+        });
+        const p = await waitFor(() => parent("ForeignURL"), {
+          what: "the ForeignURL thread",
+          timeoutMs: 20_000,
+        });
+        await click(tb, p, THREAD_ACTIONS.silence, USERS.bob, "Silence 4 h");
+        await waitFor(
+          () => thread(p).find((m) => /silenced this alert in Alertmanager for 4 h/.test(m.text ?? "")),
+          {
+            what: "the silence in the thread",
+          },
+        );
+        const silences = JSON.parse(await am.amtool("silence", "query", "-o", "json")) as {
+          matchers: { name: string; value: string }[];
+        }[];
+        assert.ok(
+          silences.some((s) => s.matchers.some((m) => m.name === "alertname" && m.value === "ForeignURL")),
+          "the configured Alertmanager holds the silence",
+        );
+        assert.deepEqual(trapHits, []);
+        const audit = (await tb.bot.deps.audit.rows()).filter((r) =>
+          r.action === "alert.silenced" && r.details.alertname === "ForeignURL"
+        );
+        assert.equal(audit.length, 1);
+        assert.equal(audit[0].details.external_url_matched, false);
+        assert.equal(audit[0].details.alertmanager, `http://127.0.0.1:${amPort}`);
+      },
+    );
   } finally {
+    await trap.shutdown();
     await am.stop();
     await tb.stop();
   }

@@ -154,3 +154,45 @@ Deno.test("createLogger scrubs secrets and passes the level to its sink", () => 
   assert.ok(!seen[0].line.includes("hunter2-secret-value"));
   assert.match(seen[0].line, /\[redacted\]/);
 });
+
+Deno.test("a secret that JSON escapes (quotes, backslashes, control characters, lone surrogates) is scrubbed from log lines and from serialised text", async (t) => {
+  const awkward = [
+    'pa"ss-word-1',
+    "back\\slash\\secret",
+    "new\nline\tsecret",
+    "bell\u0007and\u0001secret",
+    "lone-\ud800-surrogate",
+    'all"of\\them\n\u0002\udfff',
+  ];
+  const secrets = new Secrets();
+  for (const s of awkward) secrets.add(s);
+  const leaked = (line: string) =>
+    awkward.filter((s) => line.includes(s) || line.includes(JSON.stringify(s).slice(1, -1)));
+
+  await t.step("in a field, in the message, in an error's message, in a key, nested", () => {
+    const seen: string[] = [];
+    const log = createLogger(secrets, { sink: (line) => seen.push(line) });
+    for (const s of awkward) {
+      log.error(`could not log in with ${s}`, {
+        password: s,
+        nested: { deeper: [s, { again: `x${s}y` }] },
+        error: new Error(`connection string had ${s}`),
+        [`key-${s}`]: 1,
+      });
+    }
+    assert.equal(seen.length, awkward.length);
+    for (const line of seen) {
+      JSON.parse(line); // still one valid JSON line
+      assert.deepEqual(leaked(line), [], line);
+      assert.match(line, /\[redacted\]/);
+    }
+  });
+
+  await t.step("Secrets.scrub() catches the escaped form in text serialised elsewhere (an audit row)", () => {
+    for (const s of awkward) {
+      const text = JSON.stringify({ detail: `failed: ${s}` });
+      assert.deepEqual(leaked(secrets.scrub(text)), [], text);
+      assert.ok(secrets.leaks(text));
+    }
+  });
+});

@@ -7,6 +7,7 @@
  * 200-character names and hostile text (mentions, `<`, `&`, backticks) at the points where the renderers cut.
  */
 
+import type { ModalView } from "@slack/types";
 import type { Block, Reply } from "../../views/reply.ts";
 import type { Config } from "../../core/config.ts";
 import type { RequestView } from "../../gate/gate.ts";
@@ -97,7 +98,7 @@ export interface MessageBody {
 /** What one case renders: messages and modal views. */
 export interface Rendered {
   messages: { name: string; body: MessageBody }[];
-  views: { name: string; view: Record<string, unknown> }[];
+  views: { name: string; view: ModalView | Record<string, unknown> }[];
 }
 
 export interface MessageCase {

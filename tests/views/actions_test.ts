@@ -62,7 +62,7 @@ Deno.test("views/actions: IDs are unique and the invoker carries IDs, the name o
   assert.deepEqual(inv, {
     userId: "U0DAVE",
     userName: "carol",
-    teamId: "T0TEAM",
+    teamId: "T0USER", // the user's own workspace, not the payload's team (Slack Connect: slack/interaction.ts)
     enterpriseId: "E0ORG",
     channelId: "C0OPS",
     via: "slack",
