@@ -19,7 +19,8 @@ import { readCredentialAges } from "../ops/credential_ages.ts";
 import { readBackupStatus } from "../ops/backup_status.ts";
 import { lastProvenRestore } from "../ops/restore_history.ts";
 import { readSlowQueries } from "../ops/slow_queries.ts";
-import { readMemberStatus } from "../ops/server_status.ts";
+import { readPatchLevel } from "../ops/patch_level.ts";
+import { fromEvidence } from "./checklist_evidence.ts";
 import { resolveSchedules } from "./scheduler.ts";
 import { readRuns } from "./run_store.ts";
 import { allJobs } from "./registry.ts";
@@ -494,41 +495,7 @@ const ongoing: ItemDefinition[] = [
     key: "security_patches",
     title: "Update security patches promptly",
     command: (t) => `/bisman status ${t}`,
-    evaluate: async ({ deps, target, now }) => {
-      const s = await readMemberStatus(deps.targets.member(target, "primary"), deps);
-      if (!s.reachable) throw new OpsError("unreachable", s.error ?? "the primary does not answer");
-      const m = /^(\d+)\.(\d+)/.exec(s.serverVersion ?? "");
-      if (!m) return { status: "unknown", evidence: [`server version "${s.serverVersion}" not understood`] };
-      const known = deps.config.checklist.releases[m[1]];
-      if (!known) {
-        return {
-          status: "unknown",
-          evidence: [`PostgreSQL ${m[1]}.${m[2]}; checklist.releases names no newest ${m[1]}.x release`],
-        };
-      }
-      const newest = Number(known.version.split(".")[1]);
-      const released = new Date(`${known.released}T00:00:00Z`);
-      const infoAge = Math.floor((now.getTime() - released.getTime()) / DAY);
-      const behind = newest - Number(m[2]);
-      const evidence = [
-        `server ${m[1]}.${
-          m[2]
-        }; newest known ${known.version}, released ${known.released} (${infoAge} days ago)`,
-      ];
-      if (behind > 0) {
-        return { status: "fail", evidence: [...evidence, `${behind} minor release(s) behind: upgrade`] };
-      }
-      if (infoAge > deps.config.checklist.release_info_max_age_days) {
-        return {
-          status: "warning",
-          evidence: [
-            ...evidence,
-            `the release information is older than ${deps.config.checklist.release_info_max_age_days} days: update checklist.releases`,
-          ],
-        };
-      }
-      return { status: "pass", evidence };
-    },
+    evaluate: async ({ deps, target }) => fromEvidence(await readPatchLevel(target, deps)),
   },
 ];
 

@@ -9,6 +9,28 @@ import { DAY, prepareTarget, seedRestoreTests } from "./_digest_fixture.ts";
 import { evaluateChecklist } from "../../jobs/checklist.ts";
 import { JOB_ACTIONS } from "../../slack/actions.ts";
 import { readRuns } from "../../jobs/run_store.ts";
+import { forgetVersionsFeed } from "../../ops/patch_level.ts";
+import { serve } from "../../standins/_serve.ts";
+
+const recordedFeed = JSON.parse(
+  await Deno.readTextFile(new URL("../fixtures/postgresql_versions.json", import.meta.url)),
+) as Record<string, unknown>[];
+
+/** PostgreSQL's versions feed at the HTTP boundary: the recorded copy, with one major's entry as the test sets it. */
+function startVersionsFeed() {
+  let entry: Record<string, unknown> | undefined;
+  const server = serve(() =>
+    Response.json(recordedFeed.map((e) => (entry && e.major === entry.major ? { ...e, ...entry } : e)))
+  );
+  return {
+    url: `${server.url}/versions.json`,
+    set: (e: Record<string, unknown>) => {
+      entry = e;
+      forgetVersionsFeed();
+    },
+    stop: () => server.close(),
+  };
+}
 
 /** A Kong Admin API stand-in: GET /plugins answers whatever the test sets. */
 function startKong() {
@@ -53,6 +75,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
   await using stateCluster = await startCluster({ name: "checklist-state" });
   const vault = await VaultStandIn.start();
   const kong = startKong();
+  const feed = startVersionsFeed();
   kong.set([
     { name: "rate-limiting", enabled: true, config: { minute: 1000 } },
     { name: "ip-restriction", enabled: true, config: { allow: ["0.0.0.0/0"] } },
@@ -61,7 +84,11 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
   await sql`truncate public.security_events, public.audit_logs_dml`;
   const fixture = await prepareTarget(cluster, vault, "main", { shareDb: db, credentialAgeDays: 120 });
   Deno.env.set("CHECKLIST_TEST_BOT_PW", await setTestPassword(cluster, "bisman_ops"));
-  const major = (await cluster.primary.psql("show server_version")).trim().split(".")[0];
+  const versionNum = Number((await cluster.primary.psql("show server_version_num")).trim());
+  const major = String(Math.floor(versionNum / 10000));
+  const minor = versionNum % 10000;
+  // The feed as the next release would make it: a newer minor of the server's major.
+  feed.set({ major, latestMinor: String(minor + 1) });
   const config = testConfig(cluster, (doc) => {
     doc.targets.main = {
       primary: {
@@ -82,15 +109,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
       restore_test: { allow_on_primary: true },
       security: { other_roles: ["postgres"] },
     };
-    doc.checklist = {
-      kong_admin_url: kong.url,
-      releases: {
-        [major]: {
-          version: `${major}.99`,
-          released: new Date(Date.now() - 10 * DAY).toISOString().slice(0, 10),
-        },
-      },
-    };
+    doc.checklist = { kong_admin_url: kong.url, postgres_versions: { url: feed.url } };
     doc.alerts = { lag_check: { enabled: false } };
   });
   const tb = await startTestBot(stateCluster, {
@@ -138,8 +157,10 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
       expect("audit_logs_reviewed", "fail", /has not run in the last 7 days/);
       expect(
         "security_patches",
-        "fail",
-        new RegExp(`newest known ${major}\\.99[\\s\\S]*minor release\\(s\\) behind`),
+        "warning",
+        new RegExp(
+          `runs ${major}\\.${minor}; ${major}\\.${minor + 1} is the newest ${major}\\.x release: update`,
+        ),
       );
       for (const i of c.items.filter((x) => x.group !== "incident_response")) {
         assert.notEqual(i.status, "unknown", `${i.key} was checked: ${i.evidence.join("; ")}`);
@@ -281,19 +302,14 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
           ),
         { what: "the attestation answer" },
       );
-      // The newest minor release the bot knows of is the one the server runs.
-      const version = (await cluster.primary.psql("show server_version")).trim().split(" ")[0];
-      const patched = {
-        ...deps.config.checklist,
-        releases: {
-          [major]: { version, released: new Date(Date.now() - 30 * DAY).toISOString().slice(0, 10) },
-        },
-      };
-      const c = await evaluateChecklist(
-        { ...deps, config: { ...deps.config, checklist: patched } },
-        "main",
-        tb.bot.scheduler.services,
-      );
+      // The feed's newest minor of the server's major is the one it runs, its end of life two years away.
+      feed.set({
+        major,
+        latestMinor: String(minor),
+        eolDate: new Date(Date.now() + 730 * DAY).toISOString().slice(0, 10),
+        supported: true,
+      });
+      const c = await evaluateChecklist(deps, "main", tb.bot.scheduler.services);
       const notPassing = c.items.filter((i) => i.group !== "incident_response" && i.status !== "pass");
       assert.deepEqual(notPassing.map((i) => `${i.key}: ${i.status}: ${i.evidence.join("; ")}`), []);
       const by = Object.fromEntries(c.items.map((i) => [i.key, i.evidence.join("\n")]));
@@ -342,5 +358,6 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
     await tb.stop();
     await vault.stop();
     await kong.stop();
+    await feed.stop();
   }
 });
