@@ -20,6 +20,10 @@ import { readBackupStatus } from "../ops/backup_status.ts";
 import { lastProvenRestore } from "../ops/restore_history.ts";
 import { readSlowQueries } from "../ops/slow_queries.ts";
 import { readPatchLevel } from "../ops/patch_level.ts";
+import { readNetworkPolicies } from "../ops/network_policies.ts";
+import { readWafRules } from "../ops/waf_rules.ts";
+import { readWalStreaming } from "../ops/wal_streaming.ts";
+import { readCentralLogging } from "../ops/central_logging.ts";
 import { fromEvidence } from "./checklist_evidence.ts";
 import { resolveSchedules } from "./scheduler.ts";
 import { readRuns } from "./run_store.ts";
@@ -39,7 +43,7 @@ export interface Attestable {
 }
 
 /** Items settled by an operator's attestation. */
-export const ATTESTATION_ITEMS = ["waf_rules", "encryption_at_rest"] as const;
+export const ATTESTATION_ITEMS = ["waf_rules", "encryption_at_rest", "network_policies"] as const;
 export type AttestationItem = typeof ATTESTATION_ITEMS[number];
 
 /** One checklist item. */
@@ -143,6 +147,38 @@ async function attestation(
     };
   }
   return { status: "pass", evidence: [what], attest };
+}
+
+const partRank: Record<Evaluated["status"], number> = {
+  fail: 5,
+  unknown: 4,
+  warning: 3,
+  attestation_needed: 2,
+  pass: 1,
+  runbook: 0,
+};
+
+/**
+ * One item from several sources (pg_hba.conf and Kubernetes; AWS WAF and Kong): the worst status (fail, then
+ * could not check, warning, attestation needed), every part's evidence in order.
+ */
+function combine(parts: Evaluated[], attest?: Attestable): Evaluated {
+  const status = parts.reduce<ItemStatus>((w, p) => partRank[p.status] > partRank[w] ? p.status : w, "pass");
+  return { status, evidence: parts.flatMap((p) => p.evidence), ...(attest ? { attest } : {}) };
+}
+
+/** One source of an item, its evidence headed by its name; a failure is that source's "could not check". */
+async function part(name: string, ctx: ItemContext, evaluate: (ctx: ItemContext) => Promise<Evaluated>) {
+  try {
+    const r = await evaluate(ctx);
+    return { ...r, evidence: [`${name}:`, ...r.evidence] };
+  } catch (err) {
+    if (!(err instanceof OpsError)) throw err;
+    return {
+      status: "unknown" as const,
+      evidence: [`${name}: could not check: ${ctx.deps.secrets.scrub(err.userMessage)}`],
+    };
+  }
 }
 
 /** Reads Kong's plugins and compares them with the seed's rate-limiting and ip-restriction settings. */
@@ -256,7 +292,24 @@ const preProduction: ItemDefinition[] = [
     key: "network_restricted",
     title: "Network policies restrict DB access",
     command: (t) => `/bisman tls ${t}`,
-    evaluate: tlsItem(["hba_parse", "hba_auth", "hba_final_reject"]),
+    evaluate: async (ctx) => {
+      // Both halves of the seed's section 2: pg_hba.conf on the server, NetworkPolicies in Kubernetes.
+      const [hba, k8s] = await Promise.all([
+        part("pg_hba.conf", ctx, tlsItem(["hba_parse", "hba_auth", "hba_final_reject"])),
+        readNetworkPolicies(ctx.target, ctx.deps),
+      ]);
+      if (!k8s.notChecked) return combine([hba, fromEvidence(k8s)]);
+      // Outside Kubernetes the network rules live in firewalls or security groups: an operator attests them.
+      const attested = await attestation(ctx, "network_policies", [
+        "NetworkPolicy",
+        "security groups",
+        "firewall rules",
+      ]);
+      return combine([
+        hba,
+        { status: attested.status, evidence: [`not checked: ${k8s.notChecked}`, ...attested.evidence] },
+      ], attested.attest);
+    },
   },
   {
     group: "pre_production",
@@ -336,10 +389,30 @@ const preProduction: ItemDefinition[] = [
     group: "pre_production",
     key: "waf_rules",
     title: "WAF rules deployed",
-    evaluate: (ctx) => {
+    evaluate: async (ctx) => {
       const url = ctx.deps.config.checklist.kong_admin_url;
-      return url ? kongPlugins(ctx, url) : attestation(ctx, "waf_rules", ["deployed"]);
+      const aws = ctx.deps.config.targets[ctx.target].aws_waf;
+      if (!url && !aws) return attestation(ctx, "waf_rules", ["deployed"]);
+      return combine(
+        await Promise.all([
+          ...(aws ? [readWafRules(ctx.target, ctx.deps).then(fromEvidence)] : []),
+          ...(url ? [part("Kong", ctx, (c) => kongPlugins(c, url))] : []),
+        ]),
+      );
     },
+  },
+  {
+    group: "pre_production",
+    key: "wal_streaming",
+    title: "WAL streaming, continuous, kept 7 days (pg_receivewal)",
+    command: (t) => `/bisman backups ${t}`,
+    evaluate: async ({ deps, target }) => fromEvidence(await readWalStreaming(target, deps)),
+  },
+  {
+    group: "pre_production",
+    key: "central_logging",
+    title: "Centralized logging (server logs reach Elasticsearch)",
+    evaluate: async ({ deps, target }) => fromEvidence(await readCentralLogging(target, deps)),
   },
   {
     group: "pre_production",

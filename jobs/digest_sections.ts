@@ -19,6 +19,7 @@ import { humanAge } from "../ops/_findings.ts";
 import { readCredentialAges } from "../ops/credential_ages.ts";
 import { detectBypass } from "../ops/detect_bypass.ts";
 import { listSecurityEvents } from "../ops/security_events.ts";
+import { evidenceChecks } from "./digest_evidence.ts";
 
 /** The operations judge "unknown" where they could not decide; the digest never shows that as fine. */
 function judged(s: "ok" | "warning" | "critical" | "unknown"): Status {
@@ -397,6 +398,8 @@ export const digestChecks: DigestCheck[] = [
   autovacuum,
   credentials,
   security,
+  // The seed's items read from the systems that hold them (issue 19).
+  ...evidenceChecks,
   freeze,
   approvals,
   alerts,

@@ -10,6 +10,7 @@ import { SlackStandIn, type StoredMessage } from "../standins/slack.ts";
 import { waitFor } from "./wait.ts";
 import type { RequestState } from "../../core/approval_store.ts";
 import { type ActionId, encodeRequestButton } from "../../slack/actions.ts";
+import { currentVersionsCopy, UNREACHABLE_FEED_URL } from "./versions_feed.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 
 /** Slack user IDs used across the tests. */
@@ -56,6 +57,10 @@ export function testConfigDoc(
         primary: conn(cluster.primary.port),
         replicas: cluster.replica ? [{ name: "replica1", ...conn(cluster.replica.port) }] : [],
       },
+    },
+    // Security patches judged against a local copy of the versions feed (tests/support/versions_feed.ts).
+    checklist: {
+      postgres_versions: { url: UNREACHABLE_FEED_URL, offline_copy: currentVersionsCopy(cluster.binDir) },
     },
   };
   patch(doc);
