@@ -15,15 +15,24 @@ const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable 
 
 // Label keys and values as Kubernetes validates them ("Labels and Selectors", Syntax and character set:
 // https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set).
-const labelKey = z.string().max(316).regex(
-  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/,
-  "a Kubernetes label key such as app or app.kubernetes.io/name",
-);
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const labelValue = z.string().max(63).regex(
   /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/,
   "a Kubernetes label value (63 characters: letters, digits, - _ .)",
 );
-const labels = z.record(labelKey, labelValue);
+// Keys are checked here rather than by the record's key schema, so the error names the key and says why.
+const labels = z.record(z.string(), labelValue).superRefine((l, ctx) => {
+  for (const k of Object.keys(l)) {
+    if (k.length > 316 || !LABEL_KEY.test(k)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: "a Kubernetes label key such as app or app.kubernetes.io/name",
+      });
+    }
+  }
+});
 const namespaceName = z.string().regex(
   /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
   "a Kubernetes namespace name (lower-case letters, digits, -)",
