@@ -660,11 +660,17 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
         `targets.${name}.restore_test.compare_with: "replica" needs a replica in targets.${name}.replicas`,
       );
     }
-    for (const member of Object.keys(t.central_logging?.search?.server_values ?? {})) {
-      if (member !== "primary" && !names.has(member)) {
-        problems.push(
-          `targets.${name}.central_logging.search.server_values.${member}: not primary or one of its replicas`,
-        );
+    const perMember = [
+      ["search.server_values", t.central_logging?.search?.server_values],
+      ["log_directories", t.central_logging?.log_directories],
+    ] as const;
+    for (const [key, map] of perMember) {
+      for (const member of Object.keys(map ?? {})) {
+        if (member !== "primary" && !names.has(member)) {
+          problems.push(
+            `targets.${name}.central_logging.${key}.${member}: not primary or one of its replicas`,
+          );
+        }
       }
     }
     if (rt?.compare_replica && !names.has(rt.compare_replica)) {

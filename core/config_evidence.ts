@@ -167,6 +167,8 @@ export type LogSearchConfig = z.infer<typeof logSearchSchema>;
 export const centralLoggingSchema = z.strictObject({
   /** The folder Fluent Bit's tail input reads (the seed: Path /var/log/postgresql/*.log). */
   log_directory: absolutePath.default("/var/log/postgresql"),
+  /** Per member (`primary`, a replica's name), where one server's logs live elsewhere. */
+  log_directories: z.record(z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/), absolutePath).default({}),
   /** …and the file names it matches: log_filename must end with this. */
   file_suffix: z.string().regex(/^\.[A-Za-z0-9]{1,10}$/, "a file suffix such as .log").default(".log"),
   /** The log_line_prefix escapes the pipeline's parser reads (Debian's default prefix is "%m [%p] %q%u@%d "). */

@@ -85,7 +85,8 @@ export function judgeLogSettings(
     );
     return out;
   }
-  const glob = `${normalize(cfg.log_directory)}/*${cfg.file_suffix}`;
+  const expected = normalize(cfg.log_directories[member] ?? cfg.log_directory);
+  const glob = `${expected}/*${cfg.file_suffix}`;
   if (s.logging_collector !== "on") {
     bad(
       "critical",
@@ -101,7 +102,7 @@ export function judgeLogSettings(
     : undefined;
   if (dir === undefined) {
     bad("critical", `log_directory is "${raw}", relative to a data_directory the bot cannot read`);
-  } else if (dir !== normalize(cfg.log_directory)) {
+  } else if (dir !== expected) {
     bad("critical", `log_directory is ${dir}; Fluent Bit reads ${glob}`);
   }
   const destinations = s.log_destination!.split(",").map((d) => d.trim());

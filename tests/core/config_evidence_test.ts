@@ -76,7 +76,9 @@ Deno.test("parseConfig() refuses a lag warning above its critical, and server_va
   other.targets.prod.central_logging = {
     search: { url: "https://es:9200", index: "postgres-logs", server_values: { replica9: "db-9" } },
   };
+  other.targets.prod.central_logging.log_directories = { replica8: "/var/log/pg" };
   assert.deepEqual(problemsOf(other), [
     "targets.prod.central_logging.search.server_values.replica9: not primary or one of its replicas",
+    "targets.prod.central_logging.log_directories.replica8: not primary or one of its replicas",
   ]);
 });

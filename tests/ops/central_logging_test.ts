@@ -153,6 +153,15 @@ Deno.test("readCentralLogging() judges each server's log settings and the lines 
           r.findings[1].reason,
           `log_directory is ${dataDir}/log; Fluent Bit reads ${logDir}/*.log`,
         );
+        // A server whose logs live elsewhere is named in log_directories.
+        const elsewhere = testConfig(cluster, (doc) => {
+          doc.targets.main.central_logging = {
+            log_directory: logDir,
+            log_directories: { primary: `${dataDir}/log` },
+          };
+        });
+        r = await readCentralLogging("main", { ...deps, config: elsewhere }, env);
+        assert.ok(!r.findings.some((f) => /log_directory/.test(f.reason)), JSON.stringify(r.findings));
         await cluster.primary.psql("alter system reset all");
         await restart(cluster);
         await deps.targets.reset("main");
