@@ -297,7 +297,7 @@ async function readArrivals(
 export async function readCentralLogging(
   target: string,
   deps: OpDeps,
-  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+  env: (name: string) => string | undefined = (n) => deps.targets.variable(n),
 ): Promise<EvidenceReport> {
   const members = deps.targets.members(target);
   const cfg = deps.config.targets[target].central_logging;

@@ -2,8 +2,9 @@
  * "WAF rules deployed" (runbook section 7), read from AWS WAF: the configured web ACL is found by name with
  * `ListWebACLs` (GetWebACL needs its Id) and read with `GetWebACL`, through the official WAFV2 client
  * (`@aws-sdk/client-wafv2`) with credentials from the SDK's default chain (environment, shared config, web
- * identity: IRSA in Kubernetes, container or instance role). The IAM policy needs only `wafv2:ListWebACLs`
- * and `wafv2:GetWebACL`.
+ * identity: IRSA in Kubernetes, container or instance role); the environment link reads the environment the
+ * process was given (the CLI's `--env-file` too). The IAM policy needs only `wafv2:ListWebACLs` and
+ * `wafv2:GetWebACL`.
  *
  * The seed's two rules are found by their statements, not their names
  * (https://docs.aws.amazon.com/waf/latest/APIReference/API_Statement.html):
@@ -220,9 +221,22 @@ export async function readWafRules(target: string, deps: OpDeps): Promise<Eviden
   const cfg = deps.config.targets[target].aws_waf;
   if (!cfg) return notConfigured(target, "AWS WAF", "aws_waf");
   const source = `AWS WAF web ACL ${cfg.web_acl} (${cfg.scope}, ${cfg.region}), read with WAFV2 GetWebACL`;
+  // The default chain's first link is the environment: read it where this process got its environment (the
+  // CLI's --env-file too); without keys there, the SDK walks the rest of its chain (IRSA, roles, files).
+  const keyId = deps.targets.variable("AWS_ACCESS_KEY_ID");
+  const secret = deps.targets.variable("AWS_SECRET_ACCESS_KEY");
   const client = new WAFV2Client({
     region: cfg.region,
     ...(cfg.endpoint ? { endpoint: cfg.endpoint } : {}),
+    ...(keyId && secret
+      ? {
+        credentials: {
+          accessKeyId: keyId,
+          secretAccessKey: secret,
+          sessionToken: deps.targets.variable("AWS_SESSION_TOKEN"),
+        },
+      }
+      : {}),
     maxAttempts: 2,
   });
   try {
