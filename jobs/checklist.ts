@@ -298,7 +298,8 @@ const preProduction: ItemDefinition[] = [
         part("pg_hba.conf", ctx, tlsItem(["hba_parse", "hba_auth", "hba_final_reject"])),
         readNetworkPolicies(ctx.target, ctx.deps),
       ]);
-      if (!k8s.notChecked) return combine([hba, fromEvidence(k8s)]);
+      // Kubernetes first: pg_hba.conf findings can run to many lines, and the item shows the first few.
+      if (!k8s.notChecked) return combine([fromEvidence(k8s), hba]);
       // Outside Kubernetes the network rules live in firewalls or security groups: an operator attests them.
       const attested = await attestation(ctx, "network_policies", [
         "NetworkPolicy",
@@ -306,8 +307,8 @@ const preProduction: ItemDefinition[] = [
         "firewall rules",
       ]);
       return combine([
-        hba,
         { status: attested.status, evidence: [`not checked: ${k8s.notChecked}`, ...attested.evidence] },
+        hba,
       ], attested.attest);
     },
   },

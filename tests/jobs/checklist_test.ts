@@ -167,7 +167,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
       for (const [k, key] of [["wal_streaming", "wal_streaming"], ["central_logging", "central_logging"]]) {
         expect(k, "unknown", new RegExp(`^could not check: not configured: set targets\\.main\\.${key}$`));
       }
-      assert.match(evidence("network_restricted"), /^pg_hba\.conf:\n/);
+      assert.match(evidence("network_restricted"), /\npg_hba\.conf:\n/);
       assert.match(
         evidence("network_restricted"),
         /not checked: not running in Kubernetes\nno operator has attested it yet/,
