@@ -38,6 +38,8 @@ export interface SandboxConfigInput {
   alertmanagerUrl?: string;
   /** The OS login running the sandbox (not root), mapped to alice for the CLI. */
   osLogin?: string;
+  /** The checklist's outside sources (sandbox/evidence.ts): keys for the target and top-level keys. */
+  evidence?: { target: Record<string, unknown>; top: Record<string, unknown> };
 }
 
 /** The YAML document of the sandbox's config. */
@@ -117,8 +119,10 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
           },
           jobs: 2,
         },
+        ...input.evidence?.target,
       },
     },
+    ...input.evidence?.top,
     default_target: TARGET,
     alerts: {
       ...(input.alertmanagerUrl ? { alertmanager_url: input.alertmanagerUrl } : {}),

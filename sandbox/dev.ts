@@ -26,6 +26,7 @@ import { loginOfUid } from "../commands/cli_identity.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
 import { PASSWORD_ENV, stateUrl, writeSandboxConfig, writeSandboxEnv } from "./config.ts";
 import { createTroublePanel } from "./trouble.ts";
+import { startSandboxEvidence } from "./evidence.ts";
 
 /** The login of the user running the sandbox, from the real user ID (as the CLI resolves it). */
 function sandboxLogin(): string | undefined {
@@ -67,6 +68,8 @@ interface SavedState {
   ports?: { primary?: number; replica?: number; console?: number };
   /** Alertmanager's temp folder, so a run after a SIGKILL can stop the Alertmanager it left behind. */
   alertmanagerDir?: string;
+  /** pg_receivewal's pid, so a run after a SIGKILL can stop the one it left behind. */
+  receiveWalPid?: number;
 }
 
 async function readState(dataDir: string): Promise<SavedState> {
@@ -199,6 +202,14 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     });
     stops.push(() => alerts.stop());
 
+    const evidence = await startSandboxEvidence({
+      cluster,
+      dataDir,
+      leftoverPid: saved.receiveWalPid,
+      log,
+    });
+    stops.push(() => evidence.stop());
+
     const configPath = await writeSandboxConfig({
       cluster,
       dataDir,
@@ -206,9 +217,12 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       pgbackrest,
       alertmanagerUrl: alerts.url,
       osLogin: Deno.uid() === 0 ? undefined : sandboxLogin(),
+      evidence,
     });
-    // Targets read `password_env` from the process environment (as in production).
+    // Targets read `password_env` from the process environment (as in production); so do the AWS SDK's
+    // default credential chain and the search password.
     Deno.env.set(PASSWORD_ENV, botPassword);
+    for (const [k, v] of Object.entries(evidence.env)) Deno.env.set(k, v);
     const env: Record<string, string> = {
       SLACK_SIGNING_SECRET: slack.signingSecret,
       SLACK_BOT_TOKEN: slack.botToken,
@@ -219,6 +233,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       VAULT_TOKEN: vault.rootToken,
       ALERTS_TOKEN: alertsToken,
       [PASSWORD_ENV]: botPassword,
+      ...evidence.env,
     };
     const botLog = await Deno.open(`${dataDir}/bot.log`, { create: true, append: true });
     stops.push(() => Promise.resolve(botLog.close()));
@@ -293,6 +308,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
             console: server.addr.port,
           },
           alertmanagerDir: alerts.dir,
+          receiveWalPid: evidence.receiveWalPid,
         } satisfies SavedState,
         null,
         2,
