@@ -13,15 +13,39 @@ export const UNREACHABLE_FEED_URL = "http://127.0.0.1:1/versions.json";
 
 let written: string | undefined;
 
-/** The path of the copy for the server in `binDir` (its `postgres --version`). */
-export function currentVersionsCopy(binDir: string): string {
+/** The installed server's major and minor: from `binDir`, else the newest /usr/lib/postgresql/<n>/bin. */
+function installedVersion(binDir: string | undefined): [string, string] | undefined {
+  const dirs = binDir ? [binDir] : [];
+  try {
+    const majors = [...Deno.readDirSync("/usr/lib/postgresql")].map((e) => e.name).filter((n) =>
+      /^\d+$/.test(n)
+    );
+    dirs.push(...majors.sort((a, b) => Number(b) - Number(a)).map((n) => `/usr/lib/postgresql/${n}/bin`));
+  } catch {
+    // not a Debian layout
+  }
+  for (const dir of dirs) {
+    try {
+      const out = new Deno.Command(`${dir}/postgres`, { args: ["--version"], stdout: "piped" }).outputSync();
+      const m = /\(PostgreSQL\) (\d+)\.(\d+)/.exec(new TextDecoder().decode(out.stdout));
+      if (m) return [m[1], m[2]];
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The path of the copy for the server in `binDir` (its `postgres --version`; tests that build a config
+ * without a cluster give none, and the installed server is found instead).
+ */
+export function currentVersionsCopy(binDir: string | undefined): string {
   if (written) return written;
-  const out = new Deno.Command(`${binDir}/postgres`, { args: ["--version"], stdout: "piped" }).outputSync();
-  const m = /\(PostgreSQL\) (\d+)\.(\d+)/.exec(new TextDecoder().decode(out.stdout));
-  if (!m) throw new Error(`cannot read the server version from ${binDir}/postgres --version`);
+  const v = installedVersion(binDir);
   const eol = new Date(Date.now() + 730 * 86_400_000).toISOString().slice(0, 10);
   const feed = (JSON.parse(Deno.readTextFileSync(RECORDED)) as Record<string, unknown>[]).map((e) =>
-    e.major === m[1] ? { ...e, latestMinor: m[2], eolDate: eol, supported: true } : e
+    v && e.major === v[0] ? { ...e, latestMinor: v[1], eolDate: eol, supported: true } : e
   );
   const path = Deno.makeTempFileSync({ prefix: "bisman-versions-", suffix: ".json" });
   Deno.writeTextFileSync(path, JSON.stringify(feed));
