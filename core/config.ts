@@ -12,6 +12,14 @@ import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { Cron } from "croner";
 import { own, protoKeys } from "./lookup.ts";
+import {
+  awsWafSchema,
+  centralLoggingSchema,
+  kubernetesSchema,
+  networkPolicySchema,
+  postgresVersionsSchema,
+  walStreamingSchema,
+} from "./config_evidence.ts";
 
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID such as U012ABCDEF");
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user-group ID such as S012ABCDEF");
@@ -341,6 +349,15 @@ export const targetSchema = z.strictObject({
   security: securitySchema.prefault({}),
   backups: backupsSchema.optional(),
   restore_test: restoreTestSchema.optional(),
+  // The seed's remaining items, each read from the system that holds it (issue 19; core/config_evidence.ts).
+  /** The database pods' NetworkPolicies, read from the Kubernetes API when the bot runs in a cluster. */
+  network_policy: networkPolicySchema.optional(),
+  /** The AWS WAF web ACL in front of the app, read with the WAFV2 API. */
+  aws_waf: awsWafSchema.optional(),
+  /** The pg_receivewal client streaming WAL from the primary, and its directory. */
+  wal_streaming: walStreamingSchema.optional(),
+  /** Server log settings for Fluent Bit, and the lines that reached Elasticsearch/OpenSearch. */
+  central_logging: centralLoggingSchema.optional(),
 });
 export type TargetConfig = z.infer<typeof targetSchema>;
 
@@ -492,6 +509,11 @@ export const digestSchema = z.strictObject({
 }).prefault({});
 export type DigestConfig = z.infer<typeof digestSchema>;
 
+/** A key an older release accepted: its presence is an error that says what replaced it. */
+function removedKey(message: string) {
+  return z.unknown().optional().refine((v) => v === undefined, message);
+}
+
 /** The seed's checklist: what its live evaluation compares against. */
 export const checklistSchema = z.strictObject({
   /** Kong's Admin API; when set, "WAF rules deployed" reads its plugins instead of asking for an attestation. */
@@ -506,19 +528,11 @@ export const checklistSchema = z.strictObject({
   alert_webhook_within_days: z.number().int().min(1).max(366).default(7),
   /** An operator's attestation (WAF, encryption at rest) must be renewed after this many days. */
   attestation_valid_days: z.number().int().min(1).max(3650).default(365),
-  /**
-   * The newest PostgreSQL minor release the bot knows of, per major version, with its release date, e.g.
-   * `"15": { version: "15.14", released: "2025-08-14" }`: a server behind it fails "security patches".
-   */
-  releases: z.record(
-    z.string().regex(/^\d{2}$/, "a major version such as 15"),
-    z.strictObject({
-      version: z.string().regex(/^\d{2}\.\d{1,2}$/, "a version such as 15.14"),
-      released: z.iso.date(),
-    }),
-  ).default({}),
-  /** Release information older than this is itself a warning: someone should update `releases`. */
-  release_info_max_age_days: z.number().int().min(1).max(3650).default(120),
+  /** "Update security patches promptly": each server's version against PostgreSQL's versions feed. */
+  postgres_versions: postgresVersionsSchema,
+  // Replaced by postgres_versions (issue 19); refused with a pointer rather than as an unknown key.
+  releases: removedKey("replaced by checklist.postgres_versions (PostgreSQL's versions feed): remove it"),
+  release_info_max_age_days: removedKey("replaced by checklist.postgres_versions: remove it"),
 }).prefault({});
 export type ChecklistConfig = z.infer<typeof checklistSchema>;
 
@@ -633,6 +647,8 @@ export const configSchema = z.strictObject({
   scheduler: schedulerSchema,
   digest: digestSchema,
   checklist: checklistSchema,
+  /** The in-cluster Kubernetes API (NetworkPolicies); used only where a target names network_policy. */
+  kubernetes: kubernetesSchema,
   retention: retentionSchema,
   redaction: redactionSchema,
   audit_log: auditLogSchema,
@@ -703,6 +719,19 @@ export function parseConfig(doc: unknown, file = "<config>"): Config {
       problems.push(
         `targets.${name}.restore_test.compare_with: "replica" needs a replica in targets.${name}.replicas`,
       );
+    }
+    const perMember = [
+      ["search.server_values", t.central_logging?.search?.server_values],
+      ["log_directories", t.central_logging?.log_directories],
+    ] as const;
+    for (const [key, map] of perMember) {
+      for (const member of Object.keys(map ?? {})) {
+        if (member !== "primary" && !names.has(member)) {
+          problems.push(
+            `targets.${name}.central_logging.${key}.${member}: not primary or one of its replicas`,
+          );
+        }
+      }
     }
     if (rt?.compare_replica && !names.has(rt.compare_replica)) {
       problems.push(

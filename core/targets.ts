@@ -66,6 +66,14 @@ export class Targets {
     private readonly env: (name: string) => string | undefined = (n) => Deno.env.get(n),
   ) {}
 
+  /**
+   * An environment variable as this process was given its environment (the bot's, or the CLI's `--env-file`):
+   * `password_env`-style references of other sources (a search cluster's password) resolve here too.
+   */
+  variable(name: string): string | undefined {
+    return this.env(name);
+  }
+
   /** Names of the configured targets. */
   names(): string[] {
     return Object.keys(this.config.targets);

@@ -19,7 +19,12 @@ import { readCredentialAges } from "../ops/credential_ages.ts";
 import { readBackupStatus } from "../ops/backup_status.ts";
 import { lastProvenRestore } from "../ops/restore_history.ts";
 import { readSlowQueries } from "../ops/slow_queries.ts";
-import { readMemberStatus } from "../ops/server_status.ts";
+import { readPatchLevel } from "../ops/patch_level.ts";
+import { readNetworkPolicies } from "../ops/network_policies.ts";
+import { readWafRules } from "../ops/waf_rules.ts";
+import { readWalStreaming } from "../ops/wal_streaming.ts";
+import { readCentralLogging } from "../ops/central_logging.ts";
+import { fromEvidence } from "./checklist_evidence.ts";
 import { resolveSchedules } from "./scheduler.ts";
 import { readRuns } from "./run_store.ts";
 import { allJobs } from "./registry.ts";
@@ -126,6 +131,44 @@ async function attestation(
     };
   }
   return { status: "pass", evidence: [what], attest };
+}
+
+const partRank: Record<Evaluated["status"], number> = {
+  fail: 5,
+  unknown: 4,
+  warning: 3,
+  attestation_needed: 2,
+  pass: 1,
+  not_configured: 0,
+  runbook: 0,
+};
+
+/**
+ * One item from several sources (pg_hba.conf and Kubernetes; AWS WAF and Kong): the worst status (fail, then
+ * could not check, warning, attestation needed), every part's evidence in order.
+ */
+function combine(parts: Evaluated[], attest?: Attestable): Evaluated {
+  // A source that is not configured neither passes nor fails the item; with no source configured at all,
+  // the item is not configured.
+  const looked = parts.filter((p) => p.status !== "not_configured");
+  const status = looked.length
+    ? looked.reduce<ItemStatus>((w, p) => partRank[p.status] > partRank[w] ? p.status : w, "pass")
+    : "not_configured";
+  return { status, evidence: parts.flatMap((p) => p.evidence), ...(attest ? { attest } : {}) };
+}
+
+/** One source of an item, its evidence headed by its name; a failure is that source's "could not check". */
+async function part(name: string, ctx: ItemContext, evaluate: (ctx: ItemContext) => Promise<Evaluated>) {
+  try {
+    const r = await evaluate(ctx);
+    return { ...r, evidence: [`${name}:`, ...r.evidence] };
+  } catch (err) {
+    if (!(err instanceof OpsError)) throw err;
+    return {
+      status: "unknown" as const,
+      evidence: [`${name}: could not check: ${ctx.deps.secrets.scrub(err.userMessage)}`],
+    };
+  }
 }
 
 /** Reads Kong's plugins and compares them with the seed's rate-limiting and ip-restriction settings. */
@@ -241,7 +284,25 @@ const preProduction: ItemDefinition[] = [
     key: "network_restricted",
     title: "Network policies restrict DB access",
     command: (t) => `/bisman tls ${t}`,
-    evaluate: tlsItem(["hba_parse", "hba_auth", "hba_final_reject"]),
+    evaluate: async (ctx) => {
+      // Both halves of the seed's section 2: pg_hba.conf on the server, NetworkPolicies in Kubernetes.
+      const [hba, k8s] = await Promise.all([
+        part("pg_hba.conf", ctx, tlsItem(["hba_parse", "hba_auth", "hba_final_reject"])),
+        readNetworkPolicies(ctx.target, ctx.deps),
+      ]);
+      // Kubernetes first: pg_hba.conf findings can run to many lines, and the item shows the first few.
+      if (!k8s.notChecked) return combine([fromEvidence(k8s), hba]);
+      // Outside Kubernetes the network rules live in firewalls or security groups: an operator attests them.
+      const attested = await attestation(ctx, "network_policies", [
+        "NetworkPolicy",
+        "security groups",
+        "firewall rules",
+      ]);
+      return combine([
+        { status: attested.status, evidence: [`not checked: ${k8s.notChecked}`, ...attested.evidence] },
+        hba,
+      ], attested.attest);
+    },
   },
   {
     group: "pre_production",
@@ -321,10 +382,30 @@ const preProduction: ItemDefinition[] = [
     group: "pre_production",
     key: "waf_rules",
     title: "WAF rules deployed",
-    evaluate: (ctx) => {
+    evaluate: async (ctx) => {
       const url = ctx.deps.config.checklist.kong_admin_url;
-      return url ? kongPlugins(ctx, url) : attestation(ctx, "waf_rules", ["deployed"]);
+      const aws = ctx.deps.config.targets[ctx.target].aws_waf;
+      if (!url && !aws) return attestation(ctx, "waf_rules", ["deployed"]);
+      return combine(
+        await Promise.all([
+          ...(aws ? [readWafRules(ctx.target, ctx.deps).then(fromEvidence)] : []),
+          ...(url ? [part("Kong", ctx, (c) => kongPlugins(c, url))] : []),
+        ]),
+      );
     },
+  },
+  {
+    group: "pre_production",
+    key: "wal_streaming",
+    title: "WAL streaming, continuous, kept 7 days (pg_receivewal)",
+    command: (t) => `/bisman backups ${t}`,
+    evaluate: async ({ deps, target }) => fromEvidence(await readWalStreaming(target, deps)),
+  },
+  {
+    group: "pre_production",
+    key: "central_logging",
+    title: "Centralized logging (server logs reach Elasticsearch)",
+    evaluate: async ({ deps, target }) => fromEvidence(await readCentralLogging(target, deps)),
   },
   {
     group: "pre_production",
@@ -488,41 +569,7 @@ const ongoing: ItemDefinition[] = [
     key: "security_patches",
     title: "Update security patches promptly",
     command: (t) => `/bisman status ${t}`,
-    evaluate: async ({ deps, target, now }) => {
-      const s = await readMemberStatus(deps.targets.member(target, "primary"), deps);
-      if (!s.reachable) throw new OpsError("unreachable", s.error ?? "the primary does not answer");
-      const m = /^(\d+)\.(\d+)/.exec(s.serverVersion ?? "");
-      if (!m) return { status: "unknown", evidence: [`server version "${s.serverVersion}" not understood`] };
-      const known = deps.config.checklist.releases[m[1]];
-      if (!known) {
-        return {
-          status: "unknown",
-          evidence: [`PostgreSQL ${m[1]}.${m[2]}; checklist.releases names no newest ${m[1]}.x release`],
-        };
-      }
-      const newest = Number(known.version.split(".")[1]);
-      const released = new Date(`${known.released}T00:00:00Z`);
-      const infoAge = Math.floor((now.getTime() - released.getTime()) / DAY);
-      const behind = newest - Number(m[2]);
-      const evidence = [
-        `server ${m[1]}.${
-          m[2]
-        }; newest known ${known.version}, released ${known.released} (${infoAge} days ago)`,
-      ];
-      if (behind > 0) {
-        return { status: "fail", evidence: [...evidence, `${behind} minor release(s) behind: upgrade`] };
-      }
-      if (infoAge > deps.config.checklist.release_info_max_age_days) {
-        return {
-          status: "warning",
-          evidence: [
-            ...evidence,
-            `the release information is older than ${deps.config.checklist.release_info_max_age_days} days: update checklist.releases`,
-          ],
-        };
-      }
-      return { status: "pass", evidence };
-    },
+    evaluate: async ({ deps, target }) => fromEvidence(await readPatchLevel(target, deps)),
   },
 ];
 

@@ -21,6 +21,7 @@ import { readCredentialAges } from "../ops/credential_ages.ts";
 import { detectBypass } from "../ops/detect_bypass.ts";
 import { listSecurityEvents } from "../ops/security_events.ts";
 import { own } from "../core/lookup.ts";
+import { evidenceChecks } from "./digest_evidence.ts";
 
 /** The operations judge "unknown" where they could not decide: "could not check", never fine or a finding. */
 function judged(s: "ok" | "warning" | "critical" | "unknown"): LineStatus {
@@ -413,6 +414,8 @@ export const digestChecks: DigestCheck[] = [
   autovacuum,
   credentials,
   security,
+  // The seed's items read from the systems that hold them (issue 19).
+  ...evidenceChecks,
   freeze,
   approvals,
   alerts,

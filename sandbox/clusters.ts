@@ -128,6 +128,11 @@ export async function openSandboxCluster(
       // Off, so the `idle in transaction` sessions that "make trouble" opens stay until someone acts.
       idle_in_transaction_session_timeout: "0",
       log_min_duration_statement: "500",
+      // Log files in each server's own data folder, which the sandbox's "Fluent Bit" ships to its
+      // Elasticsearch stand-in (sandbox/evidence.ts): the checklist's centralized-logging item reads both.
+      logging_collector: "on",
+      log_directory: "log",
+      log_filename: "postgresql-%Y-%m-%d.log",
     },
   });
   return { cluster, note };

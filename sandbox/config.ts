@@ -37,6 +37,8 @@ export interface SandboxConfigInput {
   pgbackrest?: { stanza: string; configFile: string };
   /** Alertmanager's URL, linked from alert threads. */
   alertmanagerUrl?: string;
+  /** The checklist's outside sources (sandbox/evidence.ts): keys for the target and top-level keys. */
+  evidence?: { target: Record<string, unknown>; top: Record<string, unknown> };
 }
 
 /** The YAML document of the sandbox's config. */
@@ -111,8 +113,10 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
           },
           jobs: 2,
         },
+        ...input.evidence?.target,
       },
     },
+    ...input.evidence?.top,
     default_target: TARGET,
     alerts: {
       ...(input.alertmanagerUrl ? { alertmanager_url: input.alertmanagerUrl } : {}),

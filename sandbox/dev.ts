@@ -27,6 +27,7 @@ import { PASSWORD_ENV, stateUrl, writeSandboxConfig } from "./config.ts";
 import { cliEnvFile, setUpCliPeople } from "./cli_people.ts";
 import { createTroublePanel } from "./trouble.ts";
 import { IntegrityKeys } from "../core/keys.ts";
+import { startSandboxEvidence } from "./evidence.ts";
 
 /** Options of {@link startSandbox}. */
 export interface SandboxOptions {
@@ -62,6 +63,8 @@ interface SavedState {
   ports?: { primary?: number; replica?: number; console?: number };
   /** Alertmanager's temp folder, so a run after a SIGKILL can stop the Alertmanager it left behind. */
   alertmanagerDir?: string;
+  /** pg_receivewal's pid, so a run after a SIGKILL can stop the one it left behind. */
+  receiveWalPid?: number;
 }
 
 async function readState(dataDir: string): Promise<SavedState> {
@@ -194,15 +197,26 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     });
     stops.push(() => alerts.stop());
 
+    const evidence = await startSandboxEvidence({
+      cluster,
+      dataDir,
+      leftoverPid: saved.receiveWalPid,
+      log,
+    });
+    stops.push(() => evidence.stop());
+
     const configPath = await writeSandboxConfig({
       cluster,
       dataDir,
       dumpDir,
       pgbackrest,
       alertmanagerUrl: alerts.url,
+      evidence,
     });
-    // Targets read `password_env` from the process environment (as in production).
+    // Targets read `password_env` from the process environment (as in production); so do the AWS SDK's
+    // default credential chain and the search password.
     Deno.env.set(PASSWORD_ENV, botPassword);
+    for (const [k, v] of Object.entries(evidence.env)) Deno.env.set(k, v);
     const env: Record<string, string> = {
       SLACK_SIGNING_SECRET: slack.signingSecret,
       SLACK_BOT_TOKEN: slack.botToken,
@@ -216,6 +230,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       // Kept in .data beside the state database it seals, only because this is a sandbox: in production it
       // lives in the bot's Secret, never beside the database.
       BISMAN_SIGNING_KEY: await sandboxSigningKey(dataDir),
+      ...evidence.env,
     };
     const botLog = await Deno.open(`${dataDir}/bot.log`, { create: true, append: true });
     stops.push(() => Promise.resolve(botLog.close()));
@@ -291,6 +306,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
             console: server.addr.port,
           },
           alertmanagerDir: alerts.dir,
+          receiveWalPid: evidence.receiveWalPid,
         } satisfies SavedState,
         null,
         2,

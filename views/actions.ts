@@ -226,12 +226,16 @@ const checklistTarget = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/);
 const attestButtonSchema = z.strictObject({
   v: z.literal(1),
   t: checklistTarget,
-  i: z.enum(["waf_rules", "encryption_at_rest"]),
+  i: z.enum(["waf_rules", "encryption_at_rest", "network_policies"]),
   m: z.string().regex(/^[A-Za-z0-9 ._-]{1,40}$/),
 });
 
 /** What an attestation button carries: the target, the checklist item and the mechanism attested. */
-export type AttestButton = { target: string; item: "waf_rules" | "encryption_at_rest"; mechanism: string };
+export type AttestButton = {
+  target: string;
+  item: "waf_rules" | "encryption_at_rest" | "network_policies";
+  mechanism: string;
+};
 
 /** Encodes an attestation button's value. */
 export function encodeAttestButton(b: AttestButton): string {

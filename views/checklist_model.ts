@@ -33,7 +33,7 @@ export interface Attestable {
 }
 
 /** Items settled by an operator's attestation. */
-export const ATTESTATION_ITEMS = ["waf_rules", "encryption_at_rest"] as const;
+export const ATTESTATION_ITEMS = ["waf_rules", "encryption_at_rest", "network_policies"] as const;
 export type AttestationItem = typeof ATTESTATION_ITEMS[number];
 
 /** One checklist item. */

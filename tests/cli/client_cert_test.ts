@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
-import { enableTls } from "../support/tls.ts";
+import { enableTls } from "../../standins/tls.ts";
 import { startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { runCli } from "../support/cli_process.ts";
 

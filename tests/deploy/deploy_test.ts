@@ -336,3 +336,40 @@ Deno.test("Dockerfile runs as the Deployment's non-root user, without tests or d
   const port = deployment.spec.template.spec.containers[0].ports[0].containerPort;
   assert.match(text, new RegExp(`EXPOSE ${port}\\b`), "the image exposes the Deployment's port");
 });
+
+Deno.test("deploy/k8s lets the bot's service account list and get NetworkPolicies in the database's namespace, and nothing else", async () => {
+  const docs = (await allDocuments()).filter((d) => d.file === "deploy/k8s/rbac-networkpolicy-reader.yaml");
+  const role = docs.find((d) => d.doc.kind === "Role")!.doc;
+  const binding = docs.find((d) => d.doc.kind === "RoleBinding")!.doc;
+  const [policy] = (await allDocuments()).filter((d) =>
+    d.doc.kind === "NetworkPolicy" && d.doc.metadata.name === "postgres-access"
+  );
+  const sa = (await allDocuments()).find((d) => d.doc.kind === "ServiceAccount")!.doc;
+  assert.equal(
+    role.metadata.namespace,
+    policy.doc.metadata.namespace,
+    "in the namespace of the database pods",
+  );
+  assert.deepEqual(role.rules, [{
+    apiGroups: ["networking.k8s.io"],
+    resources: ["networkpolicies"],
+    verbs: ["get", "list"],
+  }]);
+  assert.equal(binding.metadata.namespace, role.metadata.namespace);
+  assert.deepEqual(binding.roleRef, {
+    apiGroup: "rbac.authorization.k8s.io",
+    kind: "Role",
+    name: role.metadata.name,
+  });
+  assert.deepEqual(binding.subjects, [{
+    kind: "ServiceAccount",
+    name: sa.metadata.name,
+    namespace: sa.metadata.namespace,
+  }]);
+  for (const d of await allDocuments()) {
+    assert.ok(
+      !["ClusterRole", "ClusterRoleBinding"].includes(d.doc.kind),
+      `${d.file}: no cluster-wide grant`,
+    );
+  }
+});

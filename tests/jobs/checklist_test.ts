@@ -3,12 +3,34 @@ import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { OPS_CHANNEL, startTestBot, testConfig, USERS } from "../support/bot.ts";
 import { createBismanDatabase, setTestPassword } from "../support/bisman_schema.ts";
-import { enableTls, seedHba, writeHba } from "../support/tls.ts";
+import { enableTls, seedHba, writeHba } from "../../standins/tls.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
 import { DAY, prepareTarget, seedRestoreTests } from "./_digest_fixture.ts";
 import { evaluateChecklist } from "../../jobs/checklist.ts";
 import { CHECKLIST_RUNBOOK_PATTERN, JOB_ACTIONS } from "../../views/actions.ts";
 import { readRuns } from "../../jobs/run_store.ts";
+import { forgetVersionsFeed } from "../../ops/patch_level.ts";
+import { serve } from "../../standins/_serve.ts";
+
+const recordedFeed = JSON.parse(
+  await Deno.readTextFile(new URL("../fixtures/postgresql_versions.json", import.meta.url)),
+) as Record<string, unknown>[];
+
+/** PostgreSQL's versions feed at the HTTP boundary: the recorded copy, with one major's entry as the test sets it. */
+function startVersionsFeed() {
+  let entry: Record<string, unknown> | undefined;
+  const server = serve(() =>
+    Response.json(recordedFeed.map((e) => (entry && e.major === entry.major ? { ...e, ...entry } : e)))
+  );
+  return {
+    url: `${server.url}/versions.json`,
+    set: (e: Record<string, unknown>) => {
+      entry = e;
+      forgetVersionsFeed();
+    },
+    stop: () => server.close(),
+  };
+}
 
 /** A Kong Admin API stand-in: GET /plugins answers whatever the test sets. */
 function startKong() {
@@ -53,6 +75,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
   await using stateCluster = await startCluster({ name: "checklist-state" });
   const vault = await VaultStandIn.start();
   const kong = startKong();
+  const feed = startVersionsFeed();
   kong.set([
     { name: "rate-limiting", enabled: true, config: { minute: 1000 } },
     { name: "ip-restriction", enabled: true, config: { allow: ["0.0.0.0/0"] } },
@@ -61,7 +84,11 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
   await sql`truncate public.security_events, public.audit_logs_dml`;
   const fixture = await prepareTarget(cluster, vault, "main", { shareDb: db, credentialAgeDays: 120 });
   Deno.env.set("CHECKLIST_TEST_BOT_PW", await setTestPassword(cluster, "bisman_ops"));
-  const major = (await cluster.primary.psql("show server_version")).trim().split(".")[0];
+  const versionNum = Number((await cluster.primary.psql("show server_version_num")).trim());
+  const major = String(Math.floor(versionNum / 10000));
+  const minor = versionNum % 10000;
+  // The feed as the next release would make it: a newer minor of the server's major.
+  feed.set({ major, latestMinor: String(minor + 1) });
   const config = testConfig(cluster, (doc) => {
     doc.targets.main = {
       primary: {
@@ -82,15 +109,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
       restore_test: { allow_on_primary: true },
       security: { other_roles: ["postgres"] },
     };
-    doc.checklist = {
-      kong_admin_url: kong.url,
-      releases: {
-        [major]: {
-          version: `${major}.99`,
-          released: new Date(Date.now() - 10 * DAY).toISOString().slice(0, 10),
-        },
-      },
-    };
+    doc.checklist = { kong_admin_url: kong.url, postgres_versions: { url: feed.url } };
     doc.alerts = { lag_check: { enabled: false } };
   });
   const tb = await startTestBot(stateCluster, {
@@ -98,6 +117,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
     env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken, ALERTS_TOKEN: "alerts-test-token" },
   });
   const deps = tb.bot.deps;
+  const unconfigured = ["wal_streaming", "central_logging"];
   const item = async (key: string) => {
     const c = await evaluateChecklist(deps, "main", tb.bot.scheduler.services);
     return c.items.find((i) => i.key === key)!;
@@ -138,10 +158,23 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
       expect("audit_logs_reviewed", "fail", /has not run in the last 7 days/);
       expect(
         "security_patches",
-        "fail",
-        new RegExp(`newest known ${major}\\.99[\\s\\S]*minor release\\(s\\) behind`),
+        "warning",
+        new RegExp(
+          `runs ${major}\\.${minor}; ${major}\\.${minor + 1} is the newest ${major}\\.x release: update`,
+        ),
       );
-      for (const i of c.items.filter((x) => x.group !== "incident_response")) {
+      // The items this target has no config for say so (tests/jobs/checklist_sources_test.ts configures them).
+      for (const [k, key] of [["wal_streaming", "wal_streaming"], ["central_logging", "central_logging"]]) {
+        expect(k, "unknown", new RegExp(`^could not check: not configured: set targets\\.main\\.${key}$`));
+      }
+      assert.match(evidence("network_restricted"), /\npg_hba\.conf:\n/);
+      assert.match(
+        evidence("network_restricted"),
+        /not checked: not running in Kubernetes\nno operator has attested it yet/,
+      );
+      for (
+        const i of c.items.filter((x) => x.group !== "incident_response" && !unconfigured.includes(x.key))
+      ) {
         assert.notEqual(i.status, "unknown", `${i.key} was checked: ${i.evidence.join("; ")}`);
       }
     });
@@ -270,41 +303,48 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
           ),
         { timeoutMs: 30_000, what: "the checklist reply" },
       );
-      const luks = buttons(reply.blocks as unknown[]).get("Attest: LUKS")!;
-      await (await tb.slack.sendBlockAction(tb.eventsUrl, {
-        action_id: luks.action_id,
-        value: luks.value,
-        user_id: USERS.alice,
-        channel_id: OPS_CHANNEL,
-        message_ts: "1700000000.000100",
-      })).body?.cancel();
-      await waitFor(
-        () =>
-          tb.slack.ephemerals.find((e) =>
-            e.ephemeral_user === USERS.alice && /Recorded: encryption at rest/.test(e.text ?? "")
-          ),
-        { what: "the attestation answer" },
+      // So are the network rules outside Kubernetes (the bot does not run in a cluster here).
+      for (
+        const [label, recorded] of [["Attest: LUKS", /Recorded: encryption at rest/], [
+          "Attest: security groups",
+          /Recorded: network policies/,
+        ]] as const
+      ) {
+        const b = buttons(reply.blocks as unknown[]).get(label)!;
+        await (await tb.slack.sendBlockAction(tb.eventsUrl, {
+          action_id: b.action_id,
+          value: b.value,
+          user_id: USERS.alice,
+          channel_id: OPS_CHANNEL,
+          message_ts: "1700000000.000100",
+        })).body?.cancel();
+        await waitFor(
+          () =>
+            tb.slack.ephemerals.find((e) => e.ephemeral_user === USERS.alice && recorded.test(e.text ?? "")),
+          { what: `the ${label} answer` },
+        );
+      }
+      // The feed's newest minor of the server's major is the one it runs, its end of life two years away.
+      feed.set({
+        major,
+        latestMinor: String(minor),
+        eolDate: new Date(Date.now() + 730 * DAY).toISOString().slice(0, 10),
+        supported: true,
+      });
+      const c = await evaluateChecklist(deps, "main", tb.bot.scheduler.services);
+      const notPassing = c.items.filter((i) =>
+        i.group !== "incident_response" && i.status !== "pass" && !unconfigured.includes(i.key)
       );
-      // The newest minor release the bot knows of is the one the server runs.
-      const version = (await cluster.primary.psql("show server_version")).trim().split(" ")[0];
-      const patched = {
-        ...deps.config.checklist,
-        releases: {
-          [major]: { version, released: new Date(Date.now() - 30 * DAY).toISOString().slice(0, 10) },
-        },
-      };
-      const c = await evaluateChecklist(
-        { ...deps, config: { ...deps.config, checklist: patched } },
-        "main",
-        tb.bot.scheduler.services,
-      );
-      const notPassing = c.items.filter((i) => i.group !== "incident_response" && i.status !== "pass");
       // This cluster has no replica: the daily lag check has nothing to look at, and says so (never "pass").
       assert.deepEqual(notPassing.map((i) => `${i.key}: ${i.status}: ${i.evidence.join("; ")}`), [
         "lag_checked_today: not_configured: no replicas configured (targets.main.replicas)",
       ]);
       const by = Object.fromEntries(c.items.map((i) => [i.key, i.evidence.join("\n")]));
       assert.match(by.encryption_at_rest, /attested by alice \(U0ALICE\) at .*: LUKS/);
+      assert.match(
+        by.network_restricted,
+        /not checked: not running in Kubernetes\nattested by alice \(U0ALICE\) at .*: security groups/,
+      );
       assert.match(
         by.waf_rules,
         /rate-limiting: 100 a minute[\s\S]*ip-restriction allows 10\.0\.0\.0\/8, 192\.168\.0\.0\/16/,
@@ -316,11 +356,10 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
     await t.step("an attestation and an acknowledgement are operators' and go to the audit log", async () => {
       const rows = await deps.audit.rows();
       const attested = rows.filter((r) => r.action === "checklist.attested");
-      assert.deepEqual(attested.map((r) => [r.actor, r.details.item, r.details.mechanism]), [[
-        USERS.alice,
-        "encryption_at_rest",
-        "LUKS",
-      ]]);
+      assert.deepEqual(attested.map((r) => [r.actor, r.details.item, r.details.mechanism]), [
+        [USERS.alice, "encryption_at_rest", "LUKS"],
+        [USERS.alice, "network_policies", "security groups"],
+      ]);
       assert.ok(
         rows.some((r) =>
           r.action === "job.acknowledged" && r.actor === USERS.bob && r.details.job === "slow_query_review"
@@ -343,11 +382,12 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
         { what: "the refusal to an outsider" },
       );
       assert.equal(reply.status, 200);
-      assert.equal((await deps.audit.rows()).filter((r) => r.action === "checklist.attested").length, 1);
+      assert.equal((await deps.audit.rows()).filter((r) => r.action === "checklist.attested").length, 2);
     });
   } finally {
     await tb.stop();
     await vault.stop();
     await kong.stop();
+    await feed.stop();
   }
 });

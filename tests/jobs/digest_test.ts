@@ -148,10 +148,14 @@ Deno.test("digest shows seeded problems as warning or critical, healthy targets 
       () => {
         const s = targetSection(digest, "healthy");
         assert.match(s, /\*healthy\*.*:large_green_circle: ok/);
-        assert.doesNotMatch(s, /yellow_circle|red_circle|white_circle|not available/);
+        assert.doesNotMatch(s, /yellow_circle|red_circle|white_circle/);
         // It has no replica: nothing was looked at, so the line says so instead of "ok".
         assert.match(s, /:heavy_minus_sign: not configured \*Replication lag\*: no replicas configured/);
         assert.doesNotMatch(s, /ok \*Replication lag\*/);
+        // The sections whose source this fixture does not configure say so, and are not counted as ok.
+        for (const title of ["Network policies", "WAF rules", "WAL streaming", "Centralized logging"]) {
+          assert.match(s, new RegExp(`:heavy_minus_sign: not configured \\*${title}\\*: `), title);
+        }
         for (
           const title of [
             "Backups",
@@ -161,6 +165,7 @@ Deno.test("digest shows seeded problems as warning or critical, healthy targets 
             "Autovacuum",
             "Credential ages",
             "Audit anomalies and security events",
+            "Security patches",
           ]
         ) {
           assert.match(s, new RegExp(`:large_green_circle: ok \\*${title}\\*`), title);
@@ -174,7 +179,7 @@ Deno.test("digest shows seeded problems as warning or critical, healthy targets 
       assert.match(s, /\*down\*.*: :white_circle: could not check\n/);
       assert.match(
         s,
-        /:white_circle: could not check: down\/primary \(127\.0\.0\.1:\d+\) does not answer: .*\(Replication lag, Connections, Slow queries, Autovacuum, Audit anomalies and security events\)/,
+        /:white_circle: could not check: down\/primary \(127\.0\.0\.1:\d+\) does not answer: .*\(Replication lag, Connections, Slow queries, Autovacuum, Audit anomalies and security events, Security patches\)/,
       );
       // What needs no server is still judged: the config names no backup source and maps no roles.
       assert.match(

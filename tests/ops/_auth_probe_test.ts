@@ -8,7 +8,7 @@ import { NotPermitted } from "../../core/errors.ts";
 import { cleartextRefusal, probeAuthMethod } from "../../ops/_auth_probe.ts";
 import { tryLogin } from "../../ops/_role_login.ts";
 import { rotateCredentials } from "../../ops/rotate_credentials.ts";
-import { enableTls } from "../support/tls.ts";
+import { enableTls } from "../../standins/tls.ts";
 import { testConfig } from "../support/bot.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { seedRotatableRoles } from "../support/rotation.ts";

@@ -4,7 +4,7 @@ import { startCluster } from "../../standins/cluster.ts";
 import { createBismanDatabase, setTestPassword } from "../support/bisman_schema.ts";
 import { testOpDeps } from "../support/op_deps.ts";
 import { testConfig } from "../support/bot.ts";
-import { enableTls, seedHba, writeHba } from "../support/tls.ts";
+import { enableTls, seedHba, writeHba } from "../../standins/tls.ts";
 import { checkTls, type TlsCheckResult } from "../../ops/tls_check.ts";
 
 const status = (r: TlsCheckResult) => Object.fromEntries(r.checks.map((c) => [c.check, c.status]));

@@ -140,6 +140,24 @@ Deno.test({
           }).output();
           assert.equal(dave.code, 3);
           assert.match(new TextDecoder().decode(dave.stderr), /dave may not use the break-glass CLI/);
+          // The checklist reads the items of issue 19 from the sandbox's own sources, each named.
+          const checklist = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", "cli.ts", "--env-file", `${dataDir}/cli-alice.env`, "--json", "checklist"],
+            cwd: root,
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const items = new TextDecoder().decode(checklist.stdout);
+          assert.equal(checklist.code, 0, new TextDecoder().decode(checklist.stderr));
+          for (
+            const source of [
+              /Kubernetes API https:\/\/127\.0\.0\.1:\d+: NetworkPolicies in bisman-db:\\n\s*postgres-access: admits port 5432/,
+              /AWS WAF web ACL bisman-sandbox \(REGIONAL, eu-central-1\), read with WAFV2 GetWebACL:\\n\s*SQL injection rule/,
+              /the primary's pg_stat_replication and pg_replication_slots, and [^\n]*wal-archive:/,
+              /server settings \(pg_settings\) and http:\/\/127\.0\.0\.1:\d+ \(_count in postgres-logs\):/,
+              /PostgreSQL versions feed: /,
+            ]
+          ) assert.match(items, source);
         },
       );
 

@@ -9,11 +9,12 @@ import type { TestCluster } from "../../standins/cluster.ts";
 import { SlackStandIn, type StoredMessage } from "../../standins/slack.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { IntegrityKeys } from "../../core/keys.ts";
+import type { RequestState } from "../../gate/store.ts";
+import { type ActionId, encodeRequestButton } from "../../views/actions.ts";
+import { currentVersionsCopy, UNREACHABLE_FEED_URL } from "./versions_feed.ts";
 
 /** The integrity key of every test bot of this process (a fresh one per test process). */
 export const TEST_SIGNING_KEY = IntegrityKeys.generate();
-import type { RequestState } from "../../gate/store.ts";
-import { type ActionId, encodeRequestButton } from "../../views/actions.ts";
 import { REQUEST_EVENT_TYPE } from "../../slack/approval_messages.ts";
 
 /** Slack user IDs used across the tests. */
@@ -60,6 +61,10 @@ export function testConfigDoc(
         primary: conn(cluster.primary.port),
         replicas: cluster.replica ? [{ name: "replica1", ...conn(cluster.replica.port) }] : [],
       },
+    },
+    // Security patches judged against a local copy of the versions feed (tests/support/versions_feed.ts).
+    checklist: {
+      postgres_versions: { url: UNREACHABLE_FEED_URL, offline_copy: currentVersionsCopy(cluster.binDir) },
     },
   };
   patch(doc);

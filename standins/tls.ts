@@ -9,7 +9,7 @@
  * ```
  */
 
-import type { TestCluster } from "../../standins/cluster.ts";
+import type { TestCluster } from "./cluster.ts";
 
 /** Files of a test CA and the server certificate it signed. */
 export interface TestCertificates {
