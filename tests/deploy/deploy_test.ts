@@ -96,7 +96,21 @@ Deno.test("deploy/ Kubernetes manifests: two hardened replicas with probes, secr
       assert.equal(container.securityContext.readOnlyRootFilesystem, true);
       assert.equal(container.securityContext.allowPrivilegeEscalation, false);
       assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
-      assert.equal(pod.automountServiceAccountToken, false);
+      assert.equal(pod.automountServiceAccountToken, false, "no token in every container");
+      // The bot container alone gets a short-lived token, where ops/network_policies.ts reads it by default.
+      const tokenMount = container.volumeMounts.find((m: Doc) =>
+        m.mountPath === "/var/run/secrets/kubernetes.io/serviceaccount"
+      );
+      assert.ok(tokenMount?.readOnly, "the bot container mounts a service-account token, read-only");
+      const projected = pod.volumes.find((v: Doc) => v.name === tokenMount.name).projected.sources;
+      assert.ok(projected.some((s: Doc) => s.serviceAccountToken?.expirationSeconds <= 3600));
+      assert.ok(projected.some((s: Doc) => s.configMap?.name === "kube-root-ca.crt"));
+      for (const init of pod.initContainers ?? []) {
+        assert.ok(
+          !(init.volumeMounts ?? []).some((m: Doc) => m.name === tokenMount.name),
+          `${init.name} gets no token`,
+        );
+      }
       const writable = container.volumeMounts.filter((m: Doc) => !m.readOnly).map((m: Doc) => m.mountPath);
       assert.ok(writable.includes("/tmp"), "a writable /tmp on an emptyDir");
       for (const path of writable) {
@@ -197,15 +211,20 @@ Deno.test("deploy/ Kubernetes manifests: two hardened replicas with probes, secr
     },
   );
 
-  await t.step("the bot's own NetworkPolicy lets it reach PostgreSQL, Vault, DNS and Slack only", () => {
-    const [np] = kind("NetworkPolicy", "bisman-ops");
-    assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
-    const ports = np.spec.egress.flatMap((e: Doc) => e.ports.map((p: Doc) => p.port)).sort();
-    assert.deepEqual([...new Set(ports)], [443, 5432, 53, 8200].sort());
-    const selector = deployment.spec.selector.matchLabels;
-    assert.deepEqual(np.spec.podSelector.matchLabels, selector);
-    for (const svc of kind("Service")) assert.deepEqual(svc.spec.selector, selector);
-  });
+  await t.step(
+    "the bot's own NetworkPolicy lets it reach PostgreSQL, Vault, DNS, Slack, the Kubernetes API and the log search only",
+    () => {
+      const [np] = kind("NetworkPolicy", "bisman-ops");
+      assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
+      const ports = np.spec.egress.flatMap((e: Doc) => e.ports.map((p: Doc) => p.port)).sort();
+      assert.deepEqual([...new Set(ports)], [443, 5432, 53, 6443, 8200, 9200].sort());
+      const logging = np.spec.egress.find((e: Doc) => e.ports.some((p: Doc) => p.port === 9200));
+      assert.equal(logging.to[0].namespaceSelector.matchLabels["kubernetes.io/metadata.name"], "logging");
+      const selector = deployment.spec.selector.matchLabels;
+      assert.deepEqual(np.spec.podSelector.matchLabels, selector);
+      for (const svc of kind("Service")) assert.deepEqual(svc.spec.selector, selector);
+    },
+  );
 
   await t.step("the Ingress (HTTP mode) exposes /slack/events only", () => {
     const [ing] = kind("Ingress");
