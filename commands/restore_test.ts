@@ -67,6 +67,7 @@ export function throttleProgress(
     timer = setTimeout(() => {
       timer = undefined;
       if (closed) return;
+      gap = Math.min(gap * 2, maxGap);
       // A post still in flight (Slack slow) makes this tick wait for the next: no queue of stale states.
       if (latest && !inFlight) {
         const p = { ...latest, elapsedMs: performance.now() - started };
@@ -78,9 +79,14 @@ export function throttleProgress(
             closed = true;
             opts.onError?.(err);
           })
-          .finally(() => (inFlight = false));
+          .finally(() => {
+            inFlight = false;
+            // The next gap counts from this post's end, so posts are never closer than the gap, even when
+            // a busy event loop ran this one late.
+            schedule();
+          });
+        return;
       }
-      gap = Math.min(gap * 2, maxGap);
       schedule();
     }, gap);
   };

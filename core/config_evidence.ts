@@ -78,9 +78,9 @@ export const networkPolicySchema = z.strictObject({
   port: z.number().int().min(1).max(65535).default(5432),
   /** The port's name in the pods' spec, when policies name it instead of the number. */
   port_name: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/, "an IANA service name").optional(),
-  /** The seed: namespace name=bisman-app and pods app=bisman-backend. */
+  /** The seed: namespace bisman-app (by the label Kubernetes sets, kubernetes.io/metadata.name) and pods app=bisman-backend. */
   allowed_from: z.array(allowedPeerSchema).min(1).default([
-    { namespace_labels: { name: "bisman-app" } },
+    { namespace_labels: { "kubernetes.io/metadata.name": "bisman-app" } },
     { pod_labels: { app: "bisman-backend" } },
   ]),
 });

@@ -242,10 +242,10 @@ export async function startSandboxEvidence(opts: {
           namespace: policy.metadata.namespace,
           pod_labels: policy.spec.podSelector.matchLabels,
           allowed_from: [
-            { namespace_labels: { name: "bisman-app" } },
+            { namespace_labels: { "kubernetes.io/metadata.name": "bisman-app" } },
             { pod_labels: { app: "bisman-backend" } },
             {
-              namespace_labels: { name: "bisman-ops" },
+              namespace_labels: { "kubernetes.io/metadata.name": "bisman-ops" },
               pod_labels: { "app.kubernetes.io/name": "bisman-ops" },
             },
           ],

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
 import { OPS_CHANNEL, startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
 import { startAlertmanager } from "../../standins/alertmanager.ts";
+import { freePort } from "../../standins/ports.ts";
 import { waitFor } from "../../standins/wait.ts";
-import { THREAD_ACTIONS } from "../../views/actions.ts";
+import { silenceActionId, THREAD_ACTIONS } from "../../views/actions.ts";
 import type { StoredMessage } from "../../standins/slack.ts";
 
 const TOKEN = "lifecycle-test-token-3f9a";
@@ -30,14 +31,21 @@ async function click(tb: TestBot, m: StoredMessage, action: string, user: string
 // Alertmanager, the bot and its alert state are shared by the steps, which run in order.
 Deno.test("alert threads follow Alertmanager: a silenced alert's resolve reaches its thread and the digest; a re-fired alert opens a fresh thread at the bottom", async (t) => {
   await using cluster = await startCluster({ name: "alert-lifecycle" });
+  // Silences go only to the configured Alertmanager: its port is chosen first, so the config can name it.
+  const amPort = await freePort();
   const config = testConfig(cluster, (doc) => {
-    doc.alerts = { lag_check: { enabled: false }, slack_per_channel_per_second: 50 };
+    doc.alerts = {
+      lag_check: { enabled: false },
+      slack_per_channel_per_second: 50,
+      alertmanager_url: `http://127.0.0.1:${amPort}`,
+    };
   });
   const tb = await startTestBot(cluster, { config, env: { ALERTS_TOKEN: TOKEN } });
   const am = await startAlertmanager({
     webhookUrl: `${tb.bot.url}/alerts`,
     token: TOKEN,
     repeatInterval: "2s",
+    port: amPort,
   });
   const parents = (name: string) =>
     tb.slack.messages.filter((m) => m.channel === OPS_CHANNEL && !m.thread_ts && m.text?.includes(name));
@@ -62,7 +70,7 @@ Deno.test("alert threads follow Alertmanager: a silenced alert's resolve reaches
           timeoutMs: 20_000,
         });
         fp = (await fpOf("HighReplicationLag"))!;
-        await click(tb, parent, THREAD_ACTIONS.silence, USERS.bob, "Silence 1 h");
+        await click(tb, parent, silenceActionId(1), USERS.bob, "Silence 1 h");
         await waitFor(
           async () => (await am.alerts()).find((a) => a.fingerprint === fp)?.status.state === "suppressed",
           {

@@ -293,7 +293,7 @@ Deno.test("alert threads with a real Alertmanager: I'm on it, Silence 1 h (amtoo
           what: "the ForeignURL thread",
           timeoutMs: 20_000,
         });
-        await click(tb, p, THREAD_ACTIONS.silence, USERS.bob, "Silence 4 h");
+        await click(tb, p, silenceActionId(4), USERS.bob, "Silence 4 h");
         await waitFor(
           () => thread(p).find((m) => /silenced this alert in Alertmanager for 4 h/.test(m.text ?? "")),
           {

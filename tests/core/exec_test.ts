@@ -4,7 +4,7 @@ import { setupStanza } from "../../standins/pgbackrest.ts";
 import { SlackStandIn } from "../../standins/slack.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { exec, toolEnv } from "../../core/exec.ts";
-import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../support/bot.ts";
+import { OPS_CHANNEL, TEAM, TEST_SIGNING_KEY, testConfigDoc, USERS } from "../support/bot.ts";
 import { spawnBot, writeConfigFile } from "../support/bot_process.ts";
 import { pgDump } from "../support/dumps.ts";
 
@@ -71,7 +71,7 @@ Deno.test("the programs the bot runs (pgbackrest info, pg_restore --list, pg_res
     DATABASE_URL: `postgres://postgres:state-db-password-93c1@127.0.0.1:${cluster.primary.port}/${stateDb}`,
     ALERTS_TOKEN: "alerts-token-5f0d2a77",
     VAULT_TOKEN: "hvs.vault-token-8e2b41c9",
-    BISMAN_SIGNING_KEY: "signing-key-0b7c3e19d4",
+    BISMAN_SIGNING_KEY: TEST_SIGNING_KEY,
     BISMAN_TARGET_PASSWORD: "target-password-61af0e",
   };
   const configFile = await writeConfigFile(testConfigDoc(cluster, (doc) => {
@@ -123,7 +123,8 @@ Deno.test("the programs the bot runs (pgbackrest info, pg_restore --list, pg_res
       const before = (await recorded(out)).size;
       await ask("restore-test main");
       await waitFor(
-        () => slack.responses.some((r) => /Restore test of main passed/.test(String(r.body.text))),
+        // Long work answers through the Web API in the asker's channel (slack/answers.ts), not the response_url.
+        () => slack.messages.some((m) => /Restore test of main passed/.test(m.text ?? "")),
         {
           what: "the restore test to pass",
           timeoutMs: 60_000,

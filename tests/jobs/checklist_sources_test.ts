@@ -145,10 +145,10 @@ Deno.test("checklist and digest read each of the seed's remaining items from its
           namespace: "bisman-db",
           pod_labels: { app: "postgres" },
           allowed_from: [
-            { namespace_labels: { name: "bisman-app" } },
+            { namespace_labels: { "kubernetes.io/metadata.name": "bisman-app" } },
             { pod_labels: { app: "bisman-backend" } },
             {
-              namespace_labels: { name: "bisman-ops" },
+              namespace_labels: { "kubernetes.io/metadata.name": "bisman-ops" },
               pod_labels: { "app.kubernetes.io/name": "bisman-ops" },
             },
           ],

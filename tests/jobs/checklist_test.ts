@@ -165,7 +165,7 @@ Deno.test("checklist: a misconfigured cluster fails each item with its evidence;
       );
       // The items this target has no config for say so (tests/jobs/checklist_sources_test.ts configures them).
       for (const [k, key] of [["wal_streaming", "wal_streaming"], ["central_logging", "central_logging"]]) {
-        expect(k, "unknown", new RegExp(`^could not check: not configured: set targets\\.main\\.${key}$`));
+        expect(k, "not_configured", new RegExp(`^not configured: set targets\\.main\\.${key}$`));
       }
       assert.match(evidence("network_restricted"), /\npg_hba\.conf:\n/);
       assert.match(

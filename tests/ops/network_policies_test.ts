@@ -75,9 +75,12 @@ Deno.test("readNetworkPolicies() judges the database namespace's NetworkPolicies
   const [shipped] = await manifests("networkpolicy-postgres.yaml");
   const ns = shipped.metadata.namespace as string;
   const allowed = [
-    { namespace_labels: { name: "bisman-app" } },
+    { namespace_labels: { "kubernetes.io/metadata.name": "bisman-app" } },
     { pod_labels: { app: "bisman-backend" } },
-    { namespace_labels: { name: "bisman-ops" }, pod_labels: { "app.kubernetes.io/name": "bisman-ops" } },
+    {
+      namespace_labels: { "kubernetes.io/metadata.name": "bisman-ops" },
+      pod_labels: { "app.kubernetes.io/name": "bisman-ops" },
+    },
   ];
   const config = testConfig(cluster, (doc) => {
     doc.kubernetes = { api_url: kube.url, token_file: `${saDir}/token`, ca_file: `${saDir}/ca.crt` };
@@ -98,8 +101,8 @@ Deno.test("readNetworkPolicies() judges the database namespace's NetworkPolicies
       assert.equal(evidenceStatus(r), "ok", JSON.stringify(r, null, 1));
       assert.equal(r.source, `Kubernetes API ${kube.url}: NetworkPolicies in ${ns}`);
       assert.deepEqual(r.findings.map((f) => `${f.check}: ${f.reason}`), [
-        "postgres-access: admits port 5432 of pods app=postgres only from every pod in namespaces name=bisman-app; " +
-        `pods app=bisman-backend in ${ns}; pods app.kubernetes.io/name=bisman-ops in namespaces name=bisman-ops`,
+        "postgres-access: admits port 5432 of pods app=postgres only from every pod in namespaces kubernetes.io/metadata.name=bisman-app; " +
+        `pods app=bisman-backend in ${ns}; pods app.kubernetes.io/name=bisman-ops in namespaces kubernetes.io/metadata.name=bisman-ops`,
       ]);
       assert.deepEqual(kube.calls.at(-1), {
         method: "GET",
@@ -147,7 +150,7 @@ Deno.test("readNetworkPolicies() judges the database namespace's NetworkPolicies
       );
       const r = await read();
       assert.deepEqual(r.findings.map((f) => `${f.severity}: ${f.reason}`).slice(0, 2), [
-        "warning: postgres-access ingress rule 1 admits every pod in namespaces name=bisman-app on every port, not only port 5432",
+        "warning: postgres-access ingress rule 1 admits every pod in namespaces kubernetes.io/metadata.name=bisman-app on every port, not only port 5432",
         "warning: postgres-access ingress rule 1 admits pods app=bisman-backend in bisman-db on every port, not only port 5432",
       ]);
       assert.match(

@@ -1432,6 +1432,7 @@ export const NOT_MESSAGES: Record<string, string> = {
   "views/actions.ts": "action IDs and the encoding of button values",
   "views/blocks.ts": "block builders and text helpers every renderer uses",
   "views/csv.ts": "CSV files, not messages",
+  "views/plain_text.ts": "terminal text for the CLI, not a Slack message",
   "views/reply.ts": "types",
   "views/digest_model.ts": "the digest's data and its ranking",
   "views/checklist_model.ts": "the checklist's data",
