@@ -28,7 +28,7 @@ Deno.test("parseConfig() fills the issue-19 checks' defaults from the seed", () 
   const c = parseConfig(doc);
   const t = c.targets.prod;
   assert.deepEqual(t.network_policy?.allowed_from, [
-    { namespace_labels: { name: "bisman-app" } },
+    { namespace_labels: { "kubernetes.io/metadata.name": "bisman-app" } },
     { pod_labels: { app: "bisman-backend" } },
   ]);
   assert.equal(t.network_policy?.port, 5432);
