@@ -7,7 +7,11 @@
  * file of that single process never finished and the run waited forever. The second time (the first was
  * not examined) the file had printed nothing from its first moments, and gdb showed its worker thread in a
  * blocking one-byte `recv` on a socket pair inside the Deno runtime, with no child process and no socket
- * to PostgreSQL. Files in separate processes share none of that state. A file that still runs past its bound is killed and reported as
+ * to PostgreSQL. Files in separate processes share none of that state. The same runtime stalled again in a
+ * later session, in CLI processes the tests start with a fresh HOME (so a cold Deno cache): four of them sat
+ * in a futex wait before cli.ts ran, with no output (gdb: three threads, no tokio workers); with the test
+ * process's own cache (tests/support/cli_process.ts passes DENO_DIR) none has since. A file that still runs
+ * past its bound is killed and reported as
  * timed out, then run once more, so a stall in the runtime costs one file's time rather than the whole run;
  * a second timeout fails the suite. Failures are never retried.
  *
