@@ -116,7 +116,10 @@ Deno.test("scheduler: three bots sharing one state database run each slot exactl
       // second (seen: 17 of 21 at a load of 14), so "every" is checked as "most": the claim rule is what
       // must hold for every slot, and it is checked above and below.
       for (const [i, n] of claimed.entries()) {
-        assert.ok(n + taken[i] >= Math.ceil(slots * 0.75), `bot ${i} tried ${n + taken[i]} of ${slots} slots`);
+        assert.ok(
+          n + taken[i] >= Math.ceil(slots * 0.75),
+          `bot ${i} tried ${n + taken[i]} of ${slots} slots`,
+        );
       }
       assert.ok(taken.reduce((a, b) => a + b, 0) >= slots, "the losing bots saw the slots as taken");
     });
