@@ -39,9 +39,31 @@ function el(tag, attrs = {}, ...children) {
 // and some common ones. A library (e.g. an emoji-name package with thousands of entries, or image sets) would
 // be far larger than the page and still need a colour emoji font, which this machine and many servers lack:
 // so the codes the bot uses are drawn with CSS ("dot", "shape") or with symbols ordinary fonts have ("glyph");
-// the common extras are Unicode characters ("char", shown where an emoji font exists). An unknown code stays
-// as typed, :like_this:, as Slack shows a code it does not know.
+// the common extras are Unicode characters ("char"), shown where a colour emoji font exists and otherwise left
+// as their code rather than as empty boxes. An unknown code stays as typed, :like_this:, as Slack shows a code
+// it does not know.
 let EMOJI_TABLE = {};
+let COLOUR_EMOJI = false;
+
+/** Whether the browser draws emoji in colour: a colour emoji font paints pixels that are not grey. */
+function colourEmojiFont() {
+  try {
+    const ctx = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+    ctx.canvas.width = ctx.canvas.height = 32;
+    ctx.font = '24px "Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", sans-serif';
+    ctx.textBaseline = "top";
+    ctx.fillText("\u{1F525}", 2, 2);
+    const px = ctx.getImageData(0, 0, 32, 32).data;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i + 3] > 0 && (Math.abs(px[i] - px[i + 1]) > 30 || Math.abs(px[i + 1] - px[i + 2]) > 30)) {
+        return true;
+      }
+    }
+  } catch {
+    // no canvas: assume no emoji font
+  }
+  return false;
+}
 
 /** An emoji by name, as HTML: drawn, or its character, or `whole` (the code as typed) when unknown. */
 function emoji(name, whole) {
@@ -57,7 +79,9 @@ function emoji(name, whole) {
   }
   if (kind === "shape") return `<span class="emoji ${escapeHtml(a)}" ${attrs}>${escapeHtml(b)}</span>`;
   if (kind === "glyph") return `<span class="emoji glyph ${escapeHtml(b)}" ${attrs}>${escapeHtml(a)}</span>`;
-  if (kind === "char") return `<span class="emoji char" ${attrs}>${escapeHtml(a)}</span>`;
+  if (kind === "char") {
+    return COLOUR_EMOJI ? `<span class="emoji char" ${attrs}>${escapeHtml(a)}</span>` : whole;
+  }
   return whole;
 }
 
@@ -832,6 +856,8 @@ async function main() {
   state.meta = await api("/api/meta");
   if (!state.meta.users.some((u) => u.id === state.user)) state.user = state.meta.users[0].id;
   EMOJI_TABLE = await api("/emoji.json");
+  COLOUR_EMOJI = colourEmojiFont();
+  document.body.dataset.colourEmoji = String(COLOUR_EMOJI);
   $("#channel-name").textContent = state.meta.channel.name;
   for (const b of document.querySelectorAll("[data-view]")) {
     b.addEventListener("click", () => selectView(b.getAttribute("data-view")));
