@@ -137,8 +137,10 @@ Deno.test({
           await c.actAs("alice", "U0ALICE");
           await c.command("/bisman audit table=clients since=24h format=csv");
           await c.waitText("#feed", "sent to you in a direct message");
-          await page.waitForSelector("#dm-unread:not([hidden])");
-          assert.equal(await c.text("#dm-unread"), "1", "the direct message shows one unread item");
+          await c.command("/bisman audit-log export");
+          await c.waitText("#feed", "exported to bisman-audit-log-");
+          await page.waitForFunction(() => document.querySelector("#dm-unread")?.textContent === "2");
+          assert.equal(await page.locator("#dm-unread[hidden]").count(), 0, "two unread items in the DM");
           await c.shot("audit-answer-with-unread-dm");
           await page.click('[data-view="dm"]');
           const card = page.locator('#feed .file-card[data-file-name$=".csv"]');
@@ -149,7 +151,7 @@ Deno.test({
           assert.ok(shared, "the stand-in holds the shared CSV");
           assert.equal(shared.channel, sandbox.slack.directMessageOf("U0ALICE"), "shared in alice's DM");
           fileId = shared.id;
-          const meta = await c.text("#feed .file-card .file-meta");
+          const meta = await c.text('#feed .file-card[data-file-name$=".csv"] .file-meta');
           assert.ok(meta.includes(shared.filename), `the card names the file: ${meta}`);
           assert.match(meta, new RegExp(`${shared.length} B · shared in bisman-ops \\(direct message\\)`));
           await c.waitText("#feed", "sensitive columns redacted");
@@ -166,7 +168,19 @@ Deno.test({
           assert.match(downloaded, /^id,occurred_at,table,action,row_id,/);
           assert.ok(downloaded.trim().split("\n").length >= 2, "with rows");
           fileHref = (await card.locator("a.file-download").getAttribute("href"))!;
-          await c.shot("dm-with-csv");
+
+          // The audit-log export is there too, and its link serves its bytes.
+          const exported = sandbox.slack.files.find((f) =>
+            f.completed && /^bisman-audit-log-.*\.jsonl$/.test(f.filename)
+          )!;
+          assert.ok(exported, "the stand-in holds the shared export");
+          const link = page.locator(
+            `#feed .file-card[data-file-name="${exported.filename}"] a.file-download`,
+          );
+          const href = (await link.getAttribute("href"))!;
+          const body = await page.evaluate(async (u) => await (await fetch(u)).text(), href);
+          assert.equal(body, exported.content, "the export downloads whole");
+          await c.shot("dm-with-csv-and-export");
         },
       );
 
@@ -206,6 +220,8 @@ Deno.test({
           [...document.querySelectorAll("#feed [data-emoji]")].map((e) => e.getAttribute("data-emoji"))
         );
         assert.ok(drawn.includes("mag"), `config check's :mag: is drawn (drawn: ${drawn.join(", ")})`);
+        // :page_facing_up: (the export's answer) was among the codes the console showed as text.
+        assert.ok(drawn.includes("page_facing_up"), "the export's :page_facing_up: is drawn");
         const feed = await c.text("#feed");
         const codes = feed.match(/(^|[\s(])(:[a-z][a-z0-9_+-]*:)(?=$|[\s.,)])/g) ?? [];
         assert.deepEqual(codes, [], "no emoji code is left as text in #ops");
@@ -233,7 +249,7 @@ Deno.test({
             await assertLayout(page, `${at} #ops`, { composer: true });
             await c.shot(`${at}-channel`);
             await page.click('[data-view="dm"]');
-            await page.locator("#feed .file-card").waitFor();
+            await page.locator("#feed .file-card").first().waitFor();
             await assertLayout(page, `${at} direct messages`, { composer: true });
             await c.shot(`${at}-dm`);
             await page.click('[data-view="channel"]');
