@@ -11,7 +11,7 @@
 
 import { Hono } from "hono";
 import { fileURLToPath } from "node:url";
-import type { SlackStandIn, StoredMessage } from "../standins/slack.ts";
+import type { SlackStandIn, StoredFile, StoredMessage } from "../standins/slack.ts";
 
 /** A person the console can act as. */
 export interface SandboxUser {
@@ -66,6 +66,18 @@ type Source =
   | { type: "ephemeral"; channel: string; ts: string }
   | { type: "local"; id: string };
 
+/** A shared file as the page shows it; its bytes come from `GET /api/files/:id`. */
+interface FileCard {
+  id: string;
+  name: string;
+  title: string;
+  /** Bytes, as announced to files.getUploadURLExternal and checked on upload. */
+  size: number;
+  channel: string;
+  /** `#ops`, or `bisman-ops (direct message)`. */
+  where: string;
+}
+
 /** One line of the feed as the page renders it. */
 interface Entry {
   key: string;
@@ -73,7 +85,8 @@ interface Entry {
   thread_ts?: string;
   /** `bot` or the Slack user ID of the person. */
   author: string;
-  kind: "message" | "ephemeral" | "command";
+  kind: "message" | "ephemeral" | "command" | "file";
+  file?: FileCard;
   text: string;
   blocks?: unknown[];
   edited: boolean;
@@ -121,6 +134,7 @@ const CONTENT_TYPES: Record<string, string> = {
   js: "text/javascript; charset=utf-8",
   css: "text/css; charset=utf-8",
   png: "image/png",
+  json: "application/json; charset=utf-8",
 };
 
 /** The console's app, and `close()` to end waiting feed requests at once (a server shutdown waits for them). */
@@ -160,6 +174,7 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
       slack.ephemerals.length,
       slack.ephemerals.reduce((n, m) => n + m.edits, 0),
       slack.responses.length,
+      slack.files.filter((f) => f.completed).length,
       views,
       localVersion,
     ].join("|");
@@ -175,9 +190,39 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
 
   const author = (m: StoredMessage) => (m.user === slack.botUserId || !m.user ? "bot" : m.user);
 
-  function feedFor(user: string): { entries: Entry[]; modals: unknown[] } {
-    const channel = opts.channel.id;
+  /**
+   * The files `user` may see: shared (completed with a channel) in a conversation they are in. A file in
+   * alice's direct message with the bot is hers alone, as in Slack; one never shared is nobody's.
+   */
+  const visibleFile = (f: StoredFile, user: string): f is StoredFile & { channel: string } =>
+    f.completed && f.content !== undefined && !!f.channel && slack.canSee(user, f.channel);
+
+  const fileEntry = (f: StoredFile & { channel: string }): Entry => ({
+    key: `f:${f.id}`,
+    ts: f.shared_ts ?? "0",
+    ...(f.thread_ts ? { thread_ts: f.thread_ts } : {}),
+    author: "bot",
+    kind: "file",
+    text: f.initial_comment ?? "",
+    file: {
+      id: f.id,
+      name: f.filename,
+      title: f.title ?? f.filename,
+      size: f.length,
+      channel: f.channel,
+      where: f.channel === opts.channel.id ? `#${opts.channel.name}` : "bisman-ops (direct message)",
+    },
+    edited: false,
+    ephemeral: false,
+    source: { type: "message", channel: f.channel, ts: f.shared_ts ?? "0" },
+  });
+
+  /** Messages, ephemerals and files of one conversation as `user` sees them. */
+  function conversation(channel: string, user: string): Entry[] {
     const entries: Entry[] = [];
+    for (const f of slack.files) {
+      if (f.channel === channel && visibleFile(f, user)) entries.push(fileEntry(f));
+    }
     for (const m of slack.messages) {
       if (m.channel !== channel) continue;
       entries.push({
@@ -208,6 +253,23 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
         source: { type: "ephemeral", channel: m.channel, ts: m.ts },
       });
     }
+    return entries;
+  }
+
+  /** Sorts a conversation and counts each thread's replies. */
+  function threaded(entries: Entry[]): Entry[] {
+    entries.sort((a, b) => Number(a.ts) - Number(b.ts) || a.key.localeCompare(b.key));
+    for (const e of entries) {
+      if (e.thread_ts && e.thread_ts !== e.ts) continue;
+      e.replies = entries.filter((r) => r.thread_ts === e.ts && r.ts !== e.ts).length;
+    }
+    return entries;
+  }
+
+  function feedFor(
+    user: string,
+  ): { entries: Entry[]; dm: { id?: string; entries: Entry[] }; modals: unknown[] } {
+    const entries = conversation(opts.channel.id, user);
     for (const item of local) {
       const content = localContent(item);
       if (item.user === user) {
@@ -237,11 +299,8 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
         });
       }
     }
-    entries.sort((a, b) => Number(a.ts) - Number(b.ts) || a.key.localeCompare(b.key));
-    for (const e of entries) {
-      if (e.thread_ts && e.thread_ts !== e.ts) continue;
-      e.replies = entries.filter((r) => r.thread_ts === e.ts && r.ts !== e.ts).length;
-    }
+    const dmId = slack.directMessageOf(user);
+    const dm = { ...(dmId ? { id: dmId } : {}), entries: dmId ? threaded(conversation(dmId, user)) : [] };
     const open = storedViews(slack)
       .filter((v) => v.trigger_id && triggers.get(v.trigger_id) === user && !modals.closed.has(v.id))
       .map((v) => ({
@@ -250,7 +309,7 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
         view: modals.overrides.get(v.id) ?? v.view,
         errors: modals.errors.get(v.id),
       }));
-    return { entries, modals: open };
+    return { entries: threaded(entries), dm, modals: open };
   }
 
   /** The ack of a command, as replaced or deleted through its response_url (Slack edits it in place). */
@@ -302,6 +361,7 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
   app.get("/", () => serveStatic("index.html"));
   app.get("/app.js", () => serveStatic("app.js"));
   app.get("/style.css", () => serveStatic("style.css"));
+  app.get("/emoji.json", () => serveStatic("emoji.json"));
   app.get(
     "/favicon.ico",
     () =>
@@ -326,6 +386,23 @@ export function createConsoleApp(opts: ConsoleOptions): ConsoleApp {
       await new Promise((r) => setTimeout(r, 120));
     }
     return c.json({ version: currentVersion(), channel: opts.channel, ...feedFor(user) });
+  });
+
+  // A shared file's bytes, for a person who may see it; any other asker gets the same 404 as for a file that
+  // does not exist, so a file's existence does not leak either.
+  app.get("/api/files/:id", (c) => {
+    const user = checkUser(c.req.query("user"));
+    const f = slack.files.find((x) => x.id === c.req.param("id"));
+    if (!f || !visibleFile(f, user)) throw new HttpError(404, "no such file");
+    const name = f.filename.replace(/[^\w.-]/g, "_");
+    return new Response(f.content, {
+      headers: {
+        "content-type": /\.csv$/i.test(name) ? "text/csv; charset=utf-8" : "text/plain; charset=utf-8",
+        "content-disposition": `attachment; filename="${name}"`,
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+      },
+    });
   });
 
   app.post("/api/command", async (c) => {

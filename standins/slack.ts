@@ -16,6 +16,13 @@
  *   to upload_url (raw body or one multipart file part; 200 "OK - <length>");
  *   files.completeUploadExternal(files: [{id, title}], channel_id?, initial_comment?, thread_ts?) shares them
  *   (without channel_id the file stays private). An upload whose byte count differs from `length`, or a completion before the upload, fails.
+ *   Refused as Slack refuses: a `channel_id` that is not a conversation ID (a user ID `U…` answers
+ *   invalid_arguments, "input must match regex pattern: ^[CGDZ][A-Z0-9]{8,}$ [json-pointer:/channel_id]",
+ *   https://github.com/slackapi/bolt-js/issues/2115; the stand-in checks the first letter only, since its own
+ *   IDs such as C0OPS are shorter than Slack's), a channel the bot is not in (not_in_channel: sharing needs
+ *   membership even where chat:write.public lets a message through), and a second completion of the same
+ *   file ("This method can only be called once", files.completeUploadExternal; Slack names no error for it,
+ *   the stand-in answers invalid_arguments).
  * - Rate limits: HTTP 429 with `Retry-After: <seconds>`; chat.postMessage allows about one message
  *   per second per channel. https://docs.slack.dev/apis/web-api/rate-limits
  * - Block Kit: every rule, with the documentation page it comes from, is in ./slack_blockkit.ts
@@ -72,6 +79,8 @@ export interface StoredFile {
   channel?: string;
   initial_comment?: string;
   thread_ts?: string;
+  /** When files.completeUploadExternal shared it (a message ts, as Slack's file `shares` carry). */
+  shared_ts?: string;
 }
 
 export interface StoredMessage {
@@ -117,6 +126,8 @@ export interface ChannelInfo {
   is_private?: boolean;
   /** Whether the bot is a member (default true): the manifest asks for chat:write, not chat:write.public. */
   is_member?: boolean;
+  /** For a direct message (conversations.open): the person the bot talks with. */
+  im_user?: string;
 }
 
 export interface SocketDeliveryOptions {
@@ -419,6 +430,24 @@ export class SlackStandIn {
     const ts = this.nextTs();
     this.messages.push({ channel, ts, text, user, edits: 0, ...(threadTs ? { thread_ts: threadTs } : {}) });
     return ts;
+  }
+
+  /**
+   * The bot's direct-message channel with `user`, once conversations.open made one (the sandbox console
+   * shows each person their own).
+   */
+  directMessageOf(user: string): string | undefined {
+    return Object.entries(this.channels).find(([, c]) => c.im_user === user)?.[0];
+  }
+
+  /**
+   * Whether `user` may see what is shared in `channel`: the person of a direct message, anyone in a channel
+   * the stand-in knows (every known user is taken to be in every channel, as chat.postEphemeral assumes).
+   */
+  canSee(user: string, channel: string): boolean {
+    const c = this.channels[channel];
+    if (!c || !this.users[user]) return false;
+    return c.im_user ? c.im_user === user : true;
   }
 
   setRateLimit(perChannelPerSecond: number | undefined): void {
@@ -1151,7 +1180,7 @@ export class SlackStandIn {
       if (users.length > 1) return fail("not_implemented"); // multi-person DMs are not needed here
       if (!this.users[users[0]]) return fail("user_not_found");
       const id = `D${users[0].slice(1)}`;
-      this.channels[id] ??= { name: `dm-${users[0]}`, is_private: true };
+      this.channels[id] ??= { name: `dm-${users[0]}`, is_private: true, im_user: users[0] };
       return { body: { ok: true, channel: { id, is_im: true, user: users[0] } } };
     },
 
@@ -1169,19 +1198,32 @@ export class SlackStandIn {
       const list = args.files;
       if (!Array.isArray(list) || !list.length) return fail("invalid_arguments");
       const channel = str(args.channel_id);
-      if (channel && !this.channels[channel]) return fail("channel_not_found");
-      const done: Json[] = [];
+      if (channel !== undefined && !/^[CGDZ][A-Z0-9]+$/.test(channel)) return fail("invalid_arguments");
+      if (channel) {
+        const where = this.checkChannel(channel);
+        if (where) return where;
+      }
+      // Check every file before sharing any, so a refused call shares nothing.
+      const found: StoredFile[] = [];
       for (const item of list) {
         const f = isObj(item) ? this.files.find((x) => x.id === item.id) : undefined;
         if (!f) return fail("file_not_found");
         if (f.content === undefined) return fail("file_upload_not_complete");
+        if (f.completed) return fail("invalid_arguments"); // "can only be called once"
+        found.push(f);
+      }
+      const sharedTs = channel ? this.nextTs() : undefined;
+      const done: Json[] = [];
+      list.forEach((item, i) => {
+        const f = found[i];
         f.completed = true;
         if (isObj(item) && typeof item.title === "string") f.title = item.title;
         if (channel) f.channel = channel;
+        if (sharedTs) f.shared_ts = sharedTs;
         if (typeof args.initial_comment === "string") f.initial_comment = args.initial_comment;
         if (typeof args.thread_ts === "string") f.thread_ts = args.thread_ts;
         done.push({ id: f.id, title: f.title ?? f.filename, name: f.filename, size: f.length });
-      }
+      });
       return { body: { ok: true, files: done } };
     },
 

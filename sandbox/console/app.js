@@ -5,7 +5,9 @@
 const state = {
   meta: null,
   user: localStorage.getItem("bisman-sandbox-user") || "",
-  feed: { version: -1, entries: [], modals: [] },
+  feed: { version: -1, entries: [], dm: { entries: [] }, modals: [] },
+  view: "channel", // "channel" (#ops) or "dm" (the bot's direct messages with the acting person)
+  dmSeen: {}, // user → newest DM ts they have looked at (for the unread badge)
   thread: null, // ts of the open thread
   completionIndex: 0,
   shownModal: "", // key of the modal on screen, so typing is not lost on refresh
@@ -32,109 +34,54 @@ function el(tag, attrs = {}, ...children) {
 
 // --- mrkdwn -----------------------------------------------------------------------------------
 
-// Slack draws emoji as images. This machine (and many servers) has no colour emoji font, so the emoji the
-// bot uses are drawn with CSS or with symbols that ordinary fonts have; others fall back to the Unicode
-// character (shown where an emoji font exists) or stay as :name:.
-const dot = (c, extra = "") => `<span class="emoji dot ${extra}" style="--c:${c}"></span>`;
-const glyph = (g, cls = "") => `<span class="emoji glyph ${cls}">${g}</span>`;
-const EMOJI_HTML = {
-  large_green_circle: dot("#2eb67d"),
-  red_circle: dot("#e01e5a"),
-  large_yellow_circle: dot("#ecb22e"),
-  large_orange_circle: dot("#f2952f"),
-  large_blue_circle: dot("#1d9bd1"),
-  white_circle: dot("#ffffff"),
-  black_circle: dot("#1d1c1d"),
-  rotating_light: dot("#e01e5a", "siren"),
-  white_check_mark: `<span class="emoji box">✔</span>`,
-  heavy_check_mark: glyph("✔", "ok"),
-  ballot_box_with_check: glyph("☑", "ok"),
-  x: glyph("✖", "bad"),
-  heavy_multiplication_x: glyph("✖"),
-  warning: glyph("⚠", "warn"),
-  no_entry: `<span class="emoji noentry"></span>`,
-  no_entry_sign: `<span class="emoji noentry"></span>`,
-  ice_cube: glyph("❄", "ice"),
-  hourglass_flowing_sand: glyph("⌛"),
-  hourglass: glyph("⌛"),
-  alarm_clock: glyph("⌛"),
-  gear: glyph("⚙"),
-  electric_plug: glyph("⚡", "warn"),
-  zap: glyph("⚡", "warn"),
-  grey_question: `<span class="emoji qmark">?</span>`,
-  question: `<span class="emoji qmark red">?</span>`,
-  exclamation: glyph("!", "bad"),
-  bangbang: glyph("‼", "bad"),
-  heavy_minus_sign: glyph("−"),
-  heavy_plus_sign: glyph("+"),
-  memo: glyph("✎"),
-  pencil2: glyph("✎"),
-  newspaper: glyph("☰"),
-  raised_hand: glyph("☝"),
-  information_source: glyph("ℹ", "info"),
-  recycle: glyph("♻", "ok"),
-  arrows_counterclockwise: glyph("↻"),
-  repeat: glyph("↻"),
-  arrow_right: glyph("➡"),
-  arrow_up: glyph("⬆"),
-  arrow_down: glyph("⬇"),
-  leftwards_arrow_with_hook: glyph("↩"),
-  anchor: glyph("⚓"),
-  crossed_swords: glyph("⚔"),
-  skull_and_crossbones: glyph("☠"),
-  radioactive_sign: glyph("☢"),
-  triangular_flag_on_post: glyph("⚑", "bad"),
-  checkered_flag: glyph("⚑"),
-  star: glyph("★", "warn"),
-  snowflake: glyph("❄", "ice"),
-  envelope: glyph("✉"),
-  airplane: glyph("✈"),
-  hammer_and_pick: glyph("⚒"),
-  hammer_and_wrench: glyph("⚒"),
-};
-const EMOJI = {
-  fire: "🔥",
-  lock: "🔒",
-  unlock: "🔓",
-  key: "🔑",
-  floppy_disk: "💾",
-  package: "📦",
-  stopwatch: "⏱️",
-  bell: "🔔",
-  mag: "🔍",
-  chart_with_upwards_trend: "📈",
-  bar_chart: "📊",
-  shield: "🛡️",
-  busts_in_silhouette: "👥",
-  bust_in_silhouette: "👤",
-  zzz: "💤",
-  calendar: "📅",
-  construction: "🚧",
-  boom: "💥",
-  thumbsup: "👍",
-  "+1": "👍",
-  eyes: "👀",
-  broom: "🧹",
-  wastebasket: "🗑️",
-  elephant: "🐘",
-  robot_face: "🤖",
-  link: "🔗",
-  clipboard: "📋",
-  dart: "🎯",
-  snail: "🐌",
-  sos: "🆘",
-  stop_sign: "🛑",
-  octagonal_sign: "🛑",
-  pushpin: "📌",
-  test_tube: "🧪",
-  sparkles: "✨",
-  tada: "🎉",
-};
+// Slack draws emoji as images. The console keeps a small explicit table (emoji.json, loaded at start): every
+// code the bot's messages use (tests/sandbox/console_emoji_test.ts fails when the bot uses one the table lacks)
+// and some common ones. A library (e.g. an emoji-name package with thousands of entries, or image sets) would
+// be far larger than the page and still need a colour emoji font, which this machine and many servers lack:
+// so the codes the bot uses are drawn with CSS ("dot", "shape") or with symbols ordinary fonts have ("glyph");
+// the common extras are Unicode characters ("char"), shown where a colour emoji font exists and otherwise left
+// as their code rather than as empty boxes. An unknown code stays as typed, :like_this:, as Slack shows a code
+// it does not know.
+let EMOJI_TABLE = {};
+let COLOUR_EMOJI = false;
 
-/** An emoji by name: drawn, or its character, or the name as typed. */
+/** Whether the browser draws emoji in colour: a colour emoji font paints pixels that are not grey. */
+function colourEmojiFont() {
+  try {
+    const ctx = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+    ctx.canvas.width = ctx.canvas.height = 32;
+    ctx.font = '24px "Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", sans-serif';
+    ctx.textBaseline = "top";
+    ctx.fillText("\u{1F525}", 2, 2);
+    const px = ctx.getImageData(0, 0, 32, 32).data;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i + 3] > 0 && (Math.abs(px[i] - px[i + 1]) > 30 || Math.abs(px[i + 1] - px[i + 2]) > 30)) {
+        return true;
+      }
+    }
+  } catch {
+    // no canvas: assume no emoji font
+  }
+  return false;
+}
+
+/** An emoji by name, as HTML: drawn, or its character, or `whole` (the code as typed) when unknown. */
 function emoji(name, whole) {
-  if (EMOJI_HTML[name]) return EMOJI_HTML[name];
-  if (EMOJI[name]) return `<span class="emoji char">${EMOJI[name]}</span>`;
+  const e = Object.hasOwn(EMOJI_TABLE, name) ? EMOJI_TABLE[name] : undefined;
+  if (!Array.isArray(e)) return whole;
+  const [kind, a = "", b = ""] = e;
+  const label = escapeHtml(name.replace(/_/g, " "));
+  const attrs = `data-emoji="${escapeHtml(name)}" title=":${
+    escapeHtml(name)
+  }:" role="img" aria-label="${label}"`;
+  if (kind === "dot") {
+    return `<span class="emoji dot ${escapeHtml(b)}" style="--c:${escapeHtml(a)}" ${attrs}></span>`;
+  }
+  if (kind === "shape") return `<span class="emoji ${escapeHtml(a)}" ${attrs}>${escapeHtml(b)}</span>`;
+  if (kind === "glyph") return `<span class="emoji glyph ${escapeHtml(b)}" ${attrs}>${escapeHtml(a)}</span>`;
+  if (kind === "char") {
+    return COLOUR_EMOJI ? `<span class="emoji char" ${attrs}>${escapeHtml(a)}</span>` : whole;
+  }
   return whole;
 }
 
@@ -337,10 +284,14 @@ function renderBlocks(blocks, ctx) {
 }
 
 function richText(b) {
-  const text = (b.elements ?? []).map((sec) =>
-    (sec.elements ?? []).map((e) => e.text ?? (e.type === "user" ? `@${userName(e.user_id)}` : "")).join("")
+  const html = (b.elements ?? []).map((sec) =>
+    (sec.elements ?? []).map((e) => {
+      if (e.type === "emoji") return emoji(e.name ?? "", `:${escapeHtml(e.name ?? "")}:`);
+      if (e.type === "user") return escapeHtml(`@${userName(e.user_id)}`);
+      return escapeHtml(e.text ?? "");
+    }).join("")
   ).join("\n");
-  return el("div", { class: "mrkdwn", html: escapeHtml(text).replace(/\n/g, "<br>") });
+  return el("div", { class: "mrkdwn", html: html.replace(/\n/g, "<br>") });
 }
 
 function inputBlock(b, errors) {
@@ -420,7 +371,8 @@ function renderEntry(entry, { inThread = false } = {}) {
     ),
   );
   if (entry.blocks?.length) body.append(renderBlocks(entry.blocks, ctx));
-  else body.append(el("div", { class: "msg-text mrkdwn", html: mrkdwn(entry.text ?? "") }));
+  else if (entry.text) body.append(el("div", { class: "msg-text mrkdwn", html: mrkdwn(entry.text) }));
+  if (entry.file) body.append(fileCard(entry.file));
   if (entry.ephemeral) body.append(el("div", { class: "only-you", html: `${EYE} Only visible to you` }));
   if (!inThread && entry.replies > 0) {
     body.append(el("button", {
@@ -436,15 +388,55 @@ function renderEntry(entry, { inThread = false } = {}) {
   return el("div", { class: cls, "data-ts": entry.ts, "data-key": entry.key }, avatar, body);
 }
 
+/** Size as Slack shows it: 683 B, 66.6 KB. */
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** A shared file: its name, size and where it was shared, and a link that downloads its bytes. */
+function fileCard(f) {
+  const href = `/api/files/${encodeURIComponent(f.id)}?user=${encodeURIComponent(state.user)}`;
+  const ext = (/\.([a-z0-9]{1,5})$/i.exec(f.name)?.[1] ?? "file").toUpperCase();
+  return el(
+    "div",
+    { class: "file-card", "data-file-id": f.id, "data-file-name": f.name },
+    el("div", { class: "file-icon", "aria-hidden": "true" }, ext),
+    el(
+      "div",
+      { class: "file-info" },
+      el("a", { class: "file-name", href, download: f.name }, f.title),
+      el("div", { class: "file-meta" }, `${f.name} · ${formatSize(f.size)} · shared in ${f.where}`),
+    ),
+    el(
+      "a",
+      { class: "btn file-download", href, download: f.name, "aria-label": `Download ${f.name}` },
+      "Download",
+    ),
+  );
+}
+
+/** The entries of the conversation on screen. */
+function currentEntries() {
+  return state.view === "dm" ? state.feed.dm?.entries ?? [] : state.feed.entries;
+}
+
+const EMPTY = {
+  channel: "Nothing here yet. Type /bisman help below, or make some trouble.",
+  dm: "No direct messages yet. Files the bot sends you (/bisman audit … format=csv, /bisman audit-log " +
+    "export) and answers it could not post in #ops appear here, to you alone.",
+};
+
 function renderFeed() {
   const feed = $("#feed");
   const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
-  const top = state.feed.entries.filter((e) => !e.thread_ts || e.thread_ts === e.ts);
+  const top = currentEntries().filter((e) => !e.thread_ts || e.thread_ts === e.ts);
   feed.replaceChildren(
-    ...(top.length
-      ? top.map((e) => renderEntry(e))
-      : [el("div", { class: "empty" }, "Nothing here yet. Type /bisman help below, or make some trouble.")]),
+    ...(top.length ? top.map((e) => renderEntry(e)) : [el("div", { class: "empty" }, EMPTY[state.view])]),
   );
+  if (state.view === "dm") markDmSeen();
+  renderUnread();
   if (atBottom || state.scrollToEnd) {
     feed.scrollTop = feed.scrollHeight;
     state.scrollToEnd = false;
@@ -457,15 +449,25 @@ function openThread(ts) {
   renderThread();
 }
 
+function closeThread() {
+  state.thread = null;
+  renderThread();
+}
+
 function renderThread() {
   const pane = $("#thread");
   if (!state.thread) {
     pane.hidden = true;
+    document.body.classList.remove("thread-open");
     return;
   }
-  const parent = state.feed.entries.find((e) => e.ts === state.thread);
-  const replies = state.feed.entries.filter((e) => e.thread_ts === state.thread && e.ts !== state.thread);
+  const entries = currentEntries();
+  const parent = entries.find((e) => e.ts === state.thread);
+  const replies = entries.filter((e) => e.thread_ts === state.thread && e.ts !== state.thread);
   pane.hidden = false;
+  // Below a wide screen the thread takes the channel's place (style.css), as in Slack's narrow layouts.
+  document.body.classList.add("thread-open");
+  $("#thread-where").textContent = state.view === "dm" ? "bisman-ops" : `# ${state.meta.channel.name}`;
   const feed = $("#thread-feed");
   const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
   feed.replaceChildren(
@@ -474,6 +476,47 @@ function renderThread() {
     ...replies.map((e) => renderEntry(e, { inThread: true })),
   );
   if (atBottom) feed.scrollTop = feed.scrollHeight;
+}
+
+// --- conversations: #ops and the direct messages with the bot -----------------------------------
+
+function newestDmTs() {
+  return (state.feed.dm?.entries ?? []).reduce((m, e) => Math.max(m, Number(e.ts)), 0);
+}
+
+function markDmSeen() {
+  state.dmSeen[state.user] = Math.max(state.dmSeen[state.user] ?? 0, newestDmTs());
+}
+
+function renderUnread() {
+  const seen = state.dmSeen[state.user] ?? 0;
+  const n = (state.feed.dm?.entries ?? []).filter((e) => Number(e.ts) > seen).length;
+  const badge = $("#dm-unread");
+  badge.hidden = n === 0 || state.view === "dm";
+  badge.textContent = String(n);
+}
+
+function selectView(view) {
+  if (view !== "channel" && view !== "dm") return;
+  state.view = view;
+  state.thread = null;
+  for (const b of document.querySelectorAll("[data-view]")) {
+    const on = b.getAttribute("data-view") === view;
+    b.classList.toggle("active", on);
+    if (on) b.setAttribute("aria-current", "page");
+    else b.removeAttribute("aria-current");
+  }
+  const ch = state.meta.channel.name;
+  $("#conversation-title").textContent = view === "dm" ? "bisman-ops" : `# ${ch}`;
+  $("#conversation-topic").innerHTML = view === "dm"
+    ? `Direct messages with the bot: files and answers for you alone. Commands still run in #${
+      escapeHtml(ch)
+    }.`
+    : `PostgreSQL runbook of BISMAN ERP: <code>/bisman help</code> to start`;
+  $("#command").placeholder = view === "dm" ? `/bisman help (runs in #${ch})` : "/bisman help";
+  document.body.dataset.view = view;
+  state.scrollToEnd = true;
+  renderFeed();
 }
 
 // --- actions ----------------------------------------------------------------------------------
@@ -685,6 +728,8 @@ async function sendCommand(text) {
   }
   $("#command").value = "";
   renderCompletions();
+  // Commands run in #ops, where their answers appear.
+  if (state.view !== "channel") selectView("channel");
   state.scrollToEnd = true;
   try {
     await api("/api/command", { user: state.user, text: (m[1] ?? "").trim() });
@@ -810,8 +855,16 @@ async function pollLoop() {
 async function main() {
   state.meta = await api("/api/meta");
   if (!state.meta.users.some((u) => u.id === state.user)) state.user = state.meta.users[0].id;
+  EMOJI_TABLE = await api("/emoji.json");
+  COLOUR_EMOJI = colourEmojiFont();
+  document.body.dataset.colourEmoji = String(COLOUR_EMOJI);
   $("#channel-name").textContent = state.meta.channel.name;
-  $("#channel-title").textContent = state.meta.channel.name;
+  for (const b of document.querySelectorAll("[data-view]")) {
+    b.addEventListener("click", () => selectView(b.getAttribute("data-view")));
+  }
+  // On a narrow screen the trouble panel starts folded, so the channel keeps the screen (style.css).
+  if (matchMedia("(max-width: 760px)").matches) $("#trouble-box").open = false;
+  selectView("channel");
   renderUsers();
   renderTrouble();
   const input = $("#command");
@@ -841,10 +894,7 @@ async function main() {
     ev.preventDefault();
     sendCommand(input.value);
   });
-  $("#thread-close").addEventListener("click", () => {
-    state.thread = null;
-    renderThread();
-  });
+  $("#thread-close").addEventListener("click", closeThread);
   document.body.dataset.ready = "true";
   input.focus();
   pollLoop();

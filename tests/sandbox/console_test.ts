@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { type Sandbox, startSandbox } from "../../sandbox/dev.ts";
+import type { Browser } from "playwright-core";
+import type { Sandbox } from "../../sandbox/dev.ts";
 import { SAMPLE_DB } from "../../sandbox/seed.ts";
 import { allSubcommands } from "../../commands/registry.ts";
-
-const root = new URL("../../", import.meta.url).pathname;
+import { consoleDriver, launchChromium, screenshotDir, startSmallSandbox } from "../support/console_page.ts";
 
 // The functions given to page.evaluate/waitForFunction run in the browser; this types the part they use.
 declare const document: {
@@ -13,88 +12,19 @@ declare const document: {
   body: { dataset: Record<string, string | undefined> };
 };
 
-/** Clicks, typing and waits on the console page, with a numbered screenshot per step. */
-function consoleDriver(page: Page, dir: string) {
-  let n = 0;
-  const text = (selector: string) =>
-    page.evaluate((s) => document.querySelector(s)?.textContent ?? "", selector);
-  return {
-    shot: async (name: string) => {
-      const path = `${dir}/${String(++n).padStart(2, "0")}-${name}.png`;
-      await page.screenshot({ path });
-      return path;
-    },
-    /** Waits until the element's text contains `needle`. */
-    waitText: async (selector: string, needle: string, timeout = 45_000) => {
-      try {
-        await page.waitForFunction(
-          ([s, t]) => (document.querySelector(s)?.textContent ?? "").includes(t),
-          [selector, needle],
-          { timeout, polling: 100 },
-        );
-      } catch (err) {
-        throw new Error(
-          `"${needle}" did not appear in ${selector}; it shows:\n${(await text(selector)).slice(-1500)}`,
-          {
-            cause: err,
-          },
-        );
-      }
-    },
-    text,
-    actAs: async (name: string, id: string) => {
-      await page.click(`[data-user="${name}"]`);
-      // The feed is fetched again for the new user; wait until their view is on screen.
-      await page.waitForFunction((u) => document.body.dataset.feedUser === u, id, { timeout: 30_000 });
-    },
-    command: async (line: string) => {
-      await page.fill("#command", line);
-      await page.press("#command", "Enter");
-    },
-  };
-}
-
 Deno.test({
   name: "sandbox console in a real browser: help, status, rotate with approval, an alert thread, ephemerals",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
-    const dataDir = await Deno.makeTempDir({ prefix: "bisman-sandbox-e2e-" });
-    // Like a checkout's .data: reachable by the postgres user, so the cluster stays inside it.
-    await Deno.chmod(dataDir, 0o755);
-    const shots = `${root}tests/out/console-${new Date().toISOString().replace(/[:.]/g, "-")}`;
-    await Deno.mkdir(shots, { recursive: true });
+    const shots = await screenshotDir("console");
     console.log(`screenshots: ${shots}`);
     let sb: Sandbox | undefined;
+    let dataDir: string | undefined;
     let browser: Browser | undefined;
     try {
-      sb = await startSandbox({
-        dataDir,
-        port: 0,
-        rows: {
-          clients: 200,
-          invoices: 200,
-          payment_requests: 200,
-          payments: 100,
-          audit_rows: 500,
-          app_users: 50,
-        },
-        // The stanza and its full backup take seconds and show nothing here; tests/sandbox/dev_test.ts has them.
-        pgbackrest: false,
-        log: () => {},
-      });
-      browser = await chromium.launch({
-        executablePath: "/usr/bin/chromium",
-        headless: true,
-        args: [
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-          "--no-first-run",
-        ],
-      });
+      ({ sb, dataDir } = await startSmallSandbox("bisman-sandbox-e2e-"));
+      browser = await launchChromium();
       const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
       // The suite runs many clusters in parallel on two cores: give each wait room.
       page.setDefaultTimeout(45_000);
@@ -231,7 +161,7 @@ Deno.test({
     } finally {
       await browser?.close().catch(() => {});
       await sb?.stop();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -965,6 +965,39 @@ Deno.test("Slack stand-in refuses what Slack refuses", async (t) => {
       for (let i = 0; i < 4; i++) assert.equal((await post(url, { text: "ok" })).status, 200);
       assert.equal((await post(url, { text: "sixth" })).status, 404);
     });
+
+    await t.step(
+      "files.completeUploadExternal refuses a user ID as channel, a channel the bot is not in, and a second call",
+      async () => {
+        const upload = async (name: string) => {
+          const bytes = new TextEncoder().encode(`a,b\n1,${name}\n`);
+          const u = await web.files.getUploadURLExternal({ filename: name, length: bytes.length });
+          const res = await fetch(u.upload_url!, { method: "POST", body: bytes });
+          assert.equal(res.status, 200, await res.text());
+          return u.file_id!;
+        };
+        const id = await upload("a.csv");
+        const complete = (channel_id?: string) =>
+          web.files.completeUploadExternal({
+            files: [{ id, title: "A" }],
+            ...(channel_id ? { channel_id } : {}),
+          });
+        assert.equal((await platformError(complete("U0ALICE"))).error, "invalid_arguments", "a user ID");
+        assert.equal((await platformError(complete("C0AWAY"))).error, "not_in_channel");
+        assert.equal((await platformError(complete("C0NOWHERE"))).error, "channel_not_found");
+        assert.equal(slack.files.find((f) => f.id === id)?.completed, false, "nothing shared yet");
+        const dm = (await web.conversations.open({ users: "U0ALICE" })).channel!.id!;
+        await complete(dm);
+        const f = slack.files.find((x) => x.id === id)!;
+        assert.deepEqual([f.completed, f.channel, typeof f.shared_ts], [true, dm, "string"]);
+        assert.equal((await platformError(complete(dm))).error, "invalid_arguments", "only once");
+        assert.equal(slack.directMessageOf("U0ALICE"), dm);
+        assert.equal(slack.canSee("U0ALICE", dm), true);
+        assert.equal(slack.canSee(slack.botUserId, dm), false, "another person does not see alice's DM");
+        assert.equal(slack.canSee("U0ALICE", "C0OPS"), true);
+        assert.equal(slack.canSee("U0NOBODY", "C0OPS"), false);
+      },
+    );
   } finally {
     await slack.stop();
   }
