@@ -26,8 +26,9 @@ import * as store from "./store.ts";
 import type { ApprovalRow, FreezeState, RequestRow, RequestState } from "./store.ts";
 import { closedMessage, confirmTextOf, formatTime, gatePolicy } from "./hooks.ts";
 import { auditQuietly, createRequest, frozenError } from "./request.ts";
-import { checkApprovalSeal, checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
+import { checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
 import {
+  countsAsApproval,
   earlierRun,
   gateKeys,
   recordTampering,
@@ -651,8 +652,7 @@ export class ApprovalGate implements Gate {
 
   /** Whether an approval counts: sealed by the bot, for this plan, by someone other than the requester. */
   #counts(row: RequestRow, a: ApprovalRow): boolean {
-    return a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
-      checkApprovalSeal(this.#keys, a, { id: row.id, seal: sealOf(row) });
+    return countsAsApproval(this.#keys, row, a);
   }
 
   /** The checks shared by approve, deny and the pre-modal check; refusals are audited. */

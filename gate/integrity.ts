@@ -12,8 +12,8 @@
 import { recordSecurityEvent } from "../core/target_audit.ts";
 import type { IntegrityKeys } from "../core/keys.ts";
 import type { AppDeps } from "../core/deps.ts";
-import type { RequestRow } from "./store.ts";
-import { checkRequestSeal, type RequestSeal } from "./seal.ts";
+import type { ApprovalRow, RequestRow } from "./store.ts";
+import { checkApprovalSeal, checkRequestSeal, type RequestSeal } from "./seal.ts";
 import { planHashOf } from "./hooks.ts";
 
 /** The integrity key of a gate's process. @throws {Error} when the bot was started without one */
@@ -46,6 +46,37 @@ export function sealOf(row: RequestRow): RequestSeal {
 }
 
 /**
+ * Whether an approval counts: sealed by the bot, for this plan, by someone other than the requester (call
+ * after {@link requestProblem} found none).
+ */
+export function countsAsApproval(keys: IntegrityKeys, row: RequestRow, a: ApprovalRow): boolean {
+  return a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
+    checkApprovalSeal(keys, a, { id: row.id, seal: sealOf(row) });
+}
+
+/**
+ * Checks that a request was approved as the bot recorded it: its own seal and plan hash, and at least its
+ * approvals needed in approvals the bot sealed for this plan. Whatever acts on a request outside the
+ * approval click (the reconcile of a request found `running`) asks this first, since `state` and `run_by`
+ * are plain columns that whoever writes the state database can set.
+ * @returns undefined when it was, else what does not match, in words
+ */
+export async function approvedProblem(
+  keys: IntegrityKeys,
+  row: RequestRow,
+  approvals: ApprovalRow[],
+): Promise<string | undefined> {
+  const own = await requestProblem(keys, row);
+  if (own) return own;
+  const counted = approvals.filter((a) => countsAsApproval(keys, row, a));
+  if (counted.length < row.approvals_needed) {
+    return `it holds ${counted.length} approval(s) sealed by the bot for its plan, not the ${row.approvals_needed} needed, ` +
+      "yet its state says it was claimed to run";
+  }
+  return undefined;
+}
+
+/**
  * Whether the audit log already shows request `id` starting a run: a row reset to `pending` in the state
  * database must not run a second time.
  * @returns the audit row's position, or undefined
@@ -74,7 +105,7 @@ export async function recordTampering(
   deps: AppDeps,
   row: RequestRow,
   problem: string,
-  by: { actor: string; actorName?: string; phase: "approve" | "deny" | "claim" | "run" },
+  by: { actor: string; actorName?: string; phase: "approve" | "deny" | "claim" | "run" | "reconcile" },
 ): Promise<void> {
   const details = { problem, phase: by.phase, action: row.action, state: row.state };
   try {

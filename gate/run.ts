@@ -14,7 +14,7 @@ import type { OpDeps } from "../ops/types.ts";
 import * as store from "./store.ts";
 import type { ApprovalRow, ReconcileVerdict, RequestRow } from "./store.ts";
 import { checkPreconditions, toJsonValue } from "./hooks.ts";
-import { gateKeys, recordTampering, requestProblem, tamperedMessage } from "./integrity.ts";
+import { approvedProblem, gateKeys, recordTampering, requestProblem, tamperedMessage } from "./integrity.ts";
 import { backupFirstUnlessPrimaryDown } from "./backup_first.ts";
 
 /** The audit actor of the gate's own transitions (expiry sweeps, interruptions). */
@@ -359,7 +359,13 @@ export async function recoverOrphans(rt: GateRuntime): Promise<number> {
       details: { run_by: o.run_by, started_at: o.started_at?.toISOString(), recovered_by: rt.instanceId },
     });
     await rt.refresh(r.id);
-    const verdict = await reconcileRequest(rt, r);
+    // `running` and `run_by` are plain columns: a request set to running by hand (never approved, or with
+    // its plan edited) must not reach reconcile(), which acts (a rotation's sets a role's password).
+    const problem = await approvedProblem(gateKeys(deps), r, await store.listApprovals(deps.state, r.id));
+    if (problem) await recordTampering(deps, r, problem, { actor: SYSTEM_ACTOR, phase: "reconcile" });
+    const verdict: ReconcileVerdict = problem
+      ? { status: "needs_human", note: `not reconciled: ${tamperedMessage(r, problem)}` }
+      : await reconcileRequest(rt, r);
     await store.recordReconcile(deps.state, r.id, verdict);
     await deps.audit.append({
       actor: SYSTEM_ACTOR,

@@ -1,0 +1,93 @@
+/**
+ * Attacks on the two-person rule by an insider who can write the state database (its superuser, or the
+ * bot's runtime role) but holds neither the signing key nor anyone's click, through paths other than the
+ * approval click that tests/gate/tamper_test.ts covers: the crash recovery that reconciles a request left
+ * `running`, and a request that was closed (cancelled, denied) set back to `pending`.
+ */
+
+import assert from "node:assert/strict";
+import type { Sql } from "postgres";
+import { startCluster, type TestCluster } from "../../standins/cluster.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
+import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
+import { ask } from "../support/gate.ts";
+import { login } from "../support/rotation.ts";
+import { applyTargetSql } from "../support/bisman_schema.ts";
+
+/** A connection to the bot's state database as the cluster's superuser (the attacker). */
+function stateAsSuperuser(tb: TestBot, cluster: TestCluster): Sql {
+  return cluster.primary.sql(new URL(tb.bot.deps.env.databaseUrl).pathname.slice(1));
+}
+
+Deno.test("a request set to running by hand is never reconciled: no approval, no seal, no repair", async (t) => {
+  await using cluster = await startCluster({ name: "insider-orphan" });
+  const sql = cluster.primary.sql();
+  await applyTargetSql(sql, { parts: ["audit", "roles"] });
+  const vault = await VaultStandIn.start();
+  await sql`alter role bisman_app login password 'old-app-pw-123456'`;
+  await sql`alter role bisman_readonly login password 'old-ro-pw-123456'`;
+  vault.kvPut("bisman/db", { app_password: "old-app-pw-123456", readonly_password: "old-ro-pw-123456" });
+  const config = testConfig(cluster, (doc) => {
+    doc.targets.main.roles = {
+      bisman_app: { path: "bisman/db", key: "app_password" },
+      bisman_readonly: { path: "bisman/db", key: "readonly_password" },
+    };
+  });
+  const tb = await startTestBot(cluster, {
+    config,
+    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken },
+  });
+  const state = stateAsSuperuser(tb, cluster);
+  try {
+    /** Requests a rotation of bisman_app, lets `edit` change its row, then marks it running by a dead bot. */
+    const orphan = async (edit: (id: number) => Promise<unknown>) => {
+      const a = await ask(tb, "rotate bisman_app");
+      assert.ok(a.id, a.text);
+      await edit(a.id!);
+      await state`update bisman_ops.requests
+                     set state = 'running', run_by = 'no-such-bot', started_at = now(), heartbeat_at = now()
+                   where id = ${a.id!}`;
+      assert.equal(await tb.bot.gate.recoverInterrupted(), 1);
+      await tb.bot.gate.idle();
+      return a.id!;
+    };
+    const refused = async (id: number, what: RegExp) => {
+      assert.equal(await login(cluster, "bisman_readonly", "old-ro-pw-123456"), true, "readonly untouched");
+      assert.equal(await login(cluster, "bisman_app", "old-app-pw-123456"), true);
+      assert.equal(vault.kvGet("bisman/db")!.version, 1, "Vault unchanged");
+      const [row] = await state<{ state: string; reconcile: { status: string; note: string } }[]>`
+        select state, reconcile from bisman_ops.requests where id = ${id}`;
+      assert.equal(row.state, "interrupted");
+      assert.equal(row.reconcile.status, "needs_human");
+      assert.match(row.reconcile.note, /not reconciled/);
+      const audit = await tb.bot.deps.audit.rows({ requestId: id });
+      const tampered = audit.find((r) => r.action === "plan_tampered");
+      assert.ok(tampered, `plan_tampered recorded: ${audit.map((r) => r.action)}`);
+      assert.match(String(tampered.details.problem), what);
+      assert.equal(tampered.details.phase, "reconcile");
+      assert.equal(audit.some((r) => r.action === "credential.reconciled"), false);
+      assert.ok(tb.slack.messages.some((m) => new RegExp(`#${id}\\b.*altered`).test(m.text ?? "")));
+    };
+
+    await t.step("an edited plan (another role, Vault 'newer' than planned) repairs nothing", async () => {
+      // The reconcile of a rotation sets a role to the password Vault holds when Vault moved past the plan:
+      // pointed at bisman_readonly with bisman_app's key, it would hand bisman_readonly a password the
+      // attacker may know, with nobody's approval.
+      const id = await orphan((id) =>
+        state`update bisman_ops.requests
+                 set plan = jsonb_set(jsonb_set(plan, '{roles,0,role}', '"bisman_readonly"'),
+                                      '{fingerprint,vault}', '{"secret/bisman/db": 0}')
+               where id = ${id}`
+      );
+      await refused(id, /plan .*changed after the bot sealed it/);
+    });
+
+    await t.step("an untouched request that nobody approved is not reconciled either", async () => {
+      const id = await orphan(() => Promise.resolve());
+      await refused(id, /approv/);
+    });
+  } finally {
+    await tb.stop();
+    await vault.stop();
+  }
+});
