@@ -29,7 +29,7 @@ import { auditQuietly, createRequest, frozenError } from "./request.ts";
 import { checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
 import {
   countsAsApproval,
-  earlierRun,
+  earlierEnd,
   gateKeys,
   recordTampering,
   requestProblem,
@@ -320,12 +320,12 @@ export class ApprovalGate implements Gate {
       });
     }
     if (counted.length >= row.approvals_needed) {
-      const ran = await earlierRun(deps, id);
-      if (ran !== undefined) {
+      const ended = await earlierEnd(deps, id);
+      if (ended) {
         return await this.#tampered(
           row,
           inv,
-          `the audit log shows it already started (row ${ran}), yet its state says ${row.state}`,
+          `the audit log shows it ${ended.what} (row ${ended.seq}), yet its state says ${row.state}`,
           "claim",
         );
       }

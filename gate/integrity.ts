@@ -76,14 +76,27 @@ export async function approvedProblem(
   return undefined;
 }
 
+/** Audit actions after which a request never runs, in the words a refusal uses. */
+const ENDED: Record<string, string> = {
+  "op.started": "already started",
+  "request.cancelled": "was cancelled",
+  "request.denied": "was denied",
+  "request.expired": "expired",
+};
+
 /**
- * Whether the audit log already shows request `id` starting a run: a row reset to `pending` in the state
- * database must not run a second time.
- * @returns the audit row's position, or undefined
+ * Whether the audit log already shows request `id` started, cancelled, denied or expired: a row reset to
+ * `pending` in the state database must not run a second time, nor run after its requester withdrew it or
+ * an approver turned it down.
+ * @returns the audit row's position and what it says, or undefined
  */
-export async function earlierRun(deps: Pick<AppDeps, "audit">, id: number): Promise<number | undefined> {
+export async function earlierEnd(
+  deps: Pick<AppDeps, "audit">,
+  id: number,
+): Promise<{ seq: number; what: string } | undefined> {
   const rows = await deps.audit.rows({ requestId: id });
-  return rows.find((r) => r.action === "op.started")?.seq;
+  const r = rows.find((r) => Object.hasOwn(ENDED, r.action));
+  return r ? { seq: r.seq, what: ENDED[r.action] } : undefined;
 }
 
 /**

@@ -9,10 +9,14 @@ import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import { startCluster, type TestCluster } from "../../standins/cluster.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
-import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
+import { startTestBot, TEAM, type TestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { login } from "../support/rotation.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
+import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
+import { ACTIONS } from "../../views/actions.ts";
+
+registerGateTest();
 
 /** A connection to the bot's state database as the cluster's superuser (the attacker). */
 function stateAsSuperuser(tb: TestBot, cluster: TestCluster): Sql {
@@ -89,5 +93,61 @@ Deno.test("a request set to running by hand is never reconciled: no approval, no
   } finally {
     await tb.stop();
     await vault.stop();
+  }
+});
+
+Deno.test("a cancelled or denied request set back to pending does not run on a later approval", async (t) => {
+  await using cluster = await startCluster({ name: "insider-closed" });
+  await applyTargetSql(cluster.primary.sql(), { parts: ["audit"] });
+  await prepareGateTables(cluster.primary.sql());
+  const tb = await startTestBot(cluster, { config: testConfig(cluster) });
+  const target = cluster.primary.sql();
+  const state = stateAsSuperuser(tb, cluster);
+  const reopen = (id: number) =>
+    state`update bisman_ops.requests
+             set state = 'pending', finished_at = null, decided_by = null, deny_reason = null
+           where id = ${id}`;
+  const refused = async (id: number, key: string, what: RegExp) => {
+    await tb.bot.gate.idle();
+    assert.equal(await runsOf(target, key), 0, "nothing ran");
+    const audit = await tb.bot.deps.audit.rows({ requestId: id });
+    assert.equal(audit.some((r) => r.action === "op.started"), false);
+    const tampered = audit.find((r) => r.action === "plan_tampered");
+    assert.ok(tampered, `plan_tampered recorded: ${audit.map((r) => r.action)}`);
+    assert.match(String(tampered.details.problem), what);
+  };
+  try {
+    await t.step("the requester cancelled it: an approver's click does not run it", async () => {
+      const a = await ask(tb, "gate-test cancelled");
+      assert.ok(a.id, a.text);
+      assert.match((await ask(tb, `cancel ${a.id}`)).text, /cancelled/);
+      await reopen(a.id!);
+      assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.bob), 200);
+      await refused(a.id!, "cancelled", /cancelled/);
+    });
+
+    await t.step("an approver denied it: another approver's click does not run it", async () => {
+      const a = await ask(tb, "gate-test denied");
+      assert.ok(a.id, a.text);
+      const d = await tb.bot.gate.deny(a.id!, {
+        userId: USERS.bob,
+        userName: "bob",
+        teamId: TEAM,
+        via: "slack",
+      }, "no");
+      assert.equal(d.status, "done", d.message);
+      await reopen(a.id!);
+      assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.carol), 200);
+      await refused(a.id!, "denied", /denied/);
+    });
+
+    await t.step("an untouched request still runs", async () => {
+      const a = await ask(tb, "gate-test untouched");
+      await tb.click(ACTIONS.approve, a.id!, USERS.bob);
+      await tb.waitForState(a.id!, "succeeded");
+      assert.equal(await runsOf(target, "untouched"), 1);
+    });
+  } finally {
+    await tb.stop();
   }
 });
