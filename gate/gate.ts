@@ -673,6 +673,15 @@ export class ApprovalGate implements Gate {
     const row = await store.getRequest(deps.state, id);
     if (!row) return await refused(undefined, "invalid_input", `There is no request #${id}`);
     if (row.state !== "pending") return await refused(row, "approval_closed", closedMessage(row));
+    const sealed = checkRequestSeal(this.#keys, row);
+    if (!sealed.ok && sealed.retired) {
+      // Made before the signing key was rotated (or re-sealed with the old key): refused, not alarmed.
+      return await refused(
+        row,
+        "approval_closed",
+        `Request #${id} was sealed with a signing key that has been retired since: ${sealed.problem}. Request it again`,
+      );
+    }
     const problem = await requestProblem(this.#keys, row);
     if (problem) return { refused: await this.#tampered(row, inv, problem, kind) };
     if (row.expires_at.getTime() <= deps.now().getTime()) {

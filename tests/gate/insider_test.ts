@@ -15,6 +15,9 @@ import { login } from "../support/rotation.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ACTIONS } from "../../views/actions.ts";
+import { IntegrityKeys } from "../../core/keys.ts";
+import { type RequestSeal, sealApproval, sealRequest } from "../../gate/seal.ts";
+import type { RequestRow } from "../../gate/store.ts";
 
 registerGateTest();
 
@@ -146,6 +149,98 @@ Deno.test("a cancelled or denied request set back to pending does not run on a l
       await tb.click(ACTIONS.approve, a.id!, USERS.bob);
       await tb.waitForState(a.id!, "succeeded");
       assert.equal(await runsOf(target, "untouched"), 1);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
+
+Deno.test("a retired signing key (leaked, hence rotated) seals no request and no approval the gate accepts", async (t) => {
+  await using cluster = await startCluster({ name: "insider-retired" });
+  await applyTargetSql(cluster.primary.sql(), { parts: ["audit"] });
+  await prepareGateTables(cluster.primary.sql());
+  const leaked = IntegrityKeys.generate();
+  const config = testConfig(cluster, (doc) => {
+    doc.policies = { ...(doc.policies ?? {}), gate_test: { approvals: 2 } };
+  });
+  const tb = await startTestBot(cluster, {
+    config,
+    env: { BISMAN_SIGNING_KEY: IntegrityKeys.generate(), BISMAN_SIGNING_KEYS_RETIRED: leaked },
+  });
+  const target = cluster.primary.sql();
+  const state = stateAsSuperuser(tb, cluster);
+  // The attacker: writes the state database and holds the key that was retired because it leaked.
+  const old = IntegrityKeys.fromEnv({ BISMAN_SIGNING_KEY: leaked })!;
+  const rowOf = async (id: number) =>
+    (await state<RequestRow[]>`select * from bisman_ops.requests where id = ${id}`)[0];
+  const forgeApproval = async (id: number, approver: string) => {
+    const row = await rowOf(id);
+    const at = new Date(Math.floor(Date.now()));
+    const seal = sealApproval(old, {
+      requestId: id,
+      approver,
+      at,
+      planHash: row.plan_hash,
+      requestMac: (row.seal as RequestSeal).mac,
+    });
+    await state`insert into bisman_ops.approvals (request_id, approver, approver_name, at, plan_hash, seal)
+                values (${id}, ${approver}, 'bob', ${at}, ${row.plan_hash}, ${seal})`;
+  };
+  const notRun = async (id: number, key: string, what: RegExp) => {
+    await tb.bot.gate.idle();
+    assert.equal(await runsOf(target, key), 0, "nothing ran");
+    const audit = await tb.bot.deps.audit.rows({ requestId: id });
+    assert.equal(audit.some((r) => r.action === "op.started"), false);
+    assert.ok(
+      audit.some((r) =>
+        /plan_tampered|approval.refused/.test(r.action) && what.test(JSON.stringify(r.details))
+      ),
+      `refused, naming ${what}: ${JSON.stringify(audit.map((r) => [r.action, r.details]))}`,
+    );
+  };
+  try {
+    await t.step("an approval sealed with the retired key does not count", async () => {
+      const a = await ask(tb, "gate-test forgedold");
+      assert.ok(a.id, a.text);
+      await forgeApproval(a.id!, USERS.bob);
+      assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.carol), 200);
+      await notRun(a.id!, "forgedold", /U0BOB were not recorded by the bot/);
+    });
+
+    await t.step(
+      "a pending request re-sealed with the retired key (one approval fewer) is refused",
+      async () => {
+        const a = await ask(tb, "gate-test resealed");
+        assert.ok(a.id, a.text);
+        const row = { ...await rowOf(a.id!), approvals_needed: 1 };
+        await state`update bisman_ops.requests
+                     set approvals_needed = 1, seal = ${state.json(sealRequest(old, row) as never)}
+                   where id = ${a.id!}`;
+        assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.carol), 200);
+        await notRun(a.id!, "resealed", /retired/);
+      },
+    );
+
+    await t.step("a request pending when the key was rotated is refused, without an alarm", async () => {
+      const a = await ask(tb, "gate-test pendingold");
+      assert.ok(a.id, a.text);
+      // Sealed as the bot did before the rotation, with the key that is retired now.
+      await state`update bisman_ops.requests set seal = ${
+        state.json(sealRequest(old, await rowOf(a.id!)) as never)
+      }
+                   where id = ${a.id!}`;
+      assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.carol), 200);
+      await notRun(a.id!, "pendingold", /retired since/);
+      const audit = await tb.bot.deps.audit.rows({ requestId: a.id! });
+      assert.equal(audit.some((r) => r.action === "plan_tampered"), false, "no alarm");
+    });
+
+    await t.step("genuine approvals under the current key still run it", async () => {
+      const a = await ask(tb, "gate-test current");
+      await tb.click(ACTIONS.approve, a.id!, USERS.bob);
+      await tb.click(ACTIONS.approve, a.id!, USERS.carol);
+      await tb.waitForState(a.id!, "succeeded");
+      assert.equal(await runsOf(target, "current"), 1);
     });
   } finally {
     await tb.stop();
