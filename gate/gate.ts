@@ -57,6 +57,14 @@ export type Decision =
   | { status: "refused"; code: ErrorCode; message: string }
   | { status: "confirm"; expected: string; message: string };
 
+/** What an approval carries besides who approves (see {@link ApprovalGate.approve}). */
+export interface ApproveOptions {
+  typed?: string;
+  planHash?: string;
+  backupFirst?: boolean;
+  notAsShown?: (view: RequestView) => string | undefined;
+}
+
 /** Options of a gate. */
 export interface GateOptions {
   /** This process's identity in `run_by` (default: a random UUID). */
@@ -214,20 +222,14 @@ export class ApprovalGate implements Gate {
    * @param opts.typed what the approver typed, when the policy demands typed confirmation
    * @param opts.planHash the plan hash the clicked button carried; a mismatch is refused
    * @param opts.backupFirst the backup step as the clicked message showed it; a mismatch is refused
+   * @param opts.notAsShown checks what the approver was shown against the request's current view (the Slack
+   *   click handler: the clicked message must be the bot's drawing of it); what it returns is refused
    */
-  approve(
-    id: number,
-    inv: Invoker,
-    opts: { typed?: string; planHash?: string; backupFirst?: boolean } = {},
-  ): Promise<Decision> {
+  approve(id: number, inv: Invoker, opts: ApproveOptions = {}): Promise<Decision> {
     return this.#busy(() => this.#approve(id, inv, opts));
   }
 
-  async #approve(
-    id: number,
-    inv: Invoker,
-    opts: { typed?: string; planHash?: string; backupFirst?: boolean },
-  ): Promise<Decision> {
+  async #approve(id: number, inv: Invoker, opts: ApproveOptions): Promise<Decision> {
     const { deps } = this;
     const pre = await this.#precheck(id, inv, "approve");
     if ("refused" in pre) return pre.refused;
@@ -257,6 +259,20 @@ export class ApprovalGate implements Gate {
           row.pre_backup ? "kept" : "dropped"
         } since you looked: look at the message again and approve`,
       );
+    }
+    if (opts.notAsShown) {
+      const view = await this.#view(id);
+      const differs = view ? opts.notAsShown(view) : undefined;
+      if (differs) {
+        return await this.#refuse(
+          row,
+          inv,
+          "state_changed",
+          `Not approved: the message you clicked does not show request #${id} as the bot drew it (${differs}). ` +
+            "Nothing changed; someone holding the bot's Slack token may have edited or copied it. Approve from " +
+            `the request's own message, or read it with \`deno task ops approve ${id}\``,
+        );
+      }
     }
     if (row.policy.typed_confirmation) {
       const expected = confirmTextOf(row);
@@ -684,6 +700,12 @@ export class ApprovalGate implements Gate {
     }
     const problem = await requestProblem(this.#keys, row);
     if (problem) return { refused: await this.#tampered(row, inv, problem, kind) };
+    // `state` is a plain column: a request set back to pending is named here, before anything else.
+    const ended = await earlierEnd(deps, id);
+    if (ended) {
+      const why = `the audit log shows it ${ended.what} (row ${ended.seq}), yet its state says ${row.state}`;
+      return { refused: await this.#tampered(row, inv, why, kind) };
+    }
     if (row.expires_at.getTime() <= deps.now().getTime()) {
       const closed = await store.closePending(deps.state, id, { state: "expired", now: deps.now() });
       if (closed) await this.#expired(closed);

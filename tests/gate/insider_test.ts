@@ -242,6 +242,93 @@ Deno.test("a retired signing key (leaked, hence rotated) seals no request and no
       await tb.waitForState(a.id!, "succeeded");
       assert.equal(await runsOf(target, "current"), 1);
     });
+
+    await t.step(
+      "a genuine approval copied from an earlier request onto a new one does not count",
+      async () => {
+        const done = (await state<{ id: number }[]>`
+        select id from bisman_ops.requests where state = 'succeeded' order by id desc limit 1`)[0].id;
+        const a = await ask(tb, "gate-test replayed");
+        assert.ok(a.id, a.text);
+        // Bob's sealed approval of the request that ran, replayed onto this one (same plan hash where it can).
+        await state`insert into bisman_ops.approvals (request_id, approver, approver_name, at, plan_hash, seal)
+                  select ${a.id!}, approver, approver_name, at,
+                         (select plan_hash from bisman_ops.requests where id = ${a.id!}), seal
+                    from bisman_ops.approvals where request_id = ${done} and approver = ${USERS.bob}`;
+        assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.carol), 200);
+        await notRun(a.id!, "replayed", /U0BOB were not recorded by the bot/);
+      },
+    );
+  } finally {
+    await tb.stop();
+  }
+});
+
+Deno.test("the bot's Slack token cannot make an approver's genuine click approve a plan other than the one shown", async (t) => {
+  // Slack signs every click with the signing secret, so a click cannot be forged with the bot token; but the
+  // token edits and posts the bot's messages. An operator holding it requests something, then redraws the
+  // approval message as something harmless, keeping the genuine buttons: the approver's click is genuine,
+  // and it names the real request and its real plan hash.
+  await using cluster = await startCluster({ name: "insider-token" });
+  await applyTargetSql(cluster.primary.sql(), { parts: ["audit"] });
+  await prepareGateTables(cluster.primary.sql());
+  const tb = await startTestBot(cluster, { config: testConfig(cluster) });
+  const target = cluster.primary.sql();
+  const slackApi = async (method: string, body: Record<string, unknown>) => {
+    const r = await fetch(`${tb.slack.apiUrl}${method}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tb.slack.botToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const j = await r.json();
+    assert.equal(j.ok, true, JSON.stringify(j));
+    return j;
+  };
+  const refusedTo = async (user: string, id: number, key: string) => {
+    await tb.bot.gate.idle();
+    assert.equal(await runsOf(target, key), 0, "nothing ran");
+    assert.equal((await tb.bot.gate.view(id))!.request.state, "pending");
+    assert.ok(
+      tb.slack.ephemerals.some((e) => e.ephemeral_user === user && /does not show/.test(e.text ?? "")),
+      "the clicker is told the message was not the bot's drawing of the request",
+    );
+  };
+  try {
+    await t.step(
+      "the approval message redrawn as another plan, buttons kept: the click is refused",
+      async () => {
+        const a = await ask(tb, "gate-test dropall");
+        assert.ok(a.id, a.text);
+        const m = tb.approvalMessage(a.id!)!;
+        const fake = JSON.parse(JSON.stringify(m.blocks).replaceAll("dropall", "harmless"));
+        await slackApi("chat.update", { channel: m.channel, ts: m.ts, text: m.text, blocks: fake });
+        assert.match(JSON.stringify(tb.approvalMessage(a.id!)!.blocks), /harmless/);
+        assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.bob), 200);
+        await refusedTo(USERS.bob, a.id!, "dropall");
+      },
+    );
+
+    await t.step("the genuine buttons copied onto another message: the click is refused", async () => {
+      const a = await ask(tb, "gate-test copied");
+      assert.ok(a.id, a.text);
+      const m = tb.approvalMessage(a.id!)!;
+      await slackApi("chat.postMessage", {
+        channel: m.channel,
+        text: m.text,
+        blocks: m.blocks,
+        metadata: m.metadata,
+      });
+      assert.notEqual(tb.approvalMessage(a.id!)!.ts, m.ts, "the click lands on the copy");
+      assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.bob), 200);
+      await refusedTo(USERS.bob, a.id!, "copied");
+    });
+
+    await t.step("the bot's own message, untouched, still approves", async () => {
+      const a = await ask(tb, "gate-test shown");
+      assert.equal(await tb.click(ACTIONS.approve, a.id!, USERS.bob), 200);
+      await tb.waitForState(a.id!, "succeeded");
+      assert.equal(await runsOf(target, "shown"), 1);
+    });
   } finally {
     await tb.stop();
   }
