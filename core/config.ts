@@ -614,6 +614,12 @@ export const auditLogSchema = z.strictObject({
     ),
     mount: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/).default("secret"),
   }).nullish(),
+  /**
+   * How many of the log's first rows were written before BISMAN_SIGNING_KEY was set, and so carry no MAC
+   * (0 for a log the bot always keyed). Kept here, outside the state database: every later row without a MAC
+   * fails verification, so stripping the MACs and recomputing the plain hashes from row 1 is named.
+   */
+  unkeyed_rows: z.number().int().min(0).default(0),
 }).prefault({});
 
 export const configSchema = z.strictObject({
