@@ -341,7 +341,7 @@ export class ApprovalGate implements Gate {
         return await this.#tampered(
           row,
           inv,
-          `the audit log shows it ${ended.what} (row ${ended.seq}), yet its state says ${row.state}`,
+          `${ended.why}, yet its state says ${row.state}`,
           "claim",
         );
       }
@@ -703,7 +703,7 @@ export class ApprovalGate implements Gate {
     // `state` is a plain column: a request set back to pending is named here, before anything else.
     const ended = await earlierEnd(deps, id);
     if (ended) {
-      const why = `the audit log shows it ${ended.what} (row ${ended.seq}), yet its state says ${row.state}`;
+      const why = `${ended.why}, yet its state says ${row.state}`;
       return { refused: await this.#tampered(row, inv, why, kind) };
     }
     if (row.expires_at.getTime() <= deps.now().getTime()) {

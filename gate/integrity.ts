@@ -88,15 +88,49 @@ const ENDED: Record<string, string> = {
  * Whether the audit log already shows request `id` started, cancelled, denied or expired: a row reset to
  * `pending` in the state database must not run a second time, nor run after its requester withdrew it or
  * an approver turned it down.
- * @returns the audit row's position and what it says, or undefined
+ * @returns the audit row's position and, in words, where that shows, or undefined
  */
 export async function earlierEnd(
-  deps: Pick<AppDeps, "audit">,
+  deps: Pick<AppDeps, "audit" | "witness" | "log">,
   id: number,
-): Promise<{ seq: number; what: string } | undefined> {
+): Promise<{ seq: number; why: string } | undefined> {
   const rows = await deps.audit.rows({ requestId: id });
   const r = rows.find((r) => Object.hasOwn(ENDED, r.action));
-  return r ? { seq: r.seq, what: ENDED[r.action] } : undefined;
+  if (r) return { seq: r.seq, why: `the audit log shows it ${ENDED[r.action]} (row ${r.seq})` };
+  // Deleting the newest audit rows leaves a valid chain: the witness keeps every run outside the database.
+  // An unreachable witness proves nothing either way and blocks nothing (logged).
+  if (!deps.witness) return undefined;
+  try {
+    const run = await deps.witness.runOf(id);
+    if (run) {
+      return {
+        seq: run.seq,
+        why:
+          `the witness (${deps.witness.where}) holds its run, started at audit row ${run.seq} on ${run.at}, ` +
+          "which the audit log no longer shows",
+      };
+    }
+  } catch (err) {
+    deps.log.warn("could not read the witness's run record", { request: id, error: err });
+  }
+  return undefined;
+}
+
+/**
+ * Records in the witness that request `id` started at audit row `started` (best effort: a witness that is
+ * down must not stop an approved run; logged). Never throws.
+ */
+export async function witnessRun(
+  deps: Pick<AppDeps, "witness" | "log" | "now">,
+  id: number,
+  started: { seq: number; hash: string },
+): Promise<void> {
+  if (!deps.witness) return;
+  try {
+    await deps.witness.recordRun(id, { ...started, at: deps.now().toISOString() });
+  } catch (err) {
+    deps.log.warn("could not record the run in the witness", { request: id, error: err });
+  }
 }
 
 /**

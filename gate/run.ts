@@ -14,7 +14,14 @@ import type { OpDeps } from "../ops/types.ts";
 import * as store from "./store.ts";
 import type { ApprovalRow, ReconcileVerdict, RequestRow } from "./store.ts";
 import { checkPreconditions, toJsonValue } from "./hooks.ts";
-import { approvedProblem, gateKeys, recordTampering, requestProblem, tamperedMessage } from "./integrity.ts";
+import {
+  approvedProblem,
+  gateKeys,
+  recordTampering,
+  requestProblem,
+  tamperedMessage,
+  witnessRun,
+} from "./integrity.ts";
 import { backupFirstUnlessPrimaryDown } from "./backup_first.ts";
 
 /** The audit actor of the gate's own transitions (expiry sweeps, interruptions). */
@@ -170,12 +177,13 @@ async function runClaimed(
     return;
   }
   const approvers = (await store.listApprovals(deps.state, row.id)).map((a) => a.approver);
-  await deps.audit.append({
+  const startedRow = await deps.audit.append({
     ...base,
     action: "op.started",
     outcome: "started",
     details: { operation: row.action, plan_hash: row.plan_hash, approvers, instance: rt.instanceId },
   });
+  await witnessRun(deps, row.id, startedRow);
   const started = performance.now();
   let result: unknown;
   let failure: OpsError | undefined;

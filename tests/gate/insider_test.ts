@@ -15,6 +15,7 @@ import { login } from "../support/rotation.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ACTIONS } from "../../views/actions.ts";
+import { parsePolicyHcl } from "../../standins/vault.ts";
 import { IntegrityKeys } from "../../core/keys.ts";
 import { type RequestSeal, sealApproval, sealRequest } from "../../gate/seal.ts";
 import type { RequestRow } from "../../gate/store.ts";
@@ -331,5 +332,69 @@ Deno.test("the bot's Slack token cannot make an approver's genuine click approve
     });
   } finally {
     await tb.stop();
+  }
+});
+
+Deno.test("a run replayed after its newest audit rows were deleted is refused: the witness holds every run", async (t) => {
+  // The gate refuses a request whose audit log shows it started; a superuser who also approves can delete
+  // those rows (the newest ones: the chain stays valid), set the request back to pending, keep the sealed
+  // approvals and approve again (with the CLI, which draws no message).
+  await using cluster = await startCluster({ name: "insider-replay" });
+  await applyTargetSql(cluster.primary.sql(), { parts: ["audit"] });
+  await prepareGateTables(cluster.primary.sql());
+  const vault = await VaultStandIn.start();
+  const botToken = vault.issueToken(
+    parsePolicyHcl(await Deno.readTextFile(new URL("../../deploy/vault/bisman-ops.hcl", import.meta.url))),
+  );
+  const config = testConfig(cluster, (doc) => {
+    doc.audit_log = { witness: { vault_path: "bisman/audit-anchors" } };
+  });
+  const tb = await startTestBot(cluster, { config, env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: botToken } });
+  const target = cluster.primary.sql();
+  const state = stateAsSuperuser(tb, cluster);
+  const bobAtCli = { userId: USERS.bob, userName: "bob", via: "cli" as const };
+  try {
+    await t.step(
+      "the run's audit rows deleted, the request set back to pending: bob's approval does not rerun it",
+      async () => {
+        const a = await ask(tb, "gate-test twice");
+        assert.ok(a.id, a.text);
+        await tb.click(ACTIONS.approve, a.id!, USERS.bob);
+        await tb.waitForState(a.id!, "succeeded");
+        assert.equal(await runsOf(target, "twice"), 1);
+        const planHash = (await tb.bot.gate.view(a.id!))!.request.plan_hash;
+        await tb.bot.gate.idle();
+        await state.begin(async (tx) => {
+          await tx`alter table bisman_ops.audit_log disable trigger audit_log_no_update_delete`;
+          await tx`delete from bisman_ops.audit_log
+                  where seq >= (select min(seq) from bisman_ops.audit_log
+                                 where request_id = ${a.id!} and action = 'op.started')`;
+          await tx`alter table bisman_ops.audit_log enable trigger audit_log_no_update_delete`;
+          await tx`update bisman_ops.requests
+                    set state = 'pending', run_by = null, started_at = null, finished_at = null, result = null,
+                        summary = null, decided_by = null
+                  where id = ${a.id!}`;
+        });
+        assert.equal((await tb.bot.deps.audit.verify()).ok, true, "the shortened chain is a valid chain");
+        const d = await tb.bot.gate.approve(a.id!, bobAtCli, { planHash });
+        await tb.bot.gate.idle();
+        assert.equal(await runsOf(target, "twice"), 1, "ran once");
+        assert.equal(d.status, "refused", d.message);
+        const audit = await tb.bot.deps.audit.rows({ requestId: a.id! });
+        const tampered = audit.find((r) => r.action === "plan_tampered");
+        assert.ok(tampered, `plan_tampered: ${audit.map((r) => r.action)}`);
+        assert.match(String(tampered.details.problem), /witness .* holds its run, started at audit row \d+/);
+      },
+    );
+
+    await t.step("a request that never ran is not held up by the witness", async () => {
+      const a = await ask(tb, "gate-test once");
+      await tb.click(ACTIONS.approve, a.id!, USERS.bob);
+      await tb.waitForState(a.id!, "succeeded");
+      assert.equal(await runsOf(target, "once"), 1);
+    });
+  } finally {
+    await tb.stop();
+    await vault.stop();
   }
 });
