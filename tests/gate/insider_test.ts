@@ -398,3 +398,48 @@ Deno.test("a run replayed after its newest audit rows were deleted is refused: t
     await vault.stop();
   }
 });
+
+Deno.test("a stored rotation plan gives whoever reads the state database no way to test password guesses", async () => {
+  // Every CLI login may SELECT requests (and so every plan), and so may the runtime role. A rotation's
+  // fingerprint holds a digest of each role's stored password; for an md5 password (md5 of password and
+  // role name: no secret salt) a plain digest of it lets a reader check guesses offline.
+  await using cluster = await startCluster({ name: "insider-digest" });
+  const sql = cluster.primary.sql();
+  await applyTargetSql(sql, { parts: ["audit", "roles"] });
+  const vault = await VaultStandIn.start();
+  await sql.begin(async (tx) => {
+    await tx`set local password_encryption = 'md5'`;
+    await tx`alter role bisman_readonly login password 'summer2024'`;
+  });
+  vault.kvPut("bisman/db", { readonly_password: "summer2024" });
+  const config = testConfig(cluster, (doc) => {
+    doc.targets.main.roles = { bisman_readonly: { path: "bisman/db", key: "readonly_password" } };
+  });
+  const tb = await startTestBot(cluster, {
+    config,
+    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken },
+  });
+  try {
+    const a = await ask(tb, "rotate bisman_readonly");
+    assert.ok(a.id, a.text);
+    const [row] = await stateAsSuperuser(tb, cluster)<
+      { plan: { fingerprint: { roles: Record<string, any> } } }[]
+    >`
+      select plan from bisman_ops.requests where id = ${a.id!}`;
+    const stored = row.plan.fingerprint.roles.bisman_readonly.verifierDigest as string;
+    assert.match(stored, /^[0-9a-f]{16}$/, "the fingerprint still tells a changed password");
+    /** What a reader computes for a guess, as the server computed the digest before. */
+    const guess = async (password: string) => {
+      const md5 = (await sql<{ h: string }[]>`select md5(${password + "bisman_readonly"}) as h`)[0].h;
+      const rolpassword = `md5${md5}`;
+      const digest = new Uint8Array(
+        await crypto.subtle.digest("SHA-256", new TextEncoder().encode(rolpassword)),
+      );
+      return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
+    };
+    assert.notEqual(stored, await guess("summer2024"), "the right guess is not recognisable");
+  } finally {
+    await tb.stop();
+    await vault.stop();
+  }
+});
