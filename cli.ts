@@ -37,6 +37,7 @@ import { verifyExportFile } from "./commands/audit_log.ts";
 import { IntegrityKeys, KeyError } from "./core/keys.ts";
 import { type CliSession, connectCli, pickCliUrl } from "./cli/connect.ts";
 import { submitAndWait } from "./cli/submit.ts";
+import { signedOptions } from "./cli/sign.ts";
 import { prepareApproval, requestProgress } from "./cli/approve.ts";
 import { askSecret, canAsk } from "./cli/prompt.ts";
 
@@ -255,6 +256,7 @@ async function runParsed(
     );
   }
 
+  options = await signedOptions({ ...env, ...fileEnv }, session.login, text, options);
   const out = await submitAndWait(session.sql, text, options, {
     pickupSeconds: flags.wait,
     onProgress: (l) => io.report(`… ${plainText(l).split("\n")[0]}`),
