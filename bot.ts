@@ -177,7 +177,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     secrets,
     vault ? (ref, mount) => vault.readRef(ref, { mount }) : undefined,
   );
-  const audit = new AuditLog(state, secrets, now, env.signingKeys);
+  const audit = new AuditLog(state, secrets, now, env.signingKeys, config.audit_log.unkeyed_rows);
   const deps: AppDeps = {
     config,
     env,

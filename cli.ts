@@ -34,8 +34,10 @@ import {
 } from "./commands/cli_requests.ts";
 import { exportAuditRows, exportLine, parseAnchor } from "./core/audit.ts";
 import { verifyExportFile } from "./commands/audit_log.ts";
+import { IntegrityKeys, KeyError } from "./core/keys.ts";
 import { type CliSession, connectCli, pickCliUrl } from "./cli/connect.ts";
 import { submitAndWait } from "./cli/submit.ts";
+import { signedOptions } from "./cli/sign.ts";
 import { prepareApproval, requestProgress } from "./cli/approve.ts";
 import { askSecret, canAsk } from "./cli/prompt.ts";
 
@@ -211,7 +213,15 @@ async function runParsed(
         "--anchor takes <row>:<hash> (64 hex digits), as the anchor message shows it",
       );
     }
-    const v = await verifyExportFile(parsed.named.file, anchor);
+    // With the bot's key in the environment the MACs are checked too: without them a rewrite whose plain
+    // hashes were recomputed passes.
+    let keys: IntegrityKeys | undefined;
+    try {
+      keys = IntegrityKeys.fromEnv(io.env ?? Deno.env.toObject());
+    } catch (err) {
+      throw new OpsError("invalid_input", err instanceof KeyError ? err.message : String(err));
+    }
+    const v = await verifyExportFile(parsed.named.file, anchor, keys);
     return { text: v.text, exit: v.ok ? EXIT.ok : EXIT.failed, json: { ok: v.ok, text: v.text } };
   }
   // A typo is answered here, without a bot; the bot checks everything again.
@@ -246,6 +256,7 @@ async function runParsed(
     );
   }
 
+  options = await signedOptions({ ...env, ...fileEnv }, session.login, text, options);
   const out = await submitAndWait(session.sql, text, options, {
     pickupSeconds: flags.wait,
     onProgress: (l) => io.report(`… ${plainText(l).split("\n")[0]}`),

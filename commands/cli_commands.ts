@@ -10,7 +10,9 @@
 
 import type { AppDeps } from "../core/deps.ts";
 import { actorOf, type Invoker, requireOperator } from "../core/access.ts";
-import { asOpsError, InvalidInput, type OpsError } from "../core/errors.ts";
+import { asOpsError, InvalidInput, NotPermitted, type OpsError } from "../core/errors.ts";
+import { checkCliSignature } from "../core/cli_signature.ts";
+import { own } from "../core/lookup.ts";
 import type { ApprovalGate, RequestView } from "../gate/gate.ts";
 import type { RequestCreated } from "../core/deps.ts";
 import { parseArgs, type ParsedArgs } from "./args.ts";
@@ -46,6 +48,28 @@ function refusal(e: OpsError): CliOutcome {
   };
 }
 
+/**
+ * Whether a command must be signed by its login (`access.cli_keys`, or every login with
+ * `access.cli_require_keys`) and is not: a superuser of the state database can submit as any login, but
+ * cannot sign as one. @returns why it is refused, or undefined
+ */
+function signatureProblem(
+  deps: AppDeps,
+  login: string,
+  text: string,
+  rawOptions: unknown,
+): string | undefined {
+  const key = own(deps.config.access.cli_keys, login);
+  if (typeof key !== "string") {
+    return deps.config.access.cli_require_keys
+      ? "it carries no signature, and every CLI login signs its commands (access.cli_require_keys) while " +
+        `${login} has no key in access.cli_keys`
+      : undefined;
+  }
+  const options = rawOptions && typeof rawOptions === "object" ? rawOptions as Record<string, unknown> : {};
+  return checkCliSignature(key, login, text, options, deps.now());
+}
+
 /** A router reply as CLI output: plain text, and JSON with the Block Kit blocks. */
 export function outcomeOfReply(reply: Reply, ok: boolean, error?: OpsError): CliOutcome {
   return {
@@ -77,6 +101,15 @@ export async function runCliCommand(
   } catch (err) {
     const e = asOpsError(err);
     await auditCommand(deps, unmappedInvoker(login), text, "refused", e);
+    return refusal(e);
+  }
+  const unsigned = signatureProblem(deps, login, text, rawOptions);
+  if (unsigned) {
+    const e = new NotPermitted(
+      `Not run: this command came in as ${login}, but ${unsigned}. Nothing was done; a command typed by ` +
+        `${login} is signed by their CLI (BISMAN_CLI_KEY_FILE), so someone else may have submitted it as them`,
+    );
+    await auditCommand(deps, inv, text, "refused", e);
     return refusal(e);
   }
   const options = cliOptions.safeParse(rawOptions ?? {});

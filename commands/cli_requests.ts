@@ -45,6 +45,9 @@ export const cliOptions = z.object({
   typed: z.string().max(200).optional(),
   /** How long the CLI waits for a bot to take the command (read by cli_submit). */
   wait_seconds: z.number().optional(),
+  /** The person's signature of the command, and when they signed it (core/cli_signature.ts). */
+  sig: z.string().max(200).optional(),
+  signed_at: z.string().max(40).optional(),
 });
 export type CliOptions = z.infer<typeof cliOptions>;
 

@@ -7,7 +7,8 @@
  * `mac = HMAC-SHA-256(audit key, hash)` under the key named in `key_id` (core/keys.ts: a key kept outside
  * the state database). Whoever can write the table can edit a row and recompute every hash after it, but
  * not the MACs: {@link verifyChain} with the key names the first row whose MAC fails. Rows written before a
- * key was configured have no MAC; they are accepted only as the chain's first rows, never after a keyed one.
+ * key was configured have no MAC; they are accepted only as the chain's first `audit_log.unkeyed_rows` rows
+ * (a bound kept in the config, outside the database), never after a keyed one.
  * Values are scrubbed of registered secrets before they are written.
  *
  * @module
@@ -161,6 +162,8 @@ export class AuditLog {
     private readonly now: () => Date = () => new Date(),
     /** The key that makes each new row's hash a MAC; without it rows are hashed with plain SHA-256. */
     readonly keys?: IntegrityKeys,
+    /** How many first rows predate the key (config `audit_log.unkeyed_rows`); later MAC-less rows fail. */
+    private readonly unkeyedRows = 0,
   ) {}
 
   /** Entries waiting for the next batch, in arrival order. */
@@ -292,6 +295,7 @@ export class AuditLog {
         firstSeq: expectedSeq,
         keys: this.keys,
         keyedSeen,
+        unkeyedRows: this.unkeyedRows,
       });
       if (!verdict.ok) return { ...verdict, checked: checked + verdict.checked };
       checked += batch.length;
@@ -332,6 +336,11 @@ export interface ChainStart {
   keys?: IntegrityKeys;
   /** Whether a keyed row came before these rows (then an unkeyed one is refused). */
   keyedSeen?: boolean;
+  /**
+   * With `keys`: how many first rows may carry no MAC (written before the key was set; default 0). Without
+   * this bound, a writer without the key could strip every MAC and recompute the plain chain from row 1.
+   */
+  unkeyedRows?: number;
 }
 
 /**
@@ -380,6 +389,13 @@ export function verifyChain(rows: AuditRow[], start: ChainStart = {}): ChainVerd
       if (keyedSeen) {
         return bad(
           `row ${r.seq} carries no MAC although earlier rows do: it was written by someone without the bot's key`,
+        );
+      }
+      if (start.keys && r.seq > (start.unkeyedRows ?? 0)) {
+        return bad(
+          `row ${r.seq} carries no MAC, yet only the first ${
+            start.unkeyedRows ?? 0
+          } row(s) predate the key (audit_log.unkeyed_rows): the log was rewritten by someone without the bot's key`,
         );
       }
       unkeyed++;
@@ -577,7 +593,12 @@ export type ExportVerdict =
  * predecessor's). The file's own first `prev_hash` is never trusted as a starting point. Names the row (and
  * line) that fails. Pure.
  */
-export function verifyExport(text: string, anchor?: Anchor, keys?: IntegrityKeys): ExportVerdict {
+export function verifyExport(
+  text: string,
+  anchor?: Anchor,
+  keys?: IntegrityKeys,
+  unkeyedRows = 0,
+): ExportVerdict {
   const lines = text.split("\n");
   const rows: AuditRow[] = [];
   let lineNo = 0;
@@ -633,7 +654,7 @@ export function verifyExport(text: string, anchor?: Anchor, keys?: IntegrityKeys
         `after that row can prove its start; its own first prev_hash proves nothing`,
     };
   }
-  const v = verifyChain(rows, { prevHash: first.prev_hash, firstSeq: first.seq, keys });
+  const v = verifyChain(rows, { prevHash: first.prev_hash, firstSeq: first.seq, keys, unkeyedRows });
   if (!v.ok) {
     const line = lines.findIndex((l) => l.includes(`"seq":${v.seq},`)) + 1;
     return { ok: false, rows: v.checked, seq: v.seq, line: line || undefined, problem: v.problem };

@@ -17,7 +17,7 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 
 /** What a MAC is for; each has its own derived key. */
-export type KeyPurpose = "request" | "approval" | "audit";
+export type KeyPurpose = "request" | "approval" | "audit" | "fingerprint";
 
 /** Fewest bytes of key material accepted (256 bits). */
 export const MIN_KEY_BYTES = 32;
@@ -82,6 +82,7 @@ export class IntegrityKeys {
         request: derive("request"),
         approval: derive("approval"),
         audit: derive("audit"),
+        fingerprint: derive("fingerprint"),
       });
     }
   }

@@ -11,7 +11,7 @@
  */
 
 import type { Anchor } from "./audit.ts";
-import type { VaultClient } from "./vault.ts";
+import { type VaultClient, VaultError } from "./vault.ts";
 
 /** An anchor as the witness holds it. */
 export interface WitnessedAnchor extends Anchor {
@@ -27,6 +27,20 @@ export interface AuditWitness {
   record(anchor: WitnessedAnchor): Promise<void>;
   /** The anchor of the highest row it holds, or undefined when it holds none. */
   newest(): Promise<WitnessedAnchor | undefined>;
+  /**
+   * Records that approval request `requestId` started its run at audit row `a` (its `op.started`), once.
+   * The gate refuses to start a request the witness holds a run of: in the state database the request's
+   * state and its newest audit rows can be set back, here nothing can.
+   * @throws when the witness refuses or cannot be reached
+   */
+  recordRun(requestId: number, a: WitnessedAnchor): Promise<void>;
+  /** The run record of request `requestId`, or undefined when the witness holds none. @throws when unreachable */
+  runOf(requestId: number): Promise<WitnessedAnchor | undefined>;
+}
+
+/** The entry name of a request's run record: `runs/<request ID, zero-padded>` (not an anchor: no 16-digit name). */
+export function runKey(requestId: number): string {
+  return `runs/${String(requestId).padStart(16, "0")}`;
 }
 
 /** The entry name of an anchor: its row number, zero-padded so names sort as numbers. */
@@ -48,6 +62,25 @@ export class VaultWitness implements AuditWitness {
       { seq: String(a.seq), hash: a.hash, at: a.at },
       { mount: this.opts.mount },
     );
+  }
+
+  async recordRun(requestId: number, a: WitnessedAnchor): Promise<void> {
+    await this.vault.createRecord(
+      `${this.opts.path}/${runKey(requestId)}`,
+      { request: String(requestId), seq: String(a.seq), hash: a.hash, at: a.at },
+      { mount: this.opts.mount },
+    );
+  }
+
+  async runOf(requestId: number): Promise<WitnessedAnchor | undefined> {
+    let s;
+    try {
+      s = await this.vault.readRecord(`${this.opts.path}/${runKey(requestId)}`, { mount: this.opts.mount });
+    } catch (err) {
+      if (err instanceof VaultError && err.reason === "not_found") return undefined;
+      throw err;
+    }
+    return { seq: Number(s.data.seq), hash: String(s.data.hash ?? ""), at: String(s.data.at ?? "") };
   }
 
   async newest(): Promise<WitnessedAnchor | undefined> {

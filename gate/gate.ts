@@ -26,9 +26,10 @@ import * as store from "./store.ts";
 import type { ApprovalRow, FreezeState, RequestRow, RequestState } from "./store.ts";
 import { closedMessage, confirmTextOf, formatTime, gatePolicy } from "./hooks.ts";
 import { auditQuietly, createRequest, frozenError } from "./request.ts";
-import { checkApprovalSeal, checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
+import { checkRequestSeal, sealApproval, sealRequest } from "./seal.ts";
 import {
-  earlierRun,
+  countsAsApproval,
+  earlierEnd,
   gateKeys,
   recordTampering,
   requestProblem,
@@ -55,6 +56,14 @@ export type Decision =
   | { status: "done"; message: string; state?: RequestState }
   | { status: "refused"; code: ErrorCode; message: string }
   | { status: "confirm"; expected: string; message: string };
+
+/** What an approval carries besides who approves (see {@link ApprovalGate.approve}). */
+export interface ApproveOptions {
+  typed?: string;
+  planHash?: string;
+  backupFirst?: boolean;
+  notAsShown?: (view: RequestView) => string | undefined;
+}
 
 /** Options of a gate. */
 export interface GateOptions {
@@ -213,20 +222,14 @@ export class ApprovalGate implements Gate {
    * @param opts.typed what the approver typed, when the policy demands typed confirmation
    * @param opts.planHash the plan hash the clicked button carried; a mismatch is refused
    * @param opts.backupFirst the backup step as the clicked message showed it; a mismatch is refused
+   * @param opts.notAsShown checks what the approver was shown against the request's current view (the Slack
+   *   click handler: the clicked message must be the bot's drawing of it); what it returns is refused
    */
-  approve(
-    id: number,
-    inv: Invoker,
-    opts: { typed?: string; planHash?: string; backupFirst?: boolean } = {},
-  ): Promise<Decision> {
+  approve(id: number, inv: Invoker, opts: ApproveOptions = {}): Promise<Decision> {
     return this.#busy(() => this.#approve(id, inv, opts));
   }
 
-  async #approve(
-    id: number,
-    inv: Invoker,
-    opts: { typed?: string; planHash?: string; backupFirst?: boolean },
-  ): Promise<Decision> {
+  async #approve(id: number, inv: Invoker, opts: ApproveOptions): Promise<Decision> {
     const { deps } = this;
     const pre = await this.#precheck(id, inv, "approve");
     if ("refused" in pre) return pre.refused;
@@ -256,6 +259,20 @@ export class ApprovalGate implements Gate {
           row.pre_backup ? "kept" : "dropped"
         } since you looked: look at the message again and approve`,
       );
+    }
+    if (opts.notAsShown) {
+      const view = await this.#view(id);
+      const differs = view ? opts.notAsShown(view) : undefined;
+      if (differs) {
+        return await this.#refuse(
+          row,
+          inv,
+          "state_changed",
+          `Not approved: the message you clicked does not show request #${id} as the bot drew it (${differs}). ` +
+            "Nothing changed; someone holding the bot's Slack token may have edited or copied it. Approve from " +
+            `the request's own message, or read it with \`deno task ops approve ${id}\``,
+        );
+      }
     }
     if (row.policy.typed_confirmation) {
       const expected = confirmTextOf(row);
@@ -319,12 +336,12 @@ export class ApprovalGate implements Gate {
       });
     }
     if (counted.length >= row.approvals_needed) {
-      const ran = await earlierRun(deps, id);
-      if (ran !== undefined) {
+      const ended = await earlierEnd(deps, id);
+      if (ended) {
         return await this.#tampered(
           row,
           inv,
-          `the audit log shows it already started (row ${ran}), yet its state says ${row.state}`,
+          `${ended.why}, yet its state says ${row.state}`,
           "claim",
         );
       }
@@ -651,8 +668,7 @@ export class ApprovalGate implements Gate {
 
   /** Whether an approval counts: sealed by the bot, for this plan, by someone other than the requester. */
   #counts(row: RequestRow, a: ApprovalRow): boolean {
-    return a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
-      checkApprovalSeal(this.#keys, a, { id: row.id, seal: sealOf(row) });
+    return countsAsApproval(this.#keys, row, a);
   }
 
   /** The checks shared by approve, deny and the pre-modal check; refusals are audited. */
@@ -673,8 +689,23 @@ export class ApprovalGate implements Gate {
     const row = await store.getRequest(deps.state, id);
     if (!row) return await refused(undefined, "invalid_input", `There is no request #${id}`);
     if (row.state !== "pending") return await refused(row, "approval_closed", closedMessage(row));
+    const sealed = checkRequestSeal(this.#keys, row);
+    if (!sealed.ok && sealed.retired) {
+      // Made before the signing key was rotated (or re-sealed with the old key): refused, not alarmed.
+      return await refused(
+        row,
+        "approval_closed",
+        `Request #${id} was sealed with a signing key that has been retired since: ${sealed.problem}. Request it again`,
+      );
+    }
     const problem = await requestProblem(this.#keys, row);
     if (problem) return { refused: await this.#tampered(row, inv, problem, kind) };
+    // `state` is a plain column: a request set back to pending is named here, before anything else.
+    const ended = await earlierEnd(deps, id);
+    if (ended) {
+      const why = `${ended.why}, yet its state says ${row.state}`;
+      return { refused: await this.#tampered(row, inv, why, kind) };
+    }
     if (row.expires_at.getTime() <= deps.now().getTime()) {
       const closed = await store.closePending(deps.state, id, { state: "expired", now: deps.now() });
       if (closed) await this.#expired(closed);

@@ -12,8 +12,8 @@
 import { recordSecurityEvent } from "../core/target_audit.ts";
 import type { IntegrityKeys } from "../core/keys.ts";
 import type { AppDeps } from "../core/deps.ts";
-import type { RequestRow } from "./store.ts";
-import { checkRequestSeal, type RequestSeal } from "./seal.ts";
+import type { ApprovalRow, RequestRow } from "./store.ts";
+import { checkApprovalSeal, checkRequestSeal, type RequestSeal } from "./seal.ts";
 import { planHashOf } from "./hooks.ts";
 
 /** The integrity key of a gate's process. @throws {Error} when the bot was started without one */
@@ -46,13 +46,91 @@ export function sealOf(row: RequestRow): RequestSeal {
 }
 
 /**
- * Whether the audit log already shows request `id` starting a run: a row reset to `pending` in the state
- * database must not run a second time.
- * @returns the audit row's position, or undefined
+ * Whether an approval counts: sealed by the bot, for this plan, by someone other than the requester (call
+ * after {@link requestProblem} found none).
  */
-export async function earlierRun(deps: Pick<AppDeps, "audit">, id: number): Promise<number | undefined> {
+export function countsAsApproval(keys: IntegrityKeys, row: RequestRow, a: ApprovalRow): boolean {
+  return a.approver !== row.requester_id && a.plan_hash === row.plan_hash &&
+    checkApprovalSeal(keys, a, { id: row.id, seal: sealOf(row) });
+}
+
+/**
+ * Checks that a request was approved as the bot recorded it: its own seal and plan hash, and at least its
+ * approvals needed in approvals the bot sealed for this plan. Whatever acts on a request outside the
+ * approval click (the reconcile of a request found `running`) asks this first, since `state` and `run_by`
+ * are plain columns that whoever writes the state database can set.
+ * @returns undefined when it was, else what does not match, in words
+ */
+export async function approvedProblem(
+  keys: IntegrityKeys,
+  row: RequestRow,
+  approvals: ApprovalRow[],
+): Promise<string | undefined> {
+  const own = await requestProblem(keys, row);
+  if (own) return own;
+  const counted = approvals.filter((a) => countsAsApproval(keys, row, a));
+  if (counted.length < row.approvals_needed) {
+    return `it holds ${counted.length} approval(s) sealed by the bot for its plan, not the ${row.approvals_needed} needed, ` +
+      "yet its state says it was claimed to run";
+  }
+  return undefined;
+}
+
+/** Audit actions after which a request never runs, in the words a refusal uses. */
+const ENDED: Record<string, string> = {
+  "op.started": "already started",
+  "request.cancelled": "was cancelled",
+  "request.denied": "was denied",
+  "request.expired": "expired",
+};
+
+/**
+ * Whether the audit log already shows request `id` started, cancelled, denied or expired: a row reset to
+ * `pending` in the state database must not run a second time, nor run after its requester withdrew it or
+ * an approver turned it down.
+ * @returns the audit row's position and, in words, where that shows, or undefined
+ */
+export async function earlierEnd(
+  deps: Pick<AppDeps, "audit" | "witness" | "log">,
+  id: number,
+): Promise<{ seq: number; why: string } | undefined> {
   const rows = await deps.audit.rows({ requestId: id });
-  return rows.find((r) => r.action === "op.started")?.seq;
+  const r = rows.find((r) => Object.hasOwn(ENDED, r.action));
+  if (r) return { seq: r.seq, why: `the audit log shows it ${ENDED[r.action]} (row ${r.seq})` };
+  // Deleting the newest audit rows leaves a valid chain: the witness keeps every run outside the database.
+  // An unreachable witness proves nothing either way and blocks nothing (logged).
+  if (!deps.witness) return undefined;
+  try {
+    const run = await deps.witness.runOf(id);
+    if (run) {
+      return {
+        seq: run.seq,
+        why:
+          `the witness (${deps.witness.where}) holds its run, started at audit row ${run.seq} on ${run.at}, ` +
+          "which the audit log no longer shows",
+      };
+    }
+  } catch (err) {
+    deps.log.warn("could not read the witness's run record", { request: id, error: err });
+  }
+  return undefined;
+}
+
+/**
+ * Records in the witness that request `id` started at audit row `started` (best effort: a witness that is
+ * down must not stop an approved run; logged). Never throws.
+ */
+export async function witnessRun(
+  deps: Pick<AppDeps, "witness" | "log" | "now">,
+  id: number,
+  started: { seq: number; hash: string },
+): Promise<void> {
+  if (!deps.witness) return;
+  try {
+    await deps.witness.recordRun(id, { ...started, at: deps.now().toISOString() });
+  } catch (err) {
+    deps.log.warn("could not record the run in the witness", { request: id, error: err });
+  }
 }
 
 /**
@@ -74,7 +152,7 @@ export async function recordTampering(
   deps: AppDeps,
   row: RequestRow,
   problem: string,
-  by: { actor: string; actorName?: string; phase: "approve" | "deny" | "claim" | "run" },
+  by: { actor: string; actorName?: string; phase: "approve" | "deny" | "claim" | "run" | "reconcile" },
 ): Promise<void> {
   const details = { problem, phase: by.phase, action: row.action, state: row.state };
   try {

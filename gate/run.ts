@@ -14,7 +14,14 @@ import type { OpDeps } from "../ops/types.ts";
 import * as store from "./store.ts";
 import type { ApprovalRow, ReconcileVerdict, RequestRow } from "./store.ts";
 import { checkPreconditions, toJsonValue } from "./hooks.ts";
-import { gateKeys, recordTampering, requestProblem, tamperedMessage } from "./integrity.ts";
+import {
+  approvedProblem,
+  gateKeys,
+  recordTampering,
+  requestProblem,
+  tamperedMessage,
+  witnessRun,
+} from "./integrity.ts";
 import { backupFirstUnlessPrimaryDown } from "./backup_first.ts";
 
 /** The audit actor of the gate's own transitions (expiry sweeps, interruptions). */
@@ -170,12 +177,13 @@ async function runClaimed(
     return;
   }
   const approvers = (await store.listApprovals(deps.state, row.id)).map((a) => a.approver);
-  await deps.audit.append({
+  const startedRow = await deps.audit.append({
     ...base,
     action: "op.started",
     outcome: "started",
     details: { operation: row.action, plan_hash: row.plan_hash, approvers, instance: rt.instanceId },
   });
+  await witnessRun(deps, row.id, startedRow);
   const started = performance.now();
   let result: unknown;
   let failure: OpsError | undefined;
@@ -359,7 +367,13 @@ export async function recoverOrphans(rt: GateRuntime): Promise<number> {
       details: { run_by: o.run_by, started_at: o.started_at?.toISOString(), recovered_by: rt.instanceId },
     });
     await rt.refresh(r.id);
-    const verdict = await reconcileRequest(rt, r);
+    // `running` and `run_by` are plain columns: a request set to running by hand (never approved, or with
+    // its plan edited) must not reach reconcile(), which acts (a rotation's sets a role's password).
+    const problem = await approvedProblem(gateKeys(deps), r, await store.listApprovals(deps.state, r.id));
+    if (problem) await recordTampering(deps, r, problem, { actor: SYSTEM_ACTOR, phase: "reconcile" });
+    const verdict: ReconcileVerdict = problem
+      ? { status: "needs_human", note: `not reconciled: ${tamperedMessage(r, problem)}` }
+      : await reconcileRequest(rt, r);
     await store.recordReconcile(deps.state, r.id, verdict);
     await deps.audit.append({
       actor: SYSTEM_ACTOR,

@@ -79,7 +79,7 @@ export function sealRequest(keys: IntegrityKeys, row: Sealable): RequestSeal {
 }
 
 /** What checking a seal found. */
-export type SealCheck = { ok: true } | { ok: false; fields: string[]; problem: string };
+export type SealCheck = { ok: true } | { ok: false; fields: string[]; problem: string; retired?: true };
 
 /**
  * Checks a request row against its seal: the seal's MAC, then each field's digest.
@@ -95,6 +95,17 @@ export function checkRequestSeal(keys: IntegrityKeys, row: Sealable & { seal?: u
       ok: false,
       fields: ["seal"],
       problem: `it was sealed with key ${seal.key}, which this bot does not hold`,
+    };
+  }
+  // A key is retired because it may have leaked: it still proves history (the audit chain), never a
+  // decision still to be made, or its holder could re-seal a pending request (one approval fewer).
+  if (seal.key !== keys.currentId) {
+    return {
+      ok: false,
+      fields: ["seal"],
+      retired: true,
+      problem: `it was sealed with key ${seal.key}, which is retired (BISMAN_SIGNING_KEYS_RETIRED): ` +
+        "a retired key proves past rows, not a pending request",
     };
   }
   if (
@@ -141,14 +152,15 @@ export function sealApproval(keys: IntegrityKeys, a: SealableApproval): string {
   return `${keys.currentId}:${keys.mac("approval", approvalInput(a))}`;
 }
 
-/** Whether an approval row's seal is the bot's, for this request and this plan hash. */
+/** Whether an approval row's seal is the bot's, under its current key, for this request and this plan hash. */
 export function checkApprovalSeal(
   keys: IntegrityKeys,
   row: ApprovalRow,
   request: { id: number; seal: RequestSeal },
 ): boolean {
   const [key, mac] = (row.seal ?? "").split(":");
-  if (!key || !mac || !row.plan_hash) return false;
+  // The current key only: a retired key may have leaked (see checkRequestSeal).
+  if (!key || !mac || !row.plan_hash || key !== keys.currentId) return false;
   return keys.verify(
     key,
     "approval",

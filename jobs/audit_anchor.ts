@@ -11,7 +11,9 @@
  * @module
  */
 
-import { auditHead } from "../core/audit.ts";
+import { type Anchor, auditHead, auditRowAt, checkAnchor, verifyChain } from "../core/audit.ts";
+import type { AppDeps } from "../core/deps.ts";
+import { OpsError } from "../core/errors.ts";
 import { renderAnchor } from "../views/audit_log.ts";
 import type { JobDefinition } from "./types.ts";
 
@@ -23,6 +25,20 @@ export const auditAnchorJob: JobDefinition = {
   run: async (ctx) => {
     const { deps } = ctx;
     const head = await auditHead(deps.state);
+    const broken = head && deps.witness ? await sinceNewestAnchor(deps, head) : undefined;
+    if (broken) {
+      await deps.audit.append({
+        actor: "scheduler",
+        action: "audit.anchored",
+        outcome: "broken",
+        details: { seq: head?.seq, hash: head?.hash, witness: deps.witness?.where, problem: broken },
+      });
+      throw new OpsError(
+        "plan_tampered",
+        `Not anchored: ${broken}. The audit log was cut back or rewritten since the last anchor; ` +
+          "find out who can write the state database (`/bisman audit-log verify` names it too)",
+      );
+    }
     const message = await ctx.post(renderAnchor(head, deps.now()));
     if (head) deps.log.info("audit anchor", { anchor_seq: head.seq, anchor_hash: head.hash });
     let witnessed: string | undefined;
@@ -62,3 +78,25 @@ export const auditAnchorJob: JobDefinition = {
     };
   },
 };
+
+/**
+ * Checks, before a new anchor is written, that the log still holds the witness's newest anchor and that
+ * every row after it chains to it with the bot's MACs. `audit-log verify` reads back only the newest anchor:
+ * a new anchor written over a log cut back past the previous one (and grown again) would match, and the
+ * deletion would never show. So each anchor extends only a chain that holds its predecessor.
+ * @returns what is wrong, in words, or undefined (also when the witness holds no anchor yet)
+ */
+async function sinceNewestAnchor(deps: AppDeps, head: Anchor): Promise<string | undefined> {
+  const prev = await deps.witness!.newest();
+  if (!prev) return undefined;
+  const held = checkAnchor(prev, await auditRowAt(deps.state, prev.seq), head);
+  if (!held.ok) return `the newest anchor in ${deps.witness!.where} (row ${prev.seq}) says: ${held.problem}`;
+  const rows = await deps.audit.rows({ sinceSeq: prev.seq + 1 });
+  const chain = verifyChain(rows, {
+    prevHash: prev.hash,
+    firstSeq: prev.seq + 1,
+    keys: deps.audit.keys,
+    keyedSeen: true,
+  });
+  return chain.ok ? undefined : `after the newest anchor (row ${prev.seq}): ${chain.problem}`;
+}

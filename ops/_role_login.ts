@@ -11,6 +11,7 @@ import { connectionOptions, type TargetMember } from "../core/targets.ts";
 import type { OpDeps } from "./types.ts";
 import { scramVerifier, verifierLiteral } from "./_scram.ts";
 import { cleartextRefusal, probeAuthMethod } from "./_auth_probe.ts";
+import type { IntegrityKeys } from "../core/keys.ts";
 
 /** A role's state as a fingerprint records it. Never the verifier: only a digest of it, made server-side. */
 export interface RoleState {
@@ -21,15 +22,17 @@ export interface RoleState {
   /** Null when the bot's login may not read pg_authid (not a superuser). */
   hasPassword: boolean | null;
   /**
-   * First 16 hex digits of sha256(rolpassword), computed by the server so the verifier never leaves it.
-   * It changes whenever anyone sets a new password, so revalidate() notices a concurrent change; it
-   * cannot be used to test password guesses without the salt inside the verifier. Null as above.
+   * First 16 hex digits of an HMAC, under the bot's key (purpose `fingerprint`), of sha256(rolpassword),
+   * which the server computes so the verifier never leaves it. It changes whenever anyone sets a new
+   * password, so revalidate() notices a concurrent change. Keyed because plans are stored where every CLI
+   * login can read them: a plain digest of an md5 password (md5 of password and role name, no secret salt)
+   * would let a reader test guesses offline. Null as above.
    */
   verifierDigest: string | null;
 }
 
 /** Reads a role's state on the primary. */
-export async function readRoleState(sql: Sql, role: string): Promise<RoleState> {
+export async function readRoleState(sql: Sql, role: string, keys?: IntegrityKeys): Promise<RoleState> {
   const [r] = await sql<{ rolcanlogin: boolean; rolvaliduntil: Date | null }[]>`
     select rolcanlogin, rolvaliduntil from pg_catalog.pg_roles where rolname = ${role}`;
   if (!r) {
@@ -44,10 +47,11 @@ export async function readRoleState(sql: Sql, role: string): Promise<RoleState> 
   if (can) {
     const [a] = await sql<{ has_password: boolean; digest: string | null }[]>`
       select rolpassword is not null as has_password,
-             left(encode(sha256(convert_to(rolpassword, 'UTF8')), 'hex'), 16) as digest
+             encode(sha256(convert_to(rolpassword, 'UTF8')), 'hex') as digest
         from pg_catalog.pg_authid where rolname = ${role}`;
     hasPassword = a?.has_password ?? null;
-    verifierDigest = a?.digest ?? null;
+    const digest = a?.digest ?? null;
+    verifierDigest = digest === null ? null : (keys ? keys.mac("fingerprint", digest) : digest).slice(0, 16);
   }
   return {
     exists: true,

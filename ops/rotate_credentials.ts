@@ -130,7 +130,7 @@ async function readFingerprint(
   const sql = await deps.targets.pool(target);
   const fp: RotatePlan["fingerprint"] = { vault: {}, roles: {} };
   for (const p of paths) fp.vault[kvKey(mount, p)] = (await currentSecret(vault, mount, p)).version;
-  for (const r of roles) fp.roles[r] = await readRoleState(sql, r);
+  for (const r of roles) fp.roles[r] = await readRoleState(sql, r, deps.keys);
   return fp;
 }
 
@@ -160,7 +160,7 @@ async function plan(args: RotateArgs, deps: OpDeps): Promise<RotatePlan> {
       lockout.push(role);
       continue;
     }
-    const state = await readRoleState(sql, role);
+    const state = await readRoleState(sql, role, deps.keys);
     if (!state.exists) {
       missing.push(role);
       continue;

@@ -11,7 +11,7 @@ import type { Metrics } from "../core/metrics.ts";
 
 /** Dependencies an operation may use; a subset of the app's, so the CLI and tests can build them. */
 export type OpDeps =
-  & Pick<AppDeps, "config" | "targets" | "log" | "now" | "secrets" | "state" | "audit" | "vault">
+  & Pick<AppDeps, "config" | "targets" | "log" | "now" | "secrets" | "state" | "audit" | "vault" | "keys">
   & {
     /** Who asked, for `app.user_id` on target connections and for security_events rows. */
     actor?: string;

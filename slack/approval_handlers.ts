@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ApprovalGate, Decision } from "../gate/gate.ts";
+import type { ApprovalGate, Decision, RequestView } from "../gate/gate.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { asOpsError } from "../core/errors.ts";
 import type { BoltRegistration } from "./bolt_app.ts";
@@ -18,13 +18,20 @@ import {
   VIEWS,
 } from "../views/actions.ts";
 import { type InteractionBody, invokerOfInteraction } from "./interaction.ts";
-import { renderDenyModal, renderTypedConfirmationModal } from "../views/approval.ts";
+import {
+  approvalPlanTexts,
+  blockTexts,
+  renderDenyModal,
+  renderTypedConfirmationModal,
+} from "../views/approval.ts";
 
 /** A block_actions payload as far as these listeners read it. */
 interface ButtonBody extends InteractionBody {
   trigger_id?: string;
   actions?: { action_id?: string; value?: string }[];
   container?: { channel_id?: string; message_ts?: string; thread_ts?: string };
+  /** The clicked message as Slack shows it (messages in channels; not ephemeral ones). */
+  message?: { ts?: string; blocks?: unknown };
 }
 
 /** A view_submission payload as far as these listeners read it. */
@@ -177,7 +184,11 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
     };
 
     onButton(ACTIONS.approve, "approve", async ({ body, client, where, inv, value }) => {
-      const d = await gate.approve(value.request, inv, { planHash: value.plan, backupFirst: value.backup });
+      const d = await gate.approve(value.request, inv, {
+        planHash: value.plan,
+        backupFirst: value.backup,
+        notAsShown: (view) => notAsDrawn(deps, body, view),
+      });
       if (d.status === "confirm") {
         const view = await gate.view(value.request);
         if (!view || !where.channel) return;
@@ -231,6 +242,34 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
       (meta, inv, typed) => gate.approve(meta.request, inv, { typed, planHash: meta.plan }),
     );
   };
+}
+
+/**
+ * Whether an Approve click was made on something other than the bot's own drawing of the request: Slack
+ * signs clicks, but the bot's token edits and posts the bot's messages, so a holder of that token could show
+ * the approver another plan around the genuine button, or copy the button elsewhere. The click must come from
+ * the request's own message, and that message (as the click's payload shows it) must hold every text that
+ * says what would run. The gate calls this after its own checks (a closed or altered request is its to refuse).
+ * @returns what differs, in words, or undefined
+ */
+function notAsDrawn(deps: AppDeps, body: ButtonBody, view: RequestView): string | undefined {
+  if (view.request.state !== "pending" || view.tampered) return undefined;
+  const r = view.request;
+  const channel = body.channel?.id ?? body.container?.channel_id;
+  const ts = body.container?.message_ts ?? body.message?.ts;
+  if (!r.message_ts || r.message_ts !== ts || (r.channel && r.channel !== channel)) {
+    return "the click came from another message than the request's own";
+  }
+  if (body.message?.blocks === undefined) return undefined;
+  // Compared loosely on entities and white space: Slack may hand text back with `&` as `&amp;` or lines
+  // trimmed; the words that say what runs must all be there.
+  const norm = (t: string) =>
+    t.replaceAll("&amp;", "&").replaceAll("&lt;", "<").replaceAll("&gt;", ">").replace(/\s+/g, " ").trim();
+  const shown = new Set(blockTexts(body.message.blocks).map(norm));
+  const missing = approvalPlanTexts(view).map((t) => norm(deps.secrets.scrub(t))).filter((t) =>
+    !shown.has(t)
+  );
+  return missing.length ? `${missing.length} line(s) of its plan are not on it` : undefined;
 }
 
 /** A button or modal payload that is not ours: audited as a refusal, nothing else happens. */

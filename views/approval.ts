@@ -289,6 +289,49 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
   return { text: approvalText(v), blocks: [...blocks, ...shown, ...extras, ...tail] };
 }
 
+/**
+ * The texts a message shows, in order: headers, sections (text and fields), context elements and the confirm
+ * dialogs of buttons. What an approver reads before clicking, taken from a message as Slack hands it back in
+ * a click's payload. Pure; anything that is not a block list gives none.
+ */
+export function blockTexts(blocks: unknown): string[] {
+  if (!Array.isArray(blocks)) return [];
+  const out: string[] = [];
+  const add = (t: unknown) => {
+    const text = (t as { text?: unknown } | null | undefined)?.text;
+    if (typeof text === "string") out.push(text);
+  };
+  const list = (v: unknown): unknown[] => Array.isArray(v) ? v : [];
+  for (
+    const b of blocks as ({ type?: unknown; text?: unknown; fields?: unknown; elements?: unknown } | null)[]
+  ) {
+    if (!b || typeof b !== "object") continue;
+    add(b.text);
+    for (const f of list(b.fields)) add(f);
+    for (const e of list(b.elements) as ({ confirm?: { title?: unknown; text?: unknown } } | null)[]) {
+      if (b.type === "context") add(e);
+      if (e?.confirm) {
+        add(e.confirm.title);
+        add(e.confirm.text);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The texts of a pending request's approval message that say what would run (header, summary, target,
+ * request and plan hash, warnings, steps, checks, undo, notes, backup step, the Approve dialog), leaving out
+ * those that change while it waits (approvals so far, the state line, the approvers' mentions). A click on a
+ * message that lacks any of them was made on something other than the bot's drawing of this request.
+ */
+export function approvalPlanTexts(v: RequestView): string[] {
+  const waiting = stateLine(v);
+  return blockTexts(renderApproval(v).blocks).filter((t) =>
+    t !== waiting && !t.startsWith("*Approvals*\n") && !t.startsWith("Approvers: ")
+  );
+}
+
 /** The offered "take a backup first" step: kept or dropped, with its toggle while the request is pending. */
 function backupFirstBlocks(r: RequestRow): Block[] {
   const kept = r.pre_backup === true;

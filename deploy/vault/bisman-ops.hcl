@@ -22,7 +22,8 @@ path "database/rotate-root/bisman" {
   capabilities = ["update"]
 }
 
-# The audit witness: each anchor is a new entry (create, with check-and-set 0); nothing here lets the bot
+# The audit witness: each anchor, and each approved run (runs/<request>), is a new entry (create, with
+# check-and-set 0); nothing here lets the bot
 # overwrite (update), delete, undelete or destroy an anchor, or change the folder's metadata.
 path "secret/data/bisman/audit-anchors/*" {
   capabilities = ["create", "read"]

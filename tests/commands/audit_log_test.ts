@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { startCluster } from "../../standins/cluster.ts";
-import { startTestBot, testConfig, USERS } from "../support/bot.ts";
+import { startTestBot, TEST_SIGNING_KEY, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { waitFor } from "../../standins/wait.ts";
-import { verifyExport } from "../../core/audit.ts";
+import { chainHash, rowContent, verifyExport } from "../../core/audit.ts";
 import { csvField, toCsv } from "../../views/csv.ts";
 import { runCli } from "../support/cli_process.ts";
 
@@ -167,6 +167,41 @@ Deno.test("/bisman audit-log: search with a CSV in a direct message, export, and
         new RegExp(`at row ${seq} \\(line ${k + 1}\\): line ${k + 1} \\(row ${seq}\\) is not valid JSON`),
       );
     });
+
+    await t.step(
+      "with BISMAN_SIGNING_KEY in the environment, offline verify checks MACs: a recomputed rewrite is named",
+      async () => {
+        const rows = (await Deno.readTextFile(exportFile)).trim().split("\n").map((l) => JSON.parse(l));
+        const k = rows.findIndex((r) => r.details?.i === 7);
+        rows[k].outcome = "denied";
+        for (let i = k; i < rows.length; i++) {
+          rows[i].prev_hash = i ? rows[i - 1].hash : rows[i].prev_hash;
+          rows[i].hash = chainHash(rows[i].prev_hash, rowContent(rows[i]));
+        }
+        await Deno.writeTextFile(`${dir}/rewritten.jsonl`, rows.map((r) => JSON.stringify(r)).join("\n"));
+        const without = await cli({}, "audit-log", "verify", "--file", `${dir}/rewritten.jsonl`);
+        assert.equal(without.code, 0, "without the key only the linkage is checked, and it says so");
+        assert.match(without.stdout, /MACs were NOT checked/);
+        const withKey = await cli(
+          { BISMAN_SIGNING_KEY: TEST_SIGNING_KEY },
+          "audit-log",
+          "verify",
+          "--file",
+          `${dir}/rewritten.jsonl`,
+        );
+        assert.equal(withKey.code, 1, withKey.stdout);
+        assert.match(withKey.stderr, new RegExp(`at row ${rows[k].seq} .*its MAC.*no longer matches`));
+        const intact = await cli(
+          { BISMAN_SIGNING_KEY: TEST_SIGNING_KEY },
+          "audit-log",
+          "verify",
+          "--file",
+          exportFile,
+        );
+        assert.equal(intact.code, 0, intact.stderr);
+        assert.match(intact.stdout, /MACs were checked with the bot's key/);
+      },
+    );
 
     await t.step("the CLI checks an anchor against the database, and against an export offline", async () => {
       const head = (await tb.bot.deps.audit.verify()) as { head: { seq: number; hash: string } };

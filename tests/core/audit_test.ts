@@ -180,6 +180,51 @@ Deno.test("a superuser who rewrites a middle row and recomputes every hash after
   }
 });
 
+Deno.test("a superuser who strips every MAC and recomputes the whole chain from genesis is still named", async (t) => {
+  // Rows from before a key was set carry no MAC and are accepted as the chain's first rows. Rewriting a row,
+  // then every hash from row 1 and nulling every MAC, makes the whole log look like such rows.
+  await using cluster = await startCluster({ name: "audit-strip" });
+  const stateDb = await cluster.createDatabase("stripstate");
+  const superuser = cluster.primary.sql(stateDb);
+  const tb = await startTestBot(cluster, { stateDb });
+  try {
+    for (let i = 0; i < 4; i++) await ask(tb, "help");
+    await tb.bot.deps.audit.append({ actor: USERS.bob, action: "test.marker", outcome: "ok" });
+    await tb.bot.gate.idle();
+    await superuser.begin(async (tx) => {
+      await tx`set local session_replication_role = replica`;
+      await tx`update bisman_ops.audit_log set outcome = 'denied', actor = 'U0MALLORY' where seq = 3`;
+      const rows = await tx<AuditRow[]>`
+        select seq::int as seq, at, actor, actor_name, action, target, request_id::int as request_id, outcome,
+               details, prev_hash, hash from bisman_ops.audit_log order by seq`;
+      let prev = "0".repeat(64);
+      for (const r of rows) {
+        const hash = chainHash(prev, rowContent({ ...r, at: new Date(r.at).toISOString() }));
+        await tx`update bisman_ops.audit_log set prev_hash = ${prev}, hash = ${hash}, mac = null, key_id = null
+                  where seq = ${r.seq}`;
+        prev = hash;
+      }
+    });
+
+    await t.step("verify with the key refuses a log with no MAC where the bot always wrote one", async () => {
+      const v = await tb.bot.deps.audit.verify();
+      assert.equal(v.ok, false, "a MAC-less log is not an intact one for a bot that holds a key");
+      assert.equal(!v.ok && v.seq, 1);
+      assert.match(!v.ok ? v.problem : "", /row 1 carries no MAC/);
+      const r = await ask(tb, "audit-log verify", USERS.bob);
+      assert.match(r.text, /Audit log broken at row 1: row 1 carries no MAC/);
+    });
+
+    await t.step("an export of it fails offline with the key too", async () => {
+      const rows = await new AuditLog(superuser, new Secrets()).rows();
+      const v = verifyExport(rows.map(exportLine).join("\n"), undefined, tb.bot.deps.keys!);
+      assert.equal(v.ok ? 0 : v.seq, 1);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
+
 Deno.test("DATABASE_MIGRATION_URL: the runtime role may only SELECT and INSERT the audit log, and the bot still works", async (t) => {
   await using cluster = await startCluster({ name: "audit-roles" });
   const ownerPw = `owner-${crypto.randomUUID()}`;

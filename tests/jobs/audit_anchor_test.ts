@@ -203,3 +203,68 @@ Deno.test("with a Vault witness, deleting the newest rows is caught by the ancho
     await vault.stop();
   }
 });
+
+Deno.test("rows deleted back past the witnessed anchor are not blessed by the next anchor", async (t) => {
+  // The witness is read back by verify only at its newest anchor. Were the next day's anchor written over a
+  // log a superuser cut back past the previous anchor (and the bot then appended past that row again),
+  // the newest anchor would match and the deletion would never show.
+  await using cluster = await startCluster({ name: "witness-next" });
+  const stateDb = await cluster.createDatabase("witnessnext");
+  const superuser = cluster.primary.sql(stateDb);
+  const vault = await VaultStandIn.start();
+  const botToken = vault.issueToken(
+    parsePolicyHcl(await Deno.readTextFile(new URL("../../deploy/vault/bisman-ops.hcl", import.meta.url))),
+  );
+  const config = testConfig(cluster, (doc) => {
+    doc.audit_log = { witness: { vault_path: "bisman/audit-anchors" } };
+  });
+  const tb = await startTestBot(cluster, {
+    stateDb,
+    config,
+    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: botToken },
+  });
+  const bob = { userId: USERS.bob, via: "slack" as const, teamId: "T0TEST" };
+  const newestAnchor = async () => (await tb.bot.deps.witness!.newest())!.seq;
+  try {
+    for (let i = 0; i < 4; i++) await ask(tb, "help");
+    const first = await tb.bot.scheduler.runNow("audit_anchor", bob);
+    assert.equal(first.outcome, "ok", first.error ?? "");
+    const seq = Number(
+      (await tb.bot.deps.audit.rows()).findLast((r) => r.action === "audit.anchored")!
+        .details.seq,
+    );
+
+    await t.step("an untouched log gets its next anchor", async () => {
+      await ask(tb, "help");
+      const next = await tb.bot.scheduler.runNow("audit_anchor", bob);
+      assert.equal(next.outcome, "ok", next.error ?? "");
+      assert.ok(await newestAnchor() > seq);
+    });
+
+    await t.step(
+      "cut back past the newest anchor, then grown past it: no new anchor, and said so",
+      async () => {
+        const newest = await newestAnchor();
+        await superuser.begin(async (tx) => {
+          await tx`alter table bisman_ops.audit_log disable trigger audit_log_no_update_delete`;
+          await tx`delete from bisman_ops.audit_log where seq >= ${seq - 1}`;
+          await tx`alter table bisman_ops.audit_log enable trigger audit_log_no_update_delete`;
+        });
+        for (let i = 0; i < 8; i++) await ask(tb, "help");
+        const run = await tb.bot.scheduler.runNow("audit_anchor", bob);
+        assert.equal(
+          run.outcome,
+          "failed",
+          "the anchor job refuses to anchor a log that lost its witnessed row",
+        );
+        assert.match(run.error ?? "", /Not anchored: .*row \d+'s hash is now/);
+        assert.equal(await newestAnchor(), newest, "the witness's newest anchor is still the old one");
+        const r = await ask(tb, "audit-log verify", USERS.bob);
+        assert.match(r.text, /Audit log fails its witness/);
+      },
+    );
+  } finally {
+    await tb.stop();
+    await vault.stop();
+  }
+});

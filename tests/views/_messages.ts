@@ -1439,6 +1439,9 @@ export const NOT_MESSAGES: Record<string, string> = {
   "views/alerts.ts#alertOneLine": "one line of text inside the alert renderers",
   "views/approval.ts#stateLine": "a line inside renderApproval",
   "views/approval.ts#approverMentions": "mentions inside renderApproval and renderReminder",
+  "views/approval.ts#blockTexts": "reads the texts of a message (a clicked one), draws nothing",
+  "views/approval.ts#approvalPlanTexts":
+    "texts taken from renderApproval, to check a clicked message against",
   "views/approval.ts#approvalText": "the fallback text of renderApproval",
   "views/audit.ts#auditRowLine": "a line inside renderAuditSearch",
   "views/audit.ts#auditDataLine": "a line inside renderAuditSearch",
