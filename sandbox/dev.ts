@@ -19,7 +19,13 @@ import type { SlackStandIn } from "../standins/slack.ts";
 import type { VaultStandIn } from "../standins/vault.ts";
 import { MissingServerError, openSandboxCluster, type PersistentCluster } from "./clusters.ts";
 import { createConsoleApp } from "./console.ts";
-import { ensureDump, ensurePgBackRest, forgetSetupStatements, seedDatabases } from "./seed.ts";
+import {
+  ensureDump,
+  ensurePgBackRest,
+  forgetSetupStatements,
+  grantSandboxRights,
+  seedDatabases,
+} from "./seed.ts";
 import { startSandboxAlerts, stopLeftoverAlertmanager } from "./alerts.ts";
 import { freePort } from "../standins/ports.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
@@ -165,6 +171,8 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     );
 
     await seedDatabases(cluster, { rows: opts.rows, log, dataDir });
+    const rights = await grantSandboxRights(cluster);
+    if (rights.length) log(`Sandbox rights: ${rights.join("; ")}`);
     const dumpDir = `${dataDir}/backups/dumps`;
     await ensureDump(cluster, dumpDir, log);
     const pgbackrest = pgbackrestInstalled ? await ensurePgBackRest(cluster, log) : undefined;
