@@ -201,6 +201,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       webhookUrl: `http://127.0.0.1:${botPort}/alerts`,
       token: alertsToken,
       replicaPort: cluster.replica?.port,
+      primaryPort: cluster.primary.port,
       log,
     });
     stops.push(() => alerts.stop());
@@ -259,9 +260,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       cluster,
       vault,
       dumpDir,
+      alerts,
       subcommands: () => allSubcommands().map((s) => s.name),
       hooks: {
-        fireAlert: () => alerts.fire(),
         digestNow: async (user) => {
           const u = SANDBOX_USERS.find((x) => x.id === user);
           const run = await bot.scheduler.runNow("digest", {
