@@ -95,7 +95,8 @@ export function sandboxAlert(
     ReplicationFailure: {
       labels: { ...replica, severity: "critical" },
       summary: "replica1 of sandbox is not streaming from its primary",
-      description: `The runbook's "Replication failure → Promote replica, investigate". ${fromPanel}`,
+      description:
+        `The runbook's incident step: replication failure, promote the replica, investigate. ${fromPanel}`,
     },
     TooManyConnections: {
       labels: { ...primary, severity: "warning" },
@@ -110,12 +111,13 @@ export function sandboxAlert(
     UnexpectedDbUser: {
       labels: { ...primary, ...client, user: "mallory", severity: "critical" },
       summary: "an unexpected role logged in to sandbox",
-      description: `The runbook's "Unexpected DB user → Rotate all credentials". ${fromPanel}`,
+      description: `The runbook's incident step: unexpected DB user, rotate all credentials. ${fromPanel}`,
     },
     SuspiciousQueries: {
       labels: { ...primary, ...client, severity: "critical" },
       summary: "suspicious queries on sandbox from 203.0.113.7",
-      description: `The runbook's "Suspicious queries → Check audit logs, block IP". ${fromPanel}`,
+      description:
+        `The runbook's incident step: suspicious queries, check audit logs, block the IP. ${fromPanel}`,
     },
   };
   const a = table[name];

@@ -91,13 +91,15 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
               },
             }
             : {}),
-          wal_archiving: { max_age_minutes: 60 },
+          // WAL archiving is on only with the pgBackRest stanza (its archive_command): without it, judging
+          // archiving would only ever report a sandbox's own choice as critical.
+          ...(input.pgbackrest ? { wal_archiving: { max_age_minutes: 60 } } : {}),
           tools: { pg_restore: `${cluster.binDir}/pg_restore`, pgbackrest: "pgbackrest" },
         },
         security: {
-          // The sandbox's own superuser (its harness, the tables' owner), Vault's database-engine role and the
-          // CLI's people (roles are cluster-wide, and the state database shares this cluster) are expected
-          // logins; any other role outside the seed's policy is an "unexpected DB user".
+          // The sandbox's own superuser (its harness), Vault's database-engine role and the tables' owner are
+          // expected roles; so are the CLI's people, whom data folders made before the state database moved to
+          // its own server still hold here. Any other login outside the seed's policy is an "unexpected DB user".
           other_roles: ["postgres", VAULT_ROOT_ROLE, "bisman_cli", OWNER_ROLE, ...CLI_PEOPLE],
           audit_reads: "replica",
           // The bot runs beside the sandbox's primary and may edit its pg_hba.conf, so `/bisman block` and
@@ -128,6 +130,9 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
     },
     ...input.evidence?.top,
     default_target: TARGET,
+    // Half a minute instead of production's five, so the idle-in-transaction sessions "make trouble" opens
+    // are soon past the limit that `/bisman connections` and the terminate-idle buttons use.
+    thresholds: { idle_in_transaction_minutes: 0.5 },
     alerts: {
       ...(input.alertmanagerUrl ? { alertmanager_url: input.alertmanagerUrl } : {}),
       // Quicker than production's minute, so a paused replica shows up soon.
@@ -151,7 +156,10 @@ export async function writeSandboxConfig(input: SandboxConfigInput): Promise<str
   return path;
 }
 
-/** The state database's URL (the postgres superuser over loopback TCP, which pg_hba trusts). */
-export function stateUrl(cluster: PersistentCluster): string {
+/**
+ * The state database's URL on the sandbox's state server (sandbox/clusters.ts openStateCluster): the
+ * postgres superuser over loopback TCP, which pg_hba trusts.
+ */
+export function stateUrl(cluster: Pick<PersistentCluster, "primary">): string {
   return cluster.primary.url({ database: STATE_DB });
 }

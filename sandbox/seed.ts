@@ -1,6 +1,7 @@
 /**
- * What the sandbox's primary holds: the BISMAN sample schema with generated rows (sql/target/ through
- * {@link applyTargetSql}), the bot's own state database, and a real `pg_dump -Fc` of the sample database.
+ * What the sandbox's servers hold: the BISMAN sample schema with generated rows on the primary
+ * (sql/target/ through {@link applyTargetSql}), the bot's own state database on its own server, and a real
+ * `pg_dump -Fc` of the sample database.
  * Every step checks first, so a restart on an existing data folder only fills in what is missing.
  *
  * @module
@@ -36,7 +37,12 @@ export const DEFAULT_ROWS: Partial<SampleRows> = {
   app_users: 500,
 };
 
-async function databaseExists(cluster: PersistentCluster, name: string): Promise<boolean> {
+/** Creates the bot's state database on its own server (sandbox/clusters.ts openStateCluster) when missing. */
+export async function ensureStateDatabase(state: Pick<PersistentCluster, "primary">): Promise<void> {
+  if (!(await databaseExists(state, STATE_DB))) await state.primary.psql(`create database ${STATE_DB}`);
+}
+
+async function databaseExists(cluster: Pick<PersistentCluster, "primary">, name: string): Promise<boolean> {
   const out = await cluster.primary.psql(`select 1 from pg_database where datname = '${name}'`);
   return out.trim() === "1";
 }
@@ -62,7 +68,6 @@ export async function seedDatabases(
 ): Promise<void> {
   const digestFile = `${opts.dataDir}/target_sql.sha256`;
   const digest = await targetSqlDigest();
-  if (!(await databaseExists(cluster, STATE_DB))) await cluster.primary.psql(`create database ${STATE_DB}`);
   if (!(await databaseExists(cluster, SAMPLE_DB))) await cluster.primary.psql(`create database ${SAMPLE_DB}`);
   const sql = cluster.primary.sql(SAMPLE_DB);
   try {
