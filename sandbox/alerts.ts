@@ -147,6 +147,7 @@ export async function startSandboxAlerts(opts: {
 }): Promise<SandboxAlerts> {
   const alertOf = (name: SandboxAlertName) => sandboxAlert(opts.replicaPort, name, opts.primaryPort);
   const fired = new Set<SandboxAlertName>();
+  const firedAt = new Map<SandboxAlertName, Date>();
   if (await installed(ALERTMANAGER_BIN)) {
     let am: RunningAlertmanager | undefined;
     try {
@@ -167,6 +168,7 @@ export async function startSandboxAlerts(opts: {
         dir: running.dir,
         fire: async (name = "HighReplicationLag") => {
           const alert = alertOf(name);
+          firedAt.set(name, new Date());
           await running.push(alert.labels, alert.annotations);
           fired.add(name);
           return `${name} fired through Alertmanager (amtool alert add): its webhook reaches the ` +
@@ -174,10 +176,14 @@ export async function startSandboxAlerts(opts: {
         },
         resolveAll: async () => {
           const names = [...fired];
-          for (const name of names) {
-            const alert = alertOf(name);
-            await running.resolve(alert.labels, alert.annotations);
-          }
+          // Ended now, from the time it was fired: the stand-in's resolve() ends an alert a minute ago, which
+          // Alertmanager does not apply to an alert that started later (one fired seconds ago stayed firing).
+          const endsAt = new Date().toISOString();
+          await running.postAlerts(names.map((name) => ({
+            ...alertOf(name),
+            startsAt: (firedAt.get(name) ?? new Date()).toISOString(),
+            endsAt,
+          })));
           fired.clear();
           return names.length
             ? `${

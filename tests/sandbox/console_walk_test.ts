@@ -148,8 +148,19 @@ Deno.test({
         await page.goto(sandbox.url);
         await page.waitForSelector("body[data-ready]");
         await w.actAs("alice");
-        await page.fill("#command", "/bisman ro");
-        await page.waitForSelector("#completions:not([hidden]) .completion");
+        // Typed as a person types, into the focused composer (the box closes when the composer loses focus,
+        // and the page may still be redrawing the user switch).
+        for (let attempt = 1;; attempt++) {
+          await page.fill("#command", "");
+          await page.click("#command");
+          await page.keyboard.type("/bisman ro");
+          try {
+            await page.waitForSelector("#completions:not([hidden]) .completion", { timeout: 15_000 });
+            break;
+          } catch (err) {
+            if (attempt === 3) throw err;
+          }
+        }
         const offered = await w.domText("#completions");
         assert.match(offered, /\/bisman rotate/);
         assert.doesNotMatch(offered, /\/bisman status/);
@@ -173,11 +184,6 @@ Deno.test({
           new RegExp(`\\*primary\\* \\(127\\.0\\.0\\.1:${sandbox.cluster.primary.port}\\): primary`),
         );
         await w.shot("status");
-      });
-
-      // Opened first, so that by the alert thread's remediation they are older than the sandbox's 30 s limit.
-      await t.step("make trouble: three sessions idle in a transaction", async () => {
-        await w.trouble("idle-in-transaction", "idle in transaction");
       });
 
       await t.step(
@@ -219,6 +225,11 @@ Deno.test({
         },
       );
 
+      // Opened after the rotation of bisman_app (which ends that role's sessions), for connections to show.
+      await t.step("make trouble: three sessions idle in a transaction", async () => {
+        await w.trouble("idle-in-transaction", "idle in transaction");
+      });
+
       await t.step("rotate root", async () => {
         const req = await w.request("rotate root", "rotate_root");
         await w.approve(req, ["bob"], "rotate_root");
@@ -250,9 +261,13 @@ Deno.test({
 
       await t.step("connections, terminate-idle, and terminate an address", async () => {
         const conns = await w.run("connections", /Connections: sandbox/);
-        assert.match(conns, /3 session\(s\), 3 over the limit/);
+        assert.match(
+          conns,
+          /\*Idle in transaction\* \(connection-leak check, limit 0\.5 min\): 3 session\(s\)/,
+        );
         await w.shot("connections");
-        const req = await w.request("terminate-idle", "terminate_idle");
+        // The sessions are seconds old here; the sandbox's own limit (30 s) is for people trying it by hand.
+        const req = await w.request("terminate-idle minutes=0.05", "terminate_idle");
         await w.approve(req, ["bob"], "terminate_idle");
         await w.shot("terminate-idle-succeeded");
         // Every session of the sandbox comes from 127.0.0.1, the bot's own address, which terminate refuses; an
@@ -446,12 +461,14 @@ Deno.test({
           await w.shot("alert-remediated");
           await w.actAs("alice");
           await w.trouble("resolve-alerts", "resolved");
-          await w.waitEntry(
-            "alice",
-            "the resolved parent",
-            (e) => /RESOLVED/.test(entryText(e)) && entryText(e).includes("*SlowQueries*"),
-            90_000,
-          );
+          for (const name of SANDBOX_ALERTS) {
+            await w.waitEntry(
+              "alice",
+              `the ${name} parent marked resolved`,
+              (e) => entryText(e).includes(`RESOLVED* *${name}*`),
+              90_000,
+            );
+          }
           await w.openThread(await parent());
           await w.shot("alert-thread-resolved");
           await page.click("#thread-close");
@@ -483,6 +500,14 @@ Deno.test({
         "promote replica1 with its primary stopped from the trouble menu, two approvers",
         async () => {
           await w.trouble("stop-primary", "The primary is stopped");
+          const status = await w.run("status", /replica1/);
+          assert.match(status, /\*replica1\* \(127\.0\.0\.1:\d+\): standby/);
+          assert.doesNotMatch(
+            status,
+            /\*primary\* \(127\.0\.0\.1:\d+\): primary/,
+            "the primary does not answer",
+          );
+          await w.shot("primary-stopped");
           const req = await w.request("promote replica1", "promote_replica");
           const done = await w.approve(req, ["bob", "carol"], "promote_replica", 180_000);
           assert.doesNotMatch(done, /split brain/i);
