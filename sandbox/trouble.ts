@@ -10,7 +10,7 @@
  */
 
 import postgres from "postgres";
-import type { PersistentCluster } from "../standins/cluster.ts";
+import type { TestCluster } from "../standins/cluster.ts";
 import type { VaultStandIn } from "../standins/vault.ts";
 import type { TroubleInfo, TroublePanel } from "./console.ts";
 import { SAMPLE_DB } from "./seed.ts";
@@ -19,7 +19,7 @@ import { SANDBOX_ALERTS, type SandboxAlertName, type SandboxAlerts } from "./ale
 
 /** What the panel acts on. */
 export interface TroubleContext {
-  cluster: PersistentCluster;
+  cluster: TestCluster;
   vault: VaultStandIn;
   /** Names of the registered `/bisman` subcommands (features light up as they land). */
   subcommands: () => string[];
