@@ -255,8 +255,16 @@ Deno.test({
       });
 
       await t.step("lag", async () => {
-        await w.run("lag", /replica1/, { expect: /Replication lag/ });
+        const lag = await w.runEntry("lag", /Replication lag/);
         await w.shot("lag");
+        // "Post to channel" shares the private answer with everyone.
+        await w.clickButton("alice", lag, "bisman.reply.share");
+        await w.waitEntry(
+          "carol",
+          "the shared lag report",
+          (e) => e.kind === "message" && /Replication lag/.test(entryText(e)),
+        );
+        await w.shot("lag-shared");
       });
 
       await t.step("connections, terminate-idle, and terminate an address", async () => {
@@ -314,6 +322,13 @@ Deno.test({
         await w.run("roles", /Roles: sandbox/);
         await w.shot("roles");
         const req = await w.request("roles apply", "roles_apply");
+        // The requester drops the plan's backup-first step before anyone approves.
+        await w.clickButton("alice", req, "bisman.request.backup_first");
+        await w.waitEntry(
+          "alice",
+          "the dropped backup step",
+          (e) => e.key === req.key && /Step 0, take a backup first\*: dropped/.test(entryText(e)),
+        );
         const done = await w.approve(req, ["bob"], "roles_apply");
         assert.match(done, /no drift remains/);
         await w.shot("roles-apply-succeeded");
@@ -352,6 +367,30 @@ Deno.test({
         await w.clickButton("alice", entry, "bisman.checklist.attest.0");
         await w.waitEntry("alice", "the attestation's record", (e) => /:memo: Recorded: /.test(entryText(e)));
         await w.shot("checklist-attested");
+        // A runbook button of a failing item runs its read-only subcommand.
+        const answers: Record<string, RegExp> = {
+          "Show audit trail": /Audit: sandbox/,
+          "Show lag": /Replication lag/,
+          "Top slow queries": /Slow queries: sandbox/,
+          "Show connections": /Connections: sandbox/,
+        };
+        const runbook = buttonsOf(entry).find((b) =>
+          /^bisman\.checklist\.runbook\./.test(b.action_id ?? "") && typeof b.text === "object" &&
+          answers[b.text.text ?? ""]
+        );
+        assert.ok(
+          runbook,
+          `a read-only runbook button on the checklist: ${JSON.stringify(buttonsOf(entry))}`,
+        );
+        const before = new Set((await w.feed("alice")).map((e) => e.key));
+        await w.clickButton("alice", entry, runbook.action_id!);
+        const label = (runbook.text as { text: string }).text;
+        await w.waitEntry(
+          "alice",
+          `the answer of the checklist's ${label}`,
+          (e) => !before.has(e.key) && answers[label].test(entryText(e)),
+        );
+        await w.shot("checklist-runbook-button");
       });
 
       await t.step("digest", async () => {
@@ -372,6 +411,14 @@ Deno.test({
           (e) => e.ts === req.ts && /Cancelled/.test(entryText(e)),
         );
         await w.shot("cancelled");
+        const other = await w.request("rotate bisman_admin", "rotate");
+        await w.clickButton("alice", other, "bisman.request.cancel");
+        await w.waitEntry(
+          "alice",
+          "the request cancelled by its button",
+          (e) => e.key === other.key && /Cancelled/.test(entryText(e)),
+        );
+        await w.shot("cancelled-by-button");
       });
 
       await t.step("freeze and unfreeze", async () => {
@@ -409,6 +456,22 @@ Deno.test({
           );
         }
         await w.shot("alerts-fired");
+        // The read-only runbook buttons answer in their thread.
+        for (
+          const [name, action, answer] of [
+            ["HighReplicationLag", "bisman.alert.show_lag", /Replication lag/],
+            ["SuspiciousQueries", "bisman.alert.show_audit", /Audit: sandbox/],
+          ] as const
+        ) {
+          const parent = await w.waitEntry("alice", name, (e) => entryText(e).includes(`*FIRING* *${name}*`));
+          await w.clickButton("alice", parent, action);
+          await w.waitEntry(
+            "alice",
+            `${action}'s answer in the ${name} thread`,
+            (e) => e.thread_ts === parent.ts && e.ts !== parent.ts && answer.test(entryText(e)),
+          );
+        }
+        await w.shot("alert-read-buttons");
       });
 
       await t.step(
