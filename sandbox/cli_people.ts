@@ -25,7 +25,10 @@ export function cliEnvFile(dataDir: string, person: string): string {
  * Creates (or re-keys) each person's login role and writes their env file.
  * @returns the files written, to remove on stop
  */
-export async function setUpCliPeople(cluster: PersistentCluster, dataDir: string): Promise<string[]> {
+export async function setUpCliPeople(
+  cluster: Pick<PersistentCluster, "primary">,
+  dataDir: string,
+): Promise<string[]> {
   const passwords = new Map<string, string>();
   const statements: string[] = [];
   for (const person of CLI_PEOPLE) {

@@ -137,3 +137,21 @@ export async function openSandboxCluster(
   });
   return { cluster, note };
 }
+
+/**
+ * The bot's own state database gets a small server of its own (`<pg>/state`, no replica, no preloads): the
+ * console's "Stop the primary" must stop the target's primary without stopping the bot that is to promote
+ * its replica, as in production, where the state database never lives on the target it operates.
+ */
+export async function openStateCluster(
+  opts: { dataDir: string; port?: number },
+): Promise<PersistentCluster> {
+  await requireServer();
+  const { dir } = await clusterDir(opts.dataDir);
+  return await openCluster({
+    dir: `${dir}/state`,
+    name: "sandbox-state",
+    replica: false,
+    ports: { primary: opts.port },
+  });
+}

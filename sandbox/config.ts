@@ -9,7 +9,7 @@
 import { stringify } from "yaml";
 import { parseConfig } from "../core/config.ts";
 import type { PersistentCluster } from "../standins/cluster.ts";
-import { BOT_ROLE, SAMPLE_DB, STATE_DB } from "./seed.ts";
+import { BOT_ROLE, OWNER_ROLE, SAMPLE_DB, STATE_DB } from "./seed.ts";
 import { CLI_PEOPLE } from "./cli_people.ts";
 import {
   OPS_CHANNEL,
@@ -91,18 +91,29 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
               },
             }
             : {}),
-          wal_archiving: { max_age_minutes: 60 },
+          // WAL archiving is on only with the pgBackRest stanza (its archive_command): without it, judging
+          // archiving would only ever report a sandbox's own choice as critical.
+          ...(input.pgbackrest ? { wal_archiving: { max_age_minutes: 60 } } : {}),
           tools: { pg_restore: `${cluster.binDir}/pg_restore`, pgbackrest: "pgbackrest" },
         },
         security: {
-          // The sandbox's own superuser (its harness, the tables' owner), Vault's database-engine role and the
-          // CLI's people (roles are cluster-wide, and the state database shares this cluster) are expected
-          // logins; any other role outside the seed's policy is an "unexpected DB user".
-          other_roles: ["postgres", VAULT_ROOT_ROLE, "bisman_cli", ...CLI_PEOPLE],
+          // The sandbox's own superuser (its harness), Vault's database-engine role and the tables' owner are
+          // expected roles; so are the CLI's people, whom data folders made before the state database moved to
+          // its own server still hold here. Any other login outside the seed's policy is an "unexpected DB user".
+          other_roles: ["postgres", VAULT_ROOT_ROLE, "bisman_cli", OWNER_ROLE, ...CLI_PEOPLE],
           audit_reads: "replica",
+          // The bot runs beside the sandbox's primary and may edit its pg_hba.conf, so `/bisman block` and
+          // `unblock` change it and verify the change through pg_hba_file_rules (standins/cluster.ts writes
+          // the file again on every start, so a block does not outlive a restart).
+          manage_hba: { path: `${cluster.primary.dataDir}/pg_hba.conf` },
+          // The application tables' non-superuser owner (sandbox/seed.ts), whose rights `roles apply` uses.
+          grant_role: OWNER_ROLE,
         },
-        // Restore tests go to the sandbox's primary as a separate "restore server" (the postgres superuser
-        // over loopback, trusted by pg_hba): a marked scratch database is created, verified and dropped.
+        // Restore tests restore into a marked scratch database on the sandbox's own primary, said openly with
+        // allow_on_primary (so each one goes through the approval gate, and its plan warns about the disk it
+        // uses). A separate scratch cluster would be the production set-up, but a third postmaster costs the
+        // 2-core machines the sandbox runs on more than a scratch database does. The restore connects as the
+        // postgres superuser over loopback (trusted by pg_hba): the audit SQL's DDL event trigger needs it.
         restore_test: {
           server: {
             host: "127.0.0.1",
@@ -111,6 +122,7 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
             user: "postgres",
             sslmode: "disable",
           },
+          allow_on_primary: true,
           jobs: 2,
         },
         ...input.evidence?.target,
@@ -118,6 +130,9 @@ export function sandboxConfigDoc(input: SandboxConfigInput): Record<string, unkn
     },
     ...input.evidence?.top,
     default_target: TARGET,
+    // Half a minute instead of production's five, so the idle-in-transaction sessions "make trouble" opens
+    // are soon past the limit that `/bisman connections` and the terminate-idle buttons use.
+    thresholds: { idle_in_transaction_minutes: 0.5 },
     alerts: {
       ...(input.alertmanagerUrl ? { alertmanager_url: input.alertmanagerUrl } : {}),
       // Quicker than production's minute, so a paused replica shows up soon.
@@ -141,7 +156,10 @@ export async function writeSandboxConfig(input: SandboxConfigInput): Promise<str
   return path;
 }
 
-/** The state database's URL (the postgres superuser over loopback TCP, which pg_hba trusts). */
-export function stateUrl(cluster: PersistentCluster): string {
+/**
+ * The state database's URL on the sandbox's state server (sandbox/clusters.ts openStateCluster): the
+ * postgres superuser over loopback TCP, which pg_hba trusts.
+ */
+export function stateUrl(cluster: Pick<PersistentCluster, "primary">): string {
   return cluster.primary.url({ database: STATE_DB });
 }

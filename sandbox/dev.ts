@@ -17,9 +17,21 @@ import { allSubcommands } from "../commands/registry.ts";
 import type { SampleRows } from "../ops/_target_sql.ts";
 import type { SlackStandIn } from "../standins/slack.ts";
 import type { VaultStandIn } from "../standins/vault.ts";
-import { MissingServerError, openSandboxCluster, type PersistentCluster } from "./clusters.ts";
+import {
+  MissingServerError,
+  openSandboxCluster,
+  openStateCluster,
+  type PersistentCluster,
+} from "./clusters.ts";
 import { createConsoleApp } from "./console.ts";
-import { ensureDump, ensurePgBackRest, forgetSetupStatements, seedDatabases } from "./seed.ts";
+import {
+  ensureDump,
+  ensurePgBackRest,
+  ensureStateDatabase,
+  forgetSetupStatements,
+  grantSandboxRights,
+  seedDatabases,
+} from "./seed.ts";
 import { startSandboxAlerts, stopLeftoverAlertmanager } from "./alerts.ts";
 import { freePort } from "../standins/ports.ts";
 import { OPS_CHANNEL, SANDBOX_USERS, startSlack, startVault, TEAM_ID } from "./standins.ts";
@@ -60,7 +72,7 @@ const REPO = fileURLToPath(new URL("../", import.meta.url));
 const DEFAULT_PORT = 8080;
 
 interface SavedState {
-  ports?: { primary?: number; replica?: number; console?: number };
+  ports?: { primary?: number; replica?: number; state?: number; console?: number };
   /** Alertmanager's temp folder, so a run after a SIGKILL can stop the Alertmanager it left behind. */
   alertmanagerDir?: string;
   /** pg_receivewal's pid, so a run after a SIGKILL can stop the one it left behind. */
@@ -164,7 +176,17 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
         `(${cluster.reused ? "started again from" : "created in"} ${cluster.dir})`,
     );
 
+    const stateCluster = await openStateCluster({ dataDir, port: saved.ports?.state });
+    stops.push(() => stateCluster.stop());
+    await ensureStateDatabase(stateCluster);
+    log(
+      `PostgreSQL 15: the bot's state database on its own server, port ${stateCluster.primary.port} ` +
+        `(so stopping the target's primary leaves the bot running)`,
+    );
+
     await seedDatabases(cluster, { rows: opts.rows, log, dataDir });
+    const rights = await grantSandboxRights(cluster);
+    if (rights.length) log(`Sandbox rights: ${rights.join("; ")}`);
     const dumpDir = `${dataDir}/backups/dumps`;
     await ensureDump(cluster, dumpDir, log);
     const pgbackrest = pgbackrestInstalled ? await ensurePgBackRest(cluster, log) : undefined;
@@ -193,6 +215,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       webhookUrl: `http://127.0.0.1:${botPort}/alerts`,
       token: alertsToken,
       replicaPort: cluster.replica?.port,
+      primaryPort: cluster.primary.port,
       log,
     });
     stops.push(() => alerts.stop());
@@ -221,7 +244,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       SLACK_SIGNING_SECRET: slack.signingSecret,
       SLACK_BOT_TOKEN: slack.botToken,
       SLACK_API_URL: slack.apiUrl,
-      DATABASE_URL: stateUrl(cluster),
+      DATABASE_URL: stateUrl(stateCluster),
       BISMAN_CONFIG: configPath,
       VAULT_ADDR: vault.addr,
       VAULT_TOKEN: vault.rootToken,
@@ -244,16 +267,19 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     log(`bisman-ops bot at ${bot.url} (log: ${dataDir}/bot.log)`);
 
     // The CLI's people log in as themselves (the bot's migration has created bisman_cli by now).
-    const cliFiles = await setUpCliPeople(cluster, dataDir);
+    const cliFiles = await setUpCliPeople(stateCluster, dataDir);
     stops.push(() => Promise.all(cliFiles.map((f) => Deno.remove(f).catch(() => {}))));
+    // Creating the CLI's people (CREATE ROLE, ALTER ROLE … PASSWORD) is the sandbox's set-up too, not a role
+    // change made by hand for `/bisman detect` and the digest to report.
+    await forgetSetupStatements(cluster);
 
     const trouble = createTroublePanel({
       cluster,
       vault,
       dumpDir,
+      alerts,
       subcommands: () => allSubcommands().map((s) => s.name),
       hooks: {
-        fireAlert: () => alerts.fire(),
         digestNow: async (user) => {
           const u = SANDBOX_USERS.find((x) => x.id === user);
           const run = await bot.scheduler.runNow("digest", {
@@ -303,6 +329,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
           ports: {
             primary: cluster.primary.port,
             replica: cluster.replica?.port,
+            state: stateCluster.primary.port,
             console: server.addr.port,
           },
           alertmanagerDir: alerts.dir,

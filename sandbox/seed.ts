@@ -1,6 +1,7 @@
 /**
- * What the sandbox's primary holds: the BISMAN sample schema with generated rows (sql/target/ through
- * {@link applyTargetSql}), the bot's own state database, and a real `pg_dump -Fc` of the sample database.
+ * What the sandbox's servers hold: the BISMAN sample schema with generated rows on the primary
+ * (sql/target/ through {@link applyTargetSql}), the bot's own state database on its own server, and a real
+ * `pg_dump -Fc` of the sample database.
  * Every step checks first, so a restart on an existing data folder only fills in what is missing.
  *
  * @module
@@ -18,6 +19,12 @@ export const SAMPLE_DB = "bisman";
 export const STATE_DB = "bisman_ops_state";
 /** The bot's least-privilege role on the target (sql/target/bot_role.sql). */
 export const BOT_ROLE = "bisman_ops";
+/**
+ * The non-superuser role that owns the sample's tables (nologin). The bot is a member, and `roles apply`
+ * runs its GRANT and REVOKE after SET LOCAL ROLE to it (security.grant_role): a grant made by someone else
+ * can only be revoked with the owner's rights, and the bot is never a superuser.
+ */
+export const OWNER_ROLE = "bisman_owner";
 
 /** Rows the sandbox generates on first start: enough to look real, quick on a small machine. */
 export const DEFAULT_ROWS: Partial<SampleRows> = {
@@ -30,7 +37,12 @@ export const DEFAULT_ROWS: Partial<SampleRows> = {
   app_users: 500,
 };
 
-async function databaseExists(cluster: PersistentCluster, name: string): Promise<boolean> {
+/** Creates the bot's state database on its own server (sandbox/clusters.ts openStateCluster) when missing. */
+export async function ensureStateDatabase(state: Pick<PersistentCluster, "primary">): Promise<void> {
+  if (!(await databaseExists(state, STATE_DB))) await state.primary.psql(`create database ${STATE_DB}`);
+}
+
+async function databaseExists(cluster: Pick<PersistentCluster, "primary">, name: string): Promise<boolean> {
   const out = await cluster.primary.psql(`select 1 from pg_database where datname = '${name}'`);
   return out.trim() === "1";
 }
@@ -56,7 +68,6 @@ export async function seedDatabases(
 ): Promise<void> {
   const digestFile = `${opts.dataDir}/target_sql.sha256`;
   const digest = await targetSqlDigest();
-  if (!(await databaseExists(cluster, STATE_DB))) await cluster.primary.psql(`create database ${STATE_DB}`);
   if (!(await databaseExists(cluster, SAMPLE_DB))) await cluster.primary.psql(`create database ${SAMPLE_DB}`);
   const sql = cluster.primary.sql(SAMPLE_DB);
   try {
@@ -93,6 +104,60 @@ export async function seedDatabases(
         ((performance.now() - started) / 1000).toFixed(1)
       } s`,
     );
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
+
+/**
+ * What the sandbox's own features need beyond sql/target/ (idempotent, every start): the tables owned by
+ * {@link OWNER_ROLE} with the bot a member of it (`roles apply`), and EXECUTE on pg_stat_statements_reset
+ * for the bot (`reset-stats`; the extension grants it to superusers only). The ownership change is DDL, so
+ * it is recorded in security_events in the same transaction as the bot's own target SQL is, and
+ * `/bisman detect` does not report it as DDL made by hand.
+ */
+export async function grantSandboxRights(cluster: PersistentCluster): Promise<string[]> {
+  const sql = cluster.primary.sql(SAMPLE_DB);
+  try {
+    return await sql.begin(async (tx) => {
+      const done: string[] = [];
+      const [{ exists }] = await tx<{ exists: boolean }[]>`
+        select exists (select 1 from pg_roles where rolname = ${OWNER_ROLE}) as exists`;
+      if (!exists) {
+        await tx.unsafe(`create role ${OWNER_ROLE} nologin`);
+        done.push(`created ${OWNER_ROLE}`);
+      }
+      const [{ member }] = await tx<{ member: boolean }[]>`
+        select pg_has_role(${BOT_ROLE}, ${OWNER_ROLE}, 'member') as member`;
+      if (!member) {
+        await tx.unsafe(`grant ${OWNER_ROLE} to ${BOT_ROLE}`);
+        done.push(`granted ${OWNER_ROLE} to ${BOT_ROLE}`);
+      }
+      const tables = await tx<{ name: string }[]>`
+        select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'public' and c.relkind in ('r', 'p', 'v')
+           and pg_get_userbyid(c.relowner) <> ${OWNER_ROLE}
+           and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')
+         order by 1`;
+      for (const t of tables) {
+        await tx.unsafe(`alter table public."${t.name.replaceAll('"', '""')}" owner to ${OWNER_ROLE}`);
+      }
+      if (tables.length) done.push(`${tables.length} table(s) now owned by ${OWNER_ROLE}`);
+      const [reset] = await tx<{ sig: string | null; granted: boolean }[]>`
+        select p.oid::regprocedure::text as sig,
+               has_function_privilege(${BOT_ROLE}, p.oid, 'execute') as granted
+          from pg_proc p where p.proname = 'pg_stat_statements_reset' limit 1`;
+      if (reset?.sig && !reset.granted) {
+        await tx.unsafe(`grant execute on function ${reset.sig} to ${BOT_ROLE}`);
+        done.push(`EXECUTE on ${reset.sig} granted to ${BOT_ROLE}`);
+      }
+      if (done.length) {
+        await tx`
+          insert into public.security_events (event_type, severity, source, details)
+          values ('target_sql_applied', 'info', 'bisman-ops', ${tx.json({ part: "sandbox_rights", done })})`;
+      }
+      return done;
+    });
   } finally {
     await sql.end({ timeout: 2 });
   }

@@ -10,15 +10,16 @@
  */
 
 import postgres from "postgres";
-import type { PersistentCluster } from "../standins/cluster.ts";
+import type { TestCluster } from "../standins/cluster.ts";
 import type { VaultStandIn } from "../standins/vault.ts";
 import type { TroubleInfo, TroublePanel } from "./console.ts";
 import { SAMPLE_DB } from "./seed.ts";
 import { ROLE_SECRETS } from "./standins.ts";
+import { SANDBOX_ALERTS, type SandboxAlertName, type SandboxAlerts } from "./alerts.ts";
 
 /** What the panel acts on. */
 export interface TroubleContext {
-  cluster: PersistentCluster;
+  cluster: TestCluster;
   vault: VaultStandIn;
   /** Names of the registered `/bisman` subcommands (features light up as they land). */
   subcommands: () => string[];
@@ -26,6 +27,8 @@ export interface TroubleContext {
   hooks: Partial<Record<string, (user: string) => Promise<string>>>;
   /** Where the dumps are (to age one). */
   dumpDir: string;
+  /** The sandbox's Alertmanager (or direct webhook posts): fires and resolves the runbook's alerts. */
+  alerts?: Pick<SandboxAlerts, "fire" | "resolveAll">;
 }
 
 interface Trouble {
@@ -69,10 +72,48 @@ function connectAs(ctx: TroubleContext, role: string, max = 1): postgres.Sql {
 /** Sessions left idle in a transaction; closed when the sandbox stops (or the bot terminates them). */
 const idleClients: postgres.Sql[] = [];
 
-async function replayPaused(ctx: TroubleContext): Promise<boolean> {
+/** Whether replica1 still replays WAL (false once it was promoted). */
+async function replicaInRecovery(ctx: TroubleContext): Promise<boolean> {
   const r = ctx.cluster.replica;
   if (!r) return false;
+  return (await r.psql("select pg_is_in_recovery()")).trim() === "t";
+}
+
+async function replayPaused(ctx: TroubleContext): Promise<boolean> {
+  const r = ctx.cluster.replica;
+  if (!r || !(await replicaInRecovery(ctx))) return false;
   return (await r.psql("select pg_is_wal_replay_paused()")).trim() === "t";
+}
+
+/** Whether the sandbox's primary server runs (its postmaster.pid is there). */
+async function primaryRunning(ctx: TroubleContext): Promise<boolean> {
+  return await Deno.stat(`${ctx.cluster.primary.dataDir}/postmaster.pid`).then(() => true, () => false);
+}
+
+/** The promotion message of a replica that no longer replays. */
+const PROMOTED =
+  "replica1 is no longer a standby since its promotion: it has no WAL replay to pause or resume.";
+
+/** One "make trouble" button per alert the runbook names, fired through the sandbox's Alertmanager. */
+function alertTrouble(name: SandboxAlertName): Trouble {
+  const why: Record<SandboxAlertName, string> = {
+    HighReplicationLag: "replica1 lags (the seed's pg_replication_lag > 30 rule)",
+    ReplicationFailure: "replica1 stopped streaming (runbook: promote the replica, investigate)",
+    TooManyConnections: "the primary has too many connections (runbook: check for connection leaks)",
+    SlowQueries: "statements are slow on average (the seed's pg_stat_statements rule)",
+    UnexpectedDbUser: "an unexpected role logged in from 203.0.113.7 (runbook: rotate all credentials)",
+    SuspiciousQueries: "suspicious queries from 203.0.113.7 (runbook: check audit logs, block the IP)",
+  };
+  return {
+    // "fire-alert" stays the id of the first one, which the console and its tests have always used.
+    id: name === "HighReplicationLag"
+      ? "fire-alert"
+      : `fire-${name.replace(/([a-z])([A-Z])/g, "$1-$2").toLowerCase()}`,
+    label: `Fire ${name}`,
+    description: `${name} through Alertmanager (or the same webhook payload): ${why[name]}.`,
+    waitsFor: (ctx) => ctx.alerts ? undefined : "coming with alert threads (POST /alerts)",
+    run: (ctx) => ctx.alerts!.fire(name),
+  };
 }
 
 const TROUBLES: Trouble[] = [
@@ -85,6 +126,10 @@ const TROUBLES: Trouble[] = [
     run: async (ctx) => {
       const replica = ctx.cluster.replica;
       if (!replica) throw new Error("the sandbox has no replica");
+      if (!(await replicaInRecovery(ctx))) {
+        stopLagWriter();
+        return PROMOTED;
+      }
       if (await replayPaused(ctx)) {
         await replica.psql("select pg_wal_replay_resume()");
         stopLagWriter();
@@ -169,12 +214,15 @@ const TROUBLES: Trouble[] = [
       return `${newest} is now ${renamed}, last written three days ago. Try /bisman backups.`;
     },
   },
+  ...SANDBOX_ALERTS.map(alertTrouble),
   {
-    id: "fire-alert",
-    label: "Fire an Alertmanager alert",
-    description: "HighReplicationLag for replica1, through Alertmanager (or the same webhook payload).",
-    waitsFor: needsHook("fireAlert", "coming with alert threads (POST /alerts)"),
-    run: (ctx, user) => ctx.hooks.fireAlert!(user),
+    id: "resolve-alerts",
+    label: "Resolve the fired alerts",
+    description:
+      "Ends every alert fired from this panel in Alertmanager: its resolved notification reaches " +
+      "the bot, and each thread shows RESOLVED.",
+    waitsFor: (ctx) => ctx.alerts ? undefined : "coming with alert threads (POST /alerts)",
+    run: (ctx) => ctx.alerts!.resolveAll(),
   },
   {
     id: "digest-now",
@@ -182,6 +230,29 @@ const TROUBLES: Trouble[] = [
     description: "Runs the 09:00 digest job at once.",
     waitsFor: needsHook("digestNow", "coming with the daily digest"),
     run: (ctx, user) => ctx.hooks.digestNow!(user),
+  },
+  {
+    id: "stop-primary",
+    label: "Stop the primary",
+    description:
+      "pg_ctl stop on the sandbox's primary, as in the runbook's \"Replication failure → Promote " +
+      'replica": try /bisman status, then /bisman promote replica1. Press again to start it (only while ' +
+      "replica1 has not been promoted; after a promotion, delete the data folder to start over).",
+    waitsFor: needsSubcommand("promote", "coming with promote (/bisman promote)"),
+    run: async (ctx) => {
+      if (!(await primaryRunning(ctx))) {
+        if (!(await replicaInRecovery(ctx))) {
+          return "replica1 was promoted, so starting the old primary would make two primaries: it stays " +
+            "stopped. Stop the sandbox and delete its data folder to start over.";
+        }
+        await ctx.cluster.primary.start();
+        return "The primary runs again, and replica1 streams from it.";
+      }
+      stopLagWriter();
+      await ctx.cluster.primary.stop("fast");
+      return "The primary is stopped (pg_ctl stop -m fast). Try /bisman status, then /bisman promote replica1 " +
+        "(two approvers). Press the button again to start it while replica1 is still a standby.";
+    },
   },
 ];
 
@@ -211,11 +282,16 @@ function stopLagWriter(): void {
 /** The panel over the sandbox's context. */
 export function createTroublePanel(ctx: TroubleContext): TroublePanel & { stop(): Promise<void> } {
   let paused = false;
+  let primaryStopped = false;
   return {
     list(): TroubleInfo[] {
       return TROUBLES.map((t) => {
         const reason = t.waitsFor(ctx);
-        const label = t.id === "pause-replay" && paused ? "Resume replay on the replica" : t.label;
+        const label = t.id === "pause-replay" && paused
+          ? "Resume replay on the replica"
+          : t.id === "stop-primary" && primaryStopped
+          ? "Start the primary again"
+          : t.label;
         return {
           id: t.id,
           label,
@@ -229,7 +305,8 @@ export function createTroublePanel(ctx: TroubleContext): TroublePanel & { stop()
       const t = TROUBLES.find((x) => x.id === id);
       if (!t) throw new Error(`no trouble called ${id}`);
       const msg = await t.run(ctx, user);
-      if (id === "pause-replay") paused = await replayPaused(ctx);
+      if (id === "pause-replay" || id === "stop-primary") paused = await replayPaused(ctx).catch(() => false);
+      if (id === "stop-primary") primaryStopped = !(await primaryRunning(ctx));
       return msg;
     },
     async stop(): Promise<void> {
