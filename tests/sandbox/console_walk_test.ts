@@ -10,13 +10,12 @@
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { type Browser, chromium, type Locator, type Page } from "playwright-core";
-import { type Sandbox, startSandbox } from "../../sandbox/dev.ts";
+import type { Browser, Locator, Page } from "playwright-core";
+import type { Sandbox } from "../../sandbox/dev.ts";
+import { launchChromium, screenshotDir, startSmallSandbox } from "../support/console_page.ts";
 import { SAMPLE_DB } from "../../sandbox/seed.ts";
 import { SANDBOX_ALERTS } from "../../sandbox/alerts.ts";
 import { allSubcommands } from "../../commands/registry.ts";
-
-const root = new URL("../../", import.meta.url).pathname;
 
 // The functions given to page.evaluate/waitForFunction run in the browser; this types the part they use.
 declare const document: {
@@ -99,44 +98,16 @@ Deno.test({
   sanitizeResources: false,
   fn: async (t) => {
     const walkStarted = performance.now();
-    const dataDir = await Deno.makeTempDir({ prefix: "bisman-sandbox-walk-" });
-    // Like a checkout's .data: reachable by the postgres user, so the cluster stays inside it.
-    await Deno.chmod(dataDir, 0o755);
-    const shots = `${root}tests/out/console-walk-${new Date().toISOString().replace(/[:.]/g, "-")}`;
-    await Deno.mkdir(shots, { recursive: true });
+    const shots = await screenshotDir("console-walk");
     console.log(`screenshots: ${shots}`);
     let sb: Sandbox | undefined;
+    let dataDir: string | undefined;
     let browser: Browser | undefined;
     try {
-      sb = await startSandbox({
-        dataDir,
-        port: 0,
-        rows: {
-          clients: 200,
-          invoices: 200,
-          payment_requests: 200,
-          payments: 100,
-          audit_rows: 500,
-          app_users: 50,
-        },
-        // The stanza and its full backup take seconds: `backup now` and `/bisman backups` use the dump folder
-        // here; tests/sandbox/dev_test.ts covers pgBackRest.
-        pgbackrest: false,
-        log: () => {},
-      });
+      // `backup now` and `/bisman backups` use the dump folder here; tests/sandbox/dev_test.ts covers pgBackRest.
+      ({ sb, dataDir } = await startSmallSandbox("bisman-sandbox-walk-"));
       const sandbox = sb;
-      browser = await chromium.launch({
-        executablePath: "/usr/bin/chromium",
-        headless: true,
-        args: [
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-          "--no-first-run",
-        ],
-      });
+      browser = await launchChromium();
       const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
       // The suite runs many clusters in parallel on two cores: give each wait room.
       page.setDefaultTimeout(60_000);
@@ -587,7 +558,7 @@ Deno.test({
     } finally {
       await browser?.close().catch(() => {});
       await sb?.stop();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     }
   },
 });
