@@ -286,7 +286,9 @@ Deno.test({
       });
 
       await t.step("detect, usage, roles and roles apply", async () => {
-        await w.run("detect", /Bypass detection: sandbox/);
+        // After rotate and rotate root (Vault's ALTER ROLE for the bot's approved run), and before the trouble
+        // panel writes as an unexpected role: the bot's own actions are not intrusions.
+        await w.run("detect", /Bypass detection: sandbox/, { expect: /No bypass found/ });
         await w.shot("detect");
         await w.run("usage payments", /Service usage: payments on sandbox/);
         await w.shot("usage");
