@@ -285,7 +285,13 @@ export async function withRestoreLock<T>(
 ): Promise<T> {
   const r = await tryWithRestoreLock(state, target, fn);
   if (!r.busy) return r.value;
-  const [running] = (await recentRestoreTests(state, target, 5)).filter((x) => x.status === "running");
+  // The holder takes the lock before it records its run: give the row a moment to appear, so the refusal
+  // can name who holds it (a run that ended meanwhile never shows up, and the message says less).
+  let running: RestoreTestRecord | undefined;
+  for (let i = 0; i < 15 && !running; i++) {
+    if (i) await new Promise((r) => setTimeout(r, 200));
+    [running] = (await recentRestoreTests(state, target, 5)).filter((x) => x.status === "running");
+  }
   const who = running
     ? `: run ${running.id} by ${running.requestedBy}, started ${
       humanAge(now.getTime() - running.startedAt.getTime())
