@@ -247,6 +247,9 @@ export function createBoltApp(
     }
     if (prepared.sub.instant) {
       const failed = await answerInAck(prepared, inv, deps, ack);
+      // The audit entry is prepared (scrubbed, queued, its batch started) after the ack is on its way, not
+      // in the microtasks before the response is handed over.
+      await new Promise((r) => setTimeout(r, 0));
       await auditCommand(deps, inv, text, failed ? "refused" : "ok", failed);
       return;
     }
