@@ -314,11 +314,15 @@ function restoreLoop(
         timeoutMs: 60_000,
         intervalMs: 20,
       }),
+    /** Stops sending; waits (bounded) for the test under way. Returns how many finished. */
     stop: async () => {
       stopping = true;
-      await done;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([done.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 60_000)))]);
+      clearTimeout(timer);
       return finished;
     },
+    failure: () => failure,
   };
 }
 
@@ -444,7 +448,8 @@ export async function run(): Promise<void> {
 
     t = performance.now();
     const restores = restoreLoop(slack, bot, state, restoreServer.primary.sql());
-    let busy: Record<string, Round[]>;
+    let busy: Record<string, Round[]> | undefined;
+    let busyFailure: unknown;
     let restoresDone = 0;
     try {
       // In slices, each started while a restore is under way: a restore moves through phases that load the
@@ -453,6 +458,12 @@ export async function run(): Promise<void> {
         sliceSeconds: SLICE_SECONDS,
         before: () => restores.restoring(),
       });
+    } catch (err) {
+      // A restore that never finishes is a finding, not a reason to lose the other figures.
+      busyFailure = restores.failure() ?? err;
+      console.log(
+        `restoring rounds stopped: ${busyFailure instanceof Error ? busyFailure.message : busyFailure}`,
+      );
     } finally {
       restoresDone = await restores.stop();
     }
@@ -464,13 +475,13 @@ export async function run(): Promise<void> {
       select restore_ms::int, total_ms::int, status, error from bisman_ops.restore_tests order by id desc limit 1`;
 
     const botQuiet = medians(quiet.bot);
-    const botBusy = medians(busy.bot);
+    const botBusy = busy?.bot.length ? medians(busy.bot) : undefined;
     const baseQuiet = baseline ? medians(quiet.Bolt) : undefined;
-    const baseBusy = baseline ? medians(busy.Bolt) : undefined;
+    const baseBusy = baseline && busy?.Bolt.length ? medians(busy.Bolt) : undefined;
     console.log(`\nmedians of ${ROUNDS} rounds:`);
     console.log(roundLine("bot, quiet", botQuiet));
     if (baseQuiet) console.log(roundLine("Bolt baseline (Node.js), quiet", baseQuiet));
-    console.log(roundLine("bot, restore test running", botBusy));
+    if (botBusy) console.log(roundLine("bot, restore test running", botBusy));
     if (baseBusy) console.log(roundLine("Bolt baseline, restore test running", baseBusy));
     if ("skip" in modules) console.log(`Bolt baseline skipped: ${modules.skip}`);
     console.log(
@@ -504,11 +515,17 @@ export async function run(): Promise<void> {
     } else {
       goals.push(["throughput and p99 against Bolt, quiet", "no baseline", undefined]);
     }
-    goals.push([
-      `p99 while a restore test runs: bot ${ms(botBusy.p99)}${baseBusy ? `, Bolt ${ms(baseBusy.p99)}` : ""}`,
-      `(goal < ${GOAL.busyP99Ms} ms; Slack's limit is 3,000 ms)`,
-      botBusy.p99 < GOAL.busyP99Ms,
-    ]);
+    goals.push(
+      botBusy
+        ? [
+          `p99 while a restore test runs: bot ${ms(botBusy.p99)}${
+            baseBusy ? `, Bolt ${ms(baseBusy.p99)}` : ""
+          }`,
+          `(goal < ${GOAL.busyP99Ms} ms; Slack's limit is 3,000 ms)`,
+          botBusy.p99 < GOAL.busyP99Ms && !busyFailure,
+        ]
+        : ["p99 while a restore test runs", "not measured: the restoring rounds stopped (above)", false],
+    );
     goals.push([
       `resident memory ${SETTLE_SECONDS} s after start: bot ${rssStart.toFixed(0)} MiB${
         baseRssStart ? `, Bolt ${baseRssStart.toFixed(0)} MiB` : ""
@@ -530,7 +547,7 @@ export async function run(): Promise<void> {
         baseline ? `; Bolt ${(await rssMiB(baseline.pid)).toFixed(0)} MiB` : ""
       }`,
     );
-    if (botBusy.errors || botQuiet.errors) throw new Error("the bot answered some requests wrongly");
+    if (botBusy?.errors || botQuiet.errors) throw new Error("the bot answered some requests wrongly");
   } finally {
     await baseline?.stop();
     await bot.stop(30_000);

@@ -66,7 +66,13 @@ export async function spawnBot(opts: {
     if (v) base[k] = v;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...(opts.denoFlags ?? []), "main.ts"],
+    // Named permissions among the flags (the image's CMD) replace -A, which conflicts with them.
+    args: [
+      "run",
+      ...(opts.denoFlags?.some((f) => f.startsWith("--allow-")) ? ["--no-prompt"] : ["-A"]),
+      ...(opts.denoFlags ?? []),
+      "main.ts",
+    ],
     cwd: ROOT,
     env: {
       ...base,
