@@ -2,14 +2,15 @@
  * The bot's restore test against a bare `pg_restore -j <N>` of the same dump into a fresh database, in one
  * run, alternating, on two dumps: the sample schema with a few hundred thousand rows (restores in about a
  * second, so what is printed there is mostly the fixed part), and a long one, the same plus bulk tables
- * generated with generate_series (LONG_ROWS rows, default 20 million), which takes pg_restore over a minute.
+ * generated with generate_series (LONG_ROWS rows, default 30 million), which takes pg_restore over a minute.
  * The bot's test adds `pg_restore --list`, the primary check, the marker, three verification counts on the
  * restored database and on the source, the drop and its history rows. The fixed part is printed in seconds
  * (the bot's total minus its own create + pg_restore, and its median total minus the bare median); the goal
- * (issue 18) is an overhead ratio of at most 1.05 on the long dump, whose bare restore must take a minute.
+ * (issue 18) is an overhead ratio (the median of the per-round ratios) of at most 1.05 on the long dump, whose
+ * bare restore must take a minute.
  *
  *   deno task bench restore_overhead
- *     (ROUNDS=5 on the small dump, LONG_ROUNDS=3 on the long one, LONG_ROWS=20000000 (0: skip it),
+ *     (ROUNDS=5 on the small dump, LONG_ROUNDS=3 on the long one, LONG_ROWS=30000000 (0: skip it),
  *      ROWS_SCALE=1, JOBS=2)
  */
 
@@ -23,7 +24,7 @@ import { humanBytes } from "../ops/_findings.ts";
 
 const ROUNDS = Number(Deno.env.get("ROUNDS") ?? "5");
 const LONG_ROUNDS = Number(Deno.env.get("LONG_ROUNDS") ?? "3");
-const LONG_ROWS = Number(Deno.env.get("LONG_ROWS") ?? "20000000");
+const LONG_ROWS = Number(Deno.env.get("LONG_ROWS") ?? "30000000");
 const GOAL_RATIO = 1.05;
 
 function median(xs: number[]): number {
@@ -142,17 +143,19 @@ export async function run(): Promise<void> {
         bot.push(result.totalMs);
         outside.push(fixed);
       }
-      const ratio = median(bot) / median(bare);
+      // The goal's figure is the median of the per-round ratios: the two runs of a round are adjacent in time, so
+      // they meet the same load from the rest of the machine, which moved a bare long restore by a third between
+      // rounds here (other work shares the two cores); the ratio of the two medians is printed too.
+      const perRound = bot.map((b, i) => b / bare[i]);
+      const ratio = median(perRound);
       console.log(
-        `${label}, medians over ${rounds} rounds: bare ${(median(bare) / 1000).toFixed(2)} s, bot ${
+        `${label}, over ${rounds} rounds: bare median ${(median(bare) / 1000).toFixed(2)} s, bot median ${
           (median(bot) / 1000).toFixed(2)
-        } s; ratio ${ratio.toFixed(3)} (per round ${
-          bot.map((b, i) => (b / bare[i]).toFixed(3)).join(", ")
-        }); ` +
-          `fixed part: bot minus bare ${
-            ((median(bot) - median(bare)) / 1000).toFixed(2)
-          } s, the bot's work ` +
-          `outside create + pg_restore ${(median(outside) / 1000).toFixed(2)} s`,
+        } s; ratio per round ${perRound.map((r) => r.toFixed(3)).join(", ")}, their median ${
+          ratio.toFixed(3)
+        } (ratio of the medians ${(median(bot) / median(bare)).toFixed(3)}); fixed part: bot minus bare ${
+          ((median(bot) - median(bare)) / 1000).toFixed(2)
+        } s, the bot's work outside create + pg_restore ${(median(outside) / 1000).toFixed(2)} s`,
       );
       return { ratio, bareMs: median(bare), botMs: median(bot), outsideMs: median(outside) };
     };
@@ -190,7 +193,9 @@ export async function run(): Promise<void> {
         } s (raise LONG_ROWS if not)`,
       );
       console.log(
-        `  ${long.ratio <= GOAL_RATIO ? "PASS" : "MISS"}  restore test overhead on the long dump: ratio ${
+        `  ${
+          long.ratio <= GOAL_RATIO ? "PASS" : "MISS"
+        }  restore test overhead on the long dump: median ratio per round ${
           long.ratio.toFixed(3)
         } (goal <= ${GOAL_RATIO}); fixed part ${
           ((long.botMs - long.bareMs) / 1000).toFixed(2)
