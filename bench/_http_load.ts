@@ -133,3 +133,59 @@ export async function loadRaw(
   }));
   return { ms, responses, seconds: (performance.now() - started) / 1000 };
 }
+
+/** What one timed round measured. */
+export interface TimedResult {
+  /** Latency of each request (ms), send to last byte of the response. */
+  ms: number[];
+  /** Responses that were not a 200 or that `ok` refused. */
+  errors: number;
+  /** Wall time of the round. */
+  seconds: number;
+}
+
+/**
+ * Sends requests for `seconds` over `concurrency` keep-alive connections, cycling through `requests`
+ * (prepared before the clock starts); each connection sends its next request as soon as its previous
+ * answer has arrived. Responses are checked with `ok` and not kept.
+ */
+export async function loadFor(
+  url: string,
+  requests: Uint8Array[],
+  concurrency: number,
+  seconds: number,
+  ok: (r: RawResponse) => boolean = (r) => r.status === 200,
+): Promise<TimedResult> {
+  const u = new URL(url);
+  const ms: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  const end = started + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    let conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+    let reader = new ResponseReader(conn);
+    try {
+      while (performance.now() < end) {
+        const req = requests[next++ % requests.length];
+        const t0 = performance.now();
+        let res: RawResponse;
+        try {
+          await writeAll(conn, req);
+          res = await reader.read();
+        } catch {
+          conn.close();
+          conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+          reader = new ResponseReader(conn);
+          await writeAll(conn, req);
+          res = await reader.read();
+        }
+        ms.push(performance.now() - t0);
+        if (!ok(res)) errors++;
+      }
+    } finally {
+      conn.close();
+    }
+  }));
+  return { ms, errors, seconds: (performance.now() - started) / 1000 };
+}

@@ -45,6 +45,27 @@ export function limitBody(
   return bodyLimit({ maxSize: maxBytes, onError: onTooLarge });
 }
 
+/** Work queued by {@link afterResponse}, run together in one timer task. */
+const afterResponseQueue: (() => void)[] = [];
+
+function runAfterResponse(): void {
+  for (const fn of afterResponseQueue.splice(0)) {
+    try {
+      fn();
+    } catch {
+      // A log line or a counter that fails must not take the others with it.
+    }
+  }
+}
+
+/**
+ * Runs `fn` after the responses being produced now are handed to the socket: a timer task comes after the
+ * microtasks in which `Deno.serve` takes a handler's Response. Several requests' work shares one timer.
+ */
+export function afterResponse(fn: () => void): void {
+  if (afterResponseQueue.push(fn) === 1) setTimeout(runAfterResponse, 0);
+}
+
 export function createHttpApp(opts: {
   receiver?: SlackEventsReceiver;
   readiness: Readiness;
@@ -58,29 +79,36 @@ export function createHttpApp(opts: {
   // line written while it is handled carries, the listener's work after a Slack ack included; the response
   // echoes it.
   app.use("*", requestId({ headerName: "X-Request-Id", limitLength: 64, generator: () => newRequestId() }));
-  app.use("*", secureHeaders());
+  // Browser-protection headers on what a browser can open (the GET routes). The POST routes answer machines
+  // (Slack, Alertmanager) with JSON, and setting a dozen headers on every Slack ack was a measurable part of
+  // its cost (bench/_ack_profile.ts).
+  const browserHeaders = secureHeaders();
+  app.use(
+    "*",
+    (c, next) => (c.req.method === "GET" || c.req.method === "HEAD" ? browserHeaders(c, next) : next()),
+  );
   app.use("*", async (c, next) => {
     const started = performance.now();
     const requestId = c.get("requestId");
     await withLogContext({ request_id: requestId }, next);
     const route = c.req.routePath === "/*" ? "other" : c.req.routePath;
     const status = c.res.status;
-    opts.metrics.inc(
-      "bisman_http_requests_total",
-      { route, status: String(status) },
-      1,
-      "HTTP requests by route and status",
-    );
-    // One line per delivery (Slack requests, alerts); probes and scrapes would only be noise.
-    if (c.req.method !== "GET") {
-      opts.log.info("http request", {
-        request_id: requestId,
-        method: c.req.method,
-        route,
-        status,
-        ms: Math.round((performance.now() - started) * 10) / 10,
-      });
-    }
+    const method = c.req.method;
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    // Counted and logged once the response is on its way: the request's line and counter need not hold
+    // its answer (a Slack ack waits on nothing it does not need).
+    afterResponse(() => {
+      opts.metrics.inc(
+        "bisman_http_requests_total",
+        { route, status: String(status) },
+        1,
+        "HTTP requests by route and status",
+      );
+      // One line per delivery (Slack requests, alerts); probes and scrapes would only be noise.
+      if (method !== "GET") {
+        opts.log.info("http request", { request_id: requestId, method, route, status, ms });
+      }
+    });
   });
 
   app.onError((err, c) => {

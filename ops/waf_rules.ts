@@ -23,14 +23,9 @@
  * @module
  */
 
-import {
-  GetWebACLCommand,
-  ListWebACLsCommand,
-  type Rule,
-  type Statement,
-  WAFV2Client,
-  type WebACL,
-} from "@aws-sdk/client-wafv2";
+// Types only at load: the SDK (about 17 MiB resident once loaded) is imported where a target configures
+// aws_waf, so a bot without AWS WAF never holds it (bench/load.ts measures the bot's resident memory).
+import type { Rule, Statement, WebACL } from "@aws-sdk/client-wafv2";
 import type { AwsWafConfig } from "../core/config_evidence.ts";
 import { OpsError } from "../core/errors.ts";
 import type { OpDeps } from "./types.ts";
@@ -225,6 +220,7 @@ export async function readWafRules(target: string, deps: OpDeps): Promise<Eviden
   // CLI's --env-file too); without keys there, the SDK walks the rest of its chain (IRSA, roles, files).
   const keyId = deps.targets.variable("AWS_ACCESS_KEY_ID");
   const secret = deps.targets.variable("AWS_SECRET_ACCESS_KEY");
+  const { WAFV2Client, ListWebACLsCommand, GetWebACLCommand } = await import("@aws-sdk/client-wafv2");
   const client = new WAFV2Client({
     region: cfg.region,
     ...(cfg.endpoint ? { endpoint: cfg.endpoint } : {}),

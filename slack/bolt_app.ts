@@ -140,6 +140,23 @@ async function answerInAck(
 }
 
 /**
+ * Longest wait for a long command's work message to be posted before the work starts without it (its answer
+ * then goes to the asker). The Web API client's own timeout and retries normally end a call sooner; under
+ * load, bench/load.ts saw a chat.postMessage that the Slack stand-in had answered never settle in the bot (its
+ * timeout did not fire either), and the restore test behind it waited for good.
+ */
+const WORK_MESSAGE_DEADLINE_MS = 30_000;
+
+/** `p`, or a rejection after `ms` (the call itself is not stopped; its late result is ignored). */
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
  * Runs a `long` subcommand (a restore test: hours): a refusal goes to the asker alone; once it runs, its progress
  * and its answer go through the Web API into a message in the asker's channel ({@link WorkMessage}), never only
  * through the response_url, which stops working after 30 minutes or 5 posts.
@@ -159,7 +176,11 @@ async function runLong(
   try {
     // Who may run it is settled before anything is posted in the channel.
     await authorizePrepared(prepared, inv, deps);
-    work = await WorkMessage.start(client, deps, asker, `/bisman ${text.trim().slice(0, 200)}`).catch(
+    work = await withDeadline(
+      WorkMessage.start(client, deps, asker, `/bisman ${text.trim().slice(0, 200)}`),
+      WORK_MESSAGE_DEADLINE_MS,
+      "the work message's chat.postMessage did not settle",
+    ).catch(
       (err) => {
         deps.log.error("could not post long work's message; its answer will go to the asker", { error: err });
         return undefined;
@@ -247,6 +268,9 @@ export function createBoltApp(
     }
     if (prepared.sub.instant) {
       const failed = await answerInAck(prepared, inv, deps, ack);
+      // The audit entry is prepared (scrubbed, queued, its batch started) after the ack is on its way, not
+      // in the microtasks before the response is handed over.
+      await new Promise((r) => setTimeout(r, 0));
       await auditCommand(deps, inv, text, failed ? "refused" : "ok", failed);
       return;
     }

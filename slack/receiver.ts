@@ -12,7 +12,7 @@
 
 import type { App, Receiver, ReceiverEvent } from "@slack/bolt";
 import type { Context } from "hono";
-import { verifySlackSignature } from "./verify.ts";
+import { checkSignature } from "./verify.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RefusalBudget, type RefusalSink } from "../core/refusal_budget.ts";
@@ -80,7 +80,7 @@ export class SlackEventsReceiver implements Receiver {
     if (!app) return Response.json({ error: "not_ready" }, { status: 503 });
     const raw = await c.req.text();
 
-    const problem = await verifySlackSignature(
+    const problem = checkSignature(
       this.opts.signingSecret,
       { signature: c.req.header("x-slack-signature"), timestamp: c.req.header("x-slack-request-timestamp") },
       raw,

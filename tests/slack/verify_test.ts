@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { verifySlackRequest } from "@slack/bolt";
-import { signSlackBody, verifySlackSignature } from "../../slack/verify.ts";
+import { createHmac } from "node:crypto";
+import { constantTimeEqual, hmacSha256Hex, signSlackBody, verifySlackSignature } from "../../slack/verify.ts";
 
 const SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
 const NOW = 1_700_000_000;
 const BODY = "token=x&team_id=T0TEST&command=%2Fbisman&text=help";
 
-Deno.test("verifySlackSignature(): Bolt's verifier plus the two checks it lacks (future timestamps, a missing header)", async (t) => {
+Deno.test("verifySlackSignature(): every check of Bolt's verifier plus the two it lacks (future timestamps, a missing header)", async (t) => {
   const sign = (ts: number, body = BODY) => signSlackBody(SECRET, body, ts);
   const check = async (ts: number, sig?: string | null, body = BODY) =>
     await verifySlackSignature(SECRET, { signature: sig, timestamp: String(ts) }, body, NOW);
@@ -60,4 +61,86 @@ Deno.test("verifySlackSignature(): Bolt's verifier plus the two checks it lacks 
       TypeError,
     );
   });
+
+  await t.step(
+    "whatever Bolt's verifier refuses is refused, and what it accepts (within the window) accepted",
+    async () => {
+      const good = await sign(NOW);
+      const hash = good.slice(3);
+      const cases: [string, number, string][] = [
+        ["authentic", NOW, good],
+        ["upper-case hex", NOW, `v0=${hash.toUpperCase()}`],
+        ["truncated", NOW, good.slice(0, -1)],
+        ["one more character", NOW, `${good}0`],
+        ["another version with the right hash", NOW, `v1=${hash}`],
+        ["no scheme", NOW, hash],
+        [
+          "one hex digit changed",
+          NOW,
+          `v0=${hash.slice(0, 10)}${hash[10] === "0" ? "1" : "0"}${hash.slice(11)}`,
+        ],
+        ["signed for another time", NOW, await sign(NOW - 1)],
+        ["just past the window", NOW - 301, await sign(NOW - 301)],
+        ["at the window's edge", NOW - 300, await sign(NOW - 300)],
+      ];
+      for (const [what, ts, sig] of cases) {
+        let boltAccepts = true;
+        try {
+          verifySlackRequest({
+            signingSecret: SECRET,
+            body: BODY,
+            headers: { "x-slack-signature": sig, "x-slack-request-timestamp": ts },
+            nowMilliseconds: NOW * 1000,
+          });
+        } catch {
+          boltAccepts = false;
+        }
+        assert.equal((await check(ts, sig)) === undefined, boltAccepts, what);
+      }
+    },
+  );
+
+  await t.step("a signature with a suffix after a second '=' (Bolt ignores it) is refused", async () => {
+    assert.equal(await check(NOW, `${await sign(NOW)}=x`), "bad_signature");
+  });
+
+  await t.step("no signing secret: nothing is authentic", async () => {
+    const sig = await signSlackBody("", BODY, NOW);
+    assert.equal(
+      await verifySlackSignature("", { signature: sig, timestamp: String(NOW) }, BODY, NOW),
+      "bad_signature",
+    );
+  });
+});
+
+Deno.test("constantTimeEqual(): equal only for the same characters, any length mismatch false", () => {
+  assert.equal(constantTimeEqual("v0=abc", "v0=abc"), true);
+  assert.equal(constantTimeEqual("v0=abc", "v0=abd"), false);
+  assert.equal(constantTimeEqual("v0=abc", "v0=ab"), false);
+  assert.equal(constantTimeEqual("", ""), true);
+  assert.equal(constantTimeEqual("a", "A"), false);
+});
+
+Deno.test("hmacSha256Hex(): the same as node:crypto's HMAC for keys up to, at and past one block, and non-ASCII text", () => {
+  const keys = [
+    "",
+    "k",
+    SECRET,
+    "x".repeat(63),
+    "y".repeat(64),
+    "z".repeat(65),
+    "é".repeat(40),
+    "s".repeat(300),
+  ];
+  const messages = ["", BODY, "v0:1:ünïcödé ✓ \u{1F600}", "m".repeat(5000)];
+  // Alternating keys also checks that the pads cached for one secret are not used for another.
+  for (const m of messages) {
+    for (const k of keys) {
+      assert.equal(
+        hmacSha256Hex(k, m),
+        createHmac("sha256", k).update(m, "utf8").digest("hex"),
+        `${k.length}/${m.length}`,
+      );
+    }
+  }
 });

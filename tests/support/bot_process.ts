@@ -56,6 +56,8 @@ export async function spawnBot(opts: {
   readyTimeoutMs?: number;
   /** false: return as soon as the process is spawned (tests of start-up failures and of readiness itself). */
   waitReady?: boolean;
+  /** Extra flags for `deno run` (the benchmarks' `--inspect` for a CPU profile, `--v8-flags`). */
+  denoFlags?: string[];
 }): Promise<BotProcess> {
   const port = await freePort();
   const base: Record<string, string> = {};
@@ -64,7 +66,13 @@ export async function spawnBot(opts: {
     if (v) base[k] = v;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts"],
+    // Named permissions among the flags (the image's CMD) replace -A, which conflicts with them.
+    args: [
+      "run",
+      ...(opts.denoFlags?.some((f) => f.startsWith("--allow-")) ? ["--no-prompt"] : ["-A"]),
+      ...(opts.denoFlags ?? []),
+      "main.ts",
+    ],
     cwd: ROOT,
     env: {
       ...base,

@@ -1,0 +1,162 @@
+/**
+ * Where the bot's time goes on the ack path: starts the bot as in production (`deno run -A main.ts` with a
+ * config, the Slack stand-in, a throwaway cluster for its state), sends signed `/bisman help` at
+ * concurrency 50 while V8's sampling profiler runs (over `--inspect`, the Chrome DevTools protocol), and
+ * prints self time by package and by function, and inclusive time of the functions that own the most.
+ * Writes the raw profile (open it in Chrome DevTools) to bench/out/ack.cpuprofile.
+ *
+ *   deno run -A bench/_ack_profile.ts            (REQUESTS=20000)
+ */
+
+import { createHmac } from "node:crypto";
+import { startCluster } from "../standins/cluster.ts";
+import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
+import { spawnBot, writeConfigFile } from "../tests/support/bot_process.ts";
+import { SlackStandIn } from "../standins/slack.ts";
+import { freePort } from "../standins/ports.ts";
+import { httpRequest, loadRaw } from "./_http_load.ts";
+import { IntegrityKeys } from "../core/keys.ts";
+
+const REQUESTS = Number(Deno.env.get("REQUESTS") ?? "20000");
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount: number;
+  children?: number[];
+}
+
+/** A minimal Chrome DevTools protocol session. */
+async function devtools(port: number) {
+  const [target] = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((r) => ws.addEventListener("open", r, { once: true }));
+  let id = 0;
+  const waiting = new Map<number, (v: any) => void>();
+  ws.addEventListener("message", (e) => {
+    const msg = JSON.parse(e.data);
+    if (msg.id && waiting.has(msg.id)) waiting.get(msg.id)!(msg.result);
+  });
+  return {
+    send: (method: string, params: Record<string, unknown> = {}) =>
+      new Promise<any>((resolve) => {
+        waiting.set(++id, resolve);
+        ws.send(JSON.stringify({ id, method, params }));
+      }),
+    close: () => ws.close(),
+  };
+}
+
+function where(url: string): string {
+  const npm = /node_modules\/\.deno\/([^/]+)\//.exec(url) ??
+    /registry\.npmjs\.org\/([^/]+(?:\/[^/]+)?)\//.exec(url);
+  if (npm) return `npm:${npm[1]}`;
+  const own = /\/perf\/(.+)$/.exec(url) ?? /file:\/\/.*?\/([^/]+\/[^/]+\.ts)$/.exec(url);
+  if (own) return own[1];
+  if (url.startsWith("ext:") || url.startsWith("node:")) return url.split("/").slice(0, 2).join("/");
+  return url || "(native/V8)";
+}
+
+function summarize(profile: { nodes: ProfileNode[]; startTime: number; endTime: number; samples: number[] }) {
+  const total = profile.samples.length;
+  const usPerSample = (profile.endTime - profile.startTime) / total;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  const byPkg = new Map<string, number>();
+  for (const n of profile.nodes) {
+    const f = n.callFrame;
+    const name = `${f.functionName || "(anonymous)"} ${where(f.url)}:${f.lineNumber + 1}`;
+    self.set(name, (self.get(name) ?? 0) + n.hitCount);
+    const pkg = f.url ? where(f.url) : f.functionName;
+    byPkg.set(pkg, (byPkg.get(pkg) ?? 0) + n.hitCount);
+  }
+  // Inclusive: each function counted once per sample stack.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const incl = new Map<string, number>();
+  const counts = new Map<number, number>();
+  for (const s of profile.samples) counts.set(s, (counts.get(s) ?? 0) + 1);
+  for (const [leaf, hits] of counts) {
+    const seen = new Set<string>();
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) {
+      const f = byId.get(id)!.callFrame;
+      if (!f.url) continue;
+      const name = `${f.functionName || "(anonymous)"} ${where(f.url)}:${f.lineNumber + 1}`;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      incl.set(name, (incl.get(name) ?? 0) + hits);
+    }
+  }
+  const pct = (n: number) => `${((100 * n) / total).toFixed(1).padStart(5)}%`;
+  const top = (m: Map<string, number>, k: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k);
+  console.log(`${total} samples, ${usPerSample.toFixed(0)} µs each`);
+  console.log("\nself time by package/file:");
+  for (const [k, v] of top(byPkg, 25)) console.log(`  ${pct(v)}  ${k}`);
+  console.log("\nself time by function:");
+  for (const [k, v] of top(self, 40)) console.log(`  ${pct(v)}  ${k}`);
+  console.log("\ninclusive time by function:");
+  for (const [k, v] of top(incl, 60)) console.log(`  ${pct(v)}  ${k}`);
+}
+
+if (import.meta.main) {
+  await using cluster = await startCluster({ name: "bench-profile" });
+  const slack = await SlackStandIn.start({ teamId: TEAM, users: { [USERS.alice]: { name: "alice" } } });
+  const stateDb = await cluster.createDatabase("state");
+  const configFile = await writeConfigFile(testConfigDoc(cluster));
+  const inspect = await freePort();
+  const bot = await spawnBot({
+    configFile,
+    denoFlags: [`--inspect=127.0.0.1:${inspect}`],
+    env: {
+      SLACK_SIGNING_SECRET: slack.signingSecret,
+      BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
+      SLACK_BOT_TOKEN: slack.botToken,
+      SLACK_API_URL: slack.apiUrl,
+      DATABASE_URL: cluster.primary.url({ database: stateDb }),
+      LOG_LEVEL: "info",
+    },
+  });
+  try {
+    const ts = Math.floor(Date.now() / 1000);
+    const make = (n: number) =>
+      Array.from({ length: n }, (_, i) => {
+        const body = new URLSearchParams({
+          token: "t",
+          team_id: TEAM,
+          channel_id: OPS_CHANNEL,
+          user_id: USERS.alice,
+          user_name: "alice",
+          command: "/bisman",
+          text: "help",
+          api_app_id: "A0STANDIN",
+          response_url: slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
+          trigger_id: `${ts}.${i}.bench`,
+        }).toString();
+        const sig = `v0=${
+          createHmac("sha256", slack.signingSecret).update(`v0:${ts}:${body}`).digest("hex")
+        }`;
+        return httpRequest(bot.eventsUrl, {
+          "content-type": "application/x-www-form-urlencoded",
+          "x-slack-signature": sig,
+          "x-slack-request-timestamp": String(ts),
+        }, body);
+      });
+    await loadRaw(bot.eventsUrl, make(2000), 50);
+    const dt = await devtools(inspect);
+    await dt.send("Profiler.enable");
+    await dt.send("Profiler.setSamplingInterval", { interval: 200 });
+    await dt.send("Profiler.start");
+    const r = await loadRaw(bot.eventsUrl, make(REQUESTS), 50);
+    await new Promise((res) => setTimeout(res, 1000));
+    const { profile } = await dt.send("Profiler.stop");
+    dt.close();
+    console.log(`${REQUESTS} requests, ${(REQUESTS / r.seconds).toFixed(0)} req/s`);
+    await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
+    await Deno.writeTextFile(new URL("./out/ack.cpuprofile", import.meta.url), JSON.stringify(profile));
+    summarize(profile);
+  } finally {
+    await bot.stop(30_000);
+    await slack.stop();
+    await Deno.remove(configFile).catch(() => undefined);
+  }
+}
