@@ -11,7 +11,7 @@ import { startCluster, type TestCluster } from "../../standins/cluster.ts";
 import { VaultStandIn } from "../../standins/vault.ts";
 import { startTestBot, TEAM, type TestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
-import { login } from "../support/rotation.ts";
+import { login, startTwoRoleBot } from "../support/rotation.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
 import { ACTIONS } from "../../views/actions.ts";
@@ -29,22 +29,7 @@ function stateAsSuperuser(tb: TestBot, cluster: TestCluster): Sql {
 
 Deno.test("a request set to running by hand is never reconciled: no approval, no seal, no repair", async (t) => {
   await using cluster = await startCluster({ name: "insider-orphan" });
-  const sql = cluster.primary.sql();
-  await applyTargetSql(sql, { parts: ["audit", "roles"] });
-  const vault = await VaultStandIn.start();
-  await sql`alter role bisman_app login password 'old-app-pw-123456'`;
-  await sql`alter role bisman_readonly login password 'old-ro-pw-123456'`;
-  vault.kvPut("bisman/db", { app_password: "old-app-pw-123456", readonly_password: "old-ro-pw-123456" });
-  const config = testConfig(cluster, (doc) => {
-    doc.targets.main.roles = {
-      bisman_app: { path: "bisman/db", key: "app_password" },
-      bisman_readonly: { path: "bisman/db", key: "readonly_password" },
-    };
-  });
-  const tb = await startTestBot(cluster, {
-    config,
-    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken },
-  });
+  const { tb, vault, stop } = await startTwoRoleBot(cluster);
   const state = stateAsSuperuser(tb, cluster);
   try {
     /** Requests a rotation of bisman_app, lets `edit` change its row, then marks it running by a dead bot. */
@@ -95,8 +80,7 @@ Deno.test("a request set to running by hand is never reconciled: no approval, no
       await refused(id, /approv/);
     });
   } finally {
-    await tb.stop();
-    await vault.stop();
+    await stop();
   }
 });
 

@@ -9,11 +9,10 @@
 import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import { startCluster, type TestCluster } from "../../standins/cluster.ts";
-import { VaultStandIn } from "../../standins/vault.ts";
 import { startTestBot, type TestBot, testConfig, USERS } from "../support/bot.ts";
 import { ask } from "../support/gate.ts";
 import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.ts";
-import { login } from "../support/rotation.ts";
+import { login, startTwoRoleBot } from "../support/rotation.ts";
 import { ACTIONS } from "../../views/actions.ts";
 import { applyTargetSql } from "../support/bisman_schema.ts";
 import { planHashOf } from "../../gate/hooks.ts";
@@ -60,23 +59,7 @@ async function assertTampered(tb: TestBot, cluster: TestCluster, id: number, wha
 
 Deno.test("a rotation edited in the state database before the click rotates nothing", async (t) => {
   await using cluster = await startCluster({ name: "tamper-rotate" });
-  const sql = cluster.primary.sql();
-  // The seed's roles and security_events on the target's database (where the bot's target connection goes).
-  await applyTargetSql(sql, { parts: ["audit", "roles"] });
-  const vault = await VaultStandIn.start();
-  await sql`alter role bisman_app login password 'old-app-pw-123456'`;
-  await sql`alter role bisman_readonly login password 'old-ro-pw-123456'`;
-  vault.kvPut("bisman/db", { app_password: "old-app-pw-123456", readonly_password: "old-ro-pw-123456" });
-  const config = testConfig(cluster, (doc) => {
-    doc.targets.main.roles = {
-      bisman_app: { path: "bisman/db", key: "app_password" },
-      bisman_readonly: { path: "bisman/db", key: "readonly_password" },
-    };
-  });
-  const tb = await startTestBot(cluster, {
-    config,
-    env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken },
-  });
+  const { tb, vault, stop } = await startTwoRoleBot(cluster);
   try {
     for (
       const [name, edit, what] of [
@@ -126,8 +109,7 @@ Deno.test("a rotation edited in the state database before the click rotates noth
       });
     }
   } finally {
-    await tb.stop();
-    await vault.stop();
+    await stop();
   }
 });
 

@@ -5,7 +5,9 @@
 
 import postgres from "postgres";
 import type { TestCluster } from "../../standins/cluster.ts";
-import type { VaultStandIn } from "../../standins/vault.ts";
+import { VaultStandIn } from "../../standins/vault.ts";
+import { startTestBot, type TestBot, testConfig } from "./bot.ts";
+import { applyTargetSql } from "./bisman_schema.ts";
 
 /** Logs in as `role` with `password` (on the primary unless `port` is given): true, or the SQLSTATE of the refusal. */
 export async function login(
@@ -59,4 +61,50 @@ export async function seedRotatableRoles(
     ...extra,
   });
   return Object.fromEntries(Object.entries(roles).map(([role, r]) => [role, { path, key: r.key }]));
+}
+
+/** The passwords of {@link startTwoRoleBot}'s roles before any rotation. */
+export const TWO_ROLE_PASSWORDS = {
+  bisman_app: "old-app-pw-123456",
+  bisman_readonly: "old-ro-pw-123456",
+} as const;
+
+/**
+ * A bot whose target holds the seed's audit tables and roles, with `bisman_app` and `bisman_readonly`
+ * logging in with {@link TWO_ROLE_PASSWORDS}, mapped to one Vault secret (`bisman/db`: `app_password`,
+ * `readonly_password`) that holds the same passwords. `stop()` stops the bot and Vault.
+ */
+export async function startTwoRoleBot(
+  cluster: TestCluster,
+): Promise<{ tb: TestBot; vault: VaultStandIn; stop(): Promise<void> }> {
+  const sql = cluster.primary.sql();
+  await applyTargetSql(sql, { parts: ["audit", "roles"] });
+  const vault = await VaultStandIn.start();
+  const pw = TWO_ROLE_PASSWORDS;
+  await sql`alter role bisman_app login password ${sql.unsafe(`'${pw.bisman_app}'`)}`.simple();
+  await sql`alter role bisman_readonly login password ${sql.unsafe(`'${pw.bisman_readonly}'`)}`.simple();
+  vault.kvPut("bisman/db", { app_password: pw.bisman_app, readonly_password: pw.bisman_readonly });
+  const config = testConfig(cluster, (doc) => {
+    doc.targets.main.roles = {
+      bisman_app: { path: "bisman/db", key: "app_password" },
+      bisman_readonly: { path: "bisman/db", key: "readonly_password" },
+    };
+  });
+  try {
+    const tb = await startTestBot(cluster, {
+      config,
+      env: { VAULT_ADDR: vault.addr, VAULT_TOKEN: vault.rootToken },
+    });
+    return {
+      tb,
+      vault,
+      stop: async () => {
+        await tb.stop();
+        await vault.stop();
+      },
+    };
+  } catch (err) {
+    await vault.stop();
+    throw err;
+  }
 }
