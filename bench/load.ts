@@ -257,6 +257,7 @@ function restoreLoop(
 ) {
   let stopping = false;
   let finished = 0;
+  let refusals = 0;
   const count = async () =>
     (await state<
       { n: number }[]
@@ -267,6 +268,7 @@ function restoreLoop(
       const before = await count();
       // A reply address of its own, to tell this command's answer from the others'.
       const responseUrl = slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL });
+      const callsBefore = slack.calls.length;
       const res = await slack.sendCommand(bot.eventsUrl, {
         text: "restore-test main",
         user_id: USERS.alice,
@@ -277,20 +279,29 @@ function restoreLoop(
       const ack = await res.text();
       const outcome = await waitFor(async () => {
         if ((await count()) > before) return "finished";
-        // The previous test can still hold the restore lock for a moment after its row is final.
+        // The previous test can still hold the restore lock for a moment after its row is final. A long
+        // command answers in its work message (Web API), not on the response_url: a refusal shows up there.
         const refused = slack.responses.some((r) =>
           r.url === responseUrl && /already running/.test(String(r.body.text ?? ""))
+        ) || slack.calls.slice(callsBefore).some((c) =>
+          (c.method === "chat.update" || c.method === "chat.postMessage") &&
+          /already running/.test(String(c.args.text ?? ""))
         );
         return refused ? "refused" : undefined;
       }, {
         what: `the restore test to finish (ack ${ack.slice(0, 200)}; the bot's last log lines:\n${
-          bot.stderr.filter((l) => !l.includes(`"http request"`)).slice(-15).join("\n")
+          bot.stderr.filter((l) =>
+            !l.includes(`"http request"`)
+          ).slice(-15).join("\n")
         })`,
         timeoutMs: Number(Deno.env.get("RESTORE_TIMEOUT_MS") ?? 300_000),
         intervalMs: 100,
       });
       if (outcome === "finished") finished++;
-      else await new Promise((r) => setTimeout(r, 200));
+      else {
+        refusals++;
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
   })();
   let failure: unknown;
@@ -320,7 +331,7 @@ function restoreLoop(
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([done.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 60_000)))]);
       clearTimeout(timer);
-      return finished;
+      return { finished, refusals };
     },
     failure: () => failure,
   };
@@ -450,7 +461,7 @@ export async function run(): Promise<void> {
     const restores = restoreLoop(slack, bot, state, restoreServer.primary.sql());
     let busy: Record<string, Round[]> | undefined;
     let busyFailure: unknown;
-    let restoresDone = 0;
+    let restoresDone = { finished: 0, refusals: 0 };
     try {
       // In slices, each started while a restore is under way: a restore moves through phases that load the
       // machine differently (COPY, index builds, counts), and both servers must meet the same mix of them.
@@ -488,7 +499,7 @@ export async function run(): Promise<void> {
       `restore server: a second cluster on this machine at nice ${RESTORE_SERVER_NICE} (RESTORE_SERVER_NICE); pg_restore -j 2 at restore_test.nice 10 under the bot`,
     );
     console.log(
-      `restore tests in the bot during the busy rounds: ${restoresDone} finished (last ${last?.status}: restore ${
+      `restore tests in the bot during the busy rounds: ${restoresDone.finished} finished, ${restoresDone.refusals} refused as already running (last ${last?.status}: restore ${
         ((last?.restore_ms ?? 0) / 1000).toFixed(1)
       } s, total ${((last?.total_ms ?? 0) / 1000).toFixed(1)} s${
         last?.error ? `, ${last.error}` : ""

@@ -282,7 +282,20 @@ export async function runRestoreTest(
   const { t, rt } = restoreTestConfig(deps, plan.target);
   const server = restoreServer(deps, plan.target);
   const pgRestore = t.backups?.tools.pg_restore ?? "pg_restore";
-  return await withRestoreLock(deps.state, plan.target, deps.now(), async () => {
+  /**
+   * The run's audit entry, written once the restore lock is released. The log is appended in batches behind
+   * every command's entry: after a burst of commands its queue can take seconds or minutes to drain, and a
+   * run that held the lock meanwhile refused the next test ("already running") though it had ended and its
+   * row was final (bench/load.ts: the restore test sent after the quiet rounds was refused every time).
+   */
+  let appendFinished: (() => Promise<void>) | undefined;
+  try {
+    return await withRestoreLock(deps.state, plan.target, deps.now(), () => lockedRun());
+  } finally {
+    await appendFinished?.();
+  }
+
+  async function lockedRun(): Promise<RestoreTestResult> {
     const startedAt = deps.now();
     const t0 = performance.now();
     const scratch = scratchName(plan.target, startedAt);
@@ -498,27 +511,28 @@ export async function runRestoreTest(
         error: result.error ? `${result.error.step}: ${result.error.message}` : undefined,
         scratchDropped: result.scratchDropped,
       });
-      await deps.audit.append({
-        actor,
-        action: "restore_test.finished",
-        target: plan.target,
-        outcome: result.passed ? "passed" : result.cancelled ? "cancelled" : "failed",
-        details: {
-          run: id,
-          backup: plan.backup.name,
-          server: server.label,
-          scratch_database: scratch,
-          scratch_dropped: result.scratchDropped,
-          restore_ms: result.restoreMs,
-          total_ms: result.totalMs,
-          error: result.error?.message,
-          ...(result.cancelled ? { cancelled: result.cancelled } : {}),
-        },
-      }).catch((err) => log.error("audit append failed", { error: err }));
       log.info("restore test finished", { passed: result.passed, total_ms: result.totalMs });
+      appendFinished = () =>
+        deps.audit.append({
+          actor,
+          action: "restore_test.finished",
+          target: plan.target,
+          outcome: result.passed ? "passed" : result.cancelled ? "cancelled" : "failed",
+          details: {
+            run: id,
+            backup: plan.backup.name,
+            server: server.label,
+            scratch_database: scratch,
+            scratch_dropped: result.scratchDropped,
+            restore_ms: result.restoreMs,
+            total_ms: result.totalMs,
+            error: result.error?.message,
+            ...(result.cancelled ? { cancelled: result.cancelled } : {}),
+          },
+        }).then(() => undefined, (err) => log.error("audit append failed", { error: err }));
     }
     return result;
-  });
+  }
 }
 
 /** Refuses when the restore server turns out to be the target's primary (same system identifier). */

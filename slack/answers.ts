@@ -74,6 +74,23 @@ export async function postToAsker(
   }
 }
 
+/**
+ * Longest wait for one Web API call on long work's message. The client's own timeout (10 s an attempt) and
+ * retries (5, backoff up to 5 s; a 429 waits its Retry-After) normally end a call well within it; this bound
+ * holds whatever the client does, so the work and its answer never wait on Slack for good: a call past it
+ * fails (its late result is ignored) and is logged.
+ */
+export const WORK_CALL_DEADLINE_MS = 120_000;
+
+/** `p`, or a rejection after `ms` (the call itself is not stopped; its late result is ignored). */
+export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** Long work's message as `reply` shows it, under a line saying who asked for what (50 blocks at most). */
 export function workMessageContent(
   user: string,
@@ -100,7 +117,13 @@ export class WorkMessage {
     /** Where the message is (the asker's channel, or their DM when the channel refused the bot). */
     readonly channel: string,
     readonly ts: string,
+    private readonly deadlineMs: number,
   ) {}
+
+  /** One Web API call on this message, bounded by {@link WORK_CALL_DEADLINE_MS} (or the given bound). */
+  #bounded<T>(p: Promise<T>, what: string): Promise<T> {
+    return withDeadline(p, this.deadlineMs, what);
+  }
 
   /**
    * Posts "<@asker> started `what`" in the asker's channel (or their DM).
@@ -111,10 +134,17 @@ export class WorkMessage {
     deps: Pick<AppDeps, "secrets" | "log">,
     asker: Asker,
     what: string,
+    opts: { deadlineMs?: number } = {},
   ): Promise<WorkMessage> {
+    const deadlineMs = opts.deadlineMs ?? WORK_CALL_DEADLINE_MS;
     const text =
       `:hourglass_flowing_sand: <@${asker.user}> started \`${what}\`: progress and the result follow here`;
-    const post = (channel: string) => client.chat.postMessage({ channel, text, unfurl_links: false });
+    const post = (channel: string) =>
+      withDeadline(
+        client.chat.postMessage({ channel, text, unfurl_links: false }),
+        deadlineMs,
+        "chat.postMessage of long work's message",
+      );
     let r;
     try {
       r = await post(asker.channel);
@@ -123,7 +153,7 @@ export class WorkMessage {
       r = await post(await directMessage(client, asker.user));
     }
     if (!r.ts || !r.channel) throw new Error("chat.postMessage answered without channel and ts");
-    return new WorkMessage(client, deps, asker, what, r.channel, r.ts);
+    return new WorkMessage(client, deps, asker, what, r.channel, r.ts, deadlineMs);
   }
 
   #content(reply: Reply): { text: string; blocks: Block[] } {
@@ -134,8 +164,10 @@ export class WorkMessage {
 
   /** Shows progress. A failed edit is logged, not thrown: the work goes on. */
   async progress(reply: Reply): Promise<void> {
-    await this.client.chat.update({ channel: this.channel, ts: this.ts, ...this.#content(reply) } as never)
-      .catch((err) => this.deps.log.warn("could not show progress", { error: err }));
+    await this.#bounded(
+      this.client.chat.update({ channel: this.channel, ts: this.ts, ...this.#content(reply) } as never),
+      "chat.update with long work's progress",
+    ).catch((err) => this.deps.log.warn("could not show progress", { error: err }));
   }
 
   /**
@@ -144,16 +176,21 @@ export class WorkMessage {
    */
   async finish(reply: Reply): Promise<void> {
     const errors: unknown[] = [];
-    await this.client.chat.update({ channel: this.channel, ts: this.ts, ...this.#content(reply) } as never)
-      .catch((err) => errors.push(err));
+    await this.#bounded(
+      this.client.chat.update({ channel: this.channel, ts: this.ts, ...this.#content(reply) } as never),
+      "chat.update with long work's answer",
+    ).catch((err) => errors.push(err));
     const first = truncateMrkdwn(reply.text.split("\n")[0] ?? "", 500);
-    await this.client.chat.postMessage({
-      channel: this.channel,
-      thread_ts: this.ts,
-      text: this.deps.secrets.scrub(`<@${this.asker.user}> \`${this.what}\` finished: ${first}`),
-      // The answer itself is the message above; the thread reply only notifies.
-      unfurl_links: false,
-    }).catch((err) => errors.push(err));
+    await this.#bounded(
+      this.client.chat.postMessage({
+        channel: this.channel,
+        thread_ts: this.ts,
+        text: this.deps.secrets.scrub(`<@${this.asker.user}> \`${this.what}\` finished: ${first}`),
+        // The answer itself is the message above; the thread reply only notifies.
+        unfurl_links: false,
+      }),
+      "chat.postMessage of long work's thread reply",
+    ).catch((err) => errors.push(err));
     if (errors.length === 2) throw errors[0];
     for (const err of errors) this.deps.log.warn("long work's answer only partly posted", { error: err });
   }

@@ -6,6 +6,7 @@ import { applyTargetSql } from "../support/bisman_schema.ts";
 import type { Config } from "../../core/config.ts";
 import { connectState } from "../../core/state_db.ts";
 import { OpsError } from "../../core/errors.ts";
+import { AUDIT_LOCK } from "../../core/audit.ts";
 import type { OpDeps } from "../../ops/types.ts";
 import {
   planRestoreTest,
@@ -377,6 +378,60 @@ Deno.test("restore_test restores a dump into a marked scratch database, verifies
         await otherState.end({ timeout: 2 });
       }
     });
+
+    await t.step(
+      "a finished test whose audit entry still waits (the log behind a burst) does not hold the restore lock",
+      async () => {
+        // The audit log appends in batches under its advisory lock; holding that lock from another session
+        // stands for the backlog a burst of commands leaves (bench/load.ts: ~80,000 entries behind): every
+        // append waits, as the run's own "restore_test.finished" did while it still held the restore lock.
+        const blocker = await tb.bot.deps.state.reserve();
+        await blocker`select pg_advisory_lock(${AUDIT_LOCK})`;
+        const settled = (p: Promise<RestoreTestResult>) => {
+          const s: { result?: RestoreTestResult; error?: unknown } = {};
+          p.then((r) => (s.result = r), (e) => (s.error = e));
+          return s;
+        };
+        const rowStatus = async (id: number) =>
+          (await tb.bot.deps.state<{ status: string }[]>`
+            select status from bisman_ops.restore_tests where id = ${id}`)[0]?.status;
+        const newest = async () =>
+          (await tb.bot.deps.state<{ id: number }[]>`
+            select coalesce(max(id), 0)::int as id from bisman_ops.restore_tests`)[0].id;
+        let first: Promise<RestoreTestResult> | undefined;
+        let second: Promise<RestoreTestResult> | undefined;
+        try {
+          const before = await newest();
+          first = run();
+          const a = settled(first);
+          const firstId = await waitFor(async () => {
+            if (a.error) throw a.error;
+            const id = await newest();
+            return id > before && (await rowStatus(id)) !== "running" ? id : undefined;
+          }, { what: "the first test's row to be final", timeoutMs: 120_000 });
+          assert.equal(a.result, undefined, "the first run waits on its audit entry");
+          // The next test, asked for once the first one's row is final: it runs, it is not refused.
+          second = run();
+          const b = settled(second);
+          await waitFor(async () => {
+            if (b.error) throw b.error;
+            return (await newest()) > firstId && (await rowStatus(await newest())) !== "running";
+          }, { what: "the second test to run to its final row", timeoutMs: 120_000 });
+        } finally {
+          await blocker`select pg_advisory_unlock(${AUDIT_LOCK})`;
+          blocker.release();
+        }
+        // Nothing lost: once the log catches up, both runs are in it.
+        const results = await Promise.all([first!, second!]);
+        assert.deepEqual(results.map((r) => r.passed), [true, true]);
+        const audited = await tb.bot.deps.state<{ run: number }[]>`
+          select (details->>'run')::int as run from bisman_ops.audit_log
+           where action = 'restore_test.finished' and (details->>'run')::int = any(${
+          results.map((r) => r.id!)
+        })`;
+        assert.deepEqual(audited.map((r) => r.run).sort(), results.map((r) => r.id!).sort());
+      },
+    );
 
     await t.step(
       "after a passing test, promote is allowed and plans note the last proven restore",

@@ -51,6 +51,31 @@ Deno.test("slack/answers: long work and late answers reach the asker through the
     );
 
     await t.step(
+      "a Web API call on long work's message that never settles fails at its bound and is logged",
+      async () => {
+        // A client without a timeout of its own, and a Slack that holds chat.update without answering.
+        const patient = new WebClient(slack.botToken, {
+          slackApiUrl: slack.apiUrl,
+          retryConfig: { retries: 0 },
+        });
+        const warnings: string[] = [];
+        const logged = { ...deps as object, log: { warn: (m: string) => warnings.push(m), error: () => {} } };
+        const work = await WorkMessage.start(
+          patient,
+          logged as never,
+          { channel: "C0OPS", user: "U0ALICE" },
+          "/bisman restore-test main",
+          { deadlineMs: 500 },
+        );
+        slack.failNext("chat.update", { delayMs: 600_000 }, 2);
+        slack.failNext("chat.postMessage", { delayMs: 600_000 });
+        await work.progress(reply("restoring"));
+        assert.deepEqual(warnings, ["could not show progress"]);
+        await assert.rejects(work.finish(reply("passed")), /did not settle within 500 ms/);
+      },
+    );
+
+    await t.step(
       "long work: one message, edited with progress, then the answer, and the asker mentioned in its thread",
       async () => {
         const work = await WorkMessage.start(
