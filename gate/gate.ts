@@ -148,6 +148,11 @@ export class ApprovalGate implements Gate {
     await this.#lockSql?.end({ timeout: 2 }).catch(() => undefined);
   }
 
+  /** Decisions and the operations they started still running (bot.ts' idle memory reclaim waits for none). */
+  get running(): number {
+    return this.#inflight.size;
+  }
+
   /** Resolves when background work (recovery, sweeps, message edits) has finished, or after `timeoutMs`. */
   async idle(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
