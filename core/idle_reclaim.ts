@@ -14,7 +14,7 @@
  * @module
  */
 
-/** V8's `gc()` under `--expose-gc`, with the options object of V8 ≥ 11. */
+/** V8's `gc()` under `--expose-gc`, with the options object of V8 >= 11. */
 type ExposedGc = (opts?: { type?: "major" | "minor"; execution?: "sync" | "async"; flavor?: string }) => void;
 
 /** Options of {@link IdleReclaimer}. */

@@ -3,8 +3,8 @@
  * step is written to the audit log.
  *
  * Life cycle of a request (sql/0002_requests.sql):
- * `pending` → (`denied` | `cancelled` | `expired`) or → `running` → (`succeeded` | `failed` | `stale`),
- * and `running` → `interrupted` when the process running it died. `request()` plans and persists;
+ * `pending` -> (`denied` | `cancelled` | `expired`) or -> `running` -> (`succeeded` | `failed` | `stale`),
+ * and `running` -> `interrupted` when the process running it died. `request()` plans and persists;
  * `approve()` records approvals and, once enough distinct eligible approvers agreed, claims the request with
  * one conditional UPDATE (exactly once across clicks, retries and replicas), re-validates the stored plan
  * against current state and runs that plan. The approval message is edited at every transition through an

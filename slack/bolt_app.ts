@@ -309,7 +309,7 @@ export function createBoltApp(
     }
     await ack({
       response_type: "ephemeral",
-      text: `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`…`,
+      text: `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`\u2026`,
     });
     try {
       const progress = (r: Reply) =>
