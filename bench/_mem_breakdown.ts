@@ -5,10 +5,13 @@
  *   - the scripts V8 parsed (Debugger.scriptParsed), by npm package / project folder, with source sizes,
  *   - a heap snapshot (HeapProfiler.takeHeapSnapshot) summarized by node type and constructor.
  *
- *   deno run -A bench/_mem_breakdown.ts        (FLAGS="..." extra deno flags; SNAPSHOT=file keeps the snapshot)
+ *   deno run -A bench/_mem_breakdown.ts        (FLAGS="..." extra deno flags; SNAPSHOT=file keeps the snapshot;
+ *   DIGEST=1 measures after a full /bisman digest; RECLAIM=<expression> evaluates it in the bot first;
+ *   ANON=<script> runs it with the bot's pid)
  */
 import { startCluster } from "../standins/cluster.ts";
-import { TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
+import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
+import { waitFor } from "../standins/wait.ts";
 import { spawnBot, writeConfigFile } from "../tests/support/bot_process.ts";
 import { SlackStandIn } from "../standins/slack.ts";
 import { IntegrityKeys } from "../core/keys.ts";
@@ -42,6 +45,24 @@ const bot = await spawnBot({
   },
 });
 await new Promise((r) => setTimeout(r, Number(Deno.env.get("SETTLE") ?? 5) * 1000));
+if (Deno.env.get("DIGEST")) {
+  // As bench/load.ts: a full /bisman digest, then SETTLE seconds after its recorded end.
+  const state = cluster.primary.sql(stateDb);
+  const res = await slack.sendCommand(bot.eventsUrl, {
+    text: "digest",
+    user_id: USERS.alice,
+    team_id: TEAM,
+    channel_id: OPS_CHANNEL,
+  });
+  await res.body?.cancel();
+  const outcome = await waitFor(async () => {
+    const [r] = await state<{ outcome: string }[]>`
+      select outcome from bisman_ops.job_runs where job = 'digest' order by id desc limit 1`;
+    return r && r.outcome !== "running" ? r.outcome : undefined;
+  }, { what: "the digest to finish", timeoutMs: 120_000, intervalMs: 100 });
+  console.log(`digest: ${outcome}`);
+  await new Promise((r) => setTimeout(r, Number(Deno.env.get("SETTLE") ?? 5) * 1000));
+}
 
 if (Deno.env.get("RECLAIM")) {
   const l = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
@@ -99,7 +120,8 @@ for (const b of big.sort((a, b) => b.rss - a.rss)) {
 }
 
 if (Deno.env.get("ANON")) {
-  await new Deno.Command(Deno.execPath(), { args: ["run", "-A", Deno.env.get("ANON")!, String(bot.pid)] }).spawn().status;
+  await new Deno.Command(Deno.execPath(), { args: ["run", "-A", Deno.env.get("ANON")!, String(bot.pid)] })
+    .spawn().status;
 }
 // The inspector.
 const list = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
