@@ -34,17 +34,34 @@ const inspectPort = await freePort();
 const extra = (Deno.env.get("FLAGS") ?? "").split(" ").filter(Boolean);
 const bot = await spawnBot({
   configFile,
-  denoFlags: [...imageFlags, ...extra, `--inspect=127.0.0.1:${inspectPort}`],
+  denoFlags: [
+    ...imageFlags,
+    ...extra,
+    ...(Deno.env.get("NO_INSPECT") ? [] : [`--inspect=127.0.0.1:${inspectPort}`]),
+  ],
   env: {
     SLACK_SIGNING_SECRET: slack.signingSecret,
     BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
     SLACK_BOT_TOKEN: slack.botToken,
     SLACK_API_URL: slack.apiUrl,
     DATABASE_URL: cluster.primary.url({ database: stateDb }),
-    LOG_LEVEL: "info",
+    LOG_LEVEL: Deno.env.get("BOT_LOG_LEVEL") ?? "info",
   },
 });
+/** One line: VmRSS, RssAnon, RssFile and the malloc heap's resident size, now. */
+async function summary(label: string): Promise<void> {
+  const status = await Deno.readTextFile(`/proc/${bot.pid}/status`);
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN) / 1024;
+  const smaps = await Deno.readTextFile(`/proc/${bot.pid}/smaps`);
+  const heap = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+)/.exec(smaps);
+  console.log(
+    `${label}: VmRSS ${kb("VmRSS").toFixed(1)} MiB, RssAnon ${kb("RssAnon").toFixed(1)}, RssFile ${
+      kb("RssFile").toFixed(1)
+    }, malloc [heap] ${(Number(heap?.[1] ?? NaN) / 1024).toFixed(1)}`,
+  );
+}
 await new Promise((r) => setTimeout(r, Number(Deno.env.get("SETTLE") ?? 5) * 1000));
+await summary("after start");
 if (Deno.env.get("DIGEST")) {
   // As bench/load.ts: a full /bisman digest, then SETTLE seconds after its recorded end.
   const state = cluster.primary.sql(stateDb);
@@ -62,6 +79,11 @@ if (Deno.env.get("DIGEST")) {
   }, { what: "the digest to finish", timeoutMs: 120_000, intervalMs: 100 });
   console.log(`digest: ${outcome}`);
   await new Promise((r) => setTimeout(r, Number(Deno.env.get("SETTLE") ?? 5) * 1000));
+  await summary("after the digest");
+  if (Deno.env.get("LATER")) {
+    await new Promise((r) => setTimeout(r, Number(Deno.env.get("LATER")) * 1000));
+    await summary(`${Deno.env.get("LATER")} s later`);
+  }
 }
 
 if (Deno.env.get("RECLAIM")) {
@@ -70,12 +92,17 @@ if (Deno.env.get("RECLAIM")) {
   await new Promise((r) => w.addEventListener("open", r, { once: true }));
   const done = new Promise((r) => w.addEventListener("message", r, { once: true }));
   w.send(
-    JSON.stringify({ id: 1, method: "Runtime.evaluate", params: { expression: Deno.env.get("RECLAIM") } }),
+    JSON.stringify({
+      id: 1,
+      method: "Runtime.evaluate",
+      params: { expression: Deno.env.get("RECLAIM"), awaitPromise: true, returnByValue: true },
+    }),
   );
   console.log("reclaim:", (await done as MessageEvent).data);
   w.close();
   await new Promise((r) => setTimeout(r, 500));
 }
+for (const l of bot.stderr.filter((l) => l.includes("reclaimed"))) console.log(l);
 // smaps: grouped by what the mapping is.
 console.log("== smaps_rollup");
 console.log(await Deno.readTextFile(`/proc/${bot.pid}/smaps_rollup`));
@@ -122,6 +149,11 @@ for (const b of big.sort((a, b) => b.rss - a.rss)) {
 if (Deno.env.get("ANON")) {
   await new Deno.Command(Deno.execPath(), { args: ["run", "-A", Deno.env.get("ANON")!, String(bot.pid)] })
     .spawn().status;
+}
+if (Deno.env.get("NO_INSPECT")) {
+  await bot.stop(20000);
+  await slack.stop();
+  Deno.exit(0);
 }
 // The inspector.
 const list = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
