@@ -105,6 +105,9 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 # --expose-gc lets core/idle_reclaim.ts give the heap's spare pages back once the bot is idle (about 20 MiB),
 # and --no-code-cache keeps V8's code cache database (a mapped SQLite file and its buffers, 2-6 MiB resident
 # for the process's life) out of the process: it only saves compiling at start.
+# glibc malloc: fixed thresholds instead of the dynamic ones, which rise after a large block is freed (up
+# to 32 MiB) so later large blocks come from the arenas and stay resident. bench/load.ts passes these too.
+ENV MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["deno", "run", "--cached-only", "--frozen", "--no-code-cache", "--v8-flags=--expose-gc", "--allow-net", "--allow-env", "--allow-read", "--allow-write=/tmp", "--allow-run", "--allow-sys", "main.ts"]
