@@ -103,8 +103,9 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 # flags. V8's default young generation is kept: 1 MiB semi-spaces (--v8-flags=--max-semi-space-size=1) took
 # about 12-20 MiB off the idle bot's 125-134 MiB but cost throughput (README, "Measured"). Instead
 # --expose-gc lets core/idle_reclaim.ts give the heap's spare pages back once the bot is idle (about 20 MiB),
-# and --no-code-cache keeps V8's code cache database (a mapped SQLite file and its buffers, 2-6 MiB resident
-# for the process's life) out of the process: it only saves compiling at start.
+# and --no-code-cache keeps V8's code cache database (a mapped SQLite file and its buffers, about 4 MiB
+# resident for the process's life) out of the process: it only saves compiling at start, and DENO_DIR is
+# read-only for this user anyway. Figures: README, "Measured".
 # glibc malloc: fixed thresholds instead of the dynamic ones, which rise after a large block is freed (up
 # to 32 MiB) so later large blocks come from the arenas and stay resident. bench/load.ts passes these too.
 ENV MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
