@@ -101,7 +101,14 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 # (process metrics), writing scratch files under /tmp, running pg_dump/pg_restore/pgbackrest, and the host
 # name for logs. SIGTERM starts a graceful shutdown (README, "Shutdown"). bench/load.ts starts the bot with this CMD's
 # flags. V8's default young generation is kept: 1 MiB semi-spaces (--v8-flags=--max-semi-space-size=1) took
-# about 12-20 MiB off the idle bot's 125-134 MiB but cost throughput (README, "Measured").
+# about 12-20 MiB off the idle bot's 125-134 MiB but cost throughput (README, "Measured"). Instead
+# --expose-gc lets core/idle_reclaim.ts give the heap's spare pages back once the bot is idle (about 20 MiB),
+# and --no-code-cache keeps V8's code cache database (a mapped SQLite file and its buffers, about 4 MiB
+# resident for the process's life) out of the process: it only saves compiling at start, and DENO_DIR is
+# read-only for this user anyway. Figures: README, "Measured".
+# glibc malloc: fixed thresholds instead of the dynamic ones, which rise after a large block is freed (up
+# to 32 MiB) so later large blocks come from the arenas and stay resident. bench/load.ts passes these too.
+ENV MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["deno", "run", "--cached-only", "--frozen", "--allow-net", "--allow-env", "--allow-read", "--allow-write=/tmp", "--allow-run", "--allow-sys", "main.ts"]
+CMD ["deno", "run", "--cached-only", "--frozen", "--no-code-cache", "--v8-flags=--expose-gc", "--allow-net", "--allow-env", "--allow-read", "--allow-write=/tmp", "--allow-run", "--allow-sys", "main.ts"]

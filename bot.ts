@@ -42,6 +42,7 @@ import { scheduleCheck } from "./commands/config.ts";
 import { VaultWitness } from "./core/witness.ts";
 import { registerRunbookMetrics } from "./http/runbook_metrics.ts";
 import { CliInbox } from "./cli/inbox.ts";
+import { IdleReclaimer } from "./core/idle_reclaim.ts";
 
 /** A running bot. */
 export interface RunningBot {
@@ -323,14 +324,31 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   void verifySlackAuth(slack, deps, () => (slackReady = true), () => stopped);
 
   const hostname = opts.hostname ?? (env.port === 0 ? "127.0.0.1" : "0.0.0.0");
-  const server = Deno.serve({ hostname, port: env.port, onListen: () => {} }, http.fetch);
-  const port = server.addr.port;
   const scheduler = new Scheduler(deps, {
     post: opsChannelPoster(slack, deps),
     jobs: jobList,
     runnerId: opts.runnerId,
     services: jobServices,
   });
+  // Idle memory back to the OS after start-up, a digest or a burst (core/idle_reclaim.ts; the image's CMD
+  // passes --expose-gc, elsewhere it is off). Every request counts as activity.
+  const reclaimer = new IdleReclaimer({
+    busy: () => scheduler.running > 0 || gate.running > 0,
+    onReclaim: (r) =>
+      log.debug("idle heap reclaimed", {
+        ms: Math.round(r.ms),
+        heap_before_mib: +(r.heapBefore / 2 ** 20).toFixed(1),
+        heap_after_mib: +(r.heapAfter / 2 ** 20).toFixed(1),
+      }),
+  }).start();
+  const serve = reclaimer.enabled
+    ? (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+      reclaimer.requests++;
+      return http.fetch(req, info);
+    }
+    : http.fetch;
+  const server = Deno.serve({ hostname, port: env.port, onListen: () => {} }, serve);
+  const port = server.addr.port;
   deps.jobs = scheduler;
   scheduler.start();
 
@@ -370,6 +388,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
       const graceMs = stopOpts.graceMs ?? 10_000;
       clearInterval(probeTimer);
+      reclaimer.stop();
       // One line per phase: a shutdown that overruns its bound shows where it waited.
       log.info("stopping: scheduled jobs, then new requests");
       await scheduler.stop();

@@ -46,7 +46,7 @@ const USAGE = `Usage: deno task ops [--json] [--db <url> | --env-file <file>] <s
 The break-glass CLI of bisman-ops: the /bisman subcommands without Slack, run by the bot as you. You are the
 PostgreSQL login you connect with: your own role on the bot's state database (a member of bisman_cli).
   --json              print JSON instead of text
-  --db <url>          your login: postgres://<you>@<host>/<database>[?sslmode=verify-full&sslrootcert=…]
+  --db <url>          your login: postgres://<you>@<host>/<database>[?sslmode=verify-full&sslrootcert=\u2026]
                       (default: BISMAN_CLI_DATABASE_URL); a missing password is asked for at the terminal
   --env-file <file>   read BISMAN_CLI_DATABASE_URL from a KEY=value file (the sandbox writes .data/cli-<person>.env)
   --wait <seconds>    how long a bot has to take the command (default 30)
@@ -259,7 +259,7 @@ async function runParsed(
   options = await signedOptions({ ...env, ...fileEnv }, session.login, text, options);
   const out = await submitAndWait(session.sql, text, options, {
     pickupSeconds: flags.wait,
-    onProgress: (l) => io.report(`… ${plainText(l).split("\n")[0]}`),
+    onProgress: (l) => io.report(`\u2026 ${plainText(l).split("\n")[0]}`),
     watch,
   });
   if (out.exit === EXIT.ok && parsed.subcommand === "audit-log" && parsed.positional[0] === "export") {

@@ -44,7 +44,7 @@ const AM_TIMEOUT_MS = 10_000;
  * its label set, so all of them together match it and nothing broader).
  * @example
  * matchersOf({ alertname: "HighReplicationLag", instance: "db1:5432" });
- * // [{ name: "alertname", value: "HighReplicationLag", isRegex: false, isEqual: true }, { name: "instance", … }]
+ * // [{ name: "alertname", value: "HighReplicationLag", isRegex: false, isEqual: true }, { name: "instance", ... }]
  */
 export function matchersOf(labels: Record<string, string>): Matcher[] {
   return Object.keys(labels).sort().map((name) => ({
@@ -148,7 +148,7 @@ export async function expireSilence(base: string, id: string): Promise<void> {
     await res.body?.cancel();
     return;
   }
-  // Alertmanager 0.25 answers 500 "silence … already expired" for an expired one.
+  // Alertmanager 0.25 answers 500 "silence ... already expired" for an expired one.
   const text = await res.text().catch(() => "");
   if (/already expired/i.test(text)) return;
   throw new OpsError(

@@ -2,7 +2,8 @@
  * The bot's resident memory after start, as main.ts with a test config (throwaway cluster, Slack stand-in),
  * with extra deno flags to compare: prints VmRSS every 2.5 s for 10 s, RssAnon/RssFile and V8's heap.
  *
- *   FLAGS="--v8-flags=--max-semi-space-size=1" deno run -A bench/_rss_probe.ts      (ARENA=n: MALLOC_ARENA_MAX)
+ *   FLAGS="--v8-flags=--max-semi-space-size=1" deno run -A bench/_rss_probe.ts      (ARENA=n: MALLOC_ARENA_MAX;
+ *   other MALLOC_* variables are passed to the bot as given)
  */
 import { startCluster } from "../standins/cluster.ts";
 import { TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
@@ -25,6 +26,8 @@ const bot = await spawnBot({
     DATABASE_URL: cluster.primary.url({ database: stateDb }),
     LOG_LEVEL: "info",
     ...(Deno.env.get("ARENA") ? { MALLOC_ARENA_MAX: Deno.env.get("ARENA")! } : {}),
+    // Any other glibc malloc tunable given to the probe is passed on (MALLOC_TRIM_THRESHOLD_, …).
+    ...Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([k]) => k.startsWith("MALLOC_"))),
   },
 });
 const rss = async () =>

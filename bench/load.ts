@@ -17,6 +17,7 @@
  *   each figure is the median over a server's rounds. A pause after each round lets the bot finish its
  *   work after the acks (its audit appends), which is counted in its CPU per request and does not spill
  *   into the other's round. While restoring, each round starts while a restore is under way.
+ * - The bot runs with the Dockerfile CMD's deno flags and its `ENV MALLOC_…` settings.
  * - Resident memory (VmRSS of the bot's process, /proc) is read SETTLE_SECONDS (5) after the bot is ready,
  *   before any request, and again that long after a full `/bisman digest` has finished.
  * - The goals (issue 18) are printed beside each figure with PASS or MISS: throughput at least 1.2 times
@@ -185,6 +186,16 @@ async function imageCmdFlags(): Promise<string[]> {
     throw new Error(`the Dockerfile's CMD is not "deno run … main.ts": ${cmd.join(" ")}`);
   }
   return cmd.slice(2, -1);
+}
+
+/** The glibc malloc settings the Dockerfile sets (`ENV MALLOC_…=…` lines), for the bot's environment. */
+async function imageMallocEnv(): Promise<Record<string, string>> {
+  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
+  const env: Record<string, string> = {};
+  for (const line of dockerfile.split("\n").filter((l) => l.startsWith("ENV MALLOC_"))) {
+    for (const [, k, v] of line.slice(4).matchAll(/(MALLOC_\w+)=(\S+)/g)) env[k] = v;
+  }
+  return env;
 }
 
 /** Resident set size of a process, from /proc (MiB). */
@@ -381,6 +392,7 @@ export async function run(): Promise<void> {
 
   // Started as the image starts it: the Dockerfile CMD's flags (named permissions, V8 flags) before main.ts.
   const imageFlags = await imageCmdFlags();
+  const mallocEnv = await imageMallocEnv();
   const bot = await spawnBot({
     configFile,
     denoFlags: imageFlags,
@@ -392,6 +404,7 @@ export async function run(): Promise<void> {
       DATABASE_URL: cluster.primary.url({ database: stateDb }),
       // Production's level: one JSON line per request is part of the bot's cost.
       LOG_LEVEL: Deno.env.get("BOT_LOG_LEVEL") ?? "info",
+      ...mallocEnv,
     },
   });
   let baseline: Awaited<ReturnType<typeof startBaseline>> | undefined;
@@ -451,7 +464,11 @@ export async function run(): Promise<void> {
       return out;
     };
 
-    console.log(`bot started as the image's CMD runs it: deno run ${imageFlags.join(" ")} main.ts`);
+    console.log(
+      `bot started as the image's CMD runs it: ${
+        Object.entries(mallocEnv).map(([k, v]) => `${k}=${v} `).join("")
+      }deno run ${imageFlags.join(" ")} main.ts`,
+    );
     console.log(
       `\nsigned /bisman help at concurrency ${CONCURRENCY}, ${ROUNDS} rounds of ${ROUND_SECONDS} s each, alternating; ack latency (send → full HTTP response):`,
     );

@@ -125,7 +125,9 @@ export function parseCliUrl(
     );
   }
   const user = decodeURIComponent(u.username) || env.PGUSER || env.USER || env.LOGNAME || "";
-  if (!user) throw new OpsError("invalid_input", "The CLI's database URL names no user: postgres://<you>@…");
+  if (!user) {
+    throw new OpsError("invalid_input", "The CLI's database URL names no user: postgres://<you>@\u2026");
+  }
   const database = decodeURIComponent(u.pathname.replace(/^\//, "")) || user;
   const mode = q("sslmode") ?? (socketDir ? "disable" : "prefer");
   const modes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];

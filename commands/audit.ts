@@ -1,6 +1,6 @@
 /**
- * `/bisman audit [target] [table=…] [user=…] [app_user=…] [service=…] [action=…] [address=…]
- * [context=missing] [since=24h] [until=…] [limit=20]`: searches the target's audit_logs_dml
+ * `/bisman audit [target] [table=...] [user=...] [app_user=...] [service=...] [action=...] [address=...]
+ * [context=missing] [since=24h] [until=...] [limit=20]`: searches the target's audit_logs_dml
  * (ops/audit_search.ts), newest first, on a replica when one is configured. (`audit-log` is the bot's own log.)
  *
  * @module
@@ -14,7 +14,7 @@ import { auditSearchCsv, renderAuditSearch } from "../views/audit.ts";
 
 const USAGE =
   "/bisman audit [target] [table=clients] [user=bisman_app] [app_user=u42] [service=payments] [action=update] " +
-  "[address=10.0.1.0/24] [context=missing] [since=24h] [until=…] [limit=20] [format=csv]";
+  "[address=10.0.1.0/24] [context=missing] [since=24h] [until=\u2026] [limit=20] [format=csv]";
 
 const s = auditSearchArgs.shape;
 const schema = z.object({

@@ -1,12 +1,12 @@
 /**
  * `/bisman audit-log`: the bot's own audit log.
  *
- * - `audit-log [actor=…] [action=…] [target=…] [request=…] [since=…] [until=…] [limit=…]` searches it,
+ * - `audit-log [actor=...] [action=...] [target=...] [request=...] [since=...] [until=...] [limit=...]` searches it,
  *   newest first, ephemeral; a result too long for a message comes as a CSV file in a direct message.
  * - `audit-log verify [anchor=<row>:<hash>]` walks the hash chain and names the first row that does not
  *   match (edited, deleted or re-linked); with an anchor (posted daily by the audit_anchor job) it also
  *   proves the log still holds that row with that hash, which is how deleted newest rows show.
- * - `audit-log export [since=…]` sends the rows as JSON lines (each with its hash and its predecessor's); the
+ * - `audit-log export [since=...]` sends the rows as JSON lines (each with its hash and its predecessor's); the
  *   CLI writes them to stdout or `--out`, and `deno task ops audit-log verify --file <export>` checks one
  *   offline (core/audit.ts `verifyExport`).
  *
@@ -37,8 +37,9 @@ import { AUDIT_LOG_ROWS_SHOWN, auditLogCsv, renderAuditLogSearch } from "../view
 import type { IntegrityKeys } from "../core/keys.ts";
 import { recordAuditVerify } from "../ops/_runbook_metrics.ts";
 
-const USAGE = "/bisman audit-log [actor=…] [action=…] [target=…] [request=…] [since=7d] [limit=200] | " +
-  "audit-log verify [anchor=<row>:<hash>] | audit-log export [since=…]";
+const USAGE =
+  "/bisman audit-log [actor=\u2026] [action=\u2026] [target=\u2026] [request=\u2026] [since=7d] [limit=200] | " +
+  "audit-log verify [anchor=<row>:<hash>] | audit-log export [since=\u2026]";
 
 const anchorArg = z.string().max(100).transform((s, ctx) => {
   const a = parseAnchor(s);
@@ -60,7 +61,7 @@ const schema = z.object({
     ]),
   ]),
   named: z.strictObject({
-    actor: z.string().regex(/^[A-Za-z0-9_.:@-]{1,80}$/, "a Slack user ID, cli:<login>, scheduler …")
+    actor: z.string().regex(/^[A-Za-z0-9_.:@-]{1,80}$/, "a Slack user ID, cli:<login>, scheduler \u2026")
       .optional(),
     action: z.string().regex(
       /^[a-z_.]{1,80}\*?$/,
@@ -160,7 +161,7 @@ async function runVerify(deps: AppDeps, inv: Invoker, anchor?: Anchor): Promise<
       ? verdictReply(
         `:white_check_mark: Audit log holds the anchor: row ${anchor.seq} has hash ${
           anchor.hash.slice(0, 12)
-        }…, ` +
+        }\u2026, ` +
           `and the chain to the head (row ${v.head.seq}) is intact; ${v.checked} rows checked in ${ms} ms`,
         true,
       )
@@ -374,7 +375,7 @@ export async function verifyExportFile(
   return {
     ok: true,
     text:
-      `Export ${path} verifies: rows ${v.first}…${
+      `Export ${path} verifies: rows ${v.first}\u2026${
         v.head!.seq
       } (${v.rows}) form an unbroken chain; head hash ${v.head!.hash}` +
       (anchor ? `; it holds anchor row ${anchor.seq} with its hash, which pins every row up to it` : "") +
@@ -386,7 +387,7 @@ export async function verifyExportFile(
 }
 
 /**
- * `deno task ops audit-log export [--since …] [--out <file>]`: JSON lines in chain order, written batch by
+ * `deno task ops audit-log export [--since ...] [--out <file>]`: JSON lines in chain order, written batch by
  * batch (to `out`, else through `write`). Audited. @returns how many rows it wrote
  */
 export async function exportToCli(

@@ -38,7 +38,7 @@ const takesWords: Record<ConfigChange["takes"], string> = {
 /** The answer of a check or a reload. */
 export function renderConfigCheck(c: ConfigCheck & { reset?: string[] }, applied: boolean): Reply {
   if (!c.ok) {
-    const lines = c.problems.map((p) => `• ${escapeMrkdwn(p)}`);
+    const lines = c.problems.map((p) => `\u2022 ${escapeMrkdwn(p)}`);
     const text = `:no_entry: ${escapeMrkdwn(c.file)} is not valid${
       applied ? ", so it was not loaded: the running config stays in force" : ""
     }:\n${lines.join("\n")}`;
@@ -49,7 +49,9 @@ export function renderConfigCheck(c: ConfigCheck & { reset?: string[] }, applied
     };
   }
   const lines = c.changes.map((x) =>
-    `• \`${escapeMrkdwn(x.key)}\`: ${escapeMrkdwn(x.from)} → ${escapeMrkdwn(x.to)} (${takesWords[x.takes]})`
+    `\u2022 \`${escapeMrkdwn(x.key)}\`: ${escapeMrkdwn(x.from)} \u2192 ${escapeMrkdwn(x.to)} (${
+      takesWords[x.takes]
+    })`
   );
   const head = applied
     ? c.changes.length

@@ -28,7 +28,7 @@ function gateOf(deps: AppDeps): ApprovalGate {
   return gate;
 }
 
-/** `<reason…>` (built once at load: zod compiles every schema it builds, too dear per request). */
+/** `<reason...>` (built once at load: zod compiles every schema it builds, too dear per request). */
 const freezeArgs = z.object({
   positional: z.array(z.string()).min(1, "give a reason"),
   named: z.record(z.string(), z.string()),

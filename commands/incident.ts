@@ -1,8 +1,8 @@
 /**
  * Incident actions, each through the approval gate (the plan shows exactly what will happen):
  *
- * - `/bisman lock-role <role> [target]`: ALTER ROLE … NOLOGIN and terminate its sessions (ops/lock_role.ts)
- * - `/bisman unlock-role <role> [target]`: ALTER ROLE … LOGIN (ops/unlock_role.ts)
+ * - `/bisman lock-role <role> [target]`: ALTER ROLE ... NOLOGIN and terminate its sessions (ops/lock_role.ts)
+ * - `/bisman unlock-role <role> [target]`: ALTER ROLE ... LOGIN (ops/unlock_role.ts)
  * - `/bisman terminate <address> [target]`: terminate the sessions of a client address (ops/terminate_client.ts)
  * - `/bisman block <address> [target]`: reject the address in pg_hba.conf, or hand a person the pg_hba.conf
  *   line and the Kong deny entry (ops/block_address.ts)
@@ -73,12 +73,12 @@ function addressCommand(
 export const lockRoleCommand = roleCommand(
   "lock-role",
   "lock_role",
-  "Lock a role: ALTER ROLE … NOLOGIN and terminate its sessions",
+  "Lock a role: ALTER ROLE \u2026 NOLOGIN and terminate its sessions",
 );
 export const unlockRoleCommand = roleCommand(
   "unlock-role",
   "unlock_role",
-  "Undo lock-role: ALTER ROLE … LOGIN",
+  "Undo lock-role: ALTER ROLE \u2026 LOGIN",
 );
 export const terminateCommand = addressCommand(
   "terminate",

@@ -33,7 +33,7 @@ export type RotateRequest =
   | { action: "rotate"; args: { role: string; target: string } }
   | { action: "rotate_root"; args: { target: string } };
 
-/** Parses and checks `/bisman rotate …` against config (no I/O). @throws {InvalidInput} {NotConfigured} */
+/** Parses and checks `/bisman rotate ...` against config (no I/O). @throws {InvalidInput} {NotConfigured} */
 export function parseRotate(args: ParsedArgs, deps: AppDeps): RotateRequest {
   const a = validateArgs(rotateArgs, args, USAGE);
   const [what, targetName] = a.positional;

@@ -37,7 +37,7 @@ export function findSubcommand(name: string): Subcommand<any> {
   const all = allSubcommands();
   const hit = all.find((s) => s.name === name);
   if (hit) return hit;
-  const shown = name.length > 40 ? `${name.slice(0, 40)}…` : name;
+  const shown = name.length > 40 ? `${name.slice(0, 40)}\u2026` : name;
   const best = all.map((s) => ({ s, d: distance(name, s.name) })).sort((a, b) => a.d - b.d)[0];
   const hint = best && best.d <= Math.max(2, Math.floor(name.length / 3))
     ? ` Did you mean \`/bisman ${best.s.name}\`?`

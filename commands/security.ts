@@ -166,7 +166,7 @@ export const tlsCommand = defineSubcommand({
 });
 
 const applyUsage =
-  "/bisman apply-target-sql <target> [parts=audit,roles,bot_role] [sample=true] [bot_role=bisman_ops] [promote=true] [owner_role=…]";
+  "/bisman apply-target-sql <target> [parts=audit,roles,bot_role] [sample=true] [bot_role=bisman_ops] [promote=true] [owner_role=\u2026]";
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 const applySchema = z.object({
   positional: z.tuple([targetArg]),

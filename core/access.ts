@@ -1,5 +1,5 @@
 /**
- * Who may do what. Identity is Slack's IDs only (users `U…`/`W…`, groups `S…`, workspace `T…`/`E…`);
+ * Who may do what. Identity is Slack's IDs only (users `U...`/`W...`, groups `S...`, workspace `T...`/`E...`);
  * display names are shown, never compared.
  *
  * @module
@@ -22,7 +22,7 @@ export interface Invoker {
 }
 
 /**
- * The audit actor string of an invoker (`U…`, `cli:<name>`, `scheduler`, `alertmanager`). A CLI invoker's
+ * The audit actor string of an invoker (`U...`, `cli:<name>`, `scheduler`, `alertmanager`). A CLI invoker's
  * `userId` is the Slack ID its login maps to (access.cli_operators), so rights and "not the requester" are
  * judged on the person; the actor names the login it came from.
  */

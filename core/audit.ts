@@ -46,7 +46,7 @@ export interface AuditEntry {
   action: string;
   target?: string;
   requestId?: number | bigint;
-  /** `ok`, `refused`, `failed`, `succeeded`, … */
+  /** `ok`, `refused`, `failed`, `succeeded`, ... */
   outcome: string;
   details?: Record<string, unknown>;
 }
@@ -436,7 +436,7 @@ export interface Anchor {
 /**
  * Parses `<row>:<hash>` (the form the anchor job posts).
  * @example
- * parseAnchor("12:" + "ab".repeat(32)); // { seq: 12, hash: "abab…" }
+ * parseAnchor("12:" + "ab".repeat(32)); // { seq: 12, hash: "abab..." }
  */
 export function parseAnchor(text: string): Anchor | undefined {
   const m = /^#?([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(text.trim().toLowerCase());
@@ -460,16 +460,16 @@ export function checkAnchor(anchor: Anchor, row: Pick<AuditRow, "seq" | "hash"> 
       problem: head
         ? `row ${anchor.seq} is gone: the log now ends at row ${head.seq}, so rows ${
           head.seq + 1
-        }…${anchor.seq} (at least) were deleted`
+        }\u2026${anchor.seq} (at least) were deleted`
         : `row ${anchor.seq} is gone: the log is empty`,
     };
   }
   if (row.hash !== anchor.hash) {
     return {
       ok: false as const,
-      problem: `row ${anchor.seq}'s hash is now ${row.hash.slice(0, 16)}…, the anchor says ${
+      problem: `row ${anchor.seq}'s hash is now ${row.hash.slice(0, 16)}\u2026, the anchor says ${
         anchor.hash.slice(0, 16)
-      }…: the log was rewritten from that row back`,
+      }\u2026: the log was rewritten from that row back`,
     };
   }
   return { ok: true as const };

@@ -150,7 +150,7 @@ export const verifyQuerySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_ .:()-]{1,60}$/, "a short name (letters, digits, space, _.:()-)"),
   sql: z.string().max(2000).regex(
     /^\s*(select|with)\s[^;]*;?\s*$/is,
-    "one SELECT (or WITH … SELECT) statement, without semicolons inside",
+    "one SELECT (or WITH \u2026 SELECT) statement, without semicolons inside",
   ),
   /** The restored value must be at least this (e.g. 1: an empty clients table fails the test). */
   min: z.number().optional(),
@@ -173,10 +173,10 @@ export const restoreTestSchema = z.strictObject({
   /**
    * The restore server (a scratch cluster); the bot's role there needs CREATEDB, and superuser when the
    * dumps hold event triggers or untrusted extensions (the BISMAN audit SQL has a DDL event trigger).
-   * None: refuse, unless…
+   * None: refuse, unless...
    */
   server: connectionSchema.optional(),
-  /** …this is true: then the scratch database is created on the target's primary. */
+  /** ...this is true: then the scratch database is created on the target's primary. */
   allow_on_primary: z.boolean().default(false),
   requires_approval: z.boolean().optional(),
   /** pg_restore -j */
@@ -519,9 +519,9 @@ function removedKey(message: string) {
 export const checklistSchema = z.strictObject({
   /** Kong's Admin API; when set, "WAF rules deployed" reads its plugins instead of asking for an attestation. */
   kong_admin_url: z.url().optional(),
-  /** The seed's Kong plugins: rate-limiting at most this many requests a minute… */
+  /** The seed's Kong plugins: rate-limiting at most this many requests a minute... */
   kong_rate_limit_per_minute: z.number().int().positive().default(100),
-  /** …and ip-restriction allowing only these networks. */
+  /** ...and ip-restriction allowing only these networks. */
   kong_ip_allow: z.array(z.string().min(1)).default(["10.0.0.0/8", "192.168.0.0/16"]),
   /** "Backup schedule configured and tested": a passing restore test at most this many days old. */
   restore_test_within_days: z.number().int().min(1).max(366).default(31),
@@ -636,13 +636,13 @@ export const configSchema = z.strictObject({
     operators: principalsSchema,
     approvers: principalsSchema,
     /**
-     * Break-glass CLI (`deno task ops`): PostgreSQL login on the state database → Slack user ID. The bot runs
+     * Break-glass CLI (`deno task ops`): PostgreSQL login on the state database -> Slack user ID. The bot runs
      * the CLI's commands as that person, with their operator and approver rights (never approving their own
      * request); logins not listed may not use it.
      */
     cli_operators: z.record(cliLogin, slackUserId).default({}),
     /**
-     * Break-glass CLI logins that sign their commands (core/cli_signature.ts): login → Ed25519 public key
+     * Break-glass CLI logins that sign their commands (core/cli_signature.ts): login -> Ed25519 public key
      * (the base64 body of its PEM). A superuser of the state database can submit as any login; it cannot
      * sign as one listed here. `cli_require_keys` makes every CLI login sign.
      */
@@ -695,7 +695,7 @@ function pathOf(path: readonly PropertyKey[]): string {
  * Validates a parsed YAML document.
  * @throws {ConfigError} naming every bad key and what was expected
  * @example
- * parseConfig({ workspace: { team_id: "T1" } }, "x.yaml"); // throws ConfigError "slack: expected object…"
+ * parseConfig({ workspace: { team_id: "T1" } }, "x.yaml"); // throws ConfigError "slack: expected object..."
  */
 export function parseConfig(doc: unknown, file = "<config>"): Config {
   // zod's records drop a "__proto__" key without a word: refuse it by name instead.

@@ -90,16 +90,16 @@ export type NetworkPolicyConfig = z.infer<typeof networkPolicySchema>;
 export const awsWafSchema = z.strictObject({
   /** The web ACL's name (its Id is looked up with ListWebACLs). */
   web_acl: z.string().regex(/^[\w-]{1,128}$/, "a web ACL name (letters, digits, _ and -)"),
-  /** REGIONAL (ALB, API Gateway, …) or CLOUDFRONT. */
+  /** REGIONAL (ALB, API Gateway, ...) or CLOUDFRONT. */
   scope: z.enum(["REGIONAL", "CLOUDFRONT"]).default("REGIONAL"),
   region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "an AWS region such as eu-central-1"),
   /** A different endpoint (a VPC endpoint, a test stand-in); default: the SDK's for the region. */
   endpoint: z.url({ protocol: /^https?$/ }).optional(),
   /** The rate-based rule must be scoped to paths starting with this (the seed: /api/auth). */
   auth_path: z.string().regex(/^\/[^\s]*$/, "a URI path such as /api/auth").default("/api/auth"),
-  /** At most this many requests per IP… */
+  /** At most this many requests per IP... */
   rate_limit: z.number().int().min(10).max(2_000_000_000).default(100),
-  /** …in this many seconds (AWS's default evaluation window, which the seed's rule does not change). */
+  /** ...in this many seconds (AWS's default evaluation window, which the seed's rule does not change). */
   rate_window_seconds: z.union([z.literal(60), z.literal(120), z.literal(300), z.literal(600)]).default(300),
 }).refine((w) => w.scope !== "CLOUDFRONT" || w.region === "us-east-1", {
   // https://docs.aws.amazon.com/waf/latest/APIReference/API_ListWebACLs.html (Scope): "To work with
@@ -138,10 +138,10 @@ export const logSearchSchema = z.strictObject({
     /^[a-z0-9*][a-z0-9_.*+-]{0,254}$/,
     "an index name or pattern such as postgres-logs",
   ),
-  /** Basic authentication: the user, and the variable holding its password… */
+  /** Basic authentication: the user, and the variable holding its password... */
   username: z.string().min(1).optional(),
   password_env: envName.optional(),
-  /** …or an API key (the base64 `id:api_key` value Elasticsearch returns as `encoded`). */
+  /** ...or an API key (the base64 `id:api_key` value Elasticsearch returns as `encoded`). */
   api_key_env: envName.optional(),
   /** CA of the cluster's certificate, when it is not in the system store. */
   ca_file: absolutePath.optional(),
@@ -169,7 +169,7 @@ export const centralLoggingSchema = z.strictObject({
   log_directory: absolutePath.default("/var/log/postgresql"),
   /** Per member (`primary`, a replica's name), where one server's logs live elsewhere. */
   log_directories: z.record(z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/), absolutePath).default({}),
-  /** …and the file names it matches: log_filename must end with this. */
+  /** ...and the file names it matches: log_filename must end with this. */
   file_suffix: z.string().regex(/^\.[A-Za-z0-9]{1,10}$/, "a file suffix such as .log").default(".log"),
   /** The log_line_prefix escapes the pipeline's parser reads (Debian's default prefix is "%m [%p] %q%u@%d "). */
   log_line_prefix_fields: z.array(z.string().regex(/^%[a-zA-Z]$/, "a log_line_prefix escape such as %m"))

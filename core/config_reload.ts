@@ -37,7 +37,7 @@ export type ConfigCheck =
 function short(v: unknown): string {
   if (v === undefined) return "(absent)";
   const s = JSON.stringify(v);
-  return s.length > 80 ? `${s.slice(0, 79)}…` : s;
+  return s.length > 80 ? `${s.slice(0, 79)}\u2026` : s;
 }
 
 function takesOf(key: string): Takes {

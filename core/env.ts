@@ -61,7 +61,7 @@ export function readEnv(env: Record<string, string | undefined>, secrets: Secret
   };
   const out: BotEnv = {
     slackSigningSecret: get("SLACK_SIGNING_SECRET"),
-    slackBotToken: required("SLACK_BOT_TOKEN", "the bot token (xoxb-…) of the Slack app"),
+    slackBotToken: required("SLACK_BOT_TOKEN", "the bot token (xoxb-\u2026) of the Slack app"),
     slackAppToken: get("SLACK_APP_TOKEN"),
     slackApiUrl: get("SLACK_API_URL") ?? "https://slack.com/api/",
     databaseUrl: required(

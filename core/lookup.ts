@@ -10,7 +10,7 @@
 
 /**
  * The value of `record`'s own entry `key`; undefined for a missing key and for anything inherited
- * (`__proto__`, `constructor`, `hasOwnProperty`, `toString`, …).
+ * (`__proto__`, `constructor`, `hasOwnProperty`, `toString`, ...).
  * @example
  * own({ prod: 1 }, "prod"); // 1
  * own({ prod: 1 }, "constructor"); // undefined

@@ -16,7 +16,7 @@
  *   and `value()` keep saying `job`.
  * - {@link Metrics.onScrape} registers a reader run when `/metrics` is scraped (values that live in the
  *   state database), bounded by a timeout and cached, so a slow database never holds a scrape.
- * - `process: true` adds prom-client's process metrics (resident memory, CPU, event-loop delay, …) and
+ * - `process: true` adds prom-client's process metrics (resident memory, CPU, event-loop delay, ...) and
  *   `bisman_build_info`.
  *
  * Label values must be bounded: names from the config, enums, outcomes; never user input.
@@ -73,7 +73,7 @@ interface ScrapeSource {
 export interface MetricsOptions {
   /**
    * Export the process's own metrics too (prom-client's defaults: `process_resident_memory_bytes`,
-   * `process_cpu_seconds_total`, `nodejs_eventloop_lag_*_seconds`, …) and `bisman_build_info`. The bot sets
+   * `process_cpu_seconds_total`, `nodejs_eventloop_lag_*_seconds`, ...) and `bisman_build_info`. The bot sets
    * it; the CLI and unit tests do not.
    */
   process?: boolean;

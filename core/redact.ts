@@ -63,7 +63,7 @@ export function isSensitive(column: string, r: Redaction): boolean {
  * depth: a jsonb column inside a row is redacted too), and SCRAM verifiers and md5 hashes masked in every
  * string left. Other non-objects come back as they are.
  * @example
- * redactRow({ id: 1, iban: "NL91…", meta: { api_token: "x" } }, { columns: ["iban", "token"], mark: "[redacted]" });
+ * redactRow({ id: 1, iban: "NL91...", meta: { api_token: "x" } }, { columns: ["iban", "token"], mark: "[redacted]" });
  * // { id: 1, iban: "[redacted]", meta: { api_token: "[redacted]" } }
  */
 export function redactRow<T>(value: T, r: Redaction): T {

@@ -41,7 +41,7 @@ export const BUTTONS: Record<AlertButtonKey, ButtonDefinition> = {
   },
 };
 
-/** The seed's incident runbook: alert name → its diagnostics and remediation. */
+/** The seed's incident runbook: alert name -> its diagnostics and remediation. */
 export const RUNBOOK_BUTTONS: Readonly<Record<string, readonly AlertButtonKey[]>> = {
   HighReplicationLag: ["show_lag", "promote_replica"],
   ReplicationFailure: ["show_lag", "promote_replica"],

@@ -7,8 +7,8 @@
  * there in clear, and DML that did not use bind parameters carries its values (a card number in an INSERT).
  *
  * What {@link maskStatement} removes:
- * - every string literal, in every form PostgreSQL reads (`'…'` with doubled quotes, `E'…'` with backslash
- *   escapes, `$$…$$` and `$tag$…$tag$`, `U&'…'`, `B'…'`, `X'…'`, `N'…'`), unterminated ones (text cut short)
+ * - every string literal, in every form PostgreSQL reads (`'...'` with doubled quotes, `E'...'` with backslash
+ *   escapes, `$$...$$` and `$tag$...$tag$`, `U&'...'`, `B'...'`, `X'...'`, `N'...'`), unterminated ones (text cut short)
  *   to the end: replaced by `'?'`;
  * - every numeric literal: `?` (with `keepNumbers`, numbers of fewer than {@link LONG_NUMBER_DIGITS} digits
  *   stay; longer ones may be card or account numbers and go anyway);
@@ -18,13 +18,13 @@
  *   bind parameter;
  * - SCRAM verifiers and md5 hashes wherever they remain ({@link maskSecretTokens}).
  * Identifiers, keywords, operators and `$n` parameters stay, so a DBA still sees the statement's shape.
- * psql's `\password` sends `ALTER USER … PASSWORD '<verifier>'`; PostgreSQL has no `SET password`; user
+ * psql's `\password` sends `ALTER USER ... PASSWORD '<verifier>'`; PostgreSQL has no `SET password`; user
  * mappings and dblink take passwords as string literals: all of these are covered by the literal rule.
  *
  * How: a scanner that follows PostgreSQL's own lexer (src/backend/parser/scan.l: quote, dollar-quote,
  * identifier and comment rules, nested block comments), not pattern matching, so a quote inside a comment,
  * a comment inside a literal or a doubled quote cannot move a literal's end. One ambiguity is left: with
- * `standard_conforming_strings = off` a backslash escapes a quote in a plain `'…'` literal, with `on` it
+ * `standard_conforming_strings = off` a backslash escapes a quote in a plain `'...'` literal, with `on` it
  * does not, and the text alone does not say which the server used. Text holding a backslash is therefore
  * scanned both ways and whatever either reading calls a literal, a comment or a password is masked.
  *
@@ -53,7 +53,7 @@ export const MASKED_STRING = "'?'";
 export const MASKED_NUMBER = "?";
 const MASKED_BLOCK_COMMENT = "/*?*/";
 const MASKED_LINE_COMMENT = "--?";
-/** Numbers with this many digits or more are masked even with `keepNumbers` (card numbers have 12–19). */
+/** Numbers with this many digits or more are masked even with `keepNumbers` (card numbers have 12-19). */
 export const LONG_NUMBER_DIGITS = 12;
 
 type TokenKind = "space" | "comment" | "string" | "number" | "param" | "ident" | "qident" | "op";
@@ -80,7 +80,7 @@ const isIdentCont = (c: string | undefined) => isIdentStart(c) || isDigit(c) || 
 /** dolq_cont: a dollar-quote tag is an identifier without `$`. */
 const isDolqCont = (c: string | undefined) => isIdentStart(c) || isDigit(c);
 
-/** End (exclusive) of a `'…'` literal whose opening quote is at `q`; `escapes`: backslash escapes a char. */
+/** End (exclusive) of a `'...'` literal whose opening quote is at `q`; `escapes`: backslash escapes a char. */
 function quotedEnd(s: string, q: number, escapes: boolean): number {
   let j = q + 1;
   while (j < s.length) {
@@ -94,13 +94,13 @@ function quotedEnd(s: string, q: number, escapes: boolean): number {
   return s.length;
 }
 
-/** B'…' and X'…' end at the first quote (scan.l's xbinside/xhinside: `[^']*`). */
+/** B'...' and X'...' end at the first quote (scan.l's xbinside/xhinside: `[^']*`). */
 function bitStringEnd(s: string, q: number): number {
   const close = s.indexOf("'", q + 1);
   return close < 0 ? s.length : close + 1;
 }
 
-/** End of a `"…"` identifier (doubled quotes inside). */
+/** End of a `"..."` identifier (doubled quotes inside). */
 function quotedIdentEnd(s: string, q: number): number {
   let j = q + 1;
   for (;;) {
@@ -146,7 +146,7 @@ function dollarDelimiter(s: string, i: number): string | undefined {
 
 /**
  * End of a numeric literal at `i`: digits (and PostgreSQL 16's `_` separators), a fraction, an exponent,
- * and any letters or digits glued on (16's `0x…`/`0o…`/`0b…`; junk PostgreSQL 15 would read as a
+ * and any letters or digits glued on (16's `0x...`/`0o...`/`0b...`; junk PostgreSQL 15 would read as a
  * following identifier is masked with it, which only over-masks).
  */
 function numberEnd(s: string, i: number): number {
@@ -168,7 +168,7 @@ function numberEnd(s: string, i: number): number {
 }
 
 /**
- * Splits `s` into tokens as PostgreSQL's lexer would. `backslashQuotes`: plain `'…'` literals take
+ * Splits `s` into tokens as PostgreSQL's lexer would. `backslashQuotes`: plain `'...'` literals take
  * backslash escapes (`standard_conforming_strings = off`).
  */
 function scanSql(s: string, backslashQuotes: boolean): Token[] {
@@ -274,7 +274,7 @@ function spansOf(s: string, tokens: Token[], opts: StatementMaskOptions): Span[]
     }
     if (awaitingPassword) {
       if (t.kind === "op") {
-        // `PASSWORD = …` is not PostgreSQL, but what follows is still the password; a list ends it.
+        // `PASSWORD = ...` is not PostgreSQL, but what follows is still the password; a list ends it.
         if (text === "," || text === ")") awaitingPassword = false;
         continue;
       }
@@ -418,7 +418,7 @@ function csvField(v: string): string {
 }
 
 /**
- * Masks one pgaudit record (`… AUDIT: SESSION,1,1,ROLE,ALTER ROLE,,,<statement>,<parameter>`, the record
+ * Masks one pgaudit record (`... AUDIT: SESSION,1,1,ROLE,ALTER ROLE,,,<statement>,<parameter>`, the record
  * possibly spanning lines when the statement does). The statement field (CSV-quoted by pgaudit when it holds a
  * comma, quote or newline: read as SQL only after unquoting, or a literal would hide inside the CSV quotes)
  * goes through {@link maskStatement}; the parameter field (and any field after it) is bind values and is

@@ -16,7 +16,7 @@ export const SERVICE_NAME = "bisman-ops";
  * Runs `fn` in one transaction on `sql` with `app.user_id = actor` and `app.service_name = 'bisman-ops'`
  * set for that transaction only (`set_config(..., true)`), so every row the trigger writes names who
  * asked for it. Use it wherever an operation writes to a target.
- * @param actor the requester's Slack user ID, or `cli:<name>`, `scheduler`, …
+ * @param actor the requester's Slack user ID, or `cli:<name>`, `scheduler`, ...
  * @example
  * await withAuditContext(sql, deps.actor, (tx) => tx`update clients set active = false where id = ${id}`);
  */

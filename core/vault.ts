@@ -1,5 +1,5 @@
 /**
- * The bot's Vault client: a small typed layer over `node-vault` for the calls bisman-ops makes — KV v2
+ * The bot's Vault client: a small typed layer over `node-vault` for the calls bisman-ops makes - KV v2
  * read, read of one version, metadata, write with check-and-set, `sys/health`, and the database engine's
  * `rotate-root`.
  *
@@ -26,7 +26,7 @@ import type { Logger, Secrets } from "./log.ts";
 import { type ErrorCode, NotConfigured, OpsError } from "./errors.ts";
 import { own } from "./lookup.ts";
 
-/** Why a Vault call failed; callers branch on it (a CAS mismatch stops a rotation, sealed waits, …). */
+/** Why a Vault call failed; callers branch on it (a CAS mismatch stops a rotation, sealed waits, ...). */
 export type VaultFailure =
   | "sealed"
   | "permission"
@@ -76,7 +76,7 @@ export interface KvSecret {
   path: string;
   version: number;
   createdTime: string;
-  /** Key → value; every string value is registered as a secret. */
+  /** Key -> value; every string value is registered as a secret. */
   data: Record<string, string>;
 }
 
@@ -342,7 +342,11 @@ export class VaultClient {
     checkVaultPath(mount, "mount");
     checkVaultPath(path);
     if (!Number.isInteger(opts.cas) || opts.cas < 0) {
-      throw new VaultError("bad_request", undefined, "Vault check-and-set version must be an integer ≥ 0");
+      throw new VaultError(
+        "bad_request",
+        undefined,
+        "Vault check-and-set version must be an integer \u2265 0",
+      );
     }
     for (const v of Object.values(data)) this.#secrets.add(v);
     const res = await this.#call(

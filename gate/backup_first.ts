@@ -49,8 +49,8 @@ export async function whyBackupFirstCannotRun(
 }
 
 /**
- * Decides the step when a request is made: offered (`offered`, from the config) and the primary up → kept;
- * offered and the primary not up → skipped, with a plan note and a `request.backup_first_skipped` audit entry
+ * Decides the step when a request is made: offered (`offered`, from the config) and the primary up -> kept;
+ * offered and the primary not up -> skipped, with a plan note and a `request.backup_first_skipped` audit entry
  * appended by {@link recordBackupFirstPlan}.
  */
 export async function planBackupFirst(

@@ -3,8 +3,8 @@
  * step is written to the audit log.
  *
  * Life cycle of a request (sql/0002_requests.sql):
- * `pending` → (`denied` | `cancelled` | `expired`) or → `running` → (`succeeded` | `failed` | `stale`),
- * and `running` → `interrupted` when the process running it died. `request()` plans and persists;
+ * `pending` -> (`denied` | `cancelled` | `expired`) or -> `running` -> (`succeeded` | `failed` | `stale`),
+ * and `running` -> `interrupted` when the process running it died. `request()` plans and persists;
  * `approve()` records approvals and, once enough distinct eligible approvers agreed, claims the request with
  * one conditional UPDATE (exactly once across clicks, retries and replicas), re-validates the stored plan
  * against current state and runs that plan. The approval message is edited at every transition through an
@@ -146,6 +146,11 @@ export class ApprovalGate implements Gate {
     for (const t of this.#timers) clearInterval(t);
     await this.idle(timeoutMs);
     await this.#lockSql?.end({ timeout: 2 }).catch(() => undefined);
+  }
+
+  /** Decisions and the operations they started still running (bot.ts' idle memory reclaim waits for none). */
+  get running(): number {
+    return this.#inflight.size;
   }
 
   /** Resolves when background work (recovery, sweeps, message edits) has finished, or after `timeoutMs`. */

@@ -69,7 +69,7 @@ export const auditAnchorJob: JobDefinition = {
     if (witnessError) throw new Error(`Anchor posted to Slack, but not witnessed: ${witnessError}`);
     return {
       summary: head
-        ? `anchor posted: row ${head.seq}, hash ${head.hash.slice(0, 12)}…${
+        ? `anchor posted: row ${head.seq}, hash ${head.hash.slice(0, 12)}\u2026${
           witnessed ? `; witnessed in ${witnessed}` : ""
         }`
         : "the audit log is empty",

@@ -578,25 +578,25 @@ const ongoing: ItemDefinition[] = [
 const incidentResponse: { key: string; title: string; buttons: AlertButtonKey[]; commands: string[] }[] = [
   {
     key: "unexpected_db_user",
-    title: "Unexpected DB user → Rotate all credentials",
+    title: "Unexpected DB user \u2192 Rotate all credentials",
     buttons: ["show_audit", "rotate_all"],
     commands: ["/bisman detect {t}", "/bisman rotate all {t}", "/bisman lock-role <role> {t}"],
   },
   {
     key: "suspicious_queries",
-    title: "Suspicious queries → Check audit logs, block IP",
+    title: "Suspicious queries \u2192 Check audit logs, block IP",
     buttons: ["show_audit", "top_slow_queries"],
     commands: ["/bisman audit {t}", "/bisman block <address> {t}", "/bisman terminate <address> {t}"],
   },
   {
     key: "replication_failure",
-    title: "Replication failure → Promote replica, investigate",
+    title: "Replication failure \u2192 Promote replica, investigate",
     buttons: ["show_lag", "promote_replica"],
     commands: ["/bisman lag {t}", "/bisman promote <replica> {t}"],
   },
   {
     key: "high_connections",
-    title: "High connection count → Check for connection leaks",
+    title: "High connection count \u2192 Check for connection leaks",
     buttons: ["show_connections", "terminate_idle"],
     commands: ["/bisman connections {t}", "/bisman terminate-idle {t}"],
   },

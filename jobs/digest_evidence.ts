@@ -32,7 +32,10 @@ export function digestLines(r: EvidenceReport): DigestLine[] {
   const lines: DigestLine[] = bad.map((f) => ({ status: f.severity, text: `${f.check}: ${f.reason}` }));
   if (!bad.length) {
     const all = r.findings.map((f) => `${f.check}: ${f.reason}`).join("; ");
-    lines.push({ status: "ok", text: all.length > OK_LINE_MAX ? `${all.slice(0, OK_LINE_MAX - 1)}…` : all });
+    lines.push({
+      status: "ok",
+      text: all.length > OK_LINE_MAX ? `${all.slice(0, OK_LINE_MAX - 1)}\u2026` : all,
+    });
   }
   for (const u of r.unchecked) lines.push({ status: "warning", text: `could not check ${u}` });
   return lines;

@@ -30,7 +30,7 @@ function judged(s: "ok" | "warning" | "critical" | "unknown"): LineStatus {
 
 function oneLine(s: string, max = 90): string {
   const flat = s.replace(/\s+/g, " ").trim();
-  return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
+  return flat.length <= max ? flat : `${flat.slice(0, max - 1)}\u2026`;
 }
 
 const autovacuum: DigestCheck = {

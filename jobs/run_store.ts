@@ -2,7 +2,7 @@
  * The run records of scheduled jobs in the state database, one named function per statement.
  *
  * Claiming a slot is the exactly-once mechanism: every replica's croner fires at the same scheduled time,
- * each tries `insert … on conflict (job, slot) do nothing returning id`, and only one gets the row. The
+ * each tries `insert ... on conflict (job, slot) do nothing returning id`, and only one gets the row. The
  * claim runs under a transaction-scoped advisory lock per job, so it can also see whether another run of
  * the same job is still alive (its lease not lapsed) and record the slot as skipped instead of overlapping
  * it. Leases are judged by the database clock, so replicas with skewed clocks still agree.

@@ -275,6 +275,11 @@ export class Scheduler implements JobService {
    * @throws {NotConfigured} for an unknown or unavailable job; {OpsError} "conflict" for a destructive one,
    * which only the approval gate may start
    */
+  /** Runs of this replica still going (bot.ts' idle memory reclaim waits for none). */
+  get running(): number {
+    return this.#inflight.size;
+  }
+
   async runNow(name: string, invoker: Invoker): Promise<RunRecord> {
     const def = this.#jobs.get(name);
     if (!def) {

@@ -29,7 +29,7 @@ export type AuthMethod = "trust" | "cleartext" | "md5" | "scram" | "other";
 /** The outcome of a probe. */
 export type AuthProbe =
   | { ok: true; method: AuthMethod; tls: boolean; code: number }
-  /** The server refused before asking for a password (no pg_hba.conf entry, …), or did not answer. */
+  /** The server refused before asking for a password (no pg_hba.conf entry, ...), or did not answer. */
   | { ok: false; detail: string };
 
 const SSL_REQUEST = new Uint8Array([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]); // 80877103

@@ -226,7 +226,7 @@ export async function checkDumpFolder(
     const gap = ascending[i].mtime.getTime() - ascending[i - 1].mtime.getTime();
     if (gap > expected * 1.5) {
       gaps.push(
-        `${ascending[i - 1].mtime.toISOString().slice(0, 16)}Z → ${
+        `${ascending[i - 1].mtime.toISOString().slice(0, 16)}Z \u2192 ${
           ascending[i].mtime.toISOString().slice(0, 16)
         }Z (${humanAge(gap)})`,
       );
@@ -238,7 +238,7 @@ export async function checkDumpFolder(
     gaps.length
       ? `${gaps.length} gap${gaps.length > 1 ? "s" : ""} longer than ${
         humanAge(expected * 1.5)
-      } between dumps: ${gaps.slice(-3).join(", ")}${gaps.length > 3 ? ", …" : ""}`
+      } between dumps: ${gaps.slice(-3).join(", ")}${gaps.length > 3 ? ", \u2026" : ""}`
       : `one dump at least every ${humanAge(expected * 1.5)} from ${oldest.name} to ${newest.name}`,
   );
 

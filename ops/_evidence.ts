@@ -15,7 +15,7 @@ export type { Severity };
 /** One judged fact. */
 export interface EvidenceFinding {
   severity: Severity;
-  /** What was judged (`postgres-access`, `SQL injection rule`, `primary`, …). */
+  /** What was judged (`postgres-access`, `SQL injection rule`, `primary`, ...). */
   check: string;
   /** What was found, with the figures and what it was judged against. */
   reason: string;
@@ -24,10 +24,10 @@ export interface EvidenceFinding {
 /** What one check found for one target. */
 export interface EvidenceReport {
   target: string;
-  /** Where the evidence was read, in words ("Kubernetes API https://…: NetworkPolicies in bisman-db"). */
+  /** Where the evidence was read, in words ("Kubernetes API https://...: NetworkPolicies in bisman-db"). */
   source: string;
   findings: EvidenceFinding[];
-  /** Parts that could not be checked, each saying which and why ("replica1: does not answer: …"). */
+  /** Parts that could not be checked, each saying which and why ("replica1: does not answer: ..."). */
   unchecked: string[];
   /** Set when the source is deliberately not consulted where the bot runs: why ("not running in Kubernetes"). */
   notChecked?: string;
@@ -84,7 +84,7 @@ export function failureText(err: unknown): string {
 /** A promise's outcome as a value, for checks that judge what answered and list what did not. */
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
-/** Settles one promise. @example const r = await settle(fetch(url)); if (!r.ok) … */
+/** Settles one promise. @example const r = await settle(fetch(url)); if (!r.ok) ... */
 export function settle<T>(p: Promise<T>): Promise<Settled<T>> {
   return p.then(
     (value) => ({ ok: true as const, value }),

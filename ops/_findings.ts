@@ -15,7 +15,7 @@ export type BackupSource = "dump_folder" | "pgbackrest" | "wal_archiving" | "res
 export interface Finding {
   source: BackupSource;
   severity: Severity;
-  /** A short name of the check (`newest dump age`, `stanza status`, …). */
+  /** A short name of the check (`newest dump age`, `stanza status`, ...). */
   check: string;
   /** Why it got that severity, with the figures and the policy it was judged against. */
   reason: string;

@@ -28,7 +28,7 @@ export type MemberProbe =
 function isNoAnswer(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   if (typeof code !== "string") return false;
-  // E*: socket errors (ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENOTFOUND…); postgres.js's CONNECT_TIMEOUT and
+  // E*: socket errors (ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENOTFOUND...); postgres.js's CONNECT_TIMEOUT and
   // CONNECTION_CLOSED/ENDED/DESTROYED; SQLSTATE class 08 (connection exception).
   return /^(E[A-Z]+|CONNECT_TIMEOUT|CONNECTION_[A-Z_]+|08[0-9A-Z]{3})$/.test(code);
 }

@@ -2,7 +2,7 @@
  * The bot's own approved actions, as its audit log records them, so detection can tell them from intrusions.
  *
  * `rotate root` is carried out by Vault: Vault logs in as its connection's user and runs
- * `ALTER ROLE <that user> WITH PASSWORD '…'`. PostgreSQL records that under Vault's user, not the bot's, so a
+ * `ALTER ROLE <that user> WITH PASSWORD '...'`. PostgreSQL records that under Vault's user, not the bot's, so a
  * check for "role changes outside the bot" sees it as a stranger changing a role. Every approved run is in the
  * bot's audit chain (`op.started` with `operation: rotate_root`, after the approvals), so a self password change
  * can be matched to the approval requests that caused it.
@@ -45,9 +45,9 @@ export async function approvedRuns(
 
 /**
  * The role a statement changes its own password for, when it is `ALTER ROLE|USER <who> [WITH] [ENCRYPTED]
- * PASSWORD …` run by `who` itself; undefined otherwise.
+ * PASSWORD ...` run by `who` itself; undefined otherwise.
  * @example
- * selfPasswordChange(`ALTER ROLE "vault_root" WITH PASSWORD '…'`, "vault_root"); // "vault_root"
+ * selfPasswordChange(`ALTER ROLE "vault_root" WITH PASSWORD '...'`, "vault_root"); // "vault_root"
  */
 export function selfPasswordChange(query: string, who: string): string | undefined {
   const m =

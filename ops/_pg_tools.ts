@@ -170,7 +170,7 @@ export function toolError(stderr: string, secrets: Secrets, max = 400): string {
   const important = lines.filter((l) => /error|fatal|ERROR|could not|unable/.test(l));
   const shown = (important.length ? important : lines.slice(-3)).slice(0, 4).join(" / ");
   const text = secrets.scrub(shown || "no output");
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return text.length > max ? `${text.slice(0, max - 1)}\u2026` : text;
 }
 
 /** What `pg_restore --list` says about a custom-format dump. */

@@ -212,7 +212,7 @@ export async function checkPgBackRest(
     report.walMax ? "ok" : "critical",
     "WAL archive",
     report.walMax
-      ? `WAL ${report.walMin} … ${report.walMax} in the repository`
+      ? `WAL ${report.walMin} \u2026 ${report.walMax} in the repository`
       : `no WAL in the repository for stanza ${cfg.stanza}: point-in-time recovery is impossible`,
   );
   return report;

@@ -1,7 +1,7 @@
 /**
  * What PostgreSQL says about a login role, for credential rotation: its state (for fingerprints), its
  * open sessions (who a rotation affects), a login attempt with a given password (verification), and the
- * `ALTER ROLE … PASSWORD '<SCRAM verifier>'` statement itself.
+ * `ALTER ROLE ... PASSWORD '<SCRAM verifier>'` statement itself.
  *
  * @module
  */
@@ -123,7 +123,7 @@ export type LoginResult =
   | { ok: true }
   /** The server rejected the password (SQLSTATE 28P01) or the role may not log in. */
   | { ok: false; reason: "wrong_password" | "cannot_login"; detail: string }
-  /** The attempt says nothing about the password (server down, pg_hba.conf rejects this host, …). */
+  /** The attempt says nothing about the password (server down, pg_hba.conf rejects this host, ...). */
   | { ok: false; reason: "unknown"; detail: string };
 
 /**

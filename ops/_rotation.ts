@@ -43,7 +43,7 @@ export interface RotatePlan extends PlanBase {
   verify: string[];
   undo: string[];
   fingerprint: {
-    /** `<mount>/<path>` → version. */
+    /** `<mount>/<path>` -> version. */
     vault: Record<string, number>;
     roles: Record<string, RoleState>;
   };
@@ -105,7 +105,7 @@ export async function currentSecret(
   }
 }
 
-/** Sessions in words: `member: application from client ×n; …`. */
+/** Sessions in words: `member: application from client ×n; ...`. */
 export function sessionWords(s: SessionGroup[]): string {
   return s.map((g) => `${g.member}: ${g.application} from ${g.client} ×${g.count}`).join("; ");
 }

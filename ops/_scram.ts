@@ -2,7 +2,7 @@
  * New role passwords and their SCRAM-SHA-256 verifiers, computed in the bot so PostgreSQL never sees the
  * plaintext.
  *
- * The verifier is what libpq's `PQencryptPasswordConn(…, "scram-sha-256")` produces (RFC 5802/7677 as
+ * The verifier is what libpq's `PQencryptPasswordConn(..., "scram-sha-256")` produces (RFC 5802/7677 as
  * PostgreSQL stores it in `pg_authid.rolpassword`):
  *
  * ```
@@ -12,7 +12,7 @@
  * ServerKey = HMAC(SaltedPassword, "Server Key")
  * ```
  *
- * `ALTER ROLE … PASSWORD '<verifier>'` stores a string in that exact shape as is, so the server log,
+ * `ALTER ROLE ... PASSWORD '<verifier>'` stores a string in that exact shape as is, so the server log,
  * pg_stat_statements and any audit trigger see only the verifier, never the password.
  *
  * @module
@@ -50,7 +50,7 @@ export function generatePassword(): string {
 /**
  * Computes the SCRAM-SHA-256 verifier of `password`.
  *
- * SASLprep: for printable ASCII (U+0020–U+007E) SASLprep is the identity (nothing is mapped, normalised or
+ * SASLprep: for printable ASCII (U+0020-U+007E) SASLprep is the identity (nothing is mapped, normalised or
  * prohibited), so this accepts only such passwords, which covers every password this bot generates
  * (base64). Anything else is refused rather than hashed differently from the server.
  *
@@ -94,7 +94,7 @@ export async function scramVerifier(
 }
 
 /**
- * The verifier as an SQL string literal for `ALTER ROLE … PASSWORD <literal>`.
+ * The verifier as an SQL string literal for `ALTER ROLE ... PASSWORD <literal>`.
  *
  * Why a literal: ALTER ROLE is a utility statement, and PostgreSQL accepts no bind parameters in utility
  * statements (`ALTER ROLE x PASSWORD $1` fails with "syntax error at or near $1"). The literal is built

@@ -1,5 +1,5 @@
 /**
- * Blocks a client address (the seed's "suspicious queries → block IP").
+ * Blocks a client address (the seed's "suspicious queries -> block IP").
  *
  * Where `security.manage_hba` says the bot runs beside the server, it inserts `host all all <addr> reject`
  * (with a marker comment) above every other pg_hba.conf rule, checks the file through pg_hba_file_rules,

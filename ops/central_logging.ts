@@ -67,7 +67,7 @@ function normalize(path: string): string {
 /**
  * Judges one server's logging settings against what the Fluent Bit input reads.
  * @example
- * judgeLogSettings("primary", { logging_collector: "off", … }, cfg); // critical: logging_collector is off …
+ * judgeLogSettings("primary", { logging_collector: "off", ... }, cfg); // critical: logging_collector is off ...
  */
 export function judgeLogSettings(
   member: string,

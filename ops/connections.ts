@@ -53,7 +53,7 @@ export interface ConnectionsReport {
   total: number;
   maxConnections: number;
   reservedForSuperuser: number;
-  /** `total` as a share of `max_connections`, 0–100. */
+  /** `total` as a share of `max_connections`, 0-100. */
   percent: number;
   byUser: Breakdown[];
   byApplication: Breakdown[];

@@ -38,7 +38,7 @@ export interface CredentialAge {
   maxAgeDays: number;
   /** Older than `credential_max_age_days`. */
   overdue: boolean;
-  /** Why the age is unknown (no such key, Vault unreachable, …); never a secret. */
+  /** Why the age is unknown (no such key, Vault unreachable, ...); never a secret. */
   error?: string;
 }
 

@@ -11,7 +11,7 @@
  * - `unexpected_login`: sessions of roles outside the configured role list (the seed's "unexpected DB user")
  * - `service_outside_grants`: a service role writing tables outside its policy
  *
- * The bot's own approved actions that PostgreSQL records under another role (Vault's `ALTER ROLE … PASSWORD`
+ * The bot's own approved actions that PostgreSQL records under another role (Vault's `ALTER ROLE ... PASSWORD`
  * for an approved `rotate root`) are listed apart as `ownActions`, each with its approval request, never as
  * findings; only as many as the audit log shows approved runs (ops/_own_actions.ts).
  *
@@ -66,11 +66,11 @@ export interface BypassFinding {
   title: string;
   /** The rows or sessions, one line each (at most 10). */
   evidence: string[];
-  /** The `/bisman audit …` search that lists the rows, when they are in audit_logs_dml. */
+  /** The `/bisman audit ...` search that lists the rows, when they are in audit_logs_dml. */
   auditSearch?: string;
   /** What to do next (a subcommand), when there is one. */
   next?: string;
-  /** Machine-readable keys (role, table, pids, …) for tests and alert buttons. */
+  /** Machine-readable keys (role, table, pids, ...) for tests and alert buttons. */
   subject: Record<string, unknown>;
 }
 
@@ -95,7 +95,7 @@ export interface DetectBypassResult {
 /** Keeps a value short and free of newlines for one evidence line. */
 function oneLine(s: string | null | undefined, max = 160): string {
   const t = (s ?? "").replace(/\s+/g, " ").trim();
-  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+  return t.length > max ? `${t.slice(0, max - 1)}\u2026` : t;
 }
 
 function iso(d: Date | string): string {
@@ -309,7 +309,7 @@ async function roleChangesOutsideBot(c: Ctx): Promise<void> {
         info?.reset ? iso(info.reset) : "statistics were last reset"
       })`,
       evidence: mine.slice(0, 10).map((r) =>
-        `${oneLine(r.query, 140)} — ${r.calls} call(s)${r.datname ? ` in ${r.datname}` : ""}`
+        `${oneLine(r.query, 140)} \u2014 ${r.calls} call(s)${r.datname ? ` in ${r.datname}` : ""}`
       ),
       next: `/bisman roles ${c.sec.target}`,
       subject: { role: who, statements: mine.map((r) => r.query) },

@@ -1,5 +1,5 @@
 /**
- * Locks a role during an incident: `ALTER ROLE … NOLOGIN` (no new sessions), then terminates its sessions on
+ * Locks a role during an incident: `ALTER ROLE ... NOLOGIN` (no new sessions), then terminates its sessions on
  * every server of the target, and records `role_locked` in security_events. `unlock_role` undoes it.
  *
  * Safety: destructive, reached only through the approval gate. Refuses the bot's own login and the

@@ -13,7 +13,7 @@
  *
  * The API is read with `fetch`, not `@kubernetes/client-node`: one GET with the pod's service-account token
  * and CA needs nothing more, where the official client brings 16 direct dependencies (undici, openid-client,
- * ws, tar-fs, socks, …). Its service account needs only `list` on `networkpolicies` in that namespace
+ * ws, tar-fs, socks, ...). Its service account needs only `list` on `networkpolicies` in that namespace
  * (deploy/k8s/rbac-networkpolicy-reader.yaml). The token is read from its file on each check (Kubernetes
  * rotates projected tokens) and never appears in a report.
  *

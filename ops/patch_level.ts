@@ -6,7 +6,7 @@
  *
  * The feed (`checklist.postgres_versions.url`, https://www.postgresql.org/versions.json by default) is an
  * array with one entry per major: `{"major": "15", "latestMinor": "19", "eolDate": "2027-11-11",
- * "supported": true, "current": false, …}`. It is read once per `cache_hours` per process (concurrent checks
+ * "supported": true, "current": false, ...}`. It is read once per `cache_hours` per process (concurrent checks
  * share one request); when it does not answer, `offline_copy` (a file) is used and the evidence says so.
  *
  * @module
@@ -33,7 +33,7 @@ export interface MajorRelease {
 /** The feed as read. */
 export interface VersionsFeed {
   majors: MajorRelease[];
-  /** Where it was read: the URL, or "the local copy <path> (<url> does not answer: …)". */
+  /** Where it was read: the URL, or "the local copy <path> (<url> does not answer: ...)". */
   from: string;
   readAt: Date;
 }

@@ -311,7 +311,7 @@ export const promoteReplica: Operation<PromoteReplicaArgs, PromotePlan, PromoteR
         `pg_promote() on ${plan.replica} did not finish within 60 s: check its server log; reconcile shows whether it was promoted`,
       );
     }
-    // pg_promote(true, …) has waited already; this re-check is the verification step of the plan.
+    // pg_promote(true, ...) has waited already; this re-check is the verification step of the plan.
     const after = await readStandby(m, deps);
     if (after.inRecovery) {
       throw new StepFailed(
@@ -367,7 +367,7 @@ export const promoteReplica: Operation<PromoteReplicaArgs, PromotePlan, PromoteR
         r.oldPrimary.fenced ? " (stated fenced: fenced=true)" : ""
       }.`
       : "";
-    return `${r.target}/${r.replica} promoted: timeline ${r.previousTimeline} → ${r.timeline}, at ${r.lsn}; ` +
+    return `${r.target}/${r.replica} promoted: timeline ${r.previousTimeline} \u2192 ${r.timeline}, at ${r.lsn}; ` +
       `${writes}.${old} ${others}. Next: ${r.next.map((n, i) => `(${i + 1}) ${n}`).join(" ")}`;
   },
 };
@@ -395,7 +395,7 @@ function resultOf(plan: PromotePlan, s: StandbyState): PromoteResult {
         ]
         : []),
       `Take a fresh backup from the new primary once the config points at it (\`/bisman backup now ${plan.target}\`)`,
-      "Investigate why replication failed (the seed: replication failure → promote replica, investigate)",
+      "Investigate why replication failed (the seed: replication failure \u2192 promote replica, investigate)",
     ],
   };
 }

@@ -24,7 +24,7 @@ export interface Verification {
   source?: string;
   /** Where the source value came from (`primary`, a replica name). */
   sourceMember?: string;
-  /** |restored − source| in percent of source. */
+  /** |restored - source| in percent of source. */
   diffPercent?: number;
   ok: boolean;
   /** Why it failed (or a note when it passed). */
@@ -337,7 +337,7 @@ export async function checkRestoreRequirement(
   } ago (run ${proven.id}, ${proven.backupFile}). ${start}`;
 }
 
-/** "last proven restore: N days ago (…)": the plan note of every destructive operation on `target`. */
+/** "last proven restore: N days ago (...)": the plan note of every destructive operation on `target`. */
 export async function provenRestoreNote(
   deps: { state: Sql; now: () => Date },
   target: string | undefined,

@@ -247,7 +247,7 @@ export async function planRestoreTest(args: RestoreTestArgs, deps: OpDeps): Prom
     } old) of ${args.target} on ${server.label}`,
     target: args.target,
     steps: [
-      `Create a marked scratch database bisman_rt_${args.target}_… on ${server.label}`,
+      `Create a marked scratch database bisman_rt_${args.target}_\u2026 on ${server.label}`,
       `pg_restore -j ${rt.jobs} --exit-on-error ${dump.name} into it${
         rt.nice ? ` (at nice ${rt.nice} on the bot's host)` : ""
       }`,
@@ -600,7 +600,7 @@ export const restoreTest: Operation<RestoreTestArgs, RestoreTestPlan, RestoreTes
     try {
       const dump = await pickDump(deps, plan.target, plan.backup.name);
       if (dump.size !== plan.backup.size || dump.mtime.toISOString() !== plan.backup.mtime) {
-        return `${plan.backup.name} changed since the plan (${humanBytes(plan.backup.size)} → ${
+        return `${plan.backup.name} changed since the plan (${humanBytes(plan.backup.size)} \u2192 ${
           humanBytes(dump.size)
         })`;
       }

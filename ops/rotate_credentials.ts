@@ -4,7 +4,7 @@
  *
  * For each role, one at a time:
  * 1. generate 32 random bytes (base64) and compute the SCRAM-SHA-256 verifier in the bot;
- * 2. open a transaction on the primary and `ALTER ROLE … PASSWORD '<verifier>'` (PostgreSQL, its log,
+ * 2. open a transaction on the primary and `ALTER ROLE ... PASSWORD '<verifier>'` (PostgreSQL, its log,
  *    pg_stat_statements and audit triggers only ever see the verifier);
  * 3. write the Vault secret with check-and-set on the version the plan read (the secret's other keys keep
  *    their values); a concurrent writer makes the rotation stop, never overwrite;
@@ -480,7 +480,7 @@ export function describeRotation(result: RotateResult): string {
         const old = o.stillOnOldPassword?.length
           ? `; still on the old password: ${sessionWords(o.stillOnOldPassword)}`
           : "; no session left on the old password";
-        return `${o.role}: rotated (${o.ref} v${o.fromVersion}→v${o.toVersion}, ${v}${
+        return `${o.role}: rotated (${o.ref} v${o.fromVersion}\u2192v${o.toVersion}, ${v}${
           o.message ? `: ${o.message}` : ""
         })${old}`;
       }
@@ -491,7 +491,7 @@ export function describeRotation(result: RotateResult): string {
     }
   });
   const text = parts.join(". ");
-  return text.length > 2800 ? `${text.slice(0, 2799)}…` : text;
+  return text.length > 2800 ? `${text.slice(0, 2799)}\u2026` : text;
 }
 
 /** The `rotate` operation (destructive: reached only through the approval gate). */

@@ -42,7 +42,7 @@ export interface SecurityEventView {
 /**
  * An event's details as the bot may show them: sensitive keys (`redaction.sensitive_columns`) replaced by the
  * mark, verifiers masked in every value, and the statement the DDL event trigger stores (`query`, the
- * client's text: audit.sql only strips `password '…'` with a pattern a doubled quote or an E'' literal gets
+ * client's text: audit.sql only strips `password '...'` with a pattern a doubled quote or an E'' literal gets
  * past) masked like every statement (core/statement_mask.ts).
  */
 export function redactDetails(details: Record<string, unknown>, r: Redaction): Record<string, unknown> {

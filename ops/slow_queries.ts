@@ -6,7 +6,7 @@
  * library is in `shared_preload_libraries`; both cases answer "not configured" with the fix.
  *
  * The text is masked here, as it is read (core/statement_mask.ts): pg_stat_statements keeps utility
- * statements verbatim, so `ALTER ROLE … PASSWORD '…'` (Vault's rotate-root in clear, the bot's own SCRAM
+ * statements verbatim, so `ALTER ROLE ... PASSWORD '...'` (Vault's rotate-root in clear, the bot's own SCRAM
  * verifiers) would otherwise reach the command, the digest and the weekly review.
  *
  * @module

@@ -1,6 +1,6 @@
 /**
  * Terminates the sessions of a target's primary that sit idle in a transaction for longer than N minutes: the
- * seed's answer to a connection leak ("High connection count → Check for connection leaks"). Destructive.
+ * seed's answer to a connection leak ("High connection count -> Check for connection leaks"). Destructive.
  *
  * The plan lists the exact sessions (pid, backend start, user, application, client, idle time). A pid alone is
  * not an identity (PostgreSQL reuses them), so the fingerprint is pid + backend_start, and run() terminates

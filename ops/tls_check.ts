@@ -21,7 +21,7 @@ export type TlsCheckArgs = z.infer<typeof tlsCheckArgs>;
 
 /** One check's outcome. */
 export interface TlsCheck {
-  /** Stable name: ssl, hba_hostssl, hba_auth, hba_final_reject, non_tls_connections, password_encryption, … */
+  /** Stable name: ssl, hba_hostssl, hba_auth, hba_final_reject, non_tls_connections, password_encryption, ... */
   check: string;
   status: "ok" | "warning" | "critical";
   /** What was found, with the figures. */
@@ -153,7 +153,7 @@ export async function checkTls(input: z.input<typeof tlsCheckArgs>, deps: OpDeps
         ? v6Reject
           ? `the last TCP rules reject every other address (${trailing.map(describeRule).join("; ")})`
           : "the last TCP rules reject every other IPv4 address, but not ::/0 (IPv6)"
-        : "no final `hostssl all all 0.0.0.0/0 reject` (or host … reject) after the accepting rules: " +
+        : "no final `hostssl all all 0.0.0.0/0 reject` (or host \u2026 reject) after the accepting rules: " +
           "addresses no rule names fall through",
       evidence: trailing.length
         ? trailing.map((r) => `final rule: ${describeRule(r)}`)
@@ -233,7 +233,7 @@ export async function checkTls(input: z.input<typeof tlsCheckArgs>, deps: OpDeps
         check: "pgaudit_roles",
         status: wrong.length ? "warning" : "ok",
         detail: wrong.length
-          ? `${wrong.length} role(s) lack the seed's pgaudit.log (ALTER ROLE … SET pgaudit.log)`
+          ? `${wrong.length} role(s) lack the seed's pgaudit.log (ALTER ROLE \u2026 SET pgaudit.log)`
           : "every policy role has its pgaudit.log setting",
         evidence: wrong,
       });

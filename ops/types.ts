@@ -46,7 +46,7 @@ export interface PlanBase {
   steps: string[];
   /** State the plan was made from; run() refuses when it no longer holds. */
   fingerprint: Record<string, unknown>;
-  /** Things the approver must know (split brain, sessions that will be cut, …). */
+  /** Things the approver must know (split brain, sessions that will be cut, ...). */
   warnings?: string[];
 }
 

@@ -1,5 +1,5 @@
 /**
- * Undoes `lock_role`: `ALTER ROLE … LOGIN` and `role_unlocked` in security_events. Sessions cut by the lock
+ * Undoes `lock_role`: `ALTER ROLE ... LOGIN` and `role_unlocked` in security_events. Sessions cut by the lock
  * are not restored; clients reconnect on their own.
  *
  * Safety: destructive, through the approval gate. Refuses a role the policy says must not log in (its
@@ -78,7 +78,7 @@ async function planUnlock(input: UnlockRoleArgs, deps: OpDeps): Promise<UnlockRo
     warnings.push(`security_events has no role_locked event for ${args.role}: it was not locked by the bot`);
   }
   return {
-    summary: `Unlock role ${args.role} on ${args.target} (ALTER ROLE … LOGIN)`,
+    summary: `Unlock role ${args.role} on ${args.target} (ALTER ROLE \u2026 LOGIN)`,
     target: args.target,
     role: args.role,
     steps: [`ALTER ROLE ${displayIdent(args.role)} LOGIN; (with role_unlocked in security_events)`],

@@ -22,7 +22,7 @@ export interface TableVacuum {
   table: string;
   liveTuples: number;
   deadTuples: number;
-  /** dead / (live + dead), 0–1. */
+  /** dead / (live + dead), 0-1. */
   deadRatio: number;
   /** Newest of last_vacuum and last_autovacuum, ISO; null when never vacuumed since the stats were reset. */
   lastVacuum: string | null;

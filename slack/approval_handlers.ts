@@ -102,7 +102,7 @@ export function approvalHandlers(gate: ApprovalGate): BoltRegistration {
           args.client,
           { channel: body.channel?.id ?? body.container?.channel_id },
           body.user?.id ?? "",
-          // "State database unavailable" when that is what failed; else "Internal error (reference …)".
+          // "State database unavailable" when that is what failed; else "Internal error (reference ...)".
           `:x: ${asOpsError(err, ref).userMessage}`,
         );
       }

@@ -5,7 +5,12 @@
  * @module
  */
 
-import bolt, { type Receiver } from "@slack/bolt";
+import type bolt from "@slack/bolt";
+import type { Receiver } from "@slack/bolt";
+// Bolt's App module, not the package's index: the index also loads the receivers the bot does not use
+// (ExpressReceiver with express and its ~40 packages, AwsLambdaReceiver), 1.6 MiB of heap for nothing.
+// App.js is CommonJS: its module.exports holds the class as `default` and re-exports LogLevel.
+import boltAppModule from "@slack/bolt/dist/App.js";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
@@ -27,7 +32,10 @@ import { type Asker, postToAsker, withDeadline, WorkMessage } from "./answers.ts
 
 export type { BoltApp, BoltRegistration };
 
-const { App, LogLevel } = bolt;
+const { default: App, LogLevel } = boltAppModule as unknown as {
+  default: typeof bolt.App;
+  LogLevel: typeof bolt.LogLevel;
+};
 
 /** Adapts our JSON logger to the Logger interface of Bolt and the Slack SDK (so their lines are JSON too). */
 export function boltLogger(log: Logger) {
@@ -298,7 +306,7 @@ export function createBoltApp(
     }
     await ack({
       response_type: "ephemeral",
-      text: `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`…`,
+      text: `:hourglass_flowing_sand: Working on \`/bisman ${prepared.sub.name}\`\u2026`,
     });
     try {
       const progress = (r: Reply) =>

@@ -28,7 +28,7 @@ const SEEN_MAX = 10_000;
 const HELLO_TIMEOUT_MS = 30_000;
 
 export interface SocketModeOptions {
-  /** The app-level token (`xapp-…`) with `connections:write`. */
+  /** The app-level token (`xapp-...`) with `connections:write`. */
   appToken: string;
   /** Web API base URL (`SLACK_API_URL`): `apps.connections.open` is called there. */
   slackApiUrl: string;

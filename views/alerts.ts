@@ -278,7 +278,9 @@ export function renderStormParent(s: StormView, buttons: ButtonView[]): MessageB
     ),
   ];
   for (const chunk of chunkLines(sample).slice(0, 2)) blocks.push(mrkdwnSection(chunk));
-  if (total > s.sample.length) blocks.push(context(`…and ${total - s.sample.length} more in the thread`));
+  if (total > s.sample.length) {
+    blocks.push(context(`\u2026and ${total - s.sample.length} more in the thread`));
+  }
   blocks.push(context(`group \`${escapeMrkdwn(truncate(s.groupKey, 300))}\` · storm #${s.id}`));
   if (s.firing) {
     const actions = buttonsBlock(buttons, { storm: s.id });

@@ -45,7 +45,7 @@ const stateHeader: Record<RequestRow["state"], string> = {
   stale: ":warning: Not run: state changed",
 };
 
-/** `<!date^…>` renders in each reader's time zone; the fallback is UTC. */
+/** `<!date^...>` renders in each reader's time zone; the fallback is UTC. */
 function slackDate(d: Date): string {
   return `<!date^${Math.floor(d.getTime() / 1000)}^{date_short_pretty} {time}|${formatTime(d)}>`;
 }
@@ -99,14 +99,14 @@ export function stateLine(v: RequestView): string {
     case "interrupted": {
       const rec = r.reconcile
         ? ` Reconcile: *${r.reconcile.status.replace("_", " ")}*: ${escapeMrkdwn(r.reconcile.note)}`
-        : " Reconcile is running…";
+        : " Reconcile is running\u2026";
       return `*Interrupted*: the bot stopped while this ran.${rec}`;
     }
   }
 }
 
 /**
- * The eligible approvers of a request as Slack mentions (`<@U…>`, `<!subteam^S…>`), the requester left
+ * The eligible approvers of a request as Slack mentions (`<@U...>`, `<!subteam^S...>`), the requester left
  * out: the approval message pings them once when posted, and the one reminder once more.
  */
 export function approverMentions(r: RequestRow): string {
@@ -180,11 +180,13 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
   const extras: Block[] = [];
   if (p.verify?.length) {
     extras.push(
-      mrkdwnSection(`*Verified afterwards*\n${p.verify.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`),
+      mrkdwnSection(`*Verified afterwards*\n${p.verify.map((s) => `\u2022 ${escapeMrkdwn(s)}`).join("\n")}`),
     );
   }
   if (p.undo?.length) {
-    extras.push(mrkdwnSection(`*If a step fails*\n${p.undo.map((s) => `• ${escapeMrkdwn(s)}`).join("\n")}`));
+    extras.push(
+      mrkdwnSection(`*If a step fails*\n${p.undo.map((s) => `\u2022 ${escapeMrkdwn(s)}`).join("\n")}`),
+    );
   }
   if (r.notes.length) extras.push(context(r.notes.map(escapeMrkdwn).join("\n")));
   const numbered = p.steps.map((s, i) => `${i + 1}. ${escapeMrkdwn(s)}`);
@@ -284,7 +286,7 @@ export function renderApproval(v: RequestView): { text: string; blocks: Block[] 
   const budget = LIMITS.blocks - blocks.length - extras.length - tail.length;
   const shown = steps.length <= budget ? steps : [
     ...steps.slice(0, Math.max(0, budget - 1)),
-    context(`…${steps.length - budget + 1} more sections of steps: the whole plan is in the audit log`),
+    context(`\u2026${steps.length - budget + 1} more sections of steps: the whole plan is in the audit log`),
   ];
   return { text: approvalText(v), blocks: [...blocks, ...shown, ...extras, ...tail] };
 }

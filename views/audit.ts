@@ -40,13 +40,13 @@ function short(v: unknown): string {
   return truncate(s ?? "null", 40);
 }
 
-/** The row data under a row: `col: old → new` for an UPDATE, `+{…}`/`-{…}` for an INSERT/DELETE. */
+/** The row data under a row: `col: old -> new` for an UPDATE, `+{...}`/`-{...}` for an INSERT/DELETE. */
 export function auditDataLine(r: AuditRowView): string | undefined {
   let text: string | undefined;
   if (r.action === "UPDATE" && (r.oldData || r.newData)) {
     const cols = [...new Set([...Object.keys(r.oldData ?? {}), ...Object.keys(r.newData ?? {})])];
     if (cols.length) {
-      text = cols.map((c) => `${c}: ${short(r.oldData?.[c])} → ${short(r.newData?.[c])}`).join("; ");
+      text = cols.map((c) => `${c}: ${short(r.oldData?.[c])} \u2192 ${short(r.newData?.[c])}`).join("; ");
     }
   } else if (r.action === "INSERT" && r.newData) {
     text = `+${Object.entries(r.newData).map(([k, v]) => `${k}=${short(v)}`).join(", ")}`;

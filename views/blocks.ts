@@ -22,20 +22,20 @@ export function truncate(s: string, max: number): string {
   if (s.length <= max) return s;
   let cut = s.slice(0, Math.max(0, max - 1));
   if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
-  return `${cut}…`;
+  return `${cut}\u2026`;
 }
 
 /**
- * Cuts mrkdwn `s` to `max` characters without breaking what Slack parses: a cut never lands inside a `<…>`
+ * Cuts mrkdwn `s` to `max` characters without breaking what Slack parses: a cut never lands inside a `<...>`
  * link, mention or date (the whole of it goes), inside an `&amp;`/`&lt;`/`&gt;` entity, or inside an emoji's
  * surrogate pair, and a ``` code block the cut leaves open is closed again.
  *
  * @example
- * truncateMrkdwn("see <https://example.com/a|the runbook> now", 12); // "see …"
+ * truncateMrkdwn("see <https://example.com/a|the runbook> now", 12); // "see " and an ellipsis (U+2026)
  */
 export function truncateMrkdwn(s: string, max: number): string {
   if (s.length <= max) return s;
-  let room = Math.max(0, max - 1); // the "…"
+  let room = Math.max(0, max - 1); // the ellipsis
   for (;;) {
     let cut = s.slice(0, room);
     const lt = cut.lastIndexOf("<");
@@ -44,8 +44,8 @@ export function truncateMrkdwn(s: string, max: number): string {
     if (entity) cut = cut.slice(0, entity.index);
     if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
     const open = (cut.match(/```/g) ?? []).length % 2 === 1;
-    if (!open) return `${cut}…`;
-    if (cut.length + 4 <= max) return `${cut}…\`\`\``;
+    if (!open) return `${cut}\u2026`;
+    if (cut.length + 4 <= max) return `${cut}\u2026\`\`\``;
     room = max - 4; // make room for the closing fence and cut again
   }
 }
@@ -101,7 +101,7 @@ export function capBlocks(blocks: Block[], note = "more in the thread or the CLI
   if (blocks.length <= LIMITS.blocks) return blocks;
   return [
     ...blocks.slice(0, LIMITS.blocks - 1),
-    context(`…${blocks.length - LIMITS.blocks + 1} more blocks: ${note}`),
+    context(`\u2026${blocks.length - LIMITS.blocks + 1} more blocks: ${note}`),
   ];
 }
 
@@ -122,7 +122,7 @@ export function slackMessage(reply: Pick<Reply, "text" | "blocks">): { text: str
 export function slackText(text: string): string {
   if (text.length <= SLACK_TEXT_MAX) return text;
   const note = (n: number) =>
-    `\n… ${n} more characters not shown: narrow the request, or run it from the CLI`;
+    `\n\u2026 ${n} more characters not shown: narrow the request, or run it from the CLI`;
   const budget = SLACK_TEXT_MAX - note(text.length).length;
   const line = text.lastIndexOf("\n", budget);
   const head = line > budget / 2 ? text.slice(0, line) : truncateMrkdwn(text, budget);

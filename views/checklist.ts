@@ -40,7 +40,7 @@ const groupTitle: Record<ItemGroup, string> = {
 
 function itemText(i: ChecklistItem): string {
   const lines = i.evidence.slice(0, 8).map((e) => `      ${escapeMrkdwn(truncate(e, 300))}`);
-  if (i.evidence.length > 8) lines.push(`      …${i.evidence.length - 8} more`);
+  if (i.evidence.length > 8) lines.push(`      \u2026${i.evidence.length - 8} more`);
   const more = i.command ? `\n      more: \`${i.command}\`` : "";
   const status = i.status === "runbook" ? mark.runbook : mark[i.status];
   return truncateMrkdwn(
@@ -64,7 +64,7 @@ function button(
   };
 }
 
-/** Counts by status, in words ("11 pass, 2 fail, …"). */
+/** Counts by status, in words ("11 pass, 2 fail, ..."). */
 export function checklistCounts(c: Checklist): string {
   const counts = new Map<ItemStatus, number>();
   for (const i of c.items) if (i.status !== "runbook") counts.set(i.status, (counts.get(i.status) ?? 0) + 1);

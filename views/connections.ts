@@ -23,7 +23,7 @@ import {
 
 function breakdownField(title: string, list: Breakdown[]): string {
   const lines = list.slice(0, 8).map((b) => `${b.count} ${escapeMrkdwn(truncate(b.value || "(none)", 40))}`);
-  if (list.length > 8) lines.push(`… ${list.length - 8} more`);
+  if (list.length > 8) lines.push(`\u2026 ${list.length - 8} more`);
   return `*${title}*\n${lines.join("\n") || "none"}`;
 }
 
@@ -49,7 +49,7 @@ export function renderConnections(r: ConnectionsReport): Reply {
         statusMark(r.severity)
       } *${r.total}* of max_connections *${r.maxConnections}* in use (${r.percent}%), ` +
         `${r.reservedForSuperuser} reserved for superusers` +
-        (r.reasons.length ? `\n${r.reasons.map((x) => `• ${escapeMrkdwn(x)}`).join("\n")}` : ""),
+        (r.reasons.length ? `\n${r.reasons.map((x) => `\u2022 ${escapeMrkdwn(x)}`).join("\n")}` : ""),
     ),
     ...fieldsSection([
       breakdownField("By user", r.byUser),

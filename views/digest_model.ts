@@ -29,7 +29,7 @@ export type SectionResult =
   | { state: "failed"; error: string; unreachable?: boolean }
   | { state: "unavailable"; why: string };
 
-/** One section (backups, replication lag, …) of one target, or of the whole deployment. */
+/** One section (backups, replication lag, ...) of one target, or of the whole deployment. */
 export interface DigestSection {
   key: string;
   title: string;

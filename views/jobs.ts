@@ -14,7 +14,7 @@ import { encodeAckButton, JOB_ACTIONS } from "./actions.ts";
 function roomForAck(blocks: Block[]): Block[] {
   return blocks.length <= 48
     ? blocks
-    : [...blocks.slice(0, 47), context(`…${blocks.length - 47} more blocks`)];
+    : [...blocks.slice(0, 47), context(`\u2026${blocks.length - 47} more blocks`)];
 }
 
 /** The Acknowledge button of a review run; the checklist counts the review once someone clicks it. */
@@ -201,11 +201,11 @@ const mark = {
 /** Posted when targets got worse or recovered since a periodic check's previous run. */
 export function renderTargetChanges(title: string, changes: TargetChange[]): Reply {
   const lines = changes.flatMap((c) => [
-    `${mark[c.now]} *${escapeMrkdwn(c.target)}*: ${c.was} → ${c.now}`,
+    `${mark[c.now]} *${escapeMrkdwn(c.target)}*: ${c.was} \u2192 ${c.now}`,
     ...c.lines.map((l) => `      ${mark[l.status]} ${escapeMrkdwn(truncate(l.text, 400))}`),
   ]);
   const blocks: Block[] = [header(title), ...chunkLines(lines).map(mrkdwnSection)];
-  const text = `${title}: ${changes.map((c) => `${c.target} ${c.was} → ${c.now}`).join(", ")}`;
+  const text = `${title}: ${changes.map((c) => `${c.target} ${c.was} \u2192 ${c.now}`).join(", ")}`;
   return { text, blocks: capBlocks(blocks), visibility: "in_channel" };
 }
 

@@ -35,7 +35,7 @@ function replicaText(r: ReplicaLag): string {
       }, WAL receiver ${escapeMrkdwn(v.receiver?.status ?? "not running")}`,
     );
   }
-  for (const reason of r.reasons) lines.push(`• ${escapeMrkdwn(reason)}`);
+  for (const reason of r.reasons) lines.push(`\u2022 ${escapeMrkdwn(reason)}`);
   for (const note of r.notes) lines.push(`_${escapeMrkdwn(note)}_`);
   return lines.join("\n");
 }

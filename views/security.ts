@@ -87,20 +87,20 @@ export function renderDetect(r: DetectBypassResult): Reply {
     if (i >= 15) continue;
     const body = [
       `${sev(f.severity)} *${esc(f.kind)}*: ${esc(f.title)}`,
-      ...f.evidence.slice(0, 6).map((e) => `• ${esc(truncate(e, 300))}`),
-      ...(f.evidence.length > 6 ? [`• … ${f.evidence.length - 6} more`] : []),
+      ...f.evidence.slice(0, 6).map((e) => `\u2022 ${esc(truncate(e, 300))}`),
+      ...(f.evidence.length > 6 ? [`\u2022 \u2026 ${f.evidence.length - 6} more`] : []),
       ...(f.auditSearch ? [`Rows: \`${esc(f.auditSearch)}\``] : []),
       ...(f.next ? [`Next: \`${esc(f.next)}\``] : []),
     ].join("\n");
     blocks.push(mrkdwnSection(body));
   }
   if (r.findings.length > 15) {
-    blocks.push(context(`… ${r.findings.length - 15} more finding(s): use the CLI`));
+    blocks.push(context(`\u2026 ${r.findings.length - 15} more finding(s): use the CLI`));
   }
   if (r.ownActions?.length) {
     blocks.push(mrkdwnSection(
       `:robot_face: *The bot's own approved actions* (not intrusions)\n${
-        r.ownActions.map((a) => `• ${esc(truncate(a, 300))}`).join("\n")
+        r.ownActions.map((a) => `\u2022 ${esc(truncate(a, 300))}`).join("\n")
       }`,
     ));
     text.push(...r.ownActions.map((a) => `own approved action: ${a}`));
@@ -184,7 +184,7 @@ export function renderRoleDrift(r: RoleDriftResult): Reply {
 export function renderTls(r: TlsCheckResult): Reply {
   const lines = r.checks.map((c) =>
     `${statusMark(c.status)} *${esc(c.check)}*: ${esc(c.detail)}` +
-    (c.evidence.length ? `\n${c.evidence.slice(0, 8).map((e) => `   • ${esc(e)}`).join("\n")}` : "")
+    (c.evidence.length ? `\n${c.evidence.slice(0, 8).map((e) => `   \u2022 ${esc(e)}`).join("\n")}` : "")
   );
   const blocks: Block[] = [
     header(`TLS and auditing: ${r.target}`),

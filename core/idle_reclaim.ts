@@ -1,0 +1,97 @@
+/**
+ * Gives the heap's spare memory back to the OS once the bot is idle.
+ *
+ * Under load V8 grows its young generation (semi-spaces up to 16 MiB) and keeps the old-space pages it
+ * freed for the next burst: that is what makes it fast, and shrinking the young generation for good
+ * (`--max-semi-space-size=1`) cost a fifth of the bot's requests a second (README, "Measured"). At idle
+ * the same pages are 20-25 MiB of resident memory nobody uses: the heap stays as large as start-up or the
+ * last digest made it. So, when no request has come for `idleMs` and no job or approved operation is
+ * running, and the heap grew by `growthBytes` since the last time, this runs V8's "last resort" full GC
+ * once (`gc({ flavor: "last-resort" })`, only with `--expose-gc`, which the image's CMD passes): it also
+ * shrinks the young generation and unmaps the free pages. The next burst grows it again; under steady load
+ * it never runs. Without `--expose-gc` (tests, `deno task start`) it does nothing.
+ *
+ * @module
+ */
+
+/** V8's `gc()` under `--expose-gc`, with the options object of V8 >= 11. */
+type ExposedGc = (opts?: { type?: "major" | "minor"; execution?: "sync" | "async"; flavor?: string }) => void;
+
+/** Options of {@link IdleReclaimer}. */
+export interface IdleReclaimOptions {
+  /** True while work the bot started runs in the background (jobs, approved operations). */
+  busy: () => boolean;
+  /** Idle this long (no request, nothing busy) before a reclaim (default 2000 ms). */
+  idleMs?: number;
+  /** Only when V8's heap (`heapTotal`) grew this much since the last reclaim (default 2 MiB). */
+  growthBytes?: number;
+  /** How often idleness is checked (default 500 ms). */
+  tickMs?: number;
+  /** Called after each reclaim, for the log. */
+  onReclaim?: (r: { ms: number; heapBefore: number; heapAfter: number }) => void;
+  /** The gc function (tests); default `globalThis.gc` when `--expose-gc` defined it. */
+  gc?: ExposedGc;
+  /** V8's committed heap size (tests); default `Deno.memoryUsage().heapTotal`. */
+  heapTotal?: () => number;
+}
+
+/** Counts requests (a number, so the hot path pays one increment) and reclaims at idle; see the module doc. */
+export class IdleReclaimer {
+  /** Requests seen; the ticker compares it with its last look. */
+  requests = 0;
+  readonly #opts: Required<Omit<IdleReclaimOptions, "onReclaim" | "gc">> & IdleReclaimOptions;
+  readonly #gc?: ExposedGc;
+  #timer?: ReturnType<typeof setInterval>;
+  #seen = -1;
+  #quietSince = 0;
+  /** heapTotal after the last reclaim; 0 before the first, so the first idle moment after start reclaims. */
+  #baseline = 0;
+
+  constructor(opts: IdleReclaimOptions) {
+    this.#opts = {
+      idleMs: 2000,
+      growthBytes: 2 * 1024 * 1024,
+      tickMs: 500,
+      heapTotal: () => Deno.memoryUsage().heapTotal,
+      ...opts,
+    };
+    this.#gc = opts.gc ?? (globalThis as { gc?: ExposedGc }).gc;
+  }
+
+  /** Whether reclaiming is possible here (`--expose-gc` given, or a gc passed in). */
+  get enabled(): boolean {
+    return typeof this.#gc === "function";
+  }
+
+  /** Starts checking; does nothing when not {@link enabled}. The timer never keeps the process alive. */
+  start(): this {
+    if (!this.enabled || this.#timer) return this;
+    this.#timer = setInterval(() => this.tick(performance.now()), this.#opts.tickMs);
+    Deno.unrefTimer(this.#timer);
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** One check at time `now` (ms); public for tests. @returns whether it reclaimed */
+  tick(now: number): boolean {
+    if (!this.#gc) return false;
+    if (this.requests !== this.#seen || this.#opts.busy()) {
+      this.#seen = this.requests;
+      this.#quietSince = now;
+      return false;
+    }
+    if (now - this.#quietSince < this.#opts.idleMs) return false;
+    const before = this.#opts.heapTotal();
+    if (before - this.#baseline < this.#opts.growthBytes) return false;
+    const t = performance.now();
+    this.#gc({ type: "major", execution: "sync", flavor: "last-resort" });
+    const after = this.#opts.heapTotal();
+    this.#baseline = after;
+    this.#opts.onReclaim?.({ ms: performance.now() - t, heapBefore: before, heapAfter: after });
+    return true;
+  }
+}
