@@ -178,8 +178,12 @@ Deno.test("POST /alerts: Alertmanager's webhook opens one thread per alert with 
           assert.ok(shown.includes(name), `the label ${name} is shown in the thread`);
         }
         assert.equal(buttonsOf(parent)[0]?.text, "Show connections", "with the runbook's buttons");
-        const [stored] = await state<{ labels: Record<string, string>; thread_ts: string | null }[]>`
-          select labels, thread_ts from bisman_ops.alert_state where fingerprint = 'c0ffee0000000001'`;
+        // The bot records the parent's ts after Slack accepted the message: wait for the record, not only the post.
+        const stored = await waitFor(async () => {
+          const [row] = await state<{ labels: Record<string, string>; thread_ts: string | null }[]>`
+            select labels, thread_ts from bisman_ops.alert_state where fingerprint = 'c0ffee0000000001'`;
+          return row?.thread_ts ? row : undefined;
+        }, { timeoutMs: 20_000, what: "the alert's thread recorded" });
         assert.deepEqual(stored.labels, labels, "every label is kept as sent");
         assert.equal(stored.thread_ts, parent.ts, "the alert is threaded under its parent");
       },
