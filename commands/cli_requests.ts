@@ -12,7 +12,7 @@
 import { z } from "zod";
 import type { Invoker } from "../core/access.ts";
 import type { ApprovalGate, Decision, RequestView } from "../gate/gate.ts";
-import { listRequests } from "../gate/store.ts";
+import { ALL_STATES, listRequests, OPEN_STATES } from "../gate/store.ts";
 import type { AppDeps } from "../core/deps.ts";
 import { type ErrorCode, InvalidInput } from "../core/errors.ts";
 import { type ParsedArgs, validateArgs } from "./args.ts";
@@ -233,20 +233,7 @@ export async function runRequestCommand(
       const all = a.positional[0] === "all";
       const rows = await listRequests(
         deps.state,
-        all
-          ? [
-            "pending",
-            "approved",
-            "running",
-            "succeeded",
-            "failed",
-            "denied",
-            "expired",
-            "interrupted",
-            "cancelled",
-            "stale",
-          ]
-          : ["pending", "approved", "running"],
+        all ? ALL_STATES : OPEN_STATES,
         all ? 20 : 100,
       );
       const views: RequestView[] = [];

@@ -42,6 +42,12 @@ export const FINAL_STATES: readonly RequestState[] = [
   "stale",
 ];
 
+/** States in which a request is still open: waiting for approvals, approved, or running. */
+export const OPEN_STATES: readonly RequestState[] = ["pending", "approved", "running"];
+
+/** Every state, in life-cycle order. */
+export const ALL_STATES: readonly RequestState[] = [...OPEN_STATES, ...FINAL_STATES];
+
 /** What reconcile() found after an interruption, as stored. */
 export interface ReconcileVerdict {
   status: "done" | "not_done" | "needs_human";
@@ -176,9 +182,13 @@ export async function getRequest(sql: Sql, id: number): Promise<RequestRow | und
 }
 
 /** Requests in the given states, oldest first (the digest lists open approvals with this). */
-export async function listRequests(sql: Sql, states: RequestState[], limit = 100): Promise<RequestRow[]> {
+export async function listRequests(
+  sql: Sql,
+  states: readonly RequestState[],
+  limit = 100,
+): Promise<RequestRow[]> {
   return await sql<RequestRow[]>`
-    select * from bisman_ops.requests where state in ${sql(states)} order by id limit ${limit}`;
+    select * from bisman_ops.requests where state in ${sql([...states])} order by id limit ${limit}`;
 }
 
 /** Remembers where the approval message was posted. */

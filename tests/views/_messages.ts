@@ -11,7 +11,7 @@ import type { ModalView } from "@slack/types";
 import type { Block, Reply } from "../../views/reply.ts";
 import type { Config } from "../../core/config.ts";
 import type { RequestView } from "../../gate/gate.ts";
-import type { RequestRow } from "../../gate/store.ts";
+import { ALL_STATES, type RequestRow } from "../../gate/store.ts";
 import {
   type AlertView,
   renderAlertEvent,
@@ -333,18 +333,7 @@ function maximalRequest(patch: Partial<RequestRow> = {}): RequestView {
   }, Array.from({ length: 2 }, (_, i) => ({ approver: `U0APPROVER${i}`, approver_name: null, at: AT })));
 }
 
-const REQUEST_STATES: RequestRow["state"][] = [
-  "pending",
-  "approved",
-  "running",
-  "succeeded",
-  "failed",
-  "denied",
-  "expired",
-  "interrupted",
-  "cancelled",
-  "stale",
-];
+const REQUEST_STATES = ALL_STATES;
 
 // --- query results ------------------------------------------------------------------------------------
 
