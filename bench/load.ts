@@ -39,6 +39,7 @@ import { waitFor } from "../standins/wait.ts";
 import { percentile } from "./_stats.ts";
 import { httpRequest, loadFor, type RawResponse } from "./_http_load.ts";
 import { IntegrityKeys } from "../core/keys.ts";
+import { imageCmdFlags, imageMallocEnv } from "./_image.ts";
 
 const CONCURRENCY = Number(Deno.env.get("CONCURRENCY") ?? "50");
 const ROUNDS = Number(Deno.env.get("ROUNDS") ?? "3");
@@ -174,28 +175,6 @@ function roundLine(name: string, r: Round): string {
 
 function verdict(pass: boolean): string {
   return pass ? "PASS" : "MISS";
-}
-
-/** The flags of the Dockerfile's CMD between `deno run` and `main.ts`. */
-async function imageCmdFlags(): Promise<string[]> {
-  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
-  const cmd = JSON.parse(
-    dockerfile.split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!.slice(4),
-  ) as string[];
-  if (cmd[0] !== "deno" || cmd[1] !== "run" || cmd.at(-1) !== "main.ts") {
-    throw new Error(`the Dockerfile's CMD is not "deno run … main.ts": ${cmd.join(" ")}`);
-  }
-  return cmd.slice(2, -1);
-}
-
-/** The glibc malloc settings the Dockerfile sets (`ENV MALLOC_…=…` lines), for the bot's environment. */
-async function imageMallocEnv(): Promise<Record<string, string>> {
-  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
-  const env: Record<string, string> = {};
-  for (const line of dockerfile.split("\n").filter((l) => l.startsWith("ENV MALLOC_"))) {
-    for (const [, k, v] of line.slice(4).matchAll(/(MALLOC_\w+)=(\S+)/g)) env[k] = v;
-  }
-  return env;
 }
 
 /** Resident set size of a process, from /proc (MiB). */
