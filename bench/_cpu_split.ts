@@ -88,7 +88,9 @@ if (import.meta.main) {
           response_url: slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
           trigger_id: `${ts}.${i}.bench`,
         }).toString();
-        const sig = `v0=${createHmac("sha256", slack.signingSecret).update(`v0:${ts}:${body}`).digest("hex")}`;
+        const sig = `v0=${
+          createHmac("sha256", slack.signingSecret).update(`v0:${ts}:${body}`).digest("hex")
+        }`;
         return httpRequest(bot.eventsUrl, {
           "content-type": "application/x-www-form-urlencoded",
           "x-slack-signature": sig,
@@ -96,7 +98,11 @@ if (import.meta.main) {
         }, body);
       });
     const audited = async () =>
-      Number((await state`select count(*)::int as n from bisman_ops.audit_log where action = 'command.received'`)[0].n);
+      Number(
+        (await state`select count(*)::int as n from bisman_ops.audit_log where action = 'command.received'`)[
+          0
+        ].n,
+      );
     await loadRaw(bot.eventsUrl, make(2000), 50);
     await waitFor(async () => (await audited()) >= 2000, { timeoutMs: 60_000 });
     const requests = make(REQUESTS);
@@ -108,7 +114,9 @@ if (import.meta.main) {
       const per = (ms: number) => (ms / REQUESTS).toFixed(3);
       const botMs = cpuOf(bot.pid) - before.bot, pgMs = postgresCpu(postmaster) - before.pg;
       console.log(
-        `${REQUESTS} requests in ${res.seconds.toFixed(2)} s (${(REQUESTS / res.seconds).toFixed(0)} req/s): ` +
+        `${REQUESTS} requests in ${res.seconds.toFixed(2)} s (${
+          (REQUESTS / res.seconds).toFixed(0)
+        } req/s): ` +
           `CPU ms/request bot ${per(botMs)}, postgres ${per(pgMs)}, bot+postgres ${per(botMs + pgMs)}, ` +
           `load generator ${per(cpuOf(Deno.pid) - before.me)}`,
       );
