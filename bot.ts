@@ -20,7 +20,7 @@ import { SlackEventsReceiver } from "./slack/receiver.ts";
 import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { setStateDatabase } from "./core/errors.ts";
 import { type BoltApp, boltLogger, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
-import { createHttpApp, type RouteRegistration } from "./http/app.ts";
+import { createHttpHandler, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
 import { AlertThreads } from "./alerts/threads.ts";
 import { alertmanagerRoute } from "./alerts/alertmanager.ts";
@@ -282,7 +282,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   let slackReady = false;
   let stopped = false;
   const probe: Record<string, unknown> = {};
-  const http = createHttpApp({
+  const http = createHttpHandler({
     receiver,
     metrics,
     log,
@@ -344,9 +344,9 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   const serve = reclaimer.enabled
     ? (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
       reclaimer.requests++;
-      return http.fetch(req, info);
+      return http(req, info);
     }
-    : http.fetch;
+    : http;
   const server = Deno.serve({ hostname, port: env.port, onListen: () => {} }, serve);
   const port = server.addr.port;
   deps.jobs = scheduler;
@@ -381,7 +381,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     socket,
     port,
     url: `http://127.0.0.1:${port}`,
-    fetch: (req) => Promise.resolve(http.fetch(req)),
+    fetch: (req) => Promise.resolve(http(req)),
     stop: async (stopOpts = {}) => {
       if (stopped) return { unfinished: 0 };
       stopped = true;

@@ -1,11 +1,17 @@
 /**
  * The HTTP surface: `POST /slack/events`, `POST /alerts`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
- * The app only registers routes; `Deno.serve` owns the socket, and tests call `app.request()`.
+ * `Deno.serve` owns the socket and calls the handler {@link createHttpHandler} makes.
  *
- * Hono's own middlewares do the generic work: `requestId` (an id per request, a sane `X-Request-Id` from a
- * proxy kept), `secureHeaders`, and `bodyLimit` on every route that reads a body, which counts the bytes as
- * they stream in, chunked bodies too, and answers 413 as soon as the limit is passed, so an oversized body
- * is never buffered whole.
+ * Hono serves every route but one: its own middlewares do the generic work there (`requestId`: an id per
+ * request, a sane `X-Request-Id` from a proxy kept; `secureHeaders`; `bodyLimit` on every route that reads a
+ * body, which counts the bytes as they stream in, chunked bodies too, and answers 413 as soon as the limit is
+ * passed, so an oversized body is never buffered whole).
+ *
+ * `POST /slack/events` is answered before Hono, with the same request id rule, body limit, log line and
+ * counter: it is the path Slack's 3-second clock runs on, and under a burst of slash commands Hono's
+ * dispatch (its context, middleware chain and the response rebuilt to add a header) was a fifth of the bot's
+ * CPU per ack (`deno run -A bench/_cpu_split.ts`: 0.23-0.25 ms a request through Hono, 0.18-0.20 without it,
+ * the same log line, counter and request id kept). Everything else is rare (probes, scrapes, alerts).
  *
  * @module
  */
@@ -45,6 +51,19 @@ export function limitBody(
   return bodyLimit({ maxSize: maxBytes, onError: onTooLarge });
 }
 
+/** Where Slack delivers slash commands, clicks, view submissions and events. */
+export const SLACK_EVENTS_PATH = "/slack/events";
+
+/** The header a request id is read from (a proxy's) and echoed in. */
+const REQUEST_ID_HEADER = "X-Request-Id";
+const REQUEST_ID_MAX = 64;
+
+/** A `Deno.serve` handler for the whole surface. */
+export type HttpHandler = (
+  req: Request,
+  info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
 /** Work queued by {@link afterResponse}, run together in one timer task. */
 const afterResponseQueue: (() => void)[] = [];
 
@@ -66,19 +85,143 @@ export function afterResponse(fn: () => void): void {
   if (afterResponseQueue.push(fn) === 1) setTimeout(runAfterResponse, 0);
 }
 
-export function createHttpApp(opts: {
+export interface HttpOptions {
   receiver?: SlackEventsReceiver;
   readiness: Readiness;
   metrics: Metrics;
   log: Logger;
   routes?: RouteRegistration[];
-}): Hono<HttpEnv> {
+}
+
+/**
+ * Counts and logs a request once its response is on its way: the request's line and counter need not hold
+ * its answer (a Slack ack waits on nothing it does not need).
+ */
+function recordRequest(
+  opts: Pick<HttpOptions, "metrics" | "log">,
+  r: { requestId: string; method: string; route: string; status: number; started: number },
+): void {
+  const ms = Math.round((performance.now() - r.started) * 10) / 10;
+  afterResponse(() => {
+    opts.metrics.inc(
+      "bisman_http_requests_total",
+      { route: r.route, status: String(r.status) },
+      1,
+      "HTTP requests by route and status",
+    );
+    // One line per delivery (Slack requests, alerts); probes and scrapes would only be noise.
+    if (r.method !== "GET") {
+      opts.log.info("http request", {
+        request_id: r.requestId,
+        method: r.method,
+        route: r.route,
+        status: r.status,
+        ms,
+      });
+    }
+  });
+}
+
+/**
+ * The handler `Deno.serve` calls: `POST /slack/events` straight to the receiver, everything else through
+ * Hono (see the module's comment for why).
+ */
+export function createHttpHandler(opts: HttpOptions): HttpHandler {
+  const app = createHttpApp(opts);
+  const receiver = opts.receiver;
+  if (!receiver) return app.fetch;
+  return (req, info) =>
+    req.method === "POST" && pathOf(req.url) === SLACK_EVENTS_PATH
+      ? slackDelivery(req, receiver, opts)
+      : app.fetch(req, info);
+}
+
+/** The path of a request URL (what Hono routes on), without parsing the whole URL. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start === -1) return "/";
+  const query = url.indexOf("?", start);
+  return query === -1 ? url.slice(start) : url.slice(start, query);
+}
+
+/** The proxy's request id if it is one Hono's `requestId` would keep (word characters, `-`, `=`), else a new one. */
+function requestIdFor(header: string | null): string {
+  return header && header.length <= REQUEST_ID_MAX && !/[^\w\-=]/.test(header) ? header : newRequestId();
+}
+
+/** One delivery to `POST /slack/events`, with what Hono's middlewares do on the other routes. */
+async function slackDelivery(
+  req: Request,
+  receiver: SlackEventsReceiver,
+  opts: HttpOptions,
+): Promise<Response> {
+  const started = performance.now();
+  const requestId = requestIdFor(req.headers.get(REQUEST_ID_HEADER));
+  let res: Response;
+  try {
+    res = await withLogContext({ request_id: requestId }, async () => {
+      const raw = await boundedText(req, MAX_BODY_BYTES);
+      return raw === undefined
+        ? receiver.refuseTooLarge(req.headers.get("content-length"))
+        : await receiver.handle(raw, req.headers, started);
+    });
+  } catch (err) {
+    opts.log.error("unhandled HTTP error", { error: err, path: SLACK_EVENTS_PATH, request_id: requestId });
+    res = Response.json({ error: "internal" }, { status: 500 });
+  }
+  res.headers.set(REQUEST_ID_HEADER, requestId);
+  recordRequest(opts, { requestId, method: "POST", route: SLACK_EVENTS_PATH, status: res.status, started });
+  return res;
+}
+
+/**
+ * The body as text, or undefined once it is longer than `max` bytes: a declared length is judged before
+ * anything is read; a chunked body is counted as it streams in and abandoned at the limit (as Hono's
+ * `bodyLimit` does), so an oversized body is never buffered whole.
+ */
+async function boundedText(req: Request, max: number): Promise<string | undefined> {
+  if (!req.body) return "";
+  const length = req.headers.get("content-length");
+  if (length !== null && !req.headers.has("transfer-encoding")) {
+    return Number.parseInt(length, 10) > max ? undefined : await req.text();
+  }
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    body.set(c, offset);
+    offset += c.length;
+  }
+  return new TextDecoder().decode(body);
+}
+
+/** The Hono app of every route but `POST /slack/events` (tests of those routes call `app.request()`). */
+export function createHttpApp(opts: HttpOptions): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
 
   // Every request gets an id (a proxy's X-Request-Id of at most 64 word characters is kept) that every log
   // line written while it is handled carries, the listener's work after a Slack ack included; the response
   // echoes it.
-  app.use("*", requestId({ headerName: "X-Request-Id", limitLength: 64, generator: () => newRequestId() }));
+  app.use(
+    "*",
+    requestId({
+      headerName: REQUEST_ID_HEADER,
+      limitLength: REQUEST_ID_MAX,
+      generator: () => newRequestId(),
+    }),
+  );
   // Browser-protection headers on what a browser can open (the GET routes). The POST routes answer machines
   // (Slack, Alertmanager) with JSON, and setting a dozen headers on every Slack ack was a measurable part of
   // its cost (bench/_ack_profile.ts).
@@ -92,23 +235,7 @@ export function createHttpApp(opts: {
     const requestId = c.get("requestId");
     await withLogContext({ request_id: requestId }, next);
     const route = c.req.routePath === "/*" ? "other" : c.req.routePath;
-    const status = c.res.status;
-    const method = c.req.method;
-    const ms = Math.round((performance.now() - started) * 10) / 10;
-    // Counted and logged once the response is on its way: the request's line and counter need not hold
-    // its answer (a Slack ack waits on nothing it does not need).
-    afterResponse(() => {
-      opts.metrics.inc(
-        "bisman_http_requests_total",
-        { route, status: String(status) },
-        1,
-        "HTTP requests by route and status",
-      );
-      // One line per delivery (Slack requests, alerts); probes and scrapes would only be noise.
-      if (method !== "GET") {
-        opts.log.info("http request", { request_id: requestId, method, route, status, ms });
-      }
-    });
+    recordRequest(opts, { requestId, method: c.req.method, route, status: c.res.status, started });
   });
 
   app.onError((err, c) => {
@@ -140,15 +267,6 @@ export function createHttpApp(opts: {
     "/metrics",
     async (c) => c.text(await opts.metrics.render(), 200, { "content-type": opts.metrics.contentType }),
   );
-
-  if (opts.receiver) {
-    const receiver = opts.receiver;
-    app.post(
-      "/slack/events",
-      limitBody(MAX_BODY_BYTES, (c) => receiver.refuseTooLarge(c)),
-      (c) => receiver.handle(c),
-    );
-  }
 
   for (const r of opts.routes ?? []) r(app);
 

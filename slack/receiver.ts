@@ -11,7 +11,6 @@
  */
 
 import type { App, Receiver, ReceiverEvent } from "@slack/bolt";
-import type { Context } from "hono";
 import { checkSignature } from "./verify.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -65,30 +64,37 @@ export class SlackEventsReceiver implements Receiver {
   }
 
   /**
-   * The answer to a body over {@link MAX_BODY_BYTES}: Hono's bodyLimit (http/app.ts) calls it as soon as the
-   * streamed bytes pass the limit, before the rest is read.
+   * The answer to a body over {@link MAX_BODY_BYTES}: http/app.ts calls it as soon as the declared length or
+   * the streamed bytes pass the limit, before the rest is read.
    */
-  refuseTooLarge(c: Context): Response {
-    const length = c.req.header("content-length");
-    return this.#refuse(413, "body_too_large", length ? { length: Number(length) } : { chunked: true });
+  refuseTooLarge(contentLength: string | null): Response {
+    return this.#refuse(
+      413,
+      "body_too_large",
+      contentLength ? { length: Number(contentLength) } : { chunked: true },
+    );
   }
 
-  /** Handles one request from Slack (its size already bounded by bodyLimit in http/app.ts). */
-  async handle(c: Context): Promise<Response> {
-    const received = performance.now();
+  /**
+   * Handles one request from Slack: its raw body (already bounded by http/app.ts) and its headers.
+   * @param received when the request arrived (`performance.now()`), for the ack-time metric
+   */
+  async handle(raw: string, headers: Headers, received = performance.now()): Promise<Response> {
     const app = this.#app;
     if (!app) return Response.json({ error: "not_ready" }, { status: 503 });
-    const raw = await c.req.text();
 
     const problem = checkSignature(
       this.opts.signingSecret,
-      { signature: c.req.header("x-slack-signature"), timestamp: c.req.header("x-slack-request-timestamp") },
+      {
+        signature: headers.get("x-slack-signature") ?? undefined,
+        timestamp: headers.get("x-slack-request-timestamp") ?? undefined,
+      },
       raw,
       this.opts.nowSeconds?.(),
     );
     if (problem) return this.#refuse(401, problem);
 
-    const body = parseSlackBody(c.req.header("content-type") ?? "", raw);
+    const body = parseSlackBody(headers.get("content-type") ?? "", raw);
     if (body === "unsupported") return this.#refuse(415, "unsupported_content_type");
     if (!body) return this.#refuse(400, "malformed_body");
     if (body.type === "url_verification" && typeof body.challenge === "string") {
@@ -99,8 +105,8 @@ export class SlackEventsReceiver implements Receiver {
     let ackCalled = false;
     const event: ReceiverEvent = {
       body,
-      retryNum: Number(c.req.header("x-slack-retry-num") ?? "") || undefined,
-      retryReason: c.req.header("x-slack-retry-reason") ?? undefined,
+      retryNum: Number(headers.get("x-slack-retry-num") ?? "") || undefined,
+      retryReason: headers.get("x-slack-retry-reason") ?? undefined,
       ack: (response?: unknown) => {
         if (ackCalled) return Promise.reject(new Error("ack() was called twice for one Slack request"));
         ackCalled = true;

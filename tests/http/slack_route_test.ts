@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { startCluster } from "../../standins/cluster.ts";
+import { waitFor } from "../../standins/wait.ts";
+import { startTestBot, TEAM, USERS } from "../support/bot.ts";
+
+/**
+ * `POST /slack/events` is answered before Hono (http/app.ts), so what Hono's middlewares do on the other
+ * routes is done there by hand; these steps hold it to the same behaviour over a real socket.
+ */
+Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log line and counter", async (t) => {
+  await using cluster = await startCluster({ name: "slack-route" });
+  const tb = await startTestBot(cluster);
+  /** A signed `/bisman help` body with its headers, as the Slack stand-in signs it. */
+  const signed = () => {
+    const body = new URLSearchParams({
+      command: "/bisman",
+      text: "help",
+      user_id: USERS.alice,
+      user_name: "alice",
+      team_id: TEAM,
+      channel_id: "C0OPS",
+      response_url: tb.slack.responseUrl({ user: USERS.alice, channel: "C0OPS" }),
+      trigger_id: "1.2.route",
+    }).toString();
+    const headers = {
+      "content-type": "application/x-www-form-urlencoded",
+      ...tb.slack.sign(body, Math.floor(Date.now() / 1000)),
+    };
+    return { body, headers };
+  };
+  try {
+    await t.step(
+      "a proxy's sane X-Request-Id is kept, echoed and carried by the request's log line",
+      async () => {
+        const { body, headers } = signed();
+        const res = await fetch(tb.eventsUrl, {
+          method: "POST",
+          headers: { ...headers, "x-request-id": "lb-7f3a_9=" },
+          body,
+        });
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-request-id"), "lb-7f3a_9=");
+        assert.match(JSON.stringify(await res.json()), /rotate/);
+        const line = await waitFor(
+          () => tb.logs.find((l) => l.includes('"http request"') && l.includes("lb-7f3a_9=")),
+          { what: "the request's log line" },
+        );
+        const parsed = JSON.parse(line);
+        assert.equal(parsed.route, "/slack/events");
+        assert.equal(parsed.status, 200);
+        assert.equal(parsed.method, "POST");
+      },
+    );
+
+    await t.step("an X-Request-Id Hono's requestId would refuse is replaced by a fresh id", async () => {
+      for (const bad of ["has space", "semi;colon", "x".repeat(65)]) {
+        const { body, headers } = signed();
+        const res = await fetch(tb.eventsUrl, {
+          method: "POST",
+          headers: { ...headers, "x-request-id": bad },
+          body,
+        });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+        const id = res.headers.get("x-request-id");
+        assert.notEqual(id, bad);
+        assert.match(id ?? "", /^[0-9a-f]{16}$/);
+      }
+    });
+
+    await t.step("a chunked body under the limit is read whole and its signature holds", async () => {
+      const { body, headers } = signed();
+      const bytes = new TextEncoder().encode(body);
+      const stream = new ReadableStream<Uint8Array>({
+        start(c) {
+          // Three chunks: no Content-Length, Transfer-Encoding: chunked.
+          c.enqueue(bytes.slice(0, 10));
+          c.enqueue(bytes.slice(10, 100));
+          c.enqueue(bytes.slice(100));
+          c.close();
+        },
+      });
+      const res = await fetch(tb.eventsUrl, { method: "POST", headers, body: stream });
+      assert.equal(res.status, 200);
+      assert.match(JSON.stringify(await res.json()), /rotate/);
+    });
+
+    await t.step("a declared length over 1 MiB gets 413 body_too_large, counted", async () => {
+      const res = await fetch(tb.eventsUrl, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "a".repeat(1024 * 1024 + 1),
+      });
+      assert.equal(res.status, 413);
+      assert.equal((await res.json()).error, "body_too_large");
+      assert.match(res.headers.get("x-request-id") ?? "", /^[0-9a-f]{16}$/);
+    });
+
+    await t.step(
+      "a query string still reaches the receiver; other paths and methods are Hono's 404",
+      async () => {
+        const unsigned = await fetch(`${tb.eventsUrl}?retry=1`, {
+          method: "POST",
+          body: "command=%2Fbisman",
+        });
+        assert.equal(unsigned.status, 401);
+        assert.equal((await unsigned.json()).error, "missing_headers");
+        for (const [method, url] of [["GET", tb.eventsUrl], ["POST", `${tb.eventsUrl}/more`]]) {
+          const res = await fetch(url, { method, body: method === "POST" ? "x" : undefined });
+          assert.equal(res.status, 404, `${method} ${url}`);
+          assert.equal((await res.json()).error, "not found");
+        }
+      },
+    );
+
+    await t.step("every delivery is counted by route and status on /metrics", async () => {
+      const metrics = await waitFor(async () => {
+        const text = await (await fetch(`${tb.bot.url}/metrics`)).text();
+        return /bisman_http_requests_total\{route="\/slack\/events",status="413"\} 1/.test(text) && text;
+      }, { what: "the 413 counted" });
+      const ok = /bisman_http_requests_total\{route="\/slack\/events",status="200"\} (\d+)/.exec(metrics);
+      assert.equal(Number(ok?.[1]), 5);
+      assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="401"\} 1/);
+    });
+  } finally {
+    await tb.stop();
+  }
+});
