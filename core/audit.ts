@@ -250,19 +250,20 @@ export class AuditLog {
         };
         const hash = chainHash(prev, rowContent(row));
         const mac = this.keys ? this.keys.mac("audit", hash) : null;
-        rows.push({
-          ...row,
-          details: tx.json(details as never),
-          prev_hash: prev,
-          hash,
-          mac,
-          key_id: this.keys?.currentId ?? null,
-        });
+        rows.push({ ...row, prev_hash: prev, hash, mac, key_id: this.keys?.currentId ?? null });
         written.push({ seq, hash });
         prev = hash;
       }
+      // The batch travels as one JSON parameter: one statement text whatever the batch's size (a VALUES
+      // list of 13 parameters a row made each size a statement of its own to parse and plan), and one value
+      // for the driver to serialise instead of thirteen a row. The column lists are AUDIT_COLUMNS.
       await tx`
-        insert into bisman_ops.audit_log ${tx(rows as never, ...AUDIT_COLUMNS)}`;
+        insert into bisman_ops.audit_log
+               (seq, at, actor, actor_name, action, target, request_id, outcome, details, prev_hash, hash, mac, key_id)
+        select seq, at, actor, actor_name, action, target, request_id, outcome, details, prev_hash, hash, mac, key_id
+          from jsonb_to_recordset(${tx.json(rows as never)}::jsonb) as r(
+                 seq bigint, at timestamptz, actor text, actor_name text, action text, target text,
+                 request_id bigint, outcome text, details jsonb, prev_hash text, hash text, mac text, key_id text)`;
       return written;
     });
   }

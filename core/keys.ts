@@ -14,7 +14,8 @@
  * @module
  */
 
-import { createHash, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { createHash, hkdfSync, timingSafeEqual } from "node:crypto";
+import { HmacSha256 } from "./hmac.ts";
 
 /** What a MAC is for; each has its own derived key. */
 export type KeyPurpose = "request" | "approval" | "audit" | "fingerprint";
@@ -65,7 +66,7 @@ export function keyIdOf(material: Uint8Array): string {
 export class IntegrityKeys {
   /** The ID of the key that makes new MACs. */
   readonly currentId: string;
-  readonly #derived = new Map<string, Record<KeyPurpose, Uint8Array>>();
+  readonly #derived = new Map<string, Record<KeyPurpose, HmacSha256>>();
 
   /**
    * @param current the key that seals from now on
@@ -77,7 +78,9 @@ export class IntegrityKeys {
       const id = keyIdOf(k);
       if (this.#derived.has(id)) continue;
       const derive = (purpose: KeyPurpose) =>
-        new Uint8Array(hkdfSync("sha256", k, "bisman-ops", `bisman-ops ${purpose} mac v1`, 32));
+        new HmacSha256(
+          new Uint8Array(hkdfSync("sha256", k, "bisman-ops", `bisman-ops ${purpose} mac v1`, 32)),
+        );
       this.#derived.set(id, {
         request: derive("request"),
         approval: derive("approval"),
@@ -118,7 +121,7 @@ export class IntegrityKeys {
   /** Hex HMAC-SHA-256 under the key `keyId`, or undefined when that key is not held. */
   macWith(keyId: string, purpose: KeyPurpose, data: string): string | undefined {
     const k = this.#derived.get(keyId)?.[purpose];
-    return k ? createHmac("sha256", k).update(data, "utf8").digest("hex") : undefined;
+    return k?.hex(data);
   }
 
   /** Whether `mac` is the MAC of `data` under key `keyId` (constant time). */

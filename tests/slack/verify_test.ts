@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { verifySlackRequest } from "@slack/bolt";
 import { createHmac } from "node:crypto";
+import { HmacSha256 } from "../../core/hmac.ts";
 import { constantTimeEqual, hmacSha256Hex, signSlackBody, verifySlackSignature } from "../../slack/verify.ts";
 
 const SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -140,6 +141,20 @@ Deno.test("hmacSha256Hex(): the same as node:crypto's HMAC for keys up to, at an
         hmacSha256Hex(k, m),
         createHmac("sha256", k).update(m, "utf8").digest("hex"),
         `${k.length}/${m.length}`,
+      );
+    }
+  }
+});
+
+Deno.test("HmacSha256 (core/hmac.ts): the same as node:crypto's HMAC for byte keys, as the integrity keys use it", () => {
+  for (const length of [0, 1, 32, 64, 65, 200]) {
+    const key = crypto.getRandomValues(new Uint8Array(length));
+    const hmac = new HmacSha256(key);
+    for (const m of ["", "a".repeat(64), BODY, "ünïcödé \u{1F600}"]) {
+      assert.equal(
+        hmac.hex(m),
+        createHmac("sha256", key).update(m, "utf8").digest("hex"),
+        `${length}/${m.length}`,
       );
     }
   }
