@@ -11,6 +11,9 @@ import type { Receiver } from "@slack/bolt";
 // (ExpressReceiver with express and its ~40 packages, AwsLambdaReceiver), 1.6 MiB of heap for nothing.
 // App.js is CommonJS: its module.exports holds the class as `default` and re-exports LogLevel.
 import boltAppModule from "@slack/bolt/dist/App.js";
+// Bolt's respond() for a response_url, as its processEvent builds it (CommonJS like App.js).
+import createRespondModule from "@slack/bolt/dist/context/create-respond.js";
+import { SlackEventsReceiver } from "./receiver.ts";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
@@ -36,6 +39,12 @@ const { default: App, LogLevel } = boltAppModule as unknown as {
   default: typeof bolt.App;
   LogLevel: typeof bolt.LogLevel;
 };
+const { createRespond } = createRespondModule as unknown as {
+  createRespond: (fetchFn: typeof fetch, responseUrl: string) => bolt.RespondFn;
+};
+
+/** The slash command the app answers. */
+const COMMAND = "/bisman";
 
 /** Adapts our JSON logger to the Logger interface of Bolt and the Slack SDK (so their lines are JSON too). */
 export function boltLogger(log: Logger) {
@@ -245,7 +254,12 @@ export function createBoltApp(
     },
   });
 
-  app.command("/bisman", async ({ command, ack, respond: respondOnce, client }) => {
+  const onCommand = async (
+    { command, ack, respond: respondOnce, client }: Pick<
+      bolt.SlackCommandMiddlewareArgs & bolt.AllMiddlewareArgs,
+      "command" | "ack" | "respond" | "client"
+    >,
+  ) => {
     // The final answer must not be lost to one Slack 5xx; progress updates are not retried (each post
     // spends one of the response_url's five uses).
     const respond = respondReliably(respondOnce, deps, { timeoutMs: opts.timeoutMs });
@@ -326,7 +340,19 @@ export function createBoltApp(
       );
       await auditCommand(deps, inv, text, e.code === "internal" ? "failed" : "refused", e);
     }
-  });
+  };
+  // Socket Mode delivers through Bolt; over HTTP the receiver calls the listener itself (slack/receiver.ts
+  // answerCommand says why) with the arguments Bolt would build: the app's client and Bolt's own respond().
+  app.command(COMMAND, onCommand);
+  if (receiver instanceof SlackEventsReceiver) {
+    receiver.answerCommand(COMMAND, (command, ack) =>
+      onCommand({
+        command,
+        ack: ack as never,
+        respond: createRespond(fetch, command.response_url),
+        client: app.client,
+      }));
+  }
 
   for (const register of opts.registrations ?? []) register(app, deps);
 
