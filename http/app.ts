@@ -23,6 +23,7 @@ import { requestId, type RequestIdVariables } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { Metrics } from "../core/metrics.ts";
 import { type Logger, newRequestId, withLogContext } from "../core/log.ts";
+import { afterResponse } from "../core/after_response.ts";
 import { MAX_BODY_BYTES, type SlackEventsReceiver } from "../slack/receiver.ts";
 
 /** What `/readyz` reports. Only the state database and Slack's `auth.test` decide the status code. */
@@ -63,27 +64,6 @@ export type HttpHandler = (
   req: Request,
   info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;
-
-/** Work queued by {@link afterResponse}, run together in one timer task. */
-const afterResponseQueue: (() => void)[] = [];
-
-function runAfterResponse(): void {
-  for (const fn of afterResponseQueue.splice(0)) {
-    try {
-      fn();
-    } catch {
-      // A log line or a counter that fails must not take the others with it.
-    }
-  }
-}
-
-/**
- * Runs `fn` after the responses being produced now are handed to the socket: a timer task comes after the
- * microtasks in which `Deno.serve` takes a handler's Response. Several requests' work shares one timer.
- */
-export function afterResponse(fn: () => void): void {
-  if (afterResponseQueue.push(fn) === 1) setTimeout(runAfterResponse, 0);
-}
 
 export interface HttpOptions {
   receiver?: SlackEventsReceiver;

@@ -14,6 +14,7 @@ import boltAppModule from "@slack/bolt/dist/App.js";
 // Bolt's respond() for a response_url, as its processEvent builds it (CommonJS like App.js).
 import createRespondModule from "@slack/bolt/dist/context/create-respond.js";
 import { SlackEventsReceiver } from "./receiver.ts";
+import { afterResponse } from "../core/after_response.ts";
 import type { AppDeps } from "../core/deps.ts";
 import type { Invoker } from "../core/access.ts";
 import type { Logger } from "../core/log.ts";
@@ -289,7 +290,7 @@ export function createBoltApp(
       const failed = await answerInAck(prepared, inv, deps, ack);
       // The audit entry is prepared (scrubbed, queued, its batch started) after the ack is on its way, not
       // in the microtasks before the response is handed over.
-      await new Promise((r) => setTimeout(r, 0));
+      await new Promise<void>((r) => afterResponse(r));
       await auditCommand(deps, inv, text, failed ? "refused" : "ok", failed);
       return;
     }
