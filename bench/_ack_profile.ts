@@ -5,7 +5,11 @@
  * prints self time by package and by function, and inclusive time of the functions that own the most.
  * Writes the raw profile (open it in Chrome DevTools) to bench/out/ack.cpuprofile.
  *
- *   deno run -A bench/_ack_profile.ts            (REQUESTS=20000)
+ * With RESTORE=1 a restore test runs in the bot the whole time (a new one is asked for every second, as in
+ * `deno task bench load`'s busy rounds), and the longest stretches of uninterrupted work on the bot's main
+ * thread (what holds an ack back) are printed with the frames they spent most samples in.
+ *
+ *   deno run -A bench/_ack_profile.ts            (REQUESTS=20000, RESTORE unset)
  */
 
 import { createHmac } from "node:crypto";
@@ -16,8 +20,12 @@ import { SlackStandIn } from "../standins/slack.ts";
 import { freePort } from "../standins/ports.ts";
 import { httpRequest, loadRaw } from "./_http_load.ts";
 import { IntegrityKeys } from "../core/keys.ts";
+import { applyTargetSql } from "../tests/support/bisman_schema.ts";
+import { pgDump, withSampleRestoreTest } from "../tests/support/dumps.ts";
 
 const REQUESTS = Number(Deno.env.get("REQUESTS") ?? "20000");
+
+const RESTORE = Boolean(Deno.env.get("RESTORE"));
 
 interface ProfileNode {
   id: number;
@@ -98,15 +106,83 @@ function summarize(profile: { nodes: ProfileNode[]; startTime: number; endTime: 
   for (const [k, v] of top(incl, 60)) console.log(`  ${pct(v)}  ${k}`);
 }
 
+/**
+ * The longest stretches of consecutive non-idle samples (one task or several back to back, with no idle
+ * sample between), each with its most sampled frames: what kept the main thread from taking the next ack.
+ */
+function longestBusy(
+  profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] },
+  k = 12,
+): void {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const frameOf = (id: number) => {
+    // The innermost frame of the project or a package, else the leaf.
+    for (let i: number | undefined = id; i !== undefined; i = parent.get(i)) {
+      const f = byId.get(i)!.callFrame;
+      if (f.url && !f.url.startsWith("ext:") && !f.url.startsWith("node:")) {
+        return `${f.functionName || "(anonymous)"} ${where(f.url)}:${f.lineNumber + 1}`;
+      }
+    }
+    const f = byId.get(id)!.callFrame;
+    return `${f.functionName || "(anonymous)"} ${where(f.url)}`;
+  };
+  const stretches: { ms: number; frames: Map<string, number> }[] = [];
+  let cur: { ms: number; frames: Map<string, number> } | undefined;
+  profile.samples.forEach((id, i) => {
+    const name = byId.get(id)!.callFrame.functionName;
+    const dt = (profile.timeDeltas[i] ?? 0) / 1000;
+    if (name === "(idle)") {
+      if (cur) stretches.push(cur);
+      cur = undefined;
+      return;
+    }
+    cur ??= { ms: 0, frames: new Map() };
+    cur.ms += dt;
+    const f = frameOf(id);
+    cur.frames.set(f, (cur.frames.get(f) ?? 0) + dt);
+  });
+  if (cur) stretches.push(cur);
+  console.log(`\nlongest busy stretches of the main thread (of ${stretches.length}):`);
+  for (const s of stretches.sort((a, b) => b.ms - a.ms).slice(0, k)) {
+    const top = [...s.frames].sort((a, b) => b[1] - a[1]).slice(0, 4)
+      .map(([f, ms]) => `${f} ${ms.toFixed(1)}`).join("; ");
+    console.log(`  ${s.ms.toFixed(1).padStart(6)} ms  ${top}`);
+  }
+}
+
 if (import.meta.main) {
   await using cluster = await startCluster({ name: "bench-profile" });
   const slack = await SlackStandIn.start({ teamId: TEAM, users: { [USERS.alice]: { name: "alice" } } });
   const stateDb = await cluster.createDatabase("state");
-  const configFile = await writeConfigFile(testConfigDoc(cluster));
+  let restoreServer: Awaited<ReturnType<typeof startCluster>> | undefined;
+  let doc = testConfigDoc(cluster);
+  if (RESTORE) {
+    const src = await cluster.createDatabase("bisman");
+    const rows = { clients: 60_000, invoices: 60_000, payment_requests: 120_000, payments: 120_000 };
+    await applyTargetSql(cluster.primary.sql(src), { parts: ["sample_schema", "audit"], sample: true, rows });
+    const dumps = `${cluster.dir}/dumps`;
+    await Deno.mkdir(dumps);
+    await pgDump(cluster, src, `${dumps}/bisman_bench.dump`);
+    restoreServer = await startCluster({ name: "bench-profile-restore", nice: 19 });
+    doc = testConfigDoc(cluster, (d) =>
+      withSampleRestoreTest(d, {
+        cluster,
+        src,
+        dumps,
+        serverPort: restoreServer!.primary.port,
+        restoreTest: { jobs: 2 },
+      }));
+  }
+  const configFile = await writeConfigFile(doc);
   const inspect = await freePort();
   const bot = await spawnBot({
     configFile,
-    denoFlags: [`--inspect=127.0.0.1:${inspect}`],
+    denoFlags: [
+      `--inspect=127.0.0.1:${inspect}`,
+      ...(Deno.env.get("BOT_V8_FLAGS") ? [`--v8-flags=${Deno.env.get("BOT_V8_FLAGS")}`] : []),
+    ],
     env: {
       SLACK_SIGNING_SECRET: slack.signingSecret,
       BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
@@ -145,8 +221,25 @@ if (import.meta.main) {
     const dt = await devtools(inspect);
     await dt.send("Profiler.enable");
     await dt.send("Profiler.setSamplingInterval", { interval: 200 });
+    let restoring = RESTORE;
+    const restores = (async () => {
+      while (restoring) {
+        const res = await slack.sendCommand(bot.eventsUrl, {
+          text: "restore-test main",
+          user_id: USERS.alice,
+          team_id: TEAM,
+          channel_id: OPS_CHANNEL,
+          response_url: slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
+        });
+        await res.body?.cancel();
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+    if (RESTORE) await new Promise((r) => setTimeout(r, 2000));
     await dt.send("Profiler.start");
     const r = await loadRaw(bot.eventsUrl, make(REQUESTS), 50);
+    restoring = false;
+    await restores;
     await new Promise((res) => setTimeout(res, 1000));
     const { profile } = await dt.send("Profiler.stop");
     dt.close();
@@ -154,7 +247,9 @@ if (import.meta.main) {
     await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
     await Deno.writeTextFile(new URL("./out/ack.cpuprofile", import.meta.url), JSON.stringify(profile));
     summarize(profile);
+    longestBusy(profile);
   } finally {
+    await restoreServer?.[Symbol.asyncDispose]();
     await bot.stop(30_000);
     await slack.stop();
     await Deno.remove(configFile).catch(() => undefined);
