@@ -370,7 +370,11 @@ export async function run(): Promise<void> {
   const replyFile = await Deno.makeTempFile({ prefix: "bisman-reply-", suffix: ".json" });
 
   // Started as the image starts it: the Dockerfile CMD's flags (named permissions, V8 flags) before main.ts.
-  const imageFlags = await imageCmdFlags();
+  // EXTRA_BOT_FLAGS (space-separated deno flags after the image's): for trying a flag before it goes into the image.
+  const imageFlags = [
+    ...await imageCmdFlags(),
+    ...(Deno.env.get("EXTRA_BOT_FLAGS")?.split(" ").filter(Boolean) ?? []),
+  ];
   const mallocEnv = await imageMallocEnv();
   const bot = await spawnBot({
     configFile,
@@ -444,9 +448,11 @@ export async function run(): Promise<void> {
     };
 
     console.log(
-      `bot started as the image's CMD runs it: ${
-        Object.entries(mallocEnv).map(([k, v]) => `${k}=${v} `).join("")
-      }deno run ${imageFlags.join(" ")} main.ts`,
+      `bot started as the image's CMD runs it${
+        Deno.env.get("EXTRA_BOT_FLAGS") ? ` plus EXTRA_BOT_FLAGS (${Deno.env.get("EXTRA_BOT_FLAGS")})` : ""
+      }: ${Object.entries(mallocEnv).map(([k, v]) => `${k}=${v} `).join("")}deno run ${
+        imageFlags.join(" ")
+      } main.ts`,
     );
     console.log(
       `\nsigned /bisman help at concurrency ${CONCURRENCY}, ${ROUNDS} rounds of ${ROUND_SECONDS} s each, alternating; ack latency (send → full HTTP response):`,
