@@ -12,14 +12,13 @@
  *   deno run -A bench/_ack_profile.ts            (REQUESTS=20000, RESTORE unset)
  */
 
-import { createHmac } from "node:crypto";
 import { startCluster } from "../standins/cluster.ts";
 import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
 import { spawnBot, writeConfigFile } from "../tests/support/bot_process.ts";
 import { SlackStandIn } from "../standins/slack.ts";
 import { freePort } from "../standins/ports.ts";
-import { httpRequest, loadRaw } from "./_http_load.ts";
-import { IntegrityKeys } from "../core/keys.ts";
+import { loadRaw } from "./_http_load.ts";
+import { botEnv, signedHelpRequests } from "./_bot.ts";
 import { applyTargetSql } from "../tests/support/bisman_schema.ts";
 import { pgDump, withSampleRestoreTest } from "../tests/support/dumps.ts";
 
@@ -183,40 +182,10 @@ if (import.meta.main) {
       `--inspect=127.0.0.1:${inspect}`,
       ...(Deno.env.get("BOT_V8_FLAGS") ? [`--v8-flags=${Deno.env.get("BOT_V8_FLAGS")}`] : []),
     ],
-    env: {
-      SLACK_SIGNING_SECRET: slack.signingSecret,
-      BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
-      SLACK_BOT_TOKEN: slack.botToken,
-      SLACK_API_URL: slack.apiUrl,
-      DATABASE_URL: cluster.primary.url({ database: stateDb }),
-      LOG_LEVEL: "info",
-    },
+    env: botEnv(slack, cluster.primary.url({ database: stateDb })),
   });
   try {
-    const ts = Math.floor(Date.now() / 1000);
-    const make = (n: number) =>
-      Array.from({ length: n }, (_, i) => {
-        const body = new URLSearchParams({
-          token: "t",
-          team_id: TEAM,
-          channel_id: OPS_CHANNEL,
-          user_id: USERS.alice,
-          user_name: "alice",
-          command: "/bisman",
-          text: "help",
-          api_app_id: "A0STANDIN",
-          response_url: slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
-          trigger_id: `${ts}.${i}.bench`,
-        }).toString();
-        const sig = `v0=${
-          createHmac("sha256", slack.signingSecret).update(`v0:${ts}:${body}`).digest("hex")
-        }`;
-        return httpRequest(bot.eventsUrl, {
-          "content-type": "application/x-www-form-urlencoded",
-          "x-slack-signature": sig,
-          "x-slack-request-timestamp": String(ts),
-        }, body);
-      });
+    const make = (n: number) => signedHelpRequests(slack, bot.eventsUrl, n);
     await loadRaw(bot.eventsUrl, make(2000), 50);
     const dt = await devtools(inspect);
     await dt.send("Profiler.enable");

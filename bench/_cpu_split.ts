@@ -8,13 +8,12 @@
  *   deno run -A bench/_cpu_split.ts            (REQUESTS=40000, REPEAT=3)
  */
 
-import { createHmac } from "node:crypto";
 import { startCluster } from "../standins/cluster.ts";
-import { OPS_CHANNEL, TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
+import { TEAM, testConfigDoc, USERS } from "../tests/support/bot.ts";
 import { spawnBot, writeConfigFile } from "../tests/support/bot_process.ts";
 import { SlackStandIn } from "../standins/slack.ts";
-import { httpRequest, loadRaw } from "./_http_load.ts";
-import { IntegrityKeys } from "../core/keys.ts";
+import { loadRaw } from "./_http_load.ts";
+import { botEnv, signedHelpRequests } from "./_bot.ts";
 import { waitFor } from "../standins/wait.ts";
 import { imageCmdFlags, imageMallocEnv } from "./_image.ts";
 
@@ -59,44 +58,13 @@ if (import.meta.main) {
   const bot = await spawnBot({
     configFile,
     denoFlags: await imageCmdFlags(),
-    env: {
-      SLACK_SIGNING_SECRET: slack.signingSecret,
-      BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
-      SLACK_BOT_TOKEN: slack.botToken,
-      SLACK_API_URL: slack.apiUrl,
-      DATABASE_URL: cluster.primary.url({ database: stateDb }),
-      LOG_LEVEL: Deno.env.get("BOT_LOG_LEVEL") ?? "info",
-      ...(await imageMallocEnv()),
-    },
+    env: { ...botEnv(slack, cluster.primary.url({ database: stateDb })), ...(await imageMallocEnv()) },
   });
   const postmaster = Number(
     (await Deno.readTextFile(`${cluster.primary.dataDir}/postmaster.pid`)).split("\n")[0],
   );
   try {
-    const ts = Math.floor(Date.now() / 1000);
-    const make = (n: number) =>
-      Array.from({ length: n }, (_, i) => {
-        const body = new URLSearchParams({
-          token: "t",
-          team_id: TEAM,
-          channel_id: OPS_CHANNEL,
-          user_id: USERS.alice,
-          user_name: "alice",
-          command: "/bisman",
-          text: "help",
-          api_app_id: "A0STANDIN",
-          response_url: slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL }),
-          trigger_id: `${ts}.${i}.bench`,
-        }).toString();
-        const sig = `v0=${
-          createHmac("sha256", slack.signingSecret).update(`v0:${ts}:${body}`).digest("hex")
-        }`;
-        return httpRequest(bot.eventsUrl, {
-          "content-type": "application/x-www-form-urlencoded",
-          "x-slack-signature": sig,
-          "x-slack-request-timestamp": String(ts),
-        }, body);
-      });
+    const make = (n: number) => signedHelpRequests(slack, bot.eventsUrl, n);
     const audited = async () =>
       Number(
         (await state`select count(*)::int as n from bisman_ops.audit_log where action = 'command.received'`)[

@@ -38,8 +38,8 @@ import { SlackStandIn } from "../standins/slack.ts";
 import { waitFor } from "../standins/wait.ts";
 import { percentile } from "./_stats.ts";
 import { httpRequest, loadFor, type RawResponse } from "./_http_load.ts";
-import { IntegrityKeys } from "../core/keys.ts";
 import { imageCmdFlags, imageMallocEnv } from "./_image.ts";
+import { botEnv } from "./_bot.ts";
 
 const CONCURRENCY = Number(Deno.env.get("CONCURRENCY") ?? "50");
 const ROUNDS = Number(Deno.env.get("ROUNDS") ?? "3");
@@ -379,16 +379,7 @@ export async function run(): Promise<void> {
   const bot = await spawnBot({
     configFile,
     denoFlags: imageFlags,
-    env: {
-      SLACK_SIGNING_SECRET: slack.signingSecret,
-      BISMAN_SIGNING_KEY: IntegrityKeys.generate(),
-      SLACK_BOT_TOKEN: slack.botToken,
-      SLACK_API_URL: slack.apiUrl,
-      DATABASE_URL: cluster.primary.url({ database: stateDb }),
-      // Production's level: one JSON line per request is part of the bot's cost.
-      LOG_LEVEL: Deno.env.get("BOT_LOG_LEVEL") ?? "info",
-      ...mallocEnv,
-    },
+    env: { ...botEnv(slack, cluster.primary.url({ database: stateDb })), ...mallocEnv },
   });
   let baseline: Awaited<ReturnType<typeof startBaseline>> | undefined;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
