@@ -399,7 +399,10 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
         (receiver ?? socket)?.drain(graceMs),
         cliInbox.stop(graceMs),
       ]);
-      const left = (slackLeft ?? 0) + cliLeft;
+      // Instant commands queue their audit entry and end (slack/bolt_app.ts): their rows are written here.
+      const auditLeft = await deps.audit.settled(graceMs);
+      if (auditLeft) log.warn("stopping: audit entries still being written", { count: auditLeft });
+      const left = (slackLeft ?? 0) + cliLeft + auditLeft;
       if (left) {
         // Work still running past the bound keeps its pools and the gate's liveness lock: both end with the
         // process, at the same moment as the work, and a peer (or the next start) marks it interrupted and

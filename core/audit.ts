@@ -189,6 +189,24 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Resolves once every entry appended so far is written (or has failed), or after `timeoutMs`; returns how
+   * many entries were still waiting then. Shutdown calls it before closing the pool: a listener that queued
+   * its entry does not wait for the row (holding a request's objects for as long as a batch takes).
+   */
+  async settled(timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#draining && Date.now() < deadline) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#draining,
+        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.#draining ? Math.max(1, this.#queue.length) : 0;
+  }
+
   #kick(): void {
     if (this.#draining) return;
     this.#draining = this.#drain().finally(() => {

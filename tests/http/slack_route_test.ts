@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { AUDIT_LOCK } from "../../core/audit.ts";
 import { startCluster } from "../../standins/cluster.ts";
 import { waitFor } from "../../standins/wait.ts";
 import { startTestBot, TEAM, USERS } from "../support/bot.ts";
@@ -9,7 +10,9 @@ import { startTestBot, TEAM, USERS } from "../support/bot.ts";
  */
 Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log line and counter", async (t) => {
   await using cluster = await startCluster({ name: "slack-route" });
-  const tb = await startTestBot(cluster);
+  const stateDb = await cluster.createDatabase("state");
+  const tb = await startTestBot(cluster, { stateDb });
+  let stopped = false;
   /** A signed `/bisman help` body with its headers, as the Slack stand-in signs it. */
   const signed = () => {
     const body = new URLSearchParams({
@@ -122,7 +125,42 @@ Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log
       assert.equal(Number(ok?.[1]), 5);
       assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="401"\} 1/);
     });
+
+    await t.step(
+      "a burst's audit rows are all written before stop() returns, though each listener ended first",
+      async () => {
+        const state = cluster.primary.sql(stateDb);
+        try {
+          const count = async () =>
+            (await state<{ n: number }[]>`
+            select count(*)::int as n from bisman_ops.audit_log where action = 'command.received'`)[0].n;
+          const before = await count();
+          // The audit log's append lock is held meanwhile, so the rows still wait when stop() begins.
+          const blocker = await state.reserve();
+          await blocker`select pg_advisory_lock(${AUDIT_LOCK})`;
+          try {
+            const answers = await Promise.all(Array.from({ length: 300 }, async () => {
+              const { body, headers } = signed();
+              const res = await fetch(tb.eventsUrl, { method: "POST", headers, body });
+              await res.body?.cancel();
+              return res.status;
+            }));
+            assert.ok(answers.every((s) => s === 200));
+            stopped = true;
+            const stopping = tb.stop();
+            await new Promise((r) => setTimeout(r, 500));
+            await blocker`select pg_advisory_unlock(${AUDIT_LOCK})`;
+            await stopping;
+          } finally {
+            blocker.release();
+          }
+          assert.equal(await count(), before + 300);
+        } finally {
+          await state.end();
+        }
+      },
+    );
   } finally {
-    await tb.stop();
+    if (!stopped) await tb.stop();
   }
 });

@@ -122,7 +122,9 @@ Deno.test("Socket Mode serves /bisman and approval clicks over the socket like H
     });
 
     await t.step("malformed envelopes get an empty ack or a refusal, and run nothing", async () => {
-      await tb.bot.socket!.drain(5000); // the previous step's audit rows are written after its ack
+      // The previous step's audit rows are written after its ack, once its listener has ended.
+      await tb.bot.socket!.drain(5000);
+      await tb.bot.deps.audit.settled();
       const before = (await tb.bot.deps.audit.rows()).length;
       const calls = tb.slack.calls.length;
       const a = await tb.slack.sendEnvelope("slash_commands", { command: "/bisman" });
@@ -134,6 +136,7 @@ Deno.test("Socket Mode serves /bisman and approval clicks over the socket like H
       const d = await tb.slack.sendEnvelope("events_api", null);
       assert.deepEqual(d.payload, {});
       await tb.bot.socket!.drain(2000);
+      await tb.bot.deps.audit.settled();
       assert.equal(tb.slack.calls.length, calls, "no Slack call was made for them");
       const after = (await tb.bot.deps.audit.rows()).slice(before);
       assert.ok(after.every((r) => r.outcome === "refused"), JSON.stringify(after));
