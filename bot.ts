@@ -390,14 +390,19 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       clearInterval(probeTimer);
       reclaimer.stop();
       // One line per phase: a shutdown that overruns its bound shows where it waited.
-      log.info("stopping: scheduled jobs, then new requests");
-      await scheduler.stop();
+      // New requests stop first: a scheduled job stalled on its target (scheduler.stop waits up to
+      // scheduler.stop_grace_seconds for it) must not keep the listener open, or Kubernetes keeps routing
+      // requests to a process that is going away. The jobs' wait runs beside the requests' drain.
+      log.info("stopping: new requests and scheduled jobs");
+      const listenerClosed = server.shutdown();
+      const jobsStopped = scheduler.stop();
       await socket?.stop();
-      await server.shutdown();
+      await listenerClosed;
       log.info("stopping: waiting for work in flight", { grace_ms: graceMs });
       const [slackLeft, cliLeft] = await Promise.all([
         (receiver ?? socket)?.drain(graceMs),
         cliInbox.stop(graceMs),
+        jobsStopped,
       ]);
       // Instant commands queue their audit entry and end (slack/bolt_app.ts): their rows are written here.
       const auditLeft = await deps.audit.settled(graceMs);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { WebClient } from "@slack/web-api";
+import { SLACK_EVENTS_PATH } from "../http/app.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
@@ -126,13 +127,15 @@ Deno.test("manifest.yaml grants exactly the scopes of the Web API methods the bo
       const commands = manifest.features.slash_commands.map((c: { command: string }) => c.command);
       assert.deepEqual(commands, ["/bisman"]);
       const boltApp = await Deno.readTextFile(`${root}slack/bolt_app.ts`);
-      assert.match(boltApp, /app\.command\("\/bisman"/);
-      const http = await Deno.readTextFile(`${root}http/app.ts`);
-      assert.match(http, /app\.post\(\s*"\/slack\/events"/);
+      // Registered with Bolt (Socket Mode) and with the HTTP receiver's fast path, under one constant.
+      assert.match(boltApp, /const COMMAND = "\/bisman";/);
+      assert.match(boltApp, /app\.command\(COMMAND,/);
+      assert.match(boltApp, /receiver\.answerCommand\(COMMAND,/);
       for (
         const url of [manifest.features.slash_commands[0].url, manifest.settings.interactivity.request_url]
       ) {
-        assert.equal(new URL(url).pathname, "/slack/events", url);
+        // The path the HTTP handler sends to the receiver (tests/http/slack_route_test.ts drives it).
+        assert.equal(new URL(url).pathname, SLACK_EVENTS_PATH, url);
       }
       assert.equal(manifest.settings.interactivity.is_enabled, true, "approval buttons need interactivity");
       assert.equal(typeof manifest.settings.socket_mode_enabled, "boolean");

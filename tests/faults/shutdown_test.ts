@@ -32,7 +32,12 @@ Deno.test("SIGTERM mid-operation: the bot stops taking requests, lets the approv
     (await sql<{ r: string }[]>`select stats_reset::text as r from pg_stat_statements_info`)[0].r;
   // The bot reaches the target through a proxy, so a test can stall its queries mid-operation.
   const proxy = TcpProxy.start(cluster.primary.port);
-  const viaProxy = (doc: Record<string, any>) => void (doc.targets.main.primary.port = proxy.port);
+  const viaProxy = (doc: Record<string, any>) => {
+    doc.targets.main.primary.port = proxy.port;
+    // The lag check every second: when the proxy stalls, one of its runs is stalled as well, and shutdown
+    // must close the listener without waiting for it (CI once timed out waiting for the listener).
+    doc.schedules = { lag_check: { cron: "* * * * * *" } };
+  };
   const slack = await SlackStandIn.start({
     users: { [USERS.alice]: { name: "alice" }, [USERS.carol]: { name: "carol" } },
   });
@@ -67,6 +72,14 @@ Deno.test("SIGTERM mid-operation: the bot stops taking requests, lets the approv
         try {
           const before = await statsReset();
           const id = await approvedAndStalled(p);
+          await waitFor(
+            async () =>
+              (await state`
+                select 1 from bisman_ops.job_runs
+                where job = 'lag_check' and outcome = 'running' and started_at > now() - interval '1 second'
+              `).length > 0,
+            { what: "a lag check stalled on the target" },
+          );
           const signalled = Date.now();
           Deno.kill(p.pid, "SIGTERM");
           await p.waitForLine(/"msg":"shutting down"/);
