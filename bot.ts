@@ -17,7 +17,7 @@ import { Targets } from "./core/targets.ts";
 import { GroupCache } from "./core/access.ts";
 import type { AppDeps } from "./core/deps.ts";
 import { SlackEventsReceiver } from "./slack/receiver.ts";
-import { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
+import type { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { setStateDatabase } from "./core/errors.ts";
 import { type BoltApp, boltLogger, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpHandler, type RouteRegistration } from "./http/app.ts";
@@ -240,8 +240,10 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
   jobServices.alerts = alerts;
 
   // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
+  // Its client (and undici under it) is loaded only then: over HTTP it would be ~4 MiB of heap for nothing
+  // (slack/defer_socket_mode.ts).
   const socket = env.slackAppToken
-    ? new SocketModeEventsReceiver({
+    ? new (await import("./slack/socket_mode.ts")).SocketModeEventsReceiver({
       appToken: env.slackAppToken,
       slackApiUrl: env.slackApiUrl,
       log: log.child({ component: "socket-mode" }),

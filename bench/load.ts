@@ -24,7 +24,8 @@
  *   Bolt's and a p99 no higher than Bolt's, quiet; a p99 under 50 ms while restoring; under 100 MiB
  *   resident after start and after the digest.
  *
- *   deno task bench load        (ROUNDS=3 ROUND_SECONDS=5 CONCURRENCY=50 ROWS_SCALE=1 SETTLE_SECONDS=5)
+ *   deno task bench load        (ROUNDS=3 ROUND_SECONDS=5 CONCURRENCY=50 ROWS_SCALE=1 SETTLE_SECONDS=5;
+ *                                MEMORY_ONLY=1: resident memory by mapping after start and digest, no load)
  */
 
 import { createHmac } from "node:crypto";
@@ -182,6 +183,38 @@ async function rssMiB(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
   return kb / 1024;
+}
+
+/**
+ * Resident memory of a process by kind of mapping (/proc/<pid>/smaps): the deno binary's own pages, other
+ * files, the malloc heap and anonymous mappings (V8's heap spaces and glibc's thread arenas), largest first.
+ */
+async function residentBreakdown(pid: number): Promise<string> {
+  const smaps = await Deno.readTextFile(`/proc/${pid}/smaps`);
+  const kinds = new Map<string, { kb: number; n: number }>();
+  let kind = "";
+  for (const line of smaps.split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1].trim();
+      kind = !name
+        ? "anonymous"
+        : name.startsWith("/")
+        ? (name.includes("deno") ? "deno binary" : "other files")
+        : name;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && Number(rss[1]) > 0) {
+      const k = kinds.get(kind) ?? { kb: 0, n: 0 };
+      k.kb += Number(rss[1]);
+      k.n++;
+      kinds.set(kind, k);
+    }
+  }
+  return [...kinds].sort((a, b) => b[1].kb - a[1].kb).map(([k, v]) =>
+    `  ${k}: ${(v.kb / 1024).toFixed(1)} MiB in ${v.n} mappings`
+  ).join("\n");
 }
 
 /** Installs the baseline's modules once (npm); returns their folder, or why the baseline cannot run. */
@@ -387,6 +420,7 @@ export async function run(): Promise<void> {
     // Resident memory after start, before any request.
     await sleep(SETTLE_SECONDS * 1000);
     const rssStart = await rssMiB(bot.pid);
+    const startBreakdown = Deno.env.get("MEMORY_ONLY") ? await residentBreakdown(bot.pid) : "";
 
     // A full digest (every check of every target, posted in the ops channel), then memory once it settled.
     t = performance.now();
@@ -405,6 +439,20 @@ export async function run(): Promise<void> {
     const digestSeconds = (performance.now() - t) / 1000;
     await sleep(SETTLE_SECONDS * 1000);
     const rssDigest = await rssMiB(bot.pid);
+    if (Deno.env.get("MEMORY_ONLY")) {
+      // What is resident, by mapping, after start and after the digest; no load rounds.
+      console.log(`digest: outcome ${digestOutcome}, ${digestSeconds.toFixed(1)} s`);
+      console.log(
+        `resident after start ${rssStart.toFixed(1)} MiB, after the digest ${rssDigest.toFixed(1)} MiB`,
+      );
+      console.log(`after start:\n${startBreakdown}\nafter the digest:\n${await residentBreakdown(bot.pid)}`);
+      const metrics = await (await fetch(`${bot.url}/metrics`)).text();
+      console.log(
+        metrics.split("\n").filter((l) => /^(nodejs_heap_size|nodejs_external|process_resident)/.test(l))
+          .join("\n"),
+      );
+      return;
+    }
 
     const responseUrl = () => slack.responseUrl({ user: USERS.alice, channel: OPS_CHANNEL });
     const make = (n: number) => signedCommands(n, slack.signingSecret, responseUrl);
