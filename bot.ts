@@ -241,7 +241,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
 
   // SLACK_APP_TOKEN selects Socket Mode: envelopes arrive over a WebSocket and /slack/events goes away.
   // Its client (and undici under it) is loaded only then: over HTTP it would be ~4 MiB of heap for nothing
-  // (slack/defer_socket_mode.ts).
+  // (slack/defer_bolt_requires.ts).
   const socket = env.slackAppToken
     ? new (await import("./slack/socket_mode.ts")).SocketModeEventsReceiver({
       appToken: env.slackAppToken,

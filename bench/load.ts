@@ -451,6 +451,17 @@ export async function run(): Promise<void> {
         metrics.split("\n").filter((l) => /^(nodejs_heap_size|nodejs_external|process_resident)/.test(l))
           .join("\n"),
       );
+      // Prometheus scrapes every 15-60 s in production: the resident memory once a few scrapes settled.
+      for (let i = 0; i < 3; i++) {
+        await sleep(SETTLE_SECONDS * 1000);
+        await (await fetch(`${bot.url}/metrics`)).body?.cancel();
+      }
+      await sleep(SETTLE_SECONDS * 1000);
+      console.log(
+        `resident ${SETTLE_SECONDS} s after the fourth /metrics scrape: ${
+          (await rssMiB(bot.pid)).toFixed(1)
+        } MiB`,
+      );
       return;
     }
 

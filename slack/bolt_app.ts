@@ -7,8 +7,9 @@
 
 import type bolt from "@slack/bolt";
 import type { Receiver } from "@slack/bolt";
-// First, before App.js loads: its require of @slack/socket-mode (undici) waits until something uses it.
-import "./defer_socket_mode.ts";
+// First, before App.js loads: its receivers' requires of @slack/socket-mode (undici) and @slack/oauth wait
+// until something uses them.
+import "./defer_bolt_requires.ts";
 // Bolt's App module, not the package's index: the index also loads the receivers the bot does not use
 // (ExpressReceiver with express and its ~40 packages, AwsLambdaReceiver), 1.6 MiB of heap for nothing.
 // App.js is CommonJS: its module.exports holds the class as `default` and re-exports LogLevel.
