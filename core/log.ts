@@ -43,6 +43,20 @@ export function newRequestId(): string {
  * character appears escaped (`pa\"ss`) in a serialised line, and a scrub that looks only for the raw value
  * after serialisation would miss it. The logger scrubs every string before serialising as well.
  */
+/**
+ * Slack's response_urls (`hooks.slack.com/commands/...`, `/actions/...`) and incoming-webhook URLs are bearer
+ * links: whoever holds one can post in the channel as the app (a response_url up to 5 times in 30 minutes).
+ * The bot never logs one on purpose, but a failed fetch carries its URL in the error's cause ("error sending
+ * request for url (https://hooks.slack.com/commands/...)"). The host and kind stay readable, the rest goes.
+ */
+const SLACK_HOOK_URL =
+  /(hooks\.slack(?:-gov)?\.com\/(?:commands|actions|app|services|workflows|triggers)\/)[^\s"'<>)\]]+/g;
+
+/** `text` with the secret part of every Slack hook URL replaced by `[redacted]`. */
+export function maskSlackHookUrls(text: string): string {
+  return text.includes("hooks.slack") ? text.replace(SLACK_HOOK_URL, "$1[redacted]") : text;
+}
+
 export class Secrets {
   #values = new Set<string>();
 
@@ -64,7 +78,7 @@ export class Secrets {
     for (const v of this.#values) {
       if (out.includes(v)) out = out.split(v).join("[redacted]");
     }
-    return maskSecretTokens(out);
+    return maskSlackHookUrls(maskSecretTokens(out));
   }
 
   /** True when `text` contains a registered secret (used by tests and as a last guard before posting). */

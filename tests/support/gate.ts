@@ -6,11 +6,22 @@
 import type { TestBot } from "./bot.ts";
 import { USERS } from "./bot.ts";
 import { waitFor } from "../../standins/wait.ts";
+import { afterResponse } from "../../core/after_response.ts";
+
+/**
+ * Waits until the audit entries of the commands answered so far are written: an instant command queues its
+ * entry after its ack (slack/bolt_app.ts), so a test that reads or rewrites the log right after the answer
+ * would race it. The bot runs in this process, so its after-response queue is this module's.
+ */
+export async function auditCaughtUp(tb: TestBot): Promise<void> {
+  await new Promise<void>((r) => afterResponse(r));
+  await tb.bot.deps.audit.settled();
+}
 
 /**
  * Sends `/bisman <text>` as `user` and waits for its final answer (the response_url reply that follows
  * the "Working on…" ack, or the ack itself for instant subcommands). Returns the text and, when the answer
- * announces a request, its id.
+ * announces a request, its id. Returns once the command's audit entry is written.
  */
 export async function ask(
   tb: TestBot,
@@ -28,6 +39,7 @@ export async function ask(
     });
     answer = reply.body as { text: string; response_type?: string };
   }
+  await auditCaughtUp(tb);
   const m = /Request #(\d+)/.exec(answer.text);
   return { text: answer.text, id: m ? Number(m[1]) : undefined, visibility: answer.response_type };
 }
