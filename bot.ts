@@ -101,6 +101,16 @@ export interface StartOptions {
   stateMetrics?: { timeoutMs?: number; cacheMs?: number };
 }
 
+/** The least time shutdown gives queued audit entries, even past its bound (main.ts allows 10 s over it). */
+const AUDIT_FLOOR_MS = 2_000;
+
+/** Resolves when `p` settles or after `ms`, whichever comes first (never rejects). */
+async function withinMs(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 /** Calls `auth.test` until it succeeds, backing off to 60 s; never throws. */
 async function verifySlackAuth(
   client: WebClient,
@@ -179,6 +189,11 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     vault ? (ref, mount) => vault.readRef(ref, { mount }) : undefined,
   );
   const audit = new AuditLog(state, secrets, now, env.signingKeys, config.audit_log.unkeyed_rows);
+  audit.onLost = (entry, error) =>
+    log.error("audit entry not written; this line is its record", {
+      error,
+      entry: { ...entry, requestId: entry.requestId === undefined ? undefined : Number(entry.requestId) },
+    });
   const deps: AppDeps = {
     config,
     env,
@@ -395,19 +410,26 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       // New requests stop first: a scheduled job stalled on its target (scheduler.stop waits up to
       // scheduler.stop_grace_seconds for it) must not keep the listener open, or Kubernetes keeps routing
       // requests to a process that is going away. The jobs' wait runs beside the requests' drain.
+      // One deadline for every wait below: waits in a row, each with the whole bound, could outlast main.ts's
+      // hard exit and Kubernetes' SIGKILL, and the summary of what was left would never be logged.
+      const deadline = Date.now() + graceMs;
+      const remaining = () => Math.max(0, deadline - Date.now());
       log.info("stopping: new requests and scheduled jobs");
       const listenerClosed = server.shutdown();
       const jobsStopped = scheduler.stop();
       await socket?.stop();
-      await listenerClosed;
-      log.info("stopping: waiting for work in flight", { grace_ms: graceMs });
+      // Deno's shutdown() also waits for requests still being received: a client that trickles its body
+      // must not hold the rest of the shutdown (their work, if any, is counted by the drain below).
+      await withinMs(listenerClosed, remaining());
+      log.info("stopping: waiting for work in flight", { grace_ms: remaining() });
       const [slackLeft, cliLeft] = await Promise.all([
-        (receiver ?? socket)?.drain(graceMs),
-        cliInbox.stop(graceMs),
+        (receiver ?? socket)?.drain(remaining()),
+        cliInbox.stop(remaining()),
         jobsStopped,
       ]);
-      // Instant commands queue their audit entry and end (slack/bolt_app.ts): their rows are written here.
-      const auditLeft = await deps.audit.settled(graceMs);
+      // Instant commands queue their audit entry and end (slack/bolt_app.ts): their rows are written here,
+      // with at least AUDIT_FLOOR_MS even when the drain took the whole bound (main.ts allows 10 s over it).
+      const auditLeft = await deps.audit.settled(Math.max(remaining(), AUDIT_FLOOR_MS));
       if (auditLeft) log.warn("stopping: audit entries still being written", { count: auditLeft });
       const left = (slackLeft ?? 0) + cliLeft + auditLeft;
       if (left) {

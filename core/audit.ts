@@ -166,6 +166,13 @@ export class AuditLog {
     private readonly unkeyedRows = 0,
   ) {}
 
+  /**
+   * Called with each entry the database did not take, before its caller hears of it. The bot logs the whole
+   * entry there (bot.ts): most callers have already answered (a command's entry is written after its ack)
+   * and can only log, so with the state database down the log line is the one record of what happened.
+   */
+  onLost?: (entry: AuditEntry & { details: Record<string, unknown> }, error: unknown) => void;
+
   /** Entries waiting for the next batch, in arrival order. */
   #queue: PendingAppend[] = [];
   #draining?: Promise<void>;
@@ -224,18 +231,25 @@ export class AuditLog {
         batch.forEach((p, i) => p.resolve(written[i]));
       } catch (err) {
         if (batch.length === 1) {
-          batch[0].reject(err);
+          this.#lost(batch[0], err);
           continue;
         }
         for (const p of batch) {
           try {
             p.resolve((await this.#write([p]))[0]);
           } catch (e) {
-            p.reject(e);
+            this.#lost(p, e);
           }
         }
       }
     }
+  }
+
+  #lost(p: PendingAppend, err: unknown): void {
+    try {
+      this.onLost?.({ ...p.entry, details: p.details }, err);
+    } catch { /* a failing log line must not keep the caller from hearing of the failure */ }
+    p.reject(err);
   }
 
   /** Writes `batch` as consecutive rows in one transaction under the append lock. */

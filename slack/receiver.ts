@@ -103,6 +103,11 @@ export class SlackEventsReceiver implements Receiver {
   async handle(raw: string, headers: Headers, received = performance.now()): Promise<Response> {
     const app = this.#app;
     if (!app) return Response.json({ error: "not_ready" }, { status: 503 });
+    // Slack's check of a slash command URL's certificate: answered with a bare 200 before anything else is
+    // read, as Bolt's receivers do (nothing in it is acted on, so there is nothing to verify or audit).
+    if (raw.includes("ssl_check=") && isSslCheck(headers.get("content-type") ?? "", raw)) {
+      return new Response(null, { status: 200 });
+    }
 
     const problem = checkSignature(
       this.opts.signingSecret,
@@ -142,12 +147,27 @@ export class SlackEventsReceiver implements Receiver {
       },
     };
     const direct = typeof body.command === "string" ? this.#commands.get(body.command) : undefined;
+    let failed = false;
     const running = (direct ? direct(body as unknown as SlashCommand, event.ack) : app.processEvent(event))
-      .catch((err) => this.opts.log.error("slack listener failed", { error: err, kind: kindOf(body) }))
+      .catch((err) => {
+        failed = true;
+        this.opts.log.error("slack listener failed", { error: err, kind: kindOf(body) });
+      })
       .finally(() => {
         this.#inFlight.delete(running);
-        // A request no listener acknowledged still gets an empty 200, so Slack does not retry it.
-        if (!ackCalled) resolve(new Response(null, { status: 200 }));
+        if (ackCalled) return;
+        // A command whose listener failed before its ack tells the asker so (an empty 200 shows nothing at
+        // all); any other request no listener acknowledged gets an empty 200, so Slack does not retry it.
+        resolve(
+          failed && typeof body.command === "string"
+            ? Response.json({
+              response_type: "ephemeral",
+              text: `bisman-ops could not handle ${
+                body.command.slice(0, 40)
+              }: an internal error, logged for the bot's operators.`,
+            })
+            : new Response(null, { status: 200 }),
+        );
       });
     this.#inFlight.add(running);
     return await acked;
@@ -167,6 +187,12 @@ export class SlackEventsReceiver implements Receiver {
     }
     return this.#inFlight.size;
   }
+}
+
+/** Whether a body is Slack's `ssl_check=1` request (form-encoded, https://api.slack.com/interactivity/slash-commands). */
+function isSslCheck(contentType: string, raw: string): boolean {
+  if (contentType.split(";")[0].trim().toLowerCase() !== "application/x-www-form-urlencoded") return false;
+  return new URLSearchParams(raw).get("ssl_check") === "1";
 }
 
 /** What kind of Slack request a body is, for metrics. */

@@ -168,3 +168,35 @@ Deno.test("SIGTERM mid-operation: the bot stops taking requests, lets the approv
     await Deno.remove(configFile).catch(() => undefined);
   }
 });
+
+Deno.test("shutdown is bounded while a client trickles a request body: the listener's wait does not hold the rest", async () => {
+  await using cluster = await startCluster({ name: "shutdown-trickle" });
+  const tb = await startTestBot(cluster, {});
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: tb.bot.port });
+  try {
+    // Headers and one chunk of a chunked body, then nothing more: the request is still being received.
+    const head =
+      `POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+      `Transfer-Encoding: chunked\r\n\r\n5\r\ntoken\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stopped = await Promise.race([
+      tb.bot.stop({ graceMs: 1_000 }),
+      new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), 10_000))),
+    ]);
+    clearTimeout(timer);
+    assert.notEqual(stopped, "hung", "stop() still waiting for the trickling request after 10 s");
+    if (stopped === "hung") return;
+    const took = Date.now() - started;
+    // The bound (1 s) plus the audit floor (2 s) at most, with room for a loaded machine; before, stop()
+    // waited for the trickling request for as long as its client kept it open.
+    assert.ok(took < 6_000, `stop() took ${took} ms`);
+    assert.equal(stopped.unfinished, 0);
+    assert.ok(tb.logs.some((l) => l.includes("stopping: the approval gate")), "the orderly end ran");
+  } finally {
+    conn.close();
+    await tb.stop();
+  }
+});

@@ -60,6 +60,18 @@ Deno.test("state database down: commands answer 'state database unavailable', no
       async () => {
         const r = await ask(tb, "status");
         assert.match(r.text, /main/);
+        // Its audit entry could not be written: the log line is its record, with who asked what.
+        const lost = await waitFor(
+          () =>
+            tb.logs.map((l) => JSON.parse(l)).find((l) =>
+              l.msg === "audit entry not written; this line is its record" &&
+              l.entry?.details?.subcommand === "status"
+            ),
+          { what: "the log line of the status command's lost audit entry" },
+        );
+        assert.equal(lost.entry.actor, USERS.alice);
+        assert.equal(lost.entry.action, "command.received");
+        assert.equal(lost.level, "error");
       },
     );
 

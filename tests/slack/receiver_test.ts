@@ -77,6 +77,34 @@ Deno.test("POST /slack/events refuses forged, stale, unsigned and altered reques
         "stale_timestamp",
       ]);
     });
+
+    await t.step(
+      "Slack's ssl_check request gets a bare 200, unsigned, and is neither refused nor run",
+      async () => {
+        const res = await fetch(tb.eventsUrl, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "ssl_check=1&token=legacy-verification-token",
+        });
+        assert.equal(res.status, 200);
+        assert.equal(await res.text(), "");
+        // The same body with ssl_check=0 is an ordinary unsigned request: refused.
+        const other = await fetch(tb.eventsUrl, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "ssl_check=0&token=legacy-verification-token",
+        });
+        assert.equal(other.status, 401);
+        await other.body?.cancel();
+        const metrics = await (await fetch(`${tb.bot.url}/metrics`)).text();
+        assert.match(
+          metrics,
+          /bisman_slack_rejected_total\{reason="missing_headers"\} 2/,
+          "only ssl_check=0",
+        );
+        assert.equal(await commandsRun(), before);
+      },
+    );
   } finally {
     await tb.stop();
   }
