@@ -175,6 +175,8 @@ export class AuditLog {
 
   /** Entries waiting for the next batch, in arrival order. */
   #queue: PendingAppend[] = [];
+  /** Entries of the batch being written now (taken off the queue, not yet committed). */
+  #writing = 0;
   #draining?: Promise<void>;
 
   /**
@@ -211,7 +213,7 @@ export class AuditLog {
       ]);
       clearTimeout(timer);
     }
-    return this.#draining ? Math.max(1, this.#queue.length) : 0;
+    return this.#draining ? this.#queue.length + this.#writing : 0;
   }
 
   #kick(): void {
@@ -226,6 +228,7 @@ export class AuditLog {
   async #drain(): Promise<void> {
     while (this.#queue.length) {
       const batch = this.#queue.splice(0, MAX_BATCH);
+      this.#writing = batch.length;
       try {
         const written = await this.#write(batch);
         batch.forEach((p, i) => p.resolve(written[i]));
@@ -241,6 +244,8 @@ export class AuditLog {
             this.#lost(p, e);
           }
         }
+      } finally {
+        this.#writing = 0;
       }
     }
   }

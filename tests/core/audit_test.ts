@@ -7,6 +7,7 @@ import { prepareGateTables, registerGateTest, runsOf } from "../support/gate_op.
 import { ask } from "../support/gate.ts";
 import { ACTIONS } from "../../views/actions.ts";
 import {
+  AUDIT_LOCK,
   AuditLog,
   type AuditRow,
   chainHash,
@@ -316,6 +317,30 @@ Deno.test("DATABASE_MIGRATION_URL: the runtime role may only SELECT and INSERT t
     });
   } finally {
     await runtime.end();
+    await tb.stop();
+  }
+});
+
+Deno.test("settled() counts the batch being written as well as the queue, and the entries all land after", async () => {
+  await using cluster = await startCluster({ name: "audit-settled" });
+  const tb = await startTestBot(cluster, {});
+  const holder = await tb.bot.deps.state.reserve();
+  try {
+    await holder`select pg_advisory_lock(${AUDIT_LOCK})`;
+    const audit = tb.bot.deps.audit;
+    // The first entry's batch is taken and waits for the lock; the next two queue behind it.
+    const appends = [1, 2, 3].map((i) =>
+      audit.append({ actor: USERS.bob, action: `test.settled${i}`, outcome: "ok" })
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await audit.settled(200), 3, "one entry being written and two queued");
+    await holder`select pg_advisory_unlock(${AUDIT_LOCK})`;
+    await Promise.all(appends);
+    assert.equal(await audit.settled(1000), 0);
+    const actions = (await audit.rows()).map((r) => r.action).filter((a) => a.startsWith("test.settled"));
+    assert.deepEqual(actions, ["test.settled1", "test.settled2", "test.settled3"]);
+  } finally {
+    holder.release();
     await tb.stop();
   }
 });
