@@ -610,6 +610,13 @@ export async function run(): Promise<void> {
         baseline ? `; Bolt ${(await rssMiB(baseline.pid)).toFixed(0)} MiB` : ""
       }`,
     );
+    // Once idle again (the idle reclaimer runs after 2 s without requests or work): what the load left.
+    await sleep(2 * SETTLE_SECONDS * 1000);
+    console.log(
+      `  (not a goal) ${2 * SETTLE_SECONDS} s later, idle: bot ${(await rssMiB(bot.pid)).toFixed(0)} MiB${
+        baseline ? `; Bolt ${(await rssMiB(baseline.pid)).toFixed(0)} MiB` : ""
+      }`,
+    );
     if (botBusy?.errors || botQuiet.errors) throw new Error("the bot answered some requests wrongly");
   } finally {
     await baseline?.stop();
