@@ -356,6 +356,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
         ms: Math.round(r.ms),
         heap_before_mib: +(r.heapBefore / 2 ** 20).toFixed(1),
         heap_after_mib: +(r.heapAfter / 2 ** 20).toFixed(1),
+        malloc_trimmed: r.trimmed,
       }),
   }).start();
   const serve = reclaimer.enabled

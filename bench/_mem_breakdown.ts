@@ -16,16 +16,11 @@ import { spawnBot, writeConfigFile } from "../tests/support/bot_process.ts";
 import { SlackStandIn } from "../standins/slack.ts";
 import { IntegrityKeys } from "../core/keys.ts";
 import { freePort } from "../standins/ports.ts";
+import { imageCmdFlags } from "./_image.ts";
 
 const MiB = 1024 * 1024;
-const imageFlags = [
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  "--allow-write=/tmp",
-  "--allow-run",
-  "--allow-sys",
-];
+// The Dockerfile CMD's permissions (its other flags come from FLAGS, so each can be measured alone).
+const imageFlags = (await imageCmdFlags()).filter((f) => f.startsWith("--allow-"));
 await using cluster = await startCluster({ name: "mem-breakdown" });
 const slack = await SlackStandIn.start({ teamId: TEAM, users: { [USERS.alice]: { name: "alice" } } });
 const stateDb = await cluster.createDatabase("state");

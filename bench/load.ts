@@ -612,6 +612,15 @@ export async function run(): Promise<void> {
     );
     // Once idle again (the idle reclaimer runs after 2 s without requests or work): what the load left.
     await sleep(2 * SETTLE_SECONDS * 1000);
+    if (Deno.env.get("HEAP_AFTER")) {
+      const m = await (await fetch(`${bot.url}/metrics`)).text();
+      console.log(
+        m.split("\n").filter((l) =>
+          /^(nodejs_heap_size|nodejs_external|nodejs_heap_space_size_total)/.test(l)
+        ).join("\n"),
+      );
+      console.log(await residentBreakdown(bot.pid));
+    }
     console.log(
       `  (not a goal) ${2 * SETTLE_SECONDS} s later, idle: bot ${(await rssMiB(bot.pid)).toFixed(0)} MiB${
         baseline ? `; Bolt ${(await rssMiB(baseline.pid)).toFixed(0)} MiB` : ""

@@ -6,13 +6,17 @@
  * (`--max-semi-space-size=1`) cost a fifth of the bot's requests a second (README, "Measured"). At idle
  * the same pages are 20-25 MiB of resident memory nobody uses: the heap stays as large as start-up or the
  * last digest made it. So, when no request has come for `idleMs` and no job or approved operation is
- * running, and the heap grew by `growthBytes` since the last time, this runs V8's "last resort" full GC
+ * running, and the heap grew by `growthBytes` (or the resident size by `rssGrowthBytes`) since the last
+ * time, this runs V8's "last resort" full GC
  * once (`gc({ flavor: "last-resort" })`, only with `--expose-gc`, which the image's CMD passes): it also
- * shrinks the young generation and unmaps the free pages. The next burst grows it again; under steady load
+ * shrinks the young generation and unmaps the free pages; then glibc's `malloc_trim(0)` gives back the free
+ * pages of malloc's heap (core/malloc_trim.ts). The next burst grows it again; under steady load
  * it never runs. Without `--expose-gc` (tests, `deno task start`) it does nothing.
  *
  * @module
  */
+
+import { mallocTrim } from "./malloc_trim.ts";
 
 /** V8's `gc()` under `--expose-gc`, with the options object of V8 >= 11. */
 type ExposedGc = (opts?: { type?: "major" | "minor"; execution?: "sync" | "async"; flavor?: string }) => void;
@@ -28,11 +32,28 @@ export interface IdleReclaimOptions {
   /** How often idleness is checked (default 500 ms). */
   tickMs?: number;
   /** Called after each reclaim, for the log. */
-  onReclaim?: (r: { ms: number; heapBefore: number; heapAfter: number }) => void;
+  onReclaim?: (r: { ms: number; heapBefore: number; heapAfter: number; trimmed?: boolean }) => void;
   /** The gc function (tests); default `globalThis.gc` when `--expose-gc` defined it. */
   gc?: ExposedGc;
   /** V8's committed heap size (tests); default `Deno.memoryUsage().heapTotal`. */
   heapTotal?: () => number;
+  /**
+   * Or when the resident size grew this much since the last reclaim (default 4 MiB): native memory (sockets,
+   * TLS, a digest's connections) grows without V8's heap growing.
+   */
+  rssGrowthBytes?: number;
+  /** The process's resident size (tests); default `Deno.memoryUsage().rss`. */
+  rss?: () => number;
+  /**
+   * `trim` runs only when the resident size grew this much since the last reclaim (default 16 MiB): after a
+   * burst it gave back 45-55 MiB, while loading it (FFI, once) costs 2-4 MiB that a quiet bot never earns back.
+   */
+  trimAfterBytes?: number;
+  /**
+   * Gives malloc's free pages back after the GC (default core/malloc_trim.ts, glibc's `malloc_trim(0)` when
+   * the process may call it); returns true when it released memory, undefined when not available.
+   */
+  trim?: () => boolean | undefined;
 }
 
 /** Counts requests (a number, so the hot path pays one increment) and reclaims at idle; see the module doc. */
@@ -46,6 +67,8 @@ export class IdleReclaimer {
   #quietSince = 0;
   /** heapTotal after the last reclaim; 0 before the first, so the first idle moment after start reclaims. */
   #baseline = 0;
+  /** The resident size after the last reclaim (at construction before the first). */
+  #rssBaseline = 0;
 
   constructor(opts: IdleReclaimOptions) {
     this.#opts = {
@@ -53,9 +76,15 @@ export class IdleReclaimer {
       growthBytes: 2 * 1024 * 1024,
       tickMs: 500,
       heapTotal: () => Deno.memoryUsage().heapTotal,
+      rssGrowthBytes: 4 * 1024 * 1024,
+      rss: () => Deno.memoryUsage().rss,
+      trimAfterBytes: 16 * 1024 * 1024,
+      trim: mallocTrim,
       ...opts,
     };
     this.#gc = opts.gc ?? (globalThis as { gc?: ExposedGc }).gc;
+    // Growth counts from here: start-up itself is not a burst to trim after.
+    this.#rssBaseline = this.#opts.rss();
   }
 
   /** Whether reclaiming is possible here (`--expose-gc` given, or a gc passed in). */
@@ -86,12 +115,19 @@ export class IdleReclaimer {
     }
     if (now - this.#quietSince < this.#opts.idleMs) return false;
     const before = this.#opts.heapTotal();
-    if (before - this.#baseline < this.#opts.growthBytes) return false;
+    const rss = this.#opts.rss();
+    if (
+      before - this.#baseline < this.#opts.growthBytes &&
+      rss - this.#rssBaseline < this.#opts.rssGrowthBytes
+    ) return false;
     const t = performance.now();
     this.#gc({ type: "major", execution: "sync", flavor: "last-resort" });
+    // After the GC, which frees the native memory its dead objects held (sockets' buffers among them).
+    const trimmed = rss - this.#rssBaseline >= this.#opts.trimAfterBytes ? this.#opts.trim() : undefined;
     const after = this.#opts.heapTotal();
     this.#baseline = after;
-    this.#opts.onReclaim?.({ ms: performance.now() - t, heapBefore: before, heapAfter: after });
+    this.#rssBaseline = this.#opts.rss();
+    this.#opts.onReclaim?.({ ms: performance.now() - t, heapBefore: before, heapAfter: after, trimmed });
     return true;
   }
 }

@@ -7,6 +7,7 @@ const MiB = 1024 * 1024;
 function fixture(opts: { busy?: () => boolean } = {}) {
   const calls: unknown[] = [];
   let heap = 40 * MiB;
+  let rss = 90 * MiB;
   const r = new IdleReclaimer({
     busy: opts.busy ?? (() => false),
     idleMs: 2000,
@@ -16,8 +17,15 @@ function fixture(opts: { busy?: () => boolean } = {}) {
       heap = 28 * MiB;
     },
     heapTotal: () => heap,
+    rssGrowthBytes: 4 * MiB,
+    rss: () => rss,
+    trimAfterBytes: 16 * MiB,
+    trim: () => {
+      calls.push("trim");
+      return true;
+    },
   });
-  return { r, calls, grow: (b: number) => (heap += b) };
+  return { r, calls, grow: (b: number) => (heap += b), growNative: (b: number) => (rss += b) };
 }
 
 Deno.test("reclaims once after idleMs without requests, with the last-resort flavor", () => {
@@ -25,6 +33,7 @@ Deno.test("reclaims once after idleMs without requests, with the last-resort fla
   assert.equal(r.tick(0), false); // first look: the quiet period starts
   assert.equal(r.tick(1000), false);
   assert.equal(r.tick(2000), true);
+  // The GC only: a quiet start is no burst, and loading the trim (FFI) would cost more than it gives.
   assert.deepEqual(calls, [{ type: "major", execution: "sync", flavor: "last-resort" }]);
   // The heap did not grow since: no second GC however long it stays idle.
   assert.equal(r.tick(10_000), false);
@@ -65,4 +74,19 @@ Deno.test("without --expose-gc it is disabled and start() sets no timer", () => 
   assert.equal(r.tick(0), false);
   assert.equal(r.tick(60_000), false);
   r.stop();
+});
+
+Deno.test("native memory growing alone (resident size, not V8's heap) gets a reclaim; after a burst's growth, a trim too", () => {
+  const gc = { type: "major", execution: "sync", flavor: "last-resort" };
+  const { r, calls, growNative } = fixture();
+  assert.equal(r.tick(0), false);
+  assert.equal(r.tick(2000), true); // the first idle moment after start
+  growNative(3 * MiB);
+  assert.equal(r.tick(10_000), false, "grew less than rssGrowthBytes");
+  growNative(2 * MiB);
+  assert.equal(r.tick(10_500), true);
+  assert.deepEqual(calls, [gc, gc], "5 MiB is not a burst: no trim");
+  growNative(40 * MiB);
+  assert.equal(r.tick(20_000), true);
+  assert.deepEqual(calls, [gc, gc, gc, "trim"], "after 40 MiB of growth the GC is followed by a trim");
 });

@@ -350,6 +350,13 @@ Deno.test("Dockerfile runs as the Deployment's non-root user, without tests or d
   assert.match(cmd, /--cached-only/, "nothing is fetched at run time");
   assert.match(cmd, /main\.ts/);
   assert.doesNotMatch(cmd, /"-A"|--allow-all/, "the image grants named permissions, not -A");
+  // FFI only for glibc's own file (core/malloc_trim.ts), never for any library.
+  const ffi = /"--allow-ffi(=[^"]*)?"/.exec(cmd);
+  assert.ok(ffi?.[1], "FFI is granted for named files only");
+  assert.deepEqual(ffi[1].slice(1).split(",").map((p) => p.replace(/^\/lib\/[a-z0-9_]+-linux-gnu\//, "")), [
+    "libc.so.6",
+    "libc.so.6",
+  ]);
   const docs = await allDocuments();
   const deployment = docs.find((d) => d.doc.kind === "Deployment")!.doc;
   const port = deployment.spec.template.spec.containers[0].ports[0].containerPort;
