@@ -19,6 +19,7 @@ import type { AppDeps } from "./core/deps.ts";
 import { SlackEventsReceiver } from "./slack/receiver.ts";
 import type { SocketModeEventsReceiver } from "./slack/socket_mode.ts";
 import { setStateDatabase } from "./core/errors.ts";
+import { within } from "./core/within.ts";
 import { type BoltApp, boltLogger, type BoltRegistration, createBoltApp } from "./slack/bolt_app.ts";
 import { createHttpHandler, type RouteRegistration } from "./http/app.ts";
 import { readServerStatus } from "./ops/server_status.ts";
@@ -103,13 +104,6 @@ export interface StartOptions {
 
 /** The least time shutdown gives queued audit entries, even past its bound (main.ts allows 10 s over it). */
 const AUDIT_FLOOR_MS = 2_000;
-
-/** Resolves when `p` settles or after `ms`, whichever comes first (never rejects). */
-async function withinMs(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
-}
 
 /** Calls `auth.test` until it succeeds, backing off to 60 s; never throws. */
 async function verifySlackAuth(
@@ -421,7 +415,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       await socket?.stop();
       // Deno's shutdown() also waits for requests still being received: a client that trickles its body
       // must not hold the rest of the shutdown (their work, if any, is counted by the drain below).
-      await withinMs(listenerClosed, remaining());
+      await within(listenerClosed, remaining());
       log.info("stopping: waiting for work in flight", { grace_ms: remaining() });
       const [slackLeft, cliLeft] = await Promise.all([
         (receiver ?? socket)?.drain(remaining()),

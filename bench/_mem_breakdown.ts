@@ -17,6 +17,7 @@ import { SlackStandIn } from "../standins/slack.ts";
 import { IntegrityKeys } from "../core/keys.ts";
 import { freePort } from "../standins/ports.ts";
 import { imageCmdFlags } from "./_image.ts";
+import { formatGroups, smapsByMapping } from "./_smaps.ts";
 
 const MiB = 1024 * 1024;
 // The Dockerfile CMD's permissions (its other flags come from FLAGS, so each can be measured alone).
@@ -101,41 +102,11 @@ for (const l of bot.stderr.filter((l) => l.includes("reclaimed"))) console.log(l
 // smaps: grouped by what the mapping is.
 console.log("== smaps_rollup");
 console.log(await Deno.readTextFile(`/proc/${bot.pid}/smaps_rollup`));
-const smaps = await Deno.readTextFile(`/proc/${bot.pid}/smaps`);
-const groups = new Map<string, { rss: number; anon: number; n: number }>();
-const big: { name: string; rss: number; size: number }[] = [];
-let cur = "";
-let size = 0;
-for (const line of smaps.split("\n")) {
-  const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
-  if (head) {
-    const path = head[2].trim();
-    cur = path === "" ? `[anon ${head[1]}]` : path.startsWith("/") ? path.replace(/.*\//, "file:") : path;
-    continue;
-  }
-  const m = /^(Size|Rss|Anonymous):\s+(\d+) kB/.exec(line);
-  if (!m) continue;
-  const kb = Number(m[2]) * 1024;
-  if (m[1] === "Size") size = kb;
-  const g = groups.get(cur) ?? { rss: 0, anon: 0, n: 0 };
-  if (m[1] === "Rss") {
-    g.rss += kb;
-    g.n++;
-    if (kb > 2 * MiB) big.push({ name: cur, rss: kb, size });
-  }
-  if (m[1] === "Anonymous") g.anon += kb;
-  groups.set(cur, g);
-}
+const { groups, big } = await smapsByMapping(bot.pid);
 console.log("== smaps by mapping (RSS MiB, anonymous MiB, mappings)");
-for (const [k, v] of [...groups].sort((a, b) => b[1].rss - a[1].rss).slice(0, 15)) {
-  console.log(
-    `${(v.rss / MiB).toFixed(1).padStart(7)} ${(v.anon / MiB).toFixed(1).padStart(7)} ${
-      String(v.n).padStart(5)
-    }  ${k}`,
-  );
-}
+console.log(formatGroups(groups));
 console.log("== single mappings over 2 MiB resident (RSS MiB / size MiB)");
-for (const b of big.sort((a, b) => b.rss - a.rss)) {
+for (const b of big) {
   console.log(
     `${(b.rss / MiB).toFixed(1).padStart(7)} / ${(b.size / MiB).toFixed(1).padStart(7)}  ${b.name}`,
   );

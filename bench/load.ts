@@ -25,7 +25,8 @@
  *   resident after start and after the digest.
  *
  *   deno task bench load        (ROUNDS=3 ROUND_SECONDS=5 CONCURRENCY=50 ROWS_SCALE=1 SETTLE_SECONDS=5;
- *                                MEMORY_ONLY=1: resident memory by mapping after start and digest, no load)
+ *                                MEMORY_ONLY=1: resident memory by mapping after start and digest, no load;
+ *                                HEAP_AFTER=1: the heap and mappings once idle after the load)
  */
 
 import { createHmac } from "node:crypto";
@@ -41,6 +42,7 @@ import { percentile } from "./_stats.ts";
 import { httpRequest, loadFor, type RawResponse } from "./_http_load.ts";
 import { imageCmdFlags, imageMallocEnv } from "./_image.ts";
 import { botEnv } from "./_bot.ts";
+import { formatGroups, smapsByMapping } from "./_smaps.ts";
 
 const CONCURRENCY = Number(Deno.env.get("CONCURRENCY") ?? "50");
 const ROUNDS = Number(Deno.env.get("ROUNDS") ?? "3");
@@ -185,35 +187,17 @@ async function rssMiB(pid: number): Promise<number> {
   return kb / 1024;
 }
 
-/**
- * Resident memory of a process by kind of mapping (/proc/<pid>/smaps): the deno binary's own pages, other
- * files, the malloc heap and anonymous mappings (V8's heap spaces and glibc's thread arenas), largest first.
- */
+/** Resident memory by mapping (bench/_smaps.ts), the largest eight, with a header line. */
 async function residentBreakdown(pid: number): Promise<string> {
-  const smaps = await Deno.readTextFile(`/proc/${pid}/smaps`);
-  const kinds = new Map<string, { kb: number; n: number }>();
-  let kind = "";
-  for (const line of smaps.split("\n")) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (head) {
-      const name = head[1].trim();
-      kind = !name
-        ? "anonymous"
-        : name.startsWith("/")
-        ? (name.includes("deno") ? "deno binary" : "other files")
-        : name;
-      continue;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss && Number(rss[1]) > 0) {
-      const k = kinds.get(kind) ?? { kb: 0, n: 0 };
-      k.kb += Number(rss[1]);
-      k.n++;
-      kinds.set(kind, k);
-    }
-  }
-  return [...kinds].sort((a, b) => b[1].kb - a[1].kb).map(([k, v]) =>
-    `  ${k}: ${(v.kb / 1024).toFixed(1)} MiB in ${v.n} mappings`
+  return `  (RSS MiB, anonymous MiB, mappings)\n${formatGroups((await smapsByMapping(pid)).groups, 8)}`;
+}
+
+/** The bot's V8 heap figures from its /metrics (`nodejs_heap_size…`, `nodejs_external…`, per space). */
+async function heapFigures(url: string): Promise<string> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return text.split("\n").filter((l) =>
+    /^(nodejs_heap_size|nodejs_external|process_resident)/.test(l) ||
+    /^nodejs_heap_space_size_total_bytes.* [1-9]/.test(l)
   ).join("\n");
 }
 
@@ -446,11 +430,7 @@ export async function run(): Promise<void> {
         `resident after start ${rssStart.toFixed(1)} MiB, after the digest ${rssDigest.toFixed(1)} MiB`,
       );
       console.log(`after start:\n${startBreakdown}\nafter the digest:\n${await residentBreakdown(bot.pid)}`);
-      const metrics = await (await fetch(`${bot.url}/metrics`)).text();
-      console.log(
-        metrics.split("\n").filter((l) => /^(nodejs_heap_size|nodejs_external|process_resident)/.test(l))
-          .join("\n"),
-      );
+      console.log(await heapFigures(bot.url));
       // Prometheus scrapes every 15-60 s in production: the resident memory once a few scrapes settled.
       for (let i = 0; i < 3; i++) {
         await sleep(SETTLE_SECONDS * 1000);
@@ -613,12 +593,7 @@ export async function run(): Promise<void> {
     // Once idle again (the idle reclaimer runs after 2 s without requests or work): what the load left.
     await sleep(2 * SETTLE_SECONDS * 1000);
     if (Deno.env.get("HEAP_AFTER")) {
-      const m = await (await fetch(`${bot.url}/metrics`)).text();
-      console.log(
-        m.split("\n").filter((l) =>
-          /^(nodejs_heap_size|nodejs_external|nodejs_heap_space_size_total)/.test(l)
-        ).join("\n"),
-      );
+      console.log(await heapFigures(bot.url));
       console.log(await residentBreakdown(bot.pid));
     }
     console.log(

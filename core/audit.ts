@@ -19,6 +19,7 @@ import type { Sql } from "postgres";
 import type { Secrets } from "./log.ts";
 import { transaction } from "./pg_tx.ts";
 import type { IntegrityKeys } from "./keys.ts";
+import { within } from "./within.ts";
 
 /** Advisory lock key for appends: constant across replicas. */
 /** The advisory lock appends take (exported for tests that hold it). */
@@ -205,14 +206,7 @@ export class AuditLog {
    */
   async settled(timeoutMs = 10_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
-    while (this.#draining && Date.now() < deadline) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.#draining,
-        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
-    }
+    while (this.#draining && Date.now() < deadline) await within(this.#draining, deadline - Date.now());
     return this.#draining ? this.#queue.length + this.#writing : 0;
   }
 

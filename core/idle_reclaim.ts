@@ -7,11 +7,11 @@
  * the same pages are 20-25 MiB of resident memory nobody uses: the heap stays as large as start-up or the
  * last digest made it. So, when no request has come for `idleMs` and no job or approved operation is
  * running, and the heap grew by `growthBytes` (or the resident size by `rssGrowthBytes`) since the last
- * time, this runs V8's "last resort" full GC
- * once (`gc({ flavor: "last-resort" })`, only with `--expose-gc`, which the image's CMD passes): it also
- * shrinks the young generation and unmaps the free pages; then glibc's `malloc_trim(0)` gives back the free
- * pages of malloc's heap (core/malloc_trim.ts). The next burst grows it again; under steady load
- * it never runs. Without `--expose-gc` (tests, `deno task start`) it does nothing.
+ * time, this runs V8's "last resort" full GC once (`gc({ flavor: "last-resort" })`, only with `--expose-gc`,
+ * which the image's CMD passes): it also shrinks the young generation and unmaps the free pages; after a
+ * burst (`trimAfterBytes`), glibc's `malloc_trim(0)` then gives back the free pages of malloc's heap
+ * (core/malloc_trim.ts). The next burst grows it again; under steady load it never runs. Without
+ * `--expose-gc` (tests, `deno task start`) it does nothing.
  *
  * @module
  */
@@ -35,15 +35,16 @@ export interface IdleReclaimOptions {
   onReclaim?: (r: { ms: number; heapBefore: number; heapAfter: number; trimmed?: boolean }) => void;
   /** The gc function (tests); default `globalThis.gc` when `--expose-gc` defined it. */
   gc?: ExposedGc;
-  /** V8's committed heap size (tests); default `Deno.memoryUsage().heapTotal`. */
-  heapTotal?: () => number;
+  /**
+   * V8's committed heap size and the process's resident size, in one reading (tests); default
+   * `Deno.memoryUsage()`.
+   */
+  memory?: () => { heapTotal: number; rss: number };
   /**
    * Or when the resident size grew this much since the last reclaim (default 4 MiB): native memory (sockets,
    * TLS, a digest's connections) grows without V8's heap growing.
    */
   rssGrowthBytes?: number;
-  /** The process's resident size (tests); default `Deno.memoryUsage().rss`. */
-  rss?: () => number;
   /**
    * `trim` runs only when the resident size grew this much since the last reclaim (default 16 MiB): after a
    * burst it gave back 45-55 MiB, while loading it (FFI, once) costs 2-4 MiB that a quiet bot never earns back.
@@ -75,16 +76,15 @@ export class IdleReclaimer {
       idleMs: 2000,
       growthBytes: 2 * 1024 * 1024,
       tickMs: 500,
-      heapTotal: () => Deno.memoryUsage().heapTotal,
+      memory: () => Deno.memoryUsage(),
       rssGrowthBytes: 4 * 1024 * 1024,
-      rss: () => Deno.memoryUsage().rss,
       trimAfterBytes: 16 * 1024 * 1024,
       trim: mallocTrim,
       ...opts,
     };
     this.#gc = opts.gc ?? (globalThis as { gc?: ExposedGc }).gc;
     // Growth counts from here: start-up itself is not a burst to trim after.
-    this.#rssBaseline = this.#opts.rss();
+    this.#rssBaseline = this.#opts.memory().rss;
   }
 
   /** Whether reclaiming is possible here (`--expose-gc` given, or a gc passed in). */
@@ -114,8 +114,7 @@ export class IdleReclaimer {
       return false;
     }
     if (now - this.#quietSince < this.#opts.idleMs) return false;
-    const before = this.#opts.heapTotal();
-    const rss = this.#opts.rss();
+    const { heapTotal: before, rss } = this.#opts.memory();
     if (
       before - this.#baseline < this.#opts.growthBytes &&
       rss - this.#rssBaseline < this.#opts.rssGrowthBytes
@@ -124,9 +123,9 @@ export class IdleReclaimer {
     this.#gc({ type: "major", execution: "sync", flavor: "last-resort" });
     // After the GC, which frees the native memory its dead objects held (sockets' buffers among them).
     const trimmed = rss - this.#rssBaseline >= this.#opts.trimAfterBytes ? this.#opts.trim() : undefined;
-    const after = this.#opts.heapTotal();
+    const { heapTotal: after, rss: rssAfter } = this.#opts.memory();
     this.#baseline = after;
-    this.#rssBaseline = this.#opts.rss();
+    this.#rssBaseline = rssAfter;
     this.#opts.onReclaim?.({ ms: performance.now() - t, heapBefore: before, heapAfter: after, trimmed });
     return true;
   }

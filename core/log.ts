@@ -37,13 +37,6 @@ export function newRequestId(): string {
 }
 
 /**
- * Values that must never be written anywhere. Shared by the logger and the audit log.
- *
- * Each secret is also remembered as JSON writes it: a secret with a quote, a backslash or a control
- * character appears escaped (`pa\"ss`) in a serialised line, and a scrub that looks only for the raw value
- * after serialisation would miss it. The logger scrubs every string before serialising as well.
- */
-/**
  * Slack's response_urls (`hooks.slack.com/commands/...`, `/actions/...`) and incoming-webhook URLs are bearer
  * links: whoever holds one can post in the channel as the app (a response_url up to 5 times in 30 minutes).
  * The bot never logs one on purpose, but a failed fetch carries its URL in the error's cause ("error sending
@@ -57,6 +50,13 @@ export function maskSlackHookUrls(text: string): string {
   return text.includes("hooks.slack") ? text.replace(SLACK_HOOK_URL, "$1[redacted]") : text;
 }
 
+/**
+ * Values that must never be written anywhere. Shared by the logger and the audit log.
+ *
+ * Each secret is also remembered as JSON writes it: a secret with a quote, a backslash or a control
+ * character appears escaped (`pa\"ss`) in a serialised line, and a scrub that looks only for the raw value
+ * after serialisation would miss it. The logger scrubs every string before serialising as well.
+ */
 export class Secrets {
   #values = new Set<string>();
 

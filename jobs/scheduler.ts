@@ -46,6 +46,7 @@ import type {
 import { renderJobFailed, renderJobInterrupted, renderJobRecovered } from "../views/jobs.ts";
 import { slackMessage } from "../views/blocks.ts";
 import { own } from "../core/lookup.ts";
+import { within } from "../core/within.ts";
 
 /** Options of one scheduler; tests pass their own jobs. */
 export interface SchedulerOptions {
@@ -246,12 +247,10 @@ export class Scheduler implements JobService {
     clearInterval(this.#metricsTimer);
     this.#stopping.abort();
     if (!this.#inflight.size) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
+    await within(
       Promise.allSettled([...this.#inflight.values()].map((r) => r.done)),
-      new Promise((r) => timer = setTimeout(r, this.#deps.config.scheduler.stop_grace_seconds * 1000)),
-    ]);
-    clearTimeout(timer);
+      this.#deps.config.scheduler.stop_grace_seconds * 1000,
+    );
     const left = [...this.#inflight.keys()];
     if (left.length) {
       this.#deps.log.warn("stopping with jobs still running; recording them as interrupted", { runs: left });

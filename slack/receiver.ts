@@ -15,6 +15,7 @@ import { checkSignature } from "./verify.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RefusalBudget, type RefusalSink } from "../core/refusal_budget.ts";
+import { within } from "../core/within.ts";
 
 /** Largest body accepted; Slack's biggest payloads (block actions carrying a full message) are far smaller. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -147,27 +148,24 @@ export class SlackEventsReceiver implements Receiver {
       },
     };
     const direct = typeof body.command === "string" ? this.#commands.get(body.command) : undefined;
-    let failed = false;
     const running = (direct ? direct(body as unknown as SlashCommand, event.ack) : app.processEvent(event))
       .catch((err) => {
-        failed = true;
         this.opts.log.error("slack listener failed", { error: err, kind: kindOf(body) });
+        // A command whose listener failed before its ack tells the asker so: an empty 200 shows nothing.
+        if (!ackCalled && typeof body.command === "string") {
+          resolve(Response.json({
+            response_type: "ephemeral",
+            text: `bisman-ops could not handle ${
+              body.command.slice(0, 40)
+            }: an internal error, logged for the bot's operators.`,
+          }));
+        }
       })
       .finally(() => {
         this.#inFlight.delete(running);
-        if (ackCalled) return;
-        // A command whose listener failed before its ack tells the asker so (an empty 200 shows nothing at
-        // all); any other request no listener acknowledged gets an empty 200, so Slack does not retry it.
-        resolve(
-          failed && typeof body.command === "string"
-            ? Response.json({
-              response_type: "ephemeral",
-              text: `bisman-ops could not handle ${
-                body.command.slice(0, 40)
-              }: an internal error, logged for the bot's operators.`,
-            })
-            : new Response(null, { status: 200 }),
-        );
+        // A request no listener acknowledged still gets an empty 200, so Slack does not retry it (a resolve
+        // after the first is ignored).
+        if (!ackCalled) resolve(new Response(null, { status: 200 }));
       });
     this.#inFlight.add(running);
     return await acked;
@@ -178,21 +176,21 @@ export class SlackEventsReceiver implements Receiver {
     this.#refusals.flush();
     const deadline = Date.now() + timeoutMs;
     while (this.#inFlight.size && Date.now() < deadline) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#inFlight]),
-        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
+      await within(Promise.allSettled([...this.#inFlight]), deadline - Date.now());
     }
     return this.#inFlight.size;
   }
 }
 
+/** A Content-Type's media type, without parameters, lower-case. */
+function mediaType(contentType: string): string {
+  return contentType.split(";")[0].trim().toLowerCase();
+}
+
 /** Whether a body is Slack's `ssl_check=1` request (form-encoded, https://api.slack.com/interactivity/slash-commands). */
 function isSslCheck(contentType: string, raw: string): boolean {
-  if (contentType.split(";")[0].trim().toLowerCase() !== "application/x-www-form-urlencoded") return false;
-  return new URLSearchParams(raw).get("ssl_check") === "1";
+  return mediaType(contentType) === "application/x-www-form-urlencoded" &&
+    new URLSearchParams(raw).get("ssl_check") === "1";
 }
 
 /** What kind of Slack request a body is, for metrics. */
@@ -207,7 +205,7 @@ export function parseSlackBody(
   contentType: string,
   raw: string,
 ): Record<string, unknown> | undefined | "unsupported" {
-  const type = contentType.split(";")[0].trim().toLowerCase();
+  const type = mediaType(contentType);
   try {
     if (type === "application/x-www-form-urlencoded") {
       const params = new URLSearchParams(raw);

@@ -20,6 +20,7 @@ import { LogLevel, SocketModeClient } from "@slack/socket-mode";
 import type { App, Receiver, ReceiverEvent } from "@slack/bolt";
 import { type Logger, withLogContext } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { within } from "../core/within.ts";
 
 /** How long an envelope id is remembered to recognise a redelivery (Slack retries within minutes). */
 const SEEN_TTL_MS = 15 * 60_000;
@@ -196,14 +197,12 @@ export class SocketModeEventsReceiver implements Receiver {
     while (this.#unacked.size && this.#connected && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
+    await within(
       this.#client.disconnect().catch((err) =>
         this.#opts.log.warn("socket mode disconnect failed", { error: err })
       ),
-      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
-    ]);
-    clearTimeout(timer);
+      timeoutMs,
+    );
     await this.#loop;
   }
 
@@ -211,12 +210,7 @@ export class SocketModeEventsReceiver implements Receiver {
   async drain(timeoutMs = 10_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     while (this.#inFlight.size && Date.now() < deadline) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#inFlight]),
-        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
+      await within(Promise.allSettled([...this.#inFlight]), deadline - Date.now());
     }
     return this.#inFlight.size;
   }

@@ -16,9 +16,8 @@ function fixture(opts: { busy?: () => boolean } = {}) {
       calls.push(o);
       heap = 28 * MiB;
     },
-    heapTotal: () => heap,
+    memory: () => ({ heapTotal: heap, rss }),
     rssGrowthBytes: 4 * MiB,
-    rss: () => rss,
     trimAfterBytes: 16 * MiB,
     trim: () => {
       calls.push("trim");
