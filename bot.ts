@@ -403,15 +403,16 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       reclaimer.stop();
       // One line per phase: a shutdown that overruns its bound shows where it waited.
       // New requests stop first: a scheduled job stalled on its target (scheduler.stop waits up to
-      // scheduler.stop_grace_seconds for it) must not keep the listener open, or Kubernetes keeps routing
-      // requests to a process that is going away. The jobs' wait runs beside the requests' drain.
+      // scheduler.stop_grace_seconds for it, or the bound below if shorter) must not keep the listener open,
+      // or Kubernetes keeps routing requests to a process that is going away. The jobs' wait runs beside the
+      // requests' drain.
       // One deadline for every wait below: waits in a row, each with the whole bound, could outlast main.ts's
       // hard exit and Kubernetes' SIGKILL, and the summary of what was left would never be logged.
       const deadline = Date.now() + graceMs;
       const remaining = () => Math.max(0, deadline - Date.now());
       log.info("stopping: new requests and scheduled jobs");
       const listenerClosed = server.shutdown();
-      const jobsStopped = scheduler.stop();
+      const jobsStopped = scheduler.stop(graceMs);
       await socket?.stop();
       // Deno's shutdown() also waits for requests still being received: a client that trickles its body
       // must not hold the rest of the shutdown (their work, if any, is counted by the drain below).

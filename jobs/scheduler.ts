@@ -239,9 +239,10 @@ export class Scheduler implements JobService {
 
   /**
    * Stops scheduling, tells running jobs to stop (their `signal`), waits `scheduler.stop_grace_seconds`
-   * for them, and records those still going as interrupted so the next slot need not wait for a lease.
+   * for them (or `boundMs`, when the caller's own bound is shorter), and records those still going as
+   * interrupted so the next slot need not wait for a lease.
    */
-  async stop(): Promise<void> {
+  async stop(boundMs = Infinity): Promise<void> {
     for (const c of this.#crons.values()) c.stop();
     this.#crons.clear();
     clearInterval(this.#metricsTimer);
@@ -249,7 +250,7 @@ export class Scheduler implements JobService {
     if (!this.#inflight.size) return;
     await within(
       Promise.allSettled([...this.#inflight.values()].map((r) => r.done)),
-      this.#deps.config.scheduler.stop_grace_seconds * 1000,
+      Math.min(this.#deps.config.scheduler.stop_grace_seconds * 1000, boundMs),
     );
     const left = [...this.#inflight.keys()];
     if (left.length) {

@@ -237,6 +237,43 @@ Deno.test("scheduler: stop() lets a running job end and records it interrupted, 
   }
 });
 
+Deno.test("scheduler: a job that ignores its stop signal holds the bot's stop() no longer than the shutdown bound", async () => {
+  const cluster = await sharedCluster();
+  let started = 0;
+  let release: () => void = () => {};
+  // Stalled like a query on a pooled connection to a target that stopped answering: the signal is not heard.
+  const deaf: JobDefinition = {
+    name: "deaf",
+    summary: "waits until released, whatever the signal says",
+    defaultCron: EVERY_SECOND,
+    destructive: false,
+    run: () => {
+      started++;
+      return new Promise((r) => (release = () => r({ summary: "released" })));
+    },
+  };
+  // scheduler.stop_grace_seconds keeps its default of 10 s; the bot's bound is 1 s.
+  const tb = await startTestBot(cluster, { start: { jobs: [deaf] } });
+  try {
+    await waitFor(() => started === 1, { what: "the deaf job to start" });
+    const t0 = performance.now();
+    const { unfinished } = await tb.bot.stop({ graceMs: 1_000 });
+    const took = performance.now() - t0;
+    // The bound (1 s) and the audit floor (2 s) at most, with room for a loaded machine; before, the jobs'
+    // wait ran its own 10 s whatever the bound.
+    assert.ok(took < 6_000, `stop() took ${Math.round(took)} ms`);
+    assert.equal(unfinished, 0, "a job left running is not a request's work");
+    // (The state pool is closed by now: the scheduler's line says the run was recorded interrupted.)
+    assert.ok(
+      tb.logs.some((l) => l.includes("recording them as interrupted")),
+      "the run still going is recorded interrupted",
+    );
+  } finally {
+    release();
+    await tb.stop();
+  }
+});
+
 Deno.test("run_store claimSlot(): one claim per slot, skips while another run is alive, takes over a lapsed lease", async (t) => {
   const cluster = await sharedCluster();
   const state = connectState(cluster.primary.url({ database: await cluster.createDatabase("claims") }), {
