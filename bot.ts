@@ -94,6 +94,8 @@ export interface StartOptions {
   instanceId?: string;
   /** How often the CLI's inbox is swept for commands a lost notification missed (ms, default 3 s). */
   cliSweepIntervalMs?: number;
+  /** How long a Slack request's body may take to arrive (ms, default 10 s); tests shorten it. */
+  slackBodyDeadlineMs?: number;
   /** Slack Web API request timeout (ms, default 10 s): an unanswered call is retried, never waited on forever. */
   slackTimeoutMs?: number;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
@@ -298,6 +300,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     metrics,
     log,
     routes: [alertmanagerRoute(alerts, deps), ...(opts.routes ?? [])],
+    slackBodyDeadlineMs: opts.slackBodyDeadlineMs,
     readiness: {
       stateReachable: () => stateReachable(state),
       slackReady: () => slackReady,

@@ -71,7 +71,15 @@ export interface HttpOptions {
   metrics: Metrics;
   log: Logger;
   routes?: RouteRegistration[];
+  /** How long a Slack request's body may take to arrive (ms, default {@link SLACK_BODY_DEADLINE_MS}). */
+  slackBodyDeadlineMs?: number;
 }
+
+/**
+ * A Slack request's body arrives at once (Slack sends a few hundred bytes and gives up on its own answer after
+ * 3 seconds); a client still sending after this long is holding a connection, not delivering an event.
+ */
+export const SLACK_BODY_DEADLINE_MS = 10_000;
 
 /**
  * Counts and logs a request once its response is on its way: the request's line and counter need not hold
@@ -140,10 +148,10 @@ async function slackDelivery(
   let res: Response;
   try {
     res = await withLogContext({ request_id: requestId }, async () => {
-      const raw = await boundedText(req, MAX_BODY_BYTES);
-      return raw === undefined
-        ? receiver.refuseTooLarge(req.headers.get("content-length"))
-        : await receiver.handle(raw, req.headers, started);
+      const raw = await boundedText(req, MAX_BODY_BYTES, opts.slackBodyDeadlineMs ?? SLACK_BODY_DEADLINE_MS);
+      if (raw === TOO_LARGE) return receiver.refuseTooLarge(req.headers.get("content-length"));
+      if (raw === TOO_SLOW) return receiver.refuseTooSlow();
+      return await receiver.handle(raw, req.headers, started);
     });
   } catch (err) {
     opts.log.error("unhandled HTTP error", { error: err, path: SLACK_EVENTS_PATH, request_id: requestId });
@@ -154,37 +162,66 @@ async function slackDelivery(
   return res;
 }
 
+const TOO_LARGE = Symbol("too large");
+const TOO_SLOW = Symbol("too slow");
+
 /**
- * The body as text, or undefined once it is longer than `max` bytes: a declared length is judged before
- * anything is read; a chunked body is counted as it streams in and abandoned at the limit (as Hono's
- * `bodyLimit` does), so an oversized body is never buffered whole.
+ * The body as text, or {@link TOO_LARGE} once it is longer than `max` bytes (a declared length is judged
+ * before anything is read; a chunked body is counted as it streams in and abandoned at the limit, as Hono's
+ * `bodyLimit` does, so an oversized body is never buffered whole), or {@link TOO_SLOW} when it has not all
+ * arrived within `deadlineMs`: the read is cancelled then, so a client trickling bytes holds no handler.
  */
-async function boundedText(req: Request, max: number): Promise<string | undefined> {
+async function boundedText(
+  req: Request,
+  max: number,
+  deadlineMs: number,
+): Promise<string | typeof TOO_LARGE | typeof TOO_SLOW> {
   if (!req.body) return "";
   const length = req.headers.get("content-length");
-  if (length !== null && !req.headers.has("transfer-encoding")) {
-    return Number.parseInt(length, 10) > max ? undefined : await req.text();
+  if (length !== null && !req.headers.has("transfer-encoding") && Number.parseInt(length, 10) > max) {
+    return TOO_LARGE;
   }
   const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > max) {
-      reader.cancel().catch(() => undefined);
-      return undefined;
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    reader.cancel().catch(() => undefined);
+  }, deadlineMs);
+  try {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      // A cancelled read ends as `done`: `late` tells it from the body's real end.
+      const { done, value } = await reader.read();
+      if (late) return TOO_SLOW;
+      if (done) break;
+      size += value.length;
+      if (size > max) {
+        reader.cancel().catch(() => undefined);
+        return TOO_LARGE;
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
+    return decodeChunks(chunks, size);
+  } catch (err) {
+    if (late) return TOO_SLOW;
+    throw err;
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+/** The UTF-8 text of a body's chunks (most Slack bodies are one chunk: no copy then). */
+function decodeChunks(chunks: Uint8Array[], size: number): string {
+  const decoder = new TextDecoder();
+  if (chunks.length === 1) return decoder.decode(chunks[0]);
   const body = new Uint8Array(size);
   let offset = 0;
   for (const c of chunks) {
     body.set(c, offset);
     offset += c.length;
   }
-  return new TextDecoder().decode(body);
+  return decoder.decode(body);
 }
 
 /** The Hono app of every route but `POST /slack/events` (tests of those routes call `app.request()`). */

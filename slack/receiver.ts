@@ -74,7 +74,11 @@ export class SlackEventsReceiver implements Receiver {
     return Promise.resolve();
   }
 
-  #refuse(status: 400 | 401 | 413 | 415, reason: string, detail: Record<string, unknown> = {}): Response {
+  #refuse(
+    status: 400 | 401 | 408 | 413 | 415,
+    reason: string,
+    detail: Record<string, unknown> = {},
+  ): Response {
     this.opts.metrics.inc(
       "bisman_slack_rejected_total",
       { reason },
@@ -95,6 +99,14 @@ export class SlackEventsReceiver implements Receiver {
       "body_too_large",
       contentLength ? { length: Number(contentLength) } : { chunked: true },
     );
+  }
+
+  /**
+   * The answer to a body that did not arrive within http/app.ts's deadline (its read is cancelled first):
+   * nothing of it is acted on.
+   */
+  refuseTooSlow(): Response {
+    return this.#refuse(408, "body_timeout");
   }
 
   /**

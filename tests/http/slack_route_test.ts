@@ -11,7 +11,7 @@ import { startTestBot, TEAM, USERS } from "../support/bot.ts";
 Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log line and counter", async (t) => {
   await using cluster = await startCluster({ name: "slack-route" });
   const stateDb = await cluster.createDatabase("state");
-  const tb = await startTestBot(cluster, { stateDb });
+  const tb = await startTestBot(cluster, { stateDb, start: { slackBodyDeadlineMs: 1_000 } });
   let stopped = false;
   /** A signed `/bisman help` body with its headers, as the Slack stand-in signs it. */
   const signed = () => {
@@ -100,6 +100,60 @@ Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log
     });
 
     await t.step(
+      "a body still arriving after the deadline gets 408 body_timeout and holds no handler",
+      async () => {
+        // Over a raw socket: the headers and one chunk of a chunked body, then nothing more (a client that
+        // holds the connection open; fetch would not show the answer before its own body ended).
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: tb.bot.port });
+        try {
+          const sent = performance.now();
+          await conn.write(new TextEncoder().encode(
+            `POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+              `Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n` +
+              `7\r\ncommand\r\n`,
+          ));
+          let answer = "";
+          const buf = new Uint8Array(4096);
+          // No answer in 8 s fails the step instead of hanging the suite.
+          const giveUp = setTimeout(() => conn.close(), 8_000);
+          try {
+            while (!answer.includes("body_timeout")) {
+              const n = await conn.read(buf);
+              if (n === null) break;
+              answer += new TextDecoder().decode(buf.subarray(0, n));
+            }
+          } catch (err) {
+            if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted)) {
+              throw err;
+            }
+          } finally {
+            clearTimeout(giveUp);
+          }
+          const waited = performance.now() - sent;
+          assert.match(answer, /^HTTP\/1\.1 408 /, answer);
+          assert.match(answer, /"error":"body_timeout"/);
+          assert.ok(waited >= 900, `answered after ${Math.round(waited)} ms, before the 1 s deadline`);
+        } finally {
+          try {
+            conn.close();
+          } catch { /* closed by giveUp */ }
+        }
+        const refused = await waitFor(
+          () => tb.logs.find((l) => l.includes('"http request"') && l.includes('"status":408')),
+          { what: "the 408's log line" },
+        );
+        assert.match(refused, /"route":"\/slack\/events"/);
+        await waitFor(
+          async () =>
+            (await tb.bot.deps.audit.rows()).some((r) =>
+              r.action === "slack.request_refused" && JSON.stringify(r.details).includes("body_timeout")
+            ),
+          { what: "the refusal in the audit log" },
+        );
+      },
+    );
+
+    await t.step(
       "a query string still reaches the receiver; other paths and methods are Hono's 404",
       async () => {
         const unsigned = await fetch(`${tb.eventsUrl}?retry=1`, {
@@ -124,6 +178,8 @@ Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log
       const ok = /bisman_http_requests_total\{route="\/slack\/events",status="200"\} (\d+)/.exec(metrics);
       assert.equal(Number(ok?.[1]), 5);
       assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="401"\} 1/);
+      assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="408"\} 1/);
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="body_timeout"\} 1/);
     });
 
     await t.step(
