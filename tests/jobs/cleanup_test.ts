@@ -42,7 +42,8 @@ Deno.test("cleanup archives old audit rows to verified files before deleting the
     // The minute-by-minute expiry sweep would expire the test's overdue request before cleanup sees it.
     doc.schedules = { cleanup: { enabled: false }, approval_expiry: { enabled: false } };
   });
-  const tb = await startTestBot(cluster, { config });
+  // With approval_expiry off the gate sweeps on its own timer (every 30 s): pushed out of the test's way too.
+  const tb = await startTestBot(cluster, { config, start: { sweepIntervalMs: 3_600_000 } });
   const deps: OpDeps = tb.bot.deps;
   const state = tb.bot.deps.state;
   const withConfig = (patch: (c: Config) => Config): OpDeps => ({ ...deps, config: patch(deps.config) });
