@@ -96,6 +96,8 @@ export interface StartOptions {
   cliSweepIntervalMs?: number;
   /** How long a Slack request's body may take to arrive (ms, default 10 s); tests shorten it. */
   slackBodyDeadlineMs?: number;
+  /** How long a Slack listener has to ack (ms, default Bolt's 3001); tests shorten it. */
+  slackAckDeadlineMs?: number;
   /** Slack Web API request timeout (ms, default 10 s): an unanswered call is retried, never waited on forever. */
   slackTimeoutMs?: number;
   /** Socket Mode timings (tests shorten them; production uses the library's defaults). */
@@ -267,6 +269,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       signingSecret: env.slackSigningSecret,
       log,
       metrics,
+      ackDeadlineMs: opts.slackAckDeadlineMs,
       onRefused: (reason, detail) => {
         audit.append({
           actor: "slack",

@@ -21,6 +21,13 @@ import { within } from "../core/within.ts";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
+ * How long a listener has to call `ack()`: Bolt's HTTPReceiver default (`unhandledRequestTimeoutMillis`, 3001
+ * ms, just past Slack's 3 seconds). Slack has given up on the request by then; answering frees it, and the
+ * error line names the listener's kind.
+ */
+export const ACK_DEADLINE_MS = 3001;
+
+/**
  * A slash command's listener that the receiver calls itself, without Bolt's dispatch (see
  * {@link SlackEventsReceiver.answerCommand}); `ack` is the one Bolt would pass.
  */
@@ -48,6 +55,8 @@ export class SlackEventsReceiver implements Receiver {
        */
       refusalsReportedPerMinute?: number;
       nowSeconds?: () => number;
+      /** Tests shorten it; default {@link ACK_DEADLINE_MS}. */
+      ackDeadlineMs?: number;
     },
   ) {
     this.#refusals = new RefusalBudget(opts.onRefused, opts.refusalsReportedPerMinute ?? 60);
@@ -142,6 +151,23 @@ export class SlackEventsReceiver implements Receiver {
 
     const { promise: acked, resolve } = Promise.withResolvers<Response>();
     let ackCalled = false;
+    // A listener that never acks (none does today, so this is a guard, not a path) would hold the request
+    // until its work ended: answered at the deadline as Bolt's HTTPReceiver answers it (defaultUnhandled-
+    // RequestHandler: an error line and a 404), its work left to go on.
+    const deadline = setTimeout(() => {
+      if (ackCalled) return;
+      this.opts.log.error("a Slack request was not acknowledged in time; answered 404", {
+        kind: kindOf(body),
+        deadline_ms: this.opts.ackDeadlineMs ?? ACK_DEADLINE_MS,
+      });
+      this.opts.metrics.inc(
+        "bisman_slack_unacknowledged_total",
+        { kind: kindOf(body) },
+        1,
+        "Slack requests whose listener did not acknowledge them in time",
+      );
+      resolve(new Response(null, { status: 404 }));
+    }, this.opts.ackDeadlineMs ?? ACK_DEADLINE_MS);
     const event: ReceiverEvent = {
       body,
       retryNum: Number(headers.get("x-slack-retry-num") ?? "") || undefined,
@@ -149,6 +175,7 @@ export class SlackEventsReceiver implements Receiver {
       ack: (response?: unknown) => {
         if (ackCalled) return Promise.reject(new Error("ack() was called twice for one Slack request"));
         ackCalled = true;
+        clearTimeout(deadline);
         this.opts.metrics.observe(
           "bisman_slack_ack_seconds",
           { kind: kindOf(body) },
@@ -174,6 +201,7 @@ export class SlackEventsReceiver implements Receiver {
         }
       })
       .finally(() => {
+        clearTimeout(deadline);
         this.#inFlight.delete(running);
         // A request no listener acknowledged still gets an empty 200, so Slack does not retry it (a resolve
         // after the first is ignored).
