@@ -96,7 +96,7 @@ export interface StartOptions {
   cliSweepIntervalMs?: number;
   /** How long a Slack request's body may take to arrive (ms, default 10 s); tests shorten it. */
   slackBodyDeadlineMs?: number;
-  /** How long a Slack listener has to ack (ms, default Bolt's 3001); tests shorten it. */
+  /** When a Slack request still without its ack is reported (ms, default Bolt's 3001); tests shorten it. */
   slackAckDeadlineMs?: number;
   /** Slack Web API request timeout (ms, default 10 s): an unanswered call is retried, never waited on forever. */
   slackTimeoutMs?: number;

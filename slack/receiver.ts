@@ -21,9 +21,9 @@ import { within } from "../core/within.ts";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
- * How long a listener has to call `ack()`: Bolt's HTTPReceiver default (`unhandledRequestTimeoutMillis`, 3001
- * ms, just past Slack's 3 seconds). Slack has given up on the request by then; answering frees it, and the
- * error line names the listener's kind.
+ * When a listener that has not called `ack()` is reported: Bolt's HTTPReceiver default
+ * (`unhandledRequestTimeoutMillis`, 3001 ms, just past Slack's 3 seconds, after which Slack shows the user an
+ * error and drops any answer).
  */
 export const ACK_DEADLINE_MS = 3001;
 
@@ -55,7 +55,7 @@ export class SlackEventsReceiver implements Receiver {
        */
       refusalsReportedPerMinute?: number;
       nowSeconds?: () => number;
-      /** Tests shorten it; default {@link ACK_DEADLINE_MS}. */
+      /** When an unacknowledged request is reported (default {@link ACK_DEADLINE_MS}; tests shorten it). */
       ackDeadlineMs?: number;
     },
   ) {
@@ -151,12 +151,13 @@ export class SlackEventsReceiver implements Receiver {
 
     const { promise: acked, resolve } = Promise.withResolvers<Response>();
     let ackCalled = false;
-    // A listener that never acks (none does today, so this is a guard, not a path) would hold the request
-    // until its work ended: answered at the deadline as Bolt's HTTPReceiver answers it (defaultUnhandled-
-    // RequestHandler: an error line and a 404), its work left to go on.
+    // A listener still without its ack when Slack has given up (one that forgot ack(), or a bot too slow to
+    // answer) is an error the user saw as Slack's timeout: logged and counted then, as Bolt's HTTPReceiver
+    // logs it. The request is not answered early (Bolt's default answers 404): Slack ignores a late answer
+    // anyway, and a slow ack that still arrives keeps its answer for any other client.
     const deadline = setTimeout(() => {
       if (ackCalled) return;
-      this.opts.log.error("a Slack request was not acknowledged in time; answered 404", {
+      this.opts.log.error("a Slack request was not acknowledged within Slack's 3 seconds", {
         kind: kindOf(body),
         deadline_ms: this.opts.ackDeadlineMs ?? ACK_DEADLINE_MS,
       });
@@ -164,9 +165,8 @@ export class SlackEventsReceiver implements Receiver {
         "bisman_slack_unacknowledged_total",
         { kind: kindOf(body) },
         1,
-        "Slack requests whose listener did not acknowledge them in time",
+        "Slack requests whose listener had not acknowledged them when Slack's 3 seconds were up",
       );
-      resolve(new Response(null, { status: 404 }));
     }, this.opts.ackDeadlineMs ?? ACK_DEADLINE_MS);
     const event: ReceiverEvent = {
       body,

@@ -110,23 +110,22 @@ Deno.test("POST /slack/events refuses forged, stale, unsigned and altered reques
   }
 });
 
-Deno.test("a listener that never acknowledges is answered 404 at the ack deadline, logged and counted, and its work goes on", async () => {
+Deno.test("a request still without its ack when Slack's 3 seconds are up is logged and counted, and answered when the listener ends", async () => {
   await using cluster = await startCluster({ name: "receiver-unacked" });
   let finished = false;
   const tb = await startTestBot(cluster, {
     start: {
       slackAckDeadlineMs: 500,
-      // A click listener that forgets ack() and works for 2 s (none of the bot's own does: a guard).
+      // A click listener that forgets ack() and works for 1.5 s (none of the bot's own does: a guard).
       registrations: [(app) =>
         app.action("test_forgets_ack", async () => {
-          await new Promise((r) => setTimeout(r, 2_000));
+          await new Promise((r) => setTimeout(r, 1_500));
           finished = true;
         })],
     },
   });
   try {
-    const t0 = performance.now();
-    const res = await tb.slack.sendBlockAction(tb.eventsUrl, {
+    const answer = tb.slack.sendBlockAction(tb.eventsUrl, {
       user_id: USERS.alice,
       team_id: TEAM,
       action_id: "test_forgets_ack",
@@ -134,17 +133,17 @@ Deno.test("a listener that never acknowledges is answered 404 at the ack deadlin
       channel_id: "C0OPS",
       message_ts: "1.000001",
     });
-    const waited = performance.now() - t0;
-    await res.body?.cancel();
-    assert.equal(res.status, 404, "answered as Bolt's HTTPReceiver answers an unacknowledged request");
-    assert.ok(waited >= 450 && waited < 1_900, `answered after ${Math.round(waited)} ms (deadline 500 ms)`);
-    assert.equal(finished, false, "answered before the listener's work ended");
-    assert.ok(
-      tb.logs.some((l) => l.includes("not acknowledged in time") && l.includes('"kind":"block_actions"')),
-    );
+    const late = (l: string) => l.includes("not acknowledged within Slack's 3 seconds");
+    const line = await waitFor(() => tb.logs.find(late), { what: "the error line at the deadline" });
+    assert.equal(finished, false, "reported while the listener still works");
+    assert.match(line, /"kind":"block_actions"/);
+    assert.match(line, /"level":"error"/);
     const metrics = await (await fetch(`${tb.bot.url}/metrics`)).text();
     assert.match(metrics, /bisman_slack_unacknowledged_total\{kind="block_actions"\} 1/);
-    await waitFor(() => finished, { what: "the listener's work to go on after the answer" });
+    const res = await answer;
+    await res.body?.cancel();
+    assert.equal(finished, true, "answered once the listener ended");
+    assert.equal(res.status, 200, "an empty 200, as for any request no listener acknowledged");
   } finally {
     await tb.stop();
   }
