@@ -67,9 +67,10 @@ export interface RunningBot {
   /**
    * Graceful shutdown: stops taking requests, lets running work finish for up to `graceMs` (default 10 s),
    * then releases locks and closes pools. Work still running after that is left to die with the process
-   * (pools and the gate's liveness lock stay open until then); `unfinished` counts it.
+   * (pools and the gate's liveness lock stay open until then); `unfinished` counts requests' and commands'
+   * work, `jobs` the scheduled runs (recorded interrupted by the scheduler).
    */
-  stop(opts?: { graceMs?: number }): Promise<{ unfinished: number }>;
+  stop(opts?: { graceMs?: number }): Promise<{ unfinished: number; jobs: number }>;
 }
 
 /** Options for tests and the sandbox; production uses none. */
@@ -401,7 +402,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
     url: `http://127.0.0.1:${port}`,
     fetch: (req) => Promise.resolve(http(req)),
     stop: async (stopOpts = {}) => {
-      if (stopped) return { unfinished: 0 };
+      if (stopped) return { unfinished: 0, jobs: 0 };
       stopped = true;
       if (onHup) Deno.removeSignalListener("SIGHUP", onHup);
       const graceMs = stopOpts.graceMs ?? 10_000;
@@ -424,7 +425,7 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       // must not hold the rest of the shutdown (their work, if any, is counted by the drain below).
       await within(listenerClosed, remaining());
       log.info("stopping: waiting for work in flight", { grace_ms: remaining() });
-      const [slackLeft, cliLeft] = await Promise.all([
+      const [slackLeft, cliLeft, jobsLeft] = await Promise.all([
         (receiver ?? socket)?.drain(remaining()),
         cliInbox.stop(remaining()),
         jobsStopped,
@@ -434,22 +435,24 @@ export async function startBot(opts: StartOptions = {}): Promise<RunningBot> {
       const auditLeft = await deps.audit.settled(Math.max(remaining(), AUDIT_FLOOR_MS));
       if (auditLeft) log.warn("stopping: audit entries still being written", { count: auditLeft });
       const left = (slackLeft ?? 0) + cliLeft + auditLeft;
-      if (left) {
+      if (left || jobsLeft) {
         // Work still running past the bound keeps its pools and the gate's liveness lock: both end with the
         // process, at the same moment as the work, and a peer (or the next start) marks it interrupted and
-        // reconciles it. Closing the pools under running queries would crash the driver instead.
+        // reconciles it. Closing the pools under running queries would crash the driver instead; a scheduled
+        // run deaf to its stop signal still queries them too (the scheduler has recorded it interrupted).
         log.warn("stopping with work still running: the gate marks it interrupted and reconciles it", {
           count: left,
+          jobs: jobsLeft,
           grace_ms: graceMs,
         });
-        return { unfinished: left };
+        return { unfinished: left, jobs: jobsLeft };
       }
       log.info("stopping: the approval gate, alert posting and the pools");
       await gate.stop();
       await alerts.stop();
       await targets.close();
       await state.end({ timeout: 5 });
-      return { unfinished: 0 };
+      return { unfinished: 0, jobs: 0 };
     },
   };
 }

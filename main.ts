@@ -99,9 +99,9 @@ if (import.meta.main) {
         void exitFlushed(1);
       }, graceMs + 10_000);
       try {
-        const { unfinished } = await bot.stop({ graceMs });
+        const { unfinished, jobs } = await bot.stop({ graceMs });
         clearTimeout(hard);
-        log.info("stopped", { unfinished });
+        log.info("stopped", { unfinished, jobs });
         await exitFlushed(0);
       } catch (err) {
         log.error("shutdown failed", { error: err });

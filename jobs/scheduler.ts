@@ -241,13 +241,14 @@ export class Scheduler implements JobService {
    * Stops scheduling, tells running jobs to stop (their `signal`), waits `scheduler.stop_grace_seconds`
    * for them (or `boundMs`, when the caller's own bound is shorter), and records those still going as
    * interrupted so the next slot need not wait for a lease.
+   * @returns how many runs are still going (their queries still use the pools)
    */
-  async stop(boundMs = Infinity): Promise<void> {
+  async stop(boundMs = Infinity): Promise<number> {
     for (const c of this.#crons.values()) c.stop();
     this.#crons.clear();
     clearInterval(this.#metricsTimer);
     this.#stopping.abort();
-    if (!this.#inflight.size) return;
+    if (!this.#inflight.size) return 0;
     await within(
       Promise.allSettled([...this.#inflight.values()].map((r) => r.done)),
       Math.min(this.#deps.config.scheduler.stop_grace_seconds * 1000, boundMs),
@@ -258,6 +259,7 @@ export class Scheduler implements JobService {
       await abandonRuns(this.#deps.state, left, "The bot stopped while this run was going (shutdown)")
         .catch((err) => this.#deps.log.error("could not record interrupted runs", { error: err }));
     }
+    return left.length;
   }
 
   /** Every job with its effective schedule and, when scheduled here, its next run. */

@@ -257,17 +257,18 @@ Deno.test("scheduler: a job that ignores its stop signal holds the bot's stop() 
   try {
     await waitFor(() => started === 1, { what: "the deaf job to start" });
     const t0 = performance.now();
-    const { unfinished } = await tb.bot.stop({ graceMs: 1_000 });
+    const { unfinished, jobs } = await tb.bot.stop({ graceMs: 1_000 });
     const took = performance.now() - t0;
     // The bound (1 s) and the audit floor (2 s) at most, with room for a loaded machine; before, the jobs'
     // wait ran its own 10 s whatever the bound.
     assert.ok(took < 6_000, `stop() took ${Math.round(took)} ms`);
     assert.equal(unfinished, 0, "a job left running is not a request's work");
-    // (The state pool is closed by now: the scheduler's line says the run was recorded interrupted.)
-    assert.ok(
-      tb.logs.some((l) => l.includes("recording them as interrupted")),
-      "the run still going is recorded interrupted",
-    );
+    assert.equal(jobs, 1, "but it is counted, and the pools it still queries are left open");
+    assert.ok(tb.logs.some((l) => l.includes("stopping with work still running")));
+    assert.ok(!tb.logs.some((l) => l.includes("stopping: the approval gate, alert posting and the pools")));
+    const [run] = await readRuns(tb.bot.deps.state, "deaf");
+    assert.equal(run?.outcome, "interrupted", "the run still going is recorded interrupted");
+    assert.match(run.error ?? "", /stopped while this run was going/);
   } finally {
     release();
     await tb.stop();
