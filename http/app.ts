@@ -151,6 +151,7 @@ async function slackDelivery(
       const raw = await boundedText(req, MAX_BODY_BYTES, opts.slackBodyDeadlineMs ?? SLACK_BODY_DEADLINE_MS);
       if (raw === TOO_LARGE) return receiver.refuseTooLarge(req.headers.get("content-length"));
       if (raw === TOO_SLOW) return receiver.refuseTooSlow();
+      if (raw === CUT_OFF) return receiver.refuseCutOff();
       return await receiver.handle(raw, req.headers, started);
     });
   } catch (err) {
@@ -164,18 +165,21 @@ async function slackDelivery(
 
 const TOO_LARGE = Symbol("too large");
 const TOO_SLOW = Symbol("too slow");
+const CUT_OFF = Symbol("cut off");
 
 /**
  * The body as text, or {@link TOO_LARGE} once it is longer than `max` bytes (a declared length is judged
  * before anything is read; a chunked body is counted as it streams in and abandoned at the limit, as Hono's
  * `bodyLimit` does, so an oversized body is never buffered whole), or {@link TOO_SLOW} when it has not all
- * arrived within `deadlineMs`: the read is cancelled then, so a client trickling bytes holds no handler.
+ * arrived within `deadlineMs`: the read is cancelled then, so a client trickling bytes holds no handler; or
+ * {@link CUT_OFF} when the client closed the connection before its body's end (Deno's read fails then; as an
+ * unhandled error it was an error line and a 500 per connection, outside the refusal budget).
  */
 async function boundedText(
   req: Request,
   max: number,
   deadlineMs: number,
-): Promise<string | typeof TOO_LARGE | typeof TOO_SLOW> {
+): Promise<string | typeof TOO_LARGE | typeof TOO_SLOW | typeof CUT_OFF> {
   if (!req.body) return "";
   const length = req.headers.get("content-length");
   if (length !== null && !req.headers.has("transfer-encoding") && Number.parseInt(length, 10) > max) {
@@ -205,6 +209,7 @@ async function boundedText(
     return decodeChunks(chunks, size);
   } catch (err) {
     if (late) return TOO_SLOW;
+    if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset) return CUT_OFF;
     throw err;
   } finally {
     clearTimeout(timer);

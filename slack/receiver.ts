@@ -118,6 +118,11 @@ export class SlackEventsReceiver implements Receiver {
     return this.#refuse(408, "body_timeout");
   }
 
+  /** The answer to a body its client stopped sending (the connection closed): no one reads it. */
+  refuseCutOff(): Response {
+    return this.#refuse(400, "body_cut_off");
+  }
+
   /**
    * Handles one request from Slack: its raw body (already bounded by http/app.ts) and its headers.
    * @param received when the request arrived (`performance.now()`), for the ack-time metric

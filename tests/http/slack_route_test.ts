@@ -99,57 +99,78 @@ Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log
       assert.match(res.headers.get("x-request-id") ?? "", /^[0-9a-f]{16}$/);
     });
 
-    await t.step(
-      "a body still arriving after the deadline gets 408 body_timeout and holds no handler",
-      async () => {
-        // Over a raw socket: the headers and one chunk of a chunked body, then nothing more (a client that
-        // holds the connection open; fetch would not show the answer before its own body ended).
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: tb.bot.port });
+    /**
+     * Sends `head` (request line, headers and the start of a body) over a raw socket and reads the answer
+     * until `until` shows in it (fetch would not show an answer before its own body ended). No answer in 8 s
+     * returns what came, so the step fails instead of hanging the suite.
+     */
+    const rawRequest = async (head: string, until: RegExp) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: tb.bot.port });
+      const sent = performance.now();
+      let answer = "";
+      const giveUp = setTimeout(() => conn.close(), 8_000);
+      try {
+        await conn.write(new TextEncoder().encode(head));
+        const buf = new Uint8Array(4096);
+        while (!until.test(answer)) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          answer += new TextDecoder().decode(buf.subarray(0, n));
+        }
+      } catch (err) {
+        if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted)) throw err;
+      } finally {
+        clearTimeout(giveUp);
         try {
-          const sent = performance.now();
-          await conn.write(new TextEncoder().encode(
-            `POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-              `Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n` +
-              `7\r\ncommand\r\n`,
-          ));
-          let answer = "";
-          const buf = new Uint8Array(4096);
-          // No answer in 8 s fails the step instead of hanging the suite.
-          const giveUp = setTimeout(() => conn.close(), 8_000);
-          try {
-            while (!answer.includes("body_timeout")) {
-              const n = await conn.read(buf);
-              if (n === null) break;
-              answer += new TextDecoder().decode(buf.subarray(0, n));
-            }
-          } catch (err) {
-            if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted)) {
-              throw err;
-            }
-          } finally {
-            clearTimeout(giveUp);
-          }
-          const waited = performance.now() - sent;
+          conn.close();
+        } catch { /* closed by giveUp */ }
+      }
+      return { answer, waited: performance.now() - sent };
+    };
+    const formHead = "POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+      "Content-Type: application/x-www-form-urlencoded\r\n";
+    const refusals = async (reason: string) =>
+      (await tb.bot.deps.audit.rows()).filter((r) =>
+        r.action === "slack.request_refused" && JSON.stringify(r.details).includes(reason)
+      ).length;
+
+    await t.step(
+      "a body still arriving after the deadline gets 408 body_timeout, chunked or with a Content-Length",
+      async () => {
+        // The headers and the start of a body, then nothing more: a client that holds the connection open.
+        for (
+          const head of [
+            `${formHead}Transfer-Encoding: chunked\r\n\r\n7\r\ncommand\r\n`,
+            `${formHead}Content-Length: 100\r\n\r\ncommand`,
+          ]
+        ) {
+          const { answer, waited } = await rawRequest(head, /body_timeout/);
           assert.match(answer, /^HTTP\/1\.1 408 /, answer);
           assert.match(answer, /"error":"body_timeout"/);
           assert.ok(waited >= 900, `answered after ${Math.round(waited)} ms, before the 1 s deadline`);
-        } finally {
-          try {
-            conn.close();
-          } catch { /* closed by giveUp */ }
         }
         const refused = await waitFor(
           () => tb.logs.find((l) => l.includes('"http request"') && l.includes('"status":408')),
           { what: "the 408's log line" },
         );
         assert.match(refused, /"route":"\/slack\/events"/);
-        await waitFor(
-          async () =>
-            (await tb.bot.deps.audit.rows()).some((r) =>
-              r.action === "slack.request_refused" && JSON.stringify(r.details).includes("body_timeout")
-            ),
-          { what: "the refusal in the audit log" },
-        );
+        await waitFor(async () => (await refusals("body_timeout")) === 2, {
+          what: "both refusals in the audit log",
+        });
+      },
+    );
+
+    await t.step(
+      "a client that closes its connection mid-body is a refusal within the budget, not an unhandled error",
+      async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: tb.bot.port });
+        await conn.write(new TextEncoder().encode(`${formHead}Content-Length: 100\r\n\r\ncommand`));
+        await new Promise((r) => setTimeout(r, 200));
+        conn.close();
+        await waitFor(async () => (await refusals("body_cut_off")) === 1, {
+          what: "the cut-off body refused and audited",
+        });
+        assert.ok(!tb.logs.some((l) => l.includes("unhandled HTTP error")), "no unhandled error line");
       },
     );
 
@@ -178,8 +199,10 @@ Deno.test("POST /slack/events outside Hono keeps the request id, body limit, log
       const ok = /bisman_http_requests_total\{route="\/slack\/events",status="200"\} (\d+)/.exec(metrics);
       assert.equal(Number(ok?.[1]), 5);
       assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="401"\} 1/);
-      assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="408"\} 1/);
-      assert.match(metrics, /bisman_slack_rejected_total\{reason="body_timeout"\} 1/);
+      assert.match(metrics, /bisman_http_requests_total\{route="\/slack\/events",status="408"\} 2/);
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="body_timeout"\} 2/);
+      assert.match(metrics, /bisman_slack_rejected_total\{reason="body_cut_off"\} 1/);
+      assert.doesNotMatch(metrics, /status="500"/);
     });
 
     await t.step(

@@ -116,15 +116,18 @@ Deno.test("a request still without its ack when Slack's 3 seconds are up is logg
   const tb = await startTestBot(cluster, {
     start: {
       slackAckDeadlineMs: 500,
-      // A click listener that forgets ack() and works for 1.5 s (none of the bot's own does: a guard).
+      // A click listener that forgets ack() and works for 2.5 s (none of the bot's own does: a guard).
       registrations: [(app) =>
         app.action("test_forgets_ack", async () => {
-          await new Promise((r) => setTimeout(r, 1_500));
+          await new Promise((r) => setTimeout(r, 2_500));
           finished = true;
         })],
     },
   });
   try {
+    // An acknowledged request first: it must never be reported, however long after its ack.
+    const help = await tb.command("help");
+    assert.equal(help.status, 200);
     const answer = tb.slack.sendBlockAction(tb.eventsUrl, {
       user_id: USERS.alice,
       team_id: TEAM,
@@ -140,6 +143,8 @@ Deno.test("a request still without its ack when Slack's 3 seconds are up is logg
     assert.match(line, /"level":"error"/);
     const metrics = await (await fetch(`${tb.bot.url}/metrics`)).text();
     assert.match(metrics, /bisman_slack_unacknowledged_total\{kind="block_actions"\} 1/);
+    assert.doesNotMatch(metrics, /bisman_slack_unacknowledged_total\{kind="command"\}/);
+    assert.equal(tb.logs.filter(late).length, 1, "the acknowledged command is not reported");
     const res = await answer;
     await res.body?.cancel();
     assert.equal(finished, true, "answered once the listener ended");
