@@ -16,6 +16,13 @@ import { transaction } from "./pg_tx.ts";
 
 /** Advisory lock key for migrations: an arbitrary constant, the same in every replica. */
 const MIGRATION_LOCK = 0x6269736d; // "bism"
+/**
+ * Transaction-level advisory lock key for the grants that follow the migrations. Replicas start together,
+ * and two GRANTs on one object at once fail with "tuple concurrently updated" (PostgreSQL rewrites the
+ * object's ACL in place; a CI run saw one of three bots starting on one database die of it), so each grant
+ * transaction takes this lock first and they run one after another.
+ */
+const GRANT_LOCK = MIGRATION_LOCK + 1;
 
 export interface Migration {
   id: number;
@@ -113,6 +120,7 @@ export async function grantRuntimeAccess(owner: Sql, runtimeRole: string): Promi
   if (me === runtimeRole) return;
   const role = owner(runtimeRole);
   await transaction(owner, async (tx) => {
+    await tx`select pg_advisory_xact_lock(${GRANT_LOCK})`;
     await tx`grant usage on schema bisman_ops to ${role}`;
     await tx`revoke create on schema bisman_ops from ${role}`;
     await tx`grant select, insert, update, delete on all tables in schema bisman_ops to ${role}`;
@@ -156,6 +164,7 @@ export async function grantCliAccess(owner: Sql): Promise<boolean> {
   if (!exists || !(await tableExists(owner, "cli_inbox"))) return false;
   const role = owner(CLI_GROUP_ROLE);
   await transaction(owner, async (tx) => {
+    await tx`select pg_advisory_xact_lock(${GRANT_LOCK})`;
     await tx`grant usage on schema bisman_ops to ${role}`;
     await tx`grant select on bisman_ops.requests, bisman_ops.approvals, bisman_ops.audit_log to ${role}`;
     await tx`grant execute on function bisman_ops.cli_submit(text, jsonb), bisman_ops.cli_reply(bigint) to ${role}`;

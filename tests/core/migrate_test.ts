@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startCluster } from "../../standins/cluster.ts";
-import { checkMigrations, migrate, readMigrations } from "../../core/migrate.ts";
+import { checkMigrations, migrate, migrateState, readMigrations } from "../../core/migrate.ts";
 
 Deno.test("migrate() applies each migration once, even when two start-ups race", async (t) => {
   await using cluster = await startCluster({ name: "migrate" });
@@ -27,6 +27,33 @@ Deno.test("migrate() applies each migration once, even when two start-ups race",
       await b.end();
     }
   });
+
+  await t.step(
+    "replicas starting together on a fresh database all start: the grants after the migrations take turns",
+    async () => {
+      // Three bots at once, as a Deployment's replicas start; CI saw one of three die of "tuple concurrently
+      // updated" (two GRANTs on the schema at once). Both set-ups: migrating as the runtime role itself, and
+      // as an owner that then grants the runtime role. A few fresh databases, for the race to show.
+      await cluster.primary.psql("create role mig_runtime login password 'mig-runtime-pw'");
+      for (let round = 0; round < 4; round++) {
+        for (const withOwner of [false, true]) {
+          const db = await cluster.createDatabase(`migstart${round}${withOwner ? "o" : "r"}`);
+          const ownerUrl = withOwner ? cluster.primary.url({ database: db }) : undefined;
+          const runtimeUrl = withOwner
+            ? cluster.primary.url({ database: db, user: "mig_runtime", password: "mig-runtime-pw" })
+            : cluster.primary.url({ database: db });
+          const pools = [0, 1, 2].map(() => postgres(runtimeUrl, { max: 2, onnotice: () => {} }));
+          try {
+            const results = await Promise.allSettled(pools.map((p) => migrateState(p, ownerUrl)));
+            const failed = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+            assert.deepEqual(failed.map((r) => String(r.reason)), [], `round ${round}, owner ${!!ownerUrl}`);
+          } finally {
+            await Promise.all(pools.map((p) => p.end()));
+          }
+        }
+      }
+    },
+  );
 
   await t.step("a failing migration rolls back and names itself; nothing of it remains", async () => {
     const db = await cluster.createDatabase("migfail");
