@@ -16,6 +16,7 @@ import type { AppDeps } from "../core/deps.ts";
 import type { ApprovalGate } from "../gate/gate.ts";
 import { runCliCommand } from "../commands/cli_commands.ts";
 import type { CliOutcome } from "../commands/cli_requests.ts";
+import { drainSet, within } from "../core/within.ts";
 
 /** The notification channel `cli_submit()` notifies on. */
 export const CLI_CHANNEL = "bisman_cli";
@@ -79,23 +80,9 @@ export class CliInbox {
     clearInterval(this.#timer);
     // UNLISTEN waits for the connection; with the state database down that could be forever. Closing the
     // pool (bot.ts, after this) ends the listening connection anyway.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#unlisten?.().catch(() => undefined),
-      new Promise((r) => (timer = setTimeout(r, 2_000))),
-    ]);
-    clearTimeout(timer);
+    await within(this.#unlisten?.() ?? Promise.resolve(), 2_000);
     await this.#sweeping;
-    const deadline = Date.now() + graceMs;
-    while (this.#inflight.size && Date.now() < deadline) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#inflight]),
-        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
-    }
-    return this.#inflight.size;
+    return await drainSet(this.#inflight, graceMs);
   }
 
   #sweep(): void {

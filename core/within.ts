@@ -13,3 +13,15 @@ export async function within(p: Promise<unknown>, ms: number): Promise<void> {
   ]);
   clearTimeout(timer);
 }
+
+/**
+ * Waits (at most `timeoutMs`) until `pending` is empty, its members removing themselves as they settle (work
+ * started meanwhile is waited for too); returns how many are left.
+ */
+export async function drainSet(pending: Set<Promise<unknown>>, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (pending.size && Date.now() < deadline) {
+    await within(Promise.allSettled([...pending]), deadline - Date.now());
+  }
+  return pending.size;
+}

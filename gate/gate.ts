@@ -37,6 +37,7 @@ import {
   tamperedMessage,
 } from "./integrity.ts";
 import type { IntegrityKeys } from "../core/keys.ts";
+import { within } from "../core/within.ts";
 import {
   type ApprovalNotifier,
   auditAfter,
@@ -157,12 +158,7 @@ export class ApprovalGate implements Gate {
   async idle(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while ((this.#inflight.size || this.#edits.size) && Date.now() < deadline) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#inflight, ...this.#edits.values()]),
-        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
+      await within(Promise.allSettled([...this.#inflight, ...this.#edits.values()]), deadline - Date.now());
     }
   }
 

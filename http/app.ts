@@ -24,7 +24,7 @@ import { secureHeaders } from "hono/secure-headers";
 import type { Metrics } from "../core/metrics.ts";
 import { type Logger, newRequestId, withLogContext } from "../core/log.ts";
 import { afterResponse } from "../core/after_response.ts";
-import { MAX_BODY_BYTES, type SlackEventsReceiver } from "../slack/receiver.ts";
+import { type BodyProblem, MAX_BODY_BYTES, type SlackEventsReceiver } from "../slack/receiver.ts";
 
 /** What `/readyz` reports. Only the state database and Slack's `auth.test` decide the status code. */
 export interface Readiness {
@@ -148,11 +148,10 @@ async function slackDelivery(
   let res: Response;
   try {
     res = await withLogContext({ request_id: requestId }, async () => {
-      const raw = await boundedText(req, MAX_BODY_BYTES, opts.slackBodyDeadlineMs ?? SLACK_BODY_DEADLINE_MS);
-      if (raw === TOO_LARGE) return receiver.refuseTooLarge(req.headers.get("content-length"));
-      if (raw === TOO_SLOW) return receiver.refuseTooSlow();
-      if (raw === CUT_OFF) return receiver.refuseCutOff();
-      return await receiver.handle(raw, req.headers, started);
+      const body = await boundedText(req, MAX_BODY_BYTES, opts.slackBodyDeadlineMs ?? SLACK_BODY_DEADLINE_MS);
+      return "problem" in body
+        ? receiver.refuseBody(body.problem, req.headers.get("content-length"))
+        : await receiver.handle(body.text, req.headers, started);
     });
   } catch (err) {
     opts.log.error("unhandled HTTP error", { error: err, path: SLACK_EVENTS_PATH, request_id: requestId });
@@ -163,27 +162,24 @@ async function slackDelivery(
   return res;
 }
 
-const TOO_LARGE = Symbol("too large");
-const TOO_SLOW = Symbol("too slow");
-const CUT_OFF = Symbol("cut off");
-
 /**
- * The body as text, or {@link TOO_LARGE} once it is longer than `max` bytes (a declared length is judged
- * before anything is read; a chunked body is counted as it streams in and abandoned at the limit, as Hono's
- * `bodyLimit` does, so an oversized body is never buffered whole), or {@link TOO_SLOW} when it has not all
- * arrived within `deadlineMs`: the read is cancelled then, so a client trickling bytes holds no handler; or
- * {@link CUT_OFF} when the client closed the connection before its body's end (Deno's read fails then; as an
- * unhandled error it was an error line and a 500 per connection, outside the refusal budget).
+ * The body as text, or the problem that stopped its read: `body_too_large` once it is longer than `max` bytes
+ * (a declared length is judged before anything is read; a chunked body is counted as it streams in and
+ * abandoned at the limit, as Hono's `bodyLimit` does, so an oversized body is never buffered whole),
+ * `body_timeout` when it has not all arrived within `deadlineMs` (the read is cancelled then, so a client
+ * trickling bytes holds no handler), `body_cut_off` when the client closed the connection before its end
+ * (Deno's read fails then; as an unhandled error it was an error line and a 500 per connection, outside the
+ * refusal budget).
  */
 async function boundedText(
   req: Request,
   max: number,
   deadlineMs: number,
-): Promise<string | typeof TOO_LARGE | typeof TOO_SLOW | typeof CUT_OFF> {
-  if (!req.body) return "";
+): Promise<{ text: string } | { problem: BodyProblem }> {
+  if (!req.body) return { text: "" };
   const length = req.headers.get("content-length");
   if (length !== null && !req.headers.has("transfer-encoding") && Number.parseInt(length, 10) > max) {
-    return TOO_LARGE;
+    return { problem: "body_too_large" };
   }
   const reader = req.body.getReader();
   let late = false;
@@ -197,19 +193,21 @@ async function boundedText(
     for (;;) {
       // A cancelled read ends as `done`: `late` tells it from the body's real end.
       const { done, value } = await reader.read();
-      if (late) return TOO_SLOW;
+      if (late) return { problem: "body_timeout" };
       if (done) break;
       size += value.length;
       if (size > max) {
         reader.cancel().catch(() => undefined);
-        return TOO_LARGE;
+        return { problem: "body_too_large" };
       }
       chunks.push(value);
     }
-    return decodeChunks(chunks, size);
+    return { text: decodeChunks(chunks, size) };
   } catch (err) {
-    if (late) return TOO_SLOW;
-    if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset) return CUT_OFF;
+    if (late) return { problem: "body_timeout" };
+    if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset) {
+      return { problem: "body_cut_off" };
+    }
     throw err;
   } finally {
     clearTimeout(timer);

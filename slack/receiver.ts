@@ -15,10 +15,13 @@ import { checkSignature } from "./verify.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RefusalBudget, type RefusalSink } from "../core/refusal_budget.ts";
-import { within } from "../core/within.ts";
+import { drainSet } from "../core/within.ts";
 
 /** Largest body accepted; Slack's biggest payloads (block actions carrying a full message) are far smaller. */
 export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Why a body was not read to its end (http/app.ts), as the refusal's reason. */
+export type BodyProblem = "body_too_large" | "body_timeout" | "body_cut_off";
 
 /**
  * When a listener that has not called `ack()` is reported: Bolt's HTTPReceiver default
@@ -99,28 +102,20 @@ export class SlackEventsReceiver implements Receiver {
   }
 
   /**
-   * The answer to a body over {@link MAX_BODY_BYTES}: http/app.ts calls it as soon as the declared length or
-   * the streamed bytes pass the limit, before the rest is read.
+   * The answer to a body http/app.ts stopped reading: over {@link MAX_BODY_BYTES} (judged on the declared
+   * length or the streamed bytes, before the rest is read), not all there within its deadline (the read is
+   * cancelled), or cut off by its client closing the connection. Nothing of it is acted on.
+   * @param contentLength the declared length, for the refusal's record of an oversized body
    */
-  refuseTooLarge(contentLength: string | null): Response {
-    return this.#refuse(
-      413,
-      "body_too_large",
-      contentLength ? { length: Number(contentLength) } : { chunked: true },
-    );
-  }
-
-  /**
-   * The answer to a body that did not arrive within http/app.ts's deadline (its read is cancelled first):
-   * nothing of it is acted on.
-   */
-  refuseTooSlow(): Response {
-    return this.#refuse(408, "body_timeout");
-  }
-
-  /** The answer to a body its client stopped sending (the connection closed): no one reads it. */
-  refuseCutOff(): Response {
-    return this.#refuse(400, "body_cut_off");
+  refuseBody(problem: BodyProblem, contentLength: string | null): Response {
+    if (problem === "body_too_large") {
+      return this.#refuse(
+        413,
+        problem,
+        contentLength ? { length: Number(contentLength) } : { chunked: true },
+      );
+    }
+    return this.#refuse(problem === "body_timeout" ? 408 : 400, problem);
   }
 
   /**
@@ -219,11 +214,7 @@ export class SlackEventsReceiver implements Receiver {
   /** Waits (at most `timeoutMs`) for listener work that continues after acks; returns how many were left. */
   async drain(timeoutMs = 10_000): Promise<number> {
     this.#refusals.flush();
-    const deadline = Date.now() + timeoutMs;
-    while (this.#inFlight.size && Date.now() < deadline) {
-      await within(Promise.allSettled([...this.#inFlight]), deadline - Date.now());
-    }
-    return this.#inFlight.size;
+    return await drainSet(this.#inFlight, timeoutMs);
   }
 }
 

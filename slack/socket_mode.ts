@@ -20,7 +20,7 @@ import { LogLevel, SocketModeClient } from "@slack/socket-mode";
 import type { App, Receiver, ReceiverEvent } from "@slack/bolt";
 import { type Logger, withLogContext } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { within } from "../core/within.ts";
+import { drainSet, within } from "../core/within.ts";
 
 /** How long an envelope id is remembered to recognise a redelivery (Slack retries within minutes). */
 const SEEN_TTL_MS = 15 * 60_000;
@@ -208,11 +208,7 @@ export class SocketModeEventsReceiver implements Receiver {
 
   /** Waits (at most `timeoutMs`) for listener work that continues after acks; returns how many were left. */
   async drain(timeoutMs = 10_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.#inFlight.size && Date.now() < deadline) {
-      await within(Promise.allSettled([...this.#inFlight]), deadline - Date.now());
-    }
-    return this.#inFlight.size;
+    return await drainSet(this.#inFlight, timeoutMs);
   }
 
   #ensureLoop(): void {
